@@ -1,0 +1,135 @@
+//! HSM throughput on a throw-away SoftHSM token: the session pool and the one-time key set
+//! against bare cryptoki loops measured in the same run.
+//!
+//! `cargo bench --bench hsm_throughput` (env: `BENCH_SECS` per sample, default 1; `BENCH_ROUNDS`
+//! samples per figure, default 5). Each figure is the median of its samples; the samples of the
+//! baseline and of the pool are interleaved so that noise from other processes hits both alike.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use esigd_hsm::testing::{TestToken, raw};
+use esigd_hsm::{Hsm, KeyKind, KeyRef, OneTimeConfig, OneTimeKeys};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs `f` from `threads` threads for `dur`; operations per second.
+fn par(threads: usize, dur: Duration, f: Arc<dyn Fn() + Send + Sync>) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            let (f, stop, count) = (f.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    f();
+                    n += 1;
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    std::thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` probes bench binaries; nothing to list
+    }
+    let dur = Duration::from_millis(env_num("BENCH_SECS", 1) * 1000);
+    let rounds = env_num("BENCH_ROUNDS", 5) as usize;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("hsm_throughput: SoftHSM2, ECDSA P-256, {cores} cores, {rounds} samples x {dur:?}, load {}", load.trim());
+
+    let token = TestToken::create();
+    let mut cfg = token.config();
+    cfg.pool_size = 8;
+    let hsm = Hsm::open(cfg).unwrap();
+    hsm.generate_key_pair("bench", KeyKind::EcP256).unwrap();
+    let signer = Arc::new(hsm.signer(&KeyRef::label("bench"), "bench.key", None).unwrap());
+
+    println!();
+    println!("| caller threads | raw cryptoki sign/s (own session each) | pool sign/s | pool / raw |");
+    println!("|---|---|---|---|");
+    for threads in [1usize, 2, 4, 8] {
+        let (mut raw_s, mut pool_s) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            raw_s.push(raw::sign_loop(&token, "bench", threads, dur));
+            let s = signer.clone();
+            pool_s.push(par(threads, dur, Arc::new(move || {
+                s.sign_digest(&[0x5a; 32]).unwrap();
+            })));
+        }
+        let (r, p) = (median(raw_s), median(pool_s));
+        println!("| {threads} | {r:.0} | {p:.0} | {:.2} |", p / r);
+    }
+
+    // Latency on the request path: what one caller waits for one key's work. The caller is paced
+    // (a pause between calls, outside the timed part) like a stream of requests below capacity.
+    let lat = |f: &dyn Fn()| -> f64 {
+        let mut v: Vec<f64> = (0..2000)
+            .map(|_| {
+                std::thread::sleep(Duration::from_micros(300));
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+
+    println!();
+    println!("| one-time sequence (1 sign per key) | threads | keys/s | ratio to raw |");
+    println!("|---|---|---|---|");
+    let onetime = Arc::new(
+        OneTimeKeys::start(&hsm, OneTimeConfig { ready: 8, max_signatures: 3, ..OneTimeConfig::default() }).unwrap(),
+    );
+    onetime.wait_ready(8, Duration::from_secs(10));
+    for threads in [1usize, 2] {
+        let (mut raw_s, mut pre_s) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            raw_s.push(raw::keygen_sign_destroy_loop(&token, 1, threads, dur));
+            let ot = onetime.clone();
+            pre_s.push(par(threads, dur, Arc::new(move || {
+                let k = ot.take().unwrap();
+                k.sign_digest(&[0x5a; 32]).unwrap();
+                k.destroy().unwrap();
+            })));
+        }
+        let (r, p) = (median(raw_s), median(pre_s));
+        println!("| raw keygen+sign+destroy | {threads} | {r:.0} | 1.00 |");
+        println!("| pre-generated take+sign+destroy | {threads} | {p:.0} | {:.2} |", p / r);
+    }
+    let ot = onetime.clone();
+    let pre = lat(&move || {
+        let k = ot.take().unwrap();
+        k.sign_digest(&[0x5a; 32]).unwrap();
+        k.destroy().unwrap();
+    });
+    let h2 = hsm.clone();
+    let bare = lat(&move || {
+        h2.ephemeral_sign_once(KeyKind::EcP256, &[&[0x5a; 32]]).unwrap();
+    });
+    println!();
+    println!("| request-path latency, median of 2000 paced calls (1 caller) | µs |");
+    println!("|---|---|");
+    println!("| keygen+sign+destroy inline (through the pool) | {bare:.0} |");
+    println!("| take pre-generated key + sign + destroy | {pre:.0} |");
+}

@@ -1,0 +1,40 @@
+//! PKCS#11 access for esigd — the only crate that calls `cryptoki`.
+//!
+//! - [`Hsm`]: one logged-in token with a bounded, self-healing session pool;
+//! - [`HsmSigner`]: a persistent key (CA, TSA, OCSP) behind the RustCrypto signer traits;
+//! - [`OneTimeKeys`] / [`OneTimeKey`]: ephemeral keys generated ahead of the request path, used
+//!   for one signature and destroyed with a [`DestructionReceipt`];
+//! - [`HsmObserver`]: metrics hooks; the registry lives in the appliance.
+//!
+//! All calls block (PKCS#11 is synchronous FFI): run them on blocking threads.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod core;
+mod error;
+mod keyref;
+mod keys;
+mod mech;
+mod observer;
+mod onetime;
+mod pin;
+mod signer;
+mod token;
+
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+pub use config::{HsmConfig, OneTimeConfig};
+pub use error::{HsmError, rv_name};
+pub use keyref::KeyRef;
+pub use mech::{HashAlg, KeyKind, SignatureScheme};
+pub use observer::{HsmObserver, HsmOp, NoopObserver};
+pub use onetime::{DestructionReceipt, OneTimeKey, OneTimeKeys};
+pub use pin::PinSource;
+pub use signer::{HsmSignature, HsmSigner, PublicKey, hsm_error_of};
+pub use token::{Hsm, HsmStats};
+
+/// Where Debian installs SoftHSM2's PKCS#11 module.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
