@@ -1,0 +1,1043 @@
+//! CMS SignedData (RFC 5652) over an externally computed digest, CAdES signed/unsigned attributes
+//! (RFC 5035 ESS signing-certificate-v2, ETSI EN 319 122-1 signature-time-stamp) and a small parser /
+//! verifier used by tests and by the signing pipeline.
+//!
+//! Signing goes through the RustCrypto signer traits so the key can live in the HSM. The `SignerInfo`
+//! is built with `cms::builder::SignerInfoBuilder` (external-digest mode); the `SignedData` around it is
+//! assembled here because `cms` 0.2.3's `SignedDataBuilder::add_signer_info` replaces the signer's
+//! error with a generic ASN.1 error, and the caller must be able to tell "HSM unavailable" apart.
+
+use cms::builder::{Error as CmsBuilderError, SignerInfoBuilder};
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use const_oid::ObjectIdentifier;
+use der::asn1::{Any, GeneralizedTime, OctetString, SetOfVec, UtcTime};
+use der::{Decode, Encode, Sequence, Tag, Tagged};
+use sha2::Digest;
+use signature::{Keypair, Signer};
+use spki::{
+    AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, EncodePublicKey,
+    SignatureBitStringEncoding,
+};
+use std::time::SystemTime;
+use x509_cert::Certificate;
+use x509_cert::attr::{Attribute, AttributeValue};
+use x509_cert::builder::Builder;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::serial_number::SerialNumber;
+
+/// Object identifiers used by the CMS / CAdES / TSP code.
+pub mod oids {
+    use const_oid::ObjectIdentifier as Oid;
+
+    /// id-data (RFC 5652).
+    pub const ID_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.1");
+    /// id-signedData (RFC 5652).
+    pub const ID_SIGNED_DATA: Oid = Oid::new_unwrap("1.2.840.113549.1.7.2");
+    /// id-ct-TSTInfo (RFC 3161).
+    pub const ID_CT_TST_INFO: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.1.4");
+    /// id-contentType signed attribute.
+    pub const ID_CONTENT_TYPE: Oid = Oid::new_unwrap("1.2.840.113549.1.9.3");
+    /// id-messageDigest signed attribute.
+    pub const ID_MESSAGE_DIGEST: Oid = Oid::new_unwrap("1.2.840.113549.1.9.4");
+    /// id-signingTime signed attribute.
+    pub const ID_SIGNING_TIME: Oid = Oid::new_unwrap("1.2.840.113549.1.9.5");
+    /// id-aa-signingCertificateV2 (RFC 5035).
+    pub const ID_AA_SIGNING_CERTIFICATE_V2: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.2.47");
+    /// id-aa-signatureTimeStampToken (RFC 3161 appendix A, CAdES-T).
+    pub const ID_AA_SIGNATURE_TIME_STAMP_TOKEN: Oid = Oid::new_unwrap("1.2.840.113549.1.9.16.2.14");
+
+    /// id-sha256.
+    pub const ID_SHA256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.1");
+    /// id-sha384.
+    pub const ID_SHA384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.2");
+    /// id-sha512.
+    pub const ID_SHA512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.3");
+    /// id-sha3-256.
+    pub const ID_SHA3_256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.8");
+    /// id-sha3-384.
+    pub const ID_SHA3_384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.9");
+    /// id-sha3-512.
+    pub const ID_SHA3_512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.2.10");
+
+    /// ecdsa-with-SHA256.
+    pub const ECDSA_WITH_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
+    /// ecdsa-with-SHA384.
+    pub const ECDSA_WITH_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
+    /// ecdsa-with-SHA512.
+    pub const ECDSA_WITH_SHA512: Oid = Oid::new_unwrap("1.2.840.10045.4.3.4");
+    /// id-ecdsa-with-sha3-256.
+    pub const ECDSA_WITH_SHA3_256: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.10");
+    /// id-ecdsa-with-sha3-384.
+    pub const ECDSA_WITH_SHA3_384: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.11");
+    /// id-ecdsa-with-sha3-512.
+    pub const ECDSA_WITH_SHA3_512: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.12");
+    /// sha256WithRSAEncryption.
+    pub const SHA256_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.11");
+    /// sha384WithRSAEncryption.
+    pub const SHA384_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.12");
+    /// sha512WithRSAEncryption.
+    pub const SHA512_WITH_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.13");
+    /// id-rsassa-pkcs1-v1_5-with-sha3-256.
+    pub const SHA3_256_WITH_RSA: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.14");
+    /// id-rsassa-pkcs1-v1_5-with-sha3-384.
+    pub const SHA3_384_WITH_RSA: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.15");
+    /// id-rsassa-pkcs1-v1_5-with-sha3-512.
+    pub const SHA3_512_WITH_RSA: Oid = Oid::new_unwrap("2.16.840.1.101.3.4.3.16");
+
+    /// id-ecPublicKey.
+    pub const ID_EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
+    /// rsaEncryption.
+    pub const RSA_ENCRYPTION: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
+    /// secp256r1 / P-256.
+    pub const SECP256R1: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
+    /// secp384r1 / P-384.
+    pub const SECP384R1: Oid = Oid::new_unwrap("1.3.132.0.34");
+}
+
+/// Errors of the CMS module.
+#[derive(Debug, thiserror::Error)]
+pub enum CmsError {
+    /// The signer (e.g. the HSM) failed; the source is kept so callers can tell "HSM unavailable" apart.
+    #[error("signer failed")]
+    Signer(#[source] signature::Error),
+    /// The signer's public key or algorithm identifier could not be encoded.
+    #[error("signer public key / algorithm identifier: {0}")]
+    PublicKey(#[from] spki::Error),
+    /// DER encoding or decoding failed.
+    #[error("ASN.1 DER: {0}")]
+    Asn1(#[from] der::Error),
+    /// Any other error reported by the `cms` builder (its error type is not a std error).
+    #[error("CMS builder: {0}")]
+    Builder(String),
+    /// The digest length does not match the digest algorithm.
+    #[error("digest length {actual} does not match {algorithm:?} ({expected} bytes)")]
+    DigestLength {
+        /// Digest algorithm asked for.
+        algorithm: DigestAlgorithm,
+        /// Expected length.
+        expected: usize,
+        /// Given length.
+        actual: usize,
+    },
+    /// The signer signs with a different hash than the requested digest algorithm, or with an
+    /// algorithm this module does not know.
+    #[error("signer's signature algorithm {signature_algorithm} does not use digest {requested:?}")]
+    SignerDigestMismatch {
+        /// Signature algorithm OID of the signer.
+        signature_algorithm: ObjectIdentifier,
+        /// Digest algorithm asked for.
+        requested: DigestAlgorithm,
+    },
+    /// The CMS structure is not what this module produces / accepts.
+    #[error("invalid CMS structure: {0}")]
+    Invalid(&'static str),
+    /// Verification failed.
+    #[error("verification failed: {0}")]
+    Verify(&'static str),
+}
+
+impl From<CmsBuilderError> for CmsError {
+    fn from(e: CmsBuilderError) -> Self {
+        match e {
+            CmsBuilderError::Asn1(e) => CmsError::Asn1(e),
+            CmsBuilderError::PublicKey(e) => CmsError::PublicKey(e),
+            CmsBuilderError::Signature(e) => CmsError::Signer(e),
+            other => CmsError::Builder(other.to_string()),
+        }
+    }
+}
+
+impl From<x509_cert::builder::Error> for CmsError {
+    fn from(e: x509_cert::builder::Error) -> Self {
+        match e {
+            x509_cert::builder::Error::Asn1(e) => CmsError::Asn1(e),
+            x509_cert::builder::Error::PublicKey(e) => CmsError::PublicKey(e),
+            x509_cert::builder::Error::Signature(e) => CmsError::Signer(e),
+            other => CmsError::Builder(other.to_string()),
+        }
+    }
+}
+
+/// Digest algorithms accepted for message digests and time-stamp imprints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+    /// SHA-512.
+    Sha512,
+    /// SHA3-256.
+    Sha3_256,
+    /// SHA3-384.
+    Sha3_384,
+    /// SHA3-512.
+    Sha3_512,
+}
+
+impl DigestAlgorithm {
+    /// All supported algorithms.
+    pub const ALL: [DigestAlgorithm; 6] = [
+        Self::Sha256,
+        Self::Sha384,
+        Self::Sha512,
+        Self::Sha3_256,
+        Self::Sha3_384,
+        Self::Sha3_512,
+    ];
+
+    /// The algorithm's OID.
+    pub fn oid(self) -> ObjectIdentifier {
+        match self {
+            Self::Sha256 => oids::ID_SHA256,
+            Self::Sha384 => oids::ID_SHA384,
+            Self::Sha512 => oids::ID_SHA512,
+            Self::Sha3_256 => oids::ID_SHA3_256,
+            Self::Sha3_384 => oids::ID_SHA3_384,
+            Self::Sha3_512 => oids::ID_SHA3_512,
+        }
+    }
+
+    /// Looks an algorithm up by OID.
+    pub fn from_oid(oid: &ObjectIdentifier) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.oid() == *oid)
+    }
+
+    /// Output length in bytes.
+    pub fn output_len(self) -> usize {
+        match self {
+            Self::Sha256 | Self::Sha3_256 => 32,
+            Self::Sha384 | Self::Sha3_384 => 48,
+            Self::Sha512 | Self::Sha3_512 => 64,
+        }
+    }
+
+    /// Hashes `data`.
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha256 => sha2::Sha256::digest(data).to_vec(),
+            Self::Sha384 => sha2::Sha384::digest(data).to_vec(),
+            Self::Sha512 => sha2::Sha512::digest(data).to_vec(),
+            Self::Sha3_256 => sha3::Sha3_256::digest(data).to_vec(),
+            Self::Sha3_384 => sha3::Sha3_384::digest(data).to_vec(),
+            Self::Sha3_512 => sha3::Sha3_512::digest(data).to_vec(),
+        }
+    }
+
+    /// AlgorithmIdentifier with absent parameters (RFC 5754 / RFC 8702).
+    pub fn algorithm_identifier(self) -> AlgorithmIdentifierOwned {
+        AlgorithmIdentifierOwned {
+            oid: self.oid(),
+            parameters: None,
+        }
+    }
+
+    /// Checks that `digest` has this algorithm's length.
+    pub fn check_len(self, digest: &[u8]) -> Result<(), CmsError> {
+        if digest.len() == self.output_len() {
+            Ok(())
+        } else {
+            Err(CmsError::DigestLength {
+                algorithm: self,
+                expected: self.output_len(),
+                actual: digest.len(),
+            })
+        }
+    }
+
+    /// The digest a signature algorithm uses (None for unknown algorithms, e.g. RSASSA-PSS).
+    pub fn of_signature_algorithm(sig_alg: &ObjectIdentifier) -> Option<Self> {
+        use oids::*;
+        Some(match *sig_alg {
+            ECDSA_WITH_SHA256 | SHA256_WITH_RSA => Self::Sha256,
+            ECDSA_WITH_SHA384 | SHA384_WITH_RSA => Self::Sha384,
+            ECDSA_WITH_SHA512 | SHA512_WITH_RSA => Self::Sha512,
+            ECDSA_WITH_SHA3_256 | SHA3_256_WITH_RSA => Self::Sha3_256,
+            ECDSA_WITH_SHA3_384 | SHA3_384_WITH_RSA => Self::Sha3_384,
+            ECDSA_WITH_SHA3_512 | SHA3_512_WITH_RSA => Self::Sha3_512,
+            _ => return None,
+        })
+    }
+}
+
+/// RFC 5035 `ESSCertIDv2`.
+///
+/// ```text
+/// ESSCertIDv2 ::= SEQUENCE {
+///     hashAlgorithm  AlgorithmIdentifier DEFAULT {algorithm id-sha256},
+///     certHash       Hash,
+///     issuerSerial   IssuerSerial OPTIONAL }
+/// ```
+/// DER forbids encoding the default, so SHA-256 is represented by `hash_algorithm: None`.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct EssCertIdV2 {
+    /// Hash algorithm; `None` means the default SHA-256.
+    #[asn1(optional = "true")]
+    pub hash_algorithm: Option<AlgorithmIdentifierOwned>,
+    /// Hash of the whole DER certificate.
+    pub cert_hash: OctetString,
+    /// Issuer and serial number of the certificate.
+    #[asn1(optional = "true")]
+    pub issuer_serial: Option<IssuerSerial>,
+}
+
+/// RFC 5035 `IssuerSerial ::= SEQUENCE { issuer GeneralNames, serialNumber CertificateSerialNumber }`.
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct IssuerSerial {
+    /// Issuer as GeneralNames (one directoryName).
+    pub issuer: Vec<GeneralName>,
+    /// Certificate serial number.
+    pub serial_number: SerialNumber,
+}
+
+/// RFC 5035 `SigningCertificateV2 ::= SEQUENCE { certs SEQUENCE OF ESSCertIDv2, policies ... OPTIONAL }`
+/// (policies are never produced and ignored when parsing).
+#[derive(Clone, Debug, Eq, PartialEq, Sequence)]
+pub struct SigningCertificateV2 {
+    /// Certificate identifiers; the first identifies the signer.
+    pub certs: Vec<EssCertIdV2>,
+    /// Policies (kept opaque).
+    #[asn1(optional = "true")]
+    pub policies: Option<Any>,
+}
+
+impl SigningCertificateV2 {
+    /// ESSCertIDv2 (SHA-256 certHash + issuerSerial) for `cert`.
+    pub fn for_certificate(cert: &Certificate) -> Result<Self, CmsError> {
+        let cert_der = cert.to_der()?;
+        Ok(Self {
+            certs: vec![EssCertIdV2 {
+                hash_algorithm: None,
+                cert_hash: OctetString::new(sha2::Sha256::digest(&cert_der).to_vec())?,
+                issuer_serial: Some(IssuerSerial {
+                    issuer: vec![GeneralName::DirectoryName(
+                        cert.tbs_certificate.issuer.clone(),
+                    )],
+                    serial_number: cert.tbs_certificate.serial_number.clone(),
+                }),
+            }],
+            policies: None,
+        })
+    }
+
+    /// Whether the first ESSCertIDv2 identifies `cert` (hash, and issuerSerial when present).
+    pub fn matches(&self, cert: &Certificate) -> Result<bool, CmsError> {
+        let Some(first) = self.certs.first() else {
+            return Ok(false);
+        };
+        let alg = match &first.hash_algorithm {
+            None => DigestAlgorithm::Sha256,
+            Some(a) => DigestAlgorithm::from_oid(&a.oid)
+                .ok_or(CmsError::Invalid("unsupported ESSCertIDv2 hash algorithm"))?,
+        };
+        if alg.digest(&cert.to_der()?) != first.cert_hash.as_bytes() {
+            return Ok(false);
+        }
+        if let Some(is) = &first.issuer_serial {
+            let issuer_ok = is.issuer.iter().any(|gn| {
+                matches!(gn, GeneralName::DirectoryName(n) if *n == cert.tbs_certificate.issuer)
+            });
+            if !issuer_ok || is.serial_number != cert.tbs_certificate.serial_number {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The signed attribute carrying this value.
+    pub fn to_attribute(&self) -> Result<Attribute, CmsError> {
+        single_value_attribute(oids::ID_AA_SIGNING_CERTIFICATE_V2, &self.to_der()?)
+    }
+}
+
+fn single_value_attribute(oid: ObjectIdentifier, value_der: &[u8]) -> Result<Attribute, CmsError> {
+    let mut values = SetOfVec::new();
+    values.insert(AttributeValue::from_der(value_der)?)?;
+    Ok(Attribute { oid, values })
+}
+
+/// signing-time attribute: UTCTime for 1950..=2049, GeneralizedTime otherwise (RFC 5652 §11.3).
+pub fn signing_time_attribute(time: SystemTime) -> Result<Attribute, CmsError> {
+    let dt = der::DateTime::from_system_time(time)?;
+    let value = if (1950..=2049).contains(&dt.year()) {
+        UtcTime::from_date_time(dt)?.to_der()?
+    } else {
+        GeneralizedTime::from_date_time(dt).to_der()?
+    };
+    single_value_attribute(oids::ID_SIGNING_TIME, &value)
+}
+
+/// The eContentType a signature is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentType {
+    /// id-data: a document (detached signature).
+    Data,
+    /// id-ct-TSTInfo: an RFC 3161 time-stamp token.
+    TstInfo,
+}
+
+impl ContentType {
+    /// The OID.
+    pub fn oid(self) -> ObjectIdentifier {
+        match self {
+            Self::Data => oids::ID_DATA,
+            Self::TstInfo => oids::ID_CT_TST_INFO,
+        }
+    }
+}
+
+/// What to sign and how.
+#[derive(Debug, Clone)]
+pub struct SignParams<'a> {
+    /// eContentType (and content-type signed attribute).
+    pub content_type: ContentType,
+    /// Algorithm of `digest`; must be the hash the signer's signature algorithm uses.
+    pub digest_algorithm: DigestAlgorithm,
+    /// Message digest of the (external) content.
+    pub digest: &'a [u8],
+    /// signing-time attribute value; omitted when `None`.
+    pub signing_time: Option<SystemTime>,
+    /// Certificates placed in `certificates` after the signer certificate (chain, ...).
+    pub extra_certs: &'a [Certificate],
+    /// Whether the signer certificate is placed in `certificates`.
+    pub include_signer_cert: bool,
+}
+
+/// The digest algorithm the signer's signature algorithm uses.
+pub fn signer_digest_algorithm<S>(signer: &S) -> Result<DigestAlgorithm, CmsError>
+where
+    S: DynSignatureAlgorithmIdentifier,
+{
+    let alg = signer.signature_algorithm_identifier()?;
+    DigestAlgorithm::of_signature_algorithm(&alg.oid).ok_or(CmsError::SignerDigestMismatch {
+        signature_algorithm: alg.oid,
+        requested: DigestAlgorithm::Sha256,
+    })
+}
+
+/// Builds a detached CMS `ContentInfo(SignedData)` over an externally computed digest and returns its DER.
+///
+/// Signed attributes: content-type, message-digest, signing-time (if given), signing-certificate-v2.
+/// The digest algorithm must match the signer's (OpenSSL and most verifiers hash the signed attributes
+/// with `SignerInfo.digestAlgorithm`).
+pub fn sign_detached_digest<S, Sig>(
+    signer: &S,
+    signer_cert: &Certificate,
+    params: &SignParams<'_>,
+) -> Result<Vec<u8>, CmsError>
+where
+    S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+    S::VerifyingKey: EncodePublicKey,
+    Sig: SignatureBitStringEncoding,
+{
+    sign_inner::<S, Sig>(signer, signer_cert, params, None)
+}
+
+/// Builds a CMS `ContentInfo(SignedData)` with the content encapsulated (e.g. a TSTInfo) and returns its DER.
+pub fn sign_encapsulated<S, Sig>(
+    signer: &S,
+    signer_cert: &Certificate,
+    content_type: ContentType,
+    content: &[u8],
+    signing_time: Option<SystemTime>,
+    include_signer_cert: bool,
+    extra_certs: &[Certificate],
+) -> Result<Vec<u8>, CmsError>
+where
+    S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+    S::VerifyingKey: EncodePublicKey,
+    Sig: SignatureBitStringEncoding,
+{
+    let digest_algorithm = signer_digest_algorithm(signer)?;
+    let digest = digest_algorithm.digest(content);
+    let params = SignParams {
+        content_type,
+        digest_algorithm,
+        digest: &digest,
+        signing_time,
+        extra_certs,
+        include_signer_cert,
+    };
+    sign_inner::<S, Sig>(signer, signer_cert, &params, Some(content))
+}
+
+fn sign_inner<S, Sig>(
+    signer: &S,
+    signer_cert: &Certificate,
+    params: &SignParams<'_>,
+    content: Option<&[u8]>,
+) -> Result<Vec<u8>, CmsError>
+where
+    S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+    S::VerifyingKey: EncodePublicKey,
+    Sig: SignatureBitStringEncoding,
+{
+    params.digest_algorithm.check_len(params.digest)?;
+    let sig_alg = signer.signature_algorithm_identifier()?;
+    if DigestAlgorithm::of_signature_algorithm(&sig_alg.oid) != Some(params.digest_algorithm) {
+        return Err(CmsError::SignerDigestMismatch {
+            signature_algorithm: sig_alg.oid,
+            requested: params.digest_algorithm,
+        });
+    }
+    // The signer must own the certificate's key, or the result would never verify.
+    let spki_der = signer.verifying_key().to_public_key_der()?;
+    if spki_der.as_bytes()
+        != signer_cert
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()?
+    {
+        return Err(CmsError::Invalid(
+            "signer certificate public key does not match the signer",
+        ));
+    }
+
+    // The builder only reads eContentType from this (eContent must be absent in external-digest
+    // mode); the real encapsulated content is put in below.
+    let detached_eci = EncapsulatedContentInfo {
+        econtent_type: params.content_type.oid(),
+        econtent: None,
+    };
+    let sid = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+        issuer: signer_cert.tbs_certificate.issuer.clone(),
+        serial_number: signer_cert.tbs_certificate.serial_number.clone(),
+    });
+    let mut sib = SignerInfoBuilder::new(
+        signer,
+        sid,
+        params.digest_algorithm.algorithm_identifier(),
+        &detached_eci,
+        Some(params.digest),
+    )?;
+    // content-type and message-digest are added by the builder (adding content-type here trips a
+    // bug in its consistency check).
+    if let Some(t) = params.signing_time {
+        sib.add_signed_attribute(signing_time_attribute(t)?)?;
+    }
+    sib.add_signed_attribute(SigningCertificateV2::for_certificate(signer_cert)?.to_attribute()?)?;
+    let signer_info: SignerInfo = sib.build::<Sig>()?;
+
+    let econtent = match content {
+        Some(c) => Some(Any::from_der(&OctetString::new(c)?.to_der()?)?),
+        None => None,
+    };
+    let mut certs = Vec::new();
+    if params.include_signer_cert {
+        certs.push(CertificateChoices::Certificate(signer_cert.clone()));
+    }
+    certs.extend(
+        params
+            .extra_certs
+            .iter()
+            .cloned()
+            .map(CertificateChoices::Certificate),
+    );
+    let mut digest_algorithms = SetOfVec::new();
+    digest_algorithms.insert(params.digest_algorithm.algorithm_identifier())?;
+    let signed_data = SignedData {
+        // RFC 5652 §5.1: v3 when eContentType is not id-data, v1 otherwise (issuerAndSerialNumber sid,
+        // plain certificates only).
+        version: if params.content_type == ContentType::Data {
+            CmsVersion::V1
+        } else {
+            CmsVersion::V3
+        },
+        digest_algorithms,
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: params.content_type.oid(),
+            econtent,
+        },
+        certificates: if certs.is_empty() {
+            None
+        } else {
+            Some(CertificateSet(SetOfVec::try_from(certs)?))
+        },
+        crls: None,
+        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info])?),
+    };
+    let ci = ContentInfo {
+        content_type: oids::ID_SIGNED_DATA,
+        content: Any::from_der(&signed_data.to_der()?)?,
+    };
+    Ok(ci.to_der()?)
+}
+
+/// Decodes `ContentInfo(SignedData)` DER.
+pub fn decode_signed_data(content_info_der: &[u8]) -> Result<SignedData, CmsError> {
+    let ci = ContentInfo::from_der(content_info_der)?;
+    if ci.content_type != oids::ID_SIGNED_DATA {
+        return Err(CmsError::Invalid("ContentInfo is not signedData"));
+    }
+    Ok(ci.content.decode_as::<SignedData>()?)
+}
+
+fn encode_signed_data(sd: &SignedData) -> Result<Vec<u8>, CmsError> {
+    Ok(ContentInfo {
+        content_type: oids::ID_SIGNED_DATA,
+        content: Any::from_der(&sd.to_der()?)?,
+    }
+    .to_der()?)
+}
+
+fn single_signer_info(sd: &SignedData) -> Result<&SignerInfo, CmsError> {
+    let mut it = sd.signer_infos.0.iter();
+    match (it.next(), it.next()) {
+        (Some(si), None) => Ok(si),
+        _ => Err(CmsError::Invalid("expected exactly one SignerInfo")),
+    }
+}
+
+/// The `SignerInfo.signature` octets of the (single) signer: the data a CAdES signature-time-stamp
+/// covers (its imprint is the hash of these bytes).
+pub fn signature_value(content_info_der: &[u8]) -> Result<Vec<u8>, CmsError> {
+    let sd = decode_signed_data(content_info_der)?;
+    Ok(single_signer_info(&sd)?.signature.as_bytes().to_vec())
+}
+
+/// Adds `token_der` (an RFC 3161 TimeStampToken, i.e. ContentInfo DER) as unsigned attribute
+/// id-aa-signatureTimeStampToken to the single SignerInfo and returns the CAdES-B-T DER.
+///
+/// The caller is responsible for the token's imprint being the hash of [`signature_value`]; this is
+/// checked here too (the token's TSTInfo is parsed and compared) so a wrong token cannot be attached.
+pub fn add_signature_timestamp(
+    content_info_der: &[u8],
+    token_der: &[u8],
+) -> Result<Vec<u8>, CmsError> {
+    let mut sd = decode_signed_data(content_info_der)?;
+    let mut si = single_signer_info(&sd)?.clone();
+    let tst = crate::tsp::token_tst_info(token_der)
+        .map_err(|_| CmsError::Invalid("time-stamp token is not a SignedData with a TSTInfo"))?;
+    let alg = DigestAlgorithm::from_oid(&tst.message_imprint.hash_algorithm.oid).ok_or(
+        CmsError::Invalid("time-stamp imprint algorithm not supported"),
+    )?;
+    if alg.digest(si.signature.as_bytes()) != tst.message_imprint.hashed_message.as_bytes() {
+        return Err(CmsError::Invalid(
+            "time-stamp token does not cover this signature value",
+        ));
+    }
+    let attr = single_value_attribute(oids::ID_AA_SIGNATURE_TIME_STAMP_TOKEN, token_der)?;
+    let mut unsigned = si.unsigned_attrs.take().unwrap_or_default();
+    unsigned.insert(attr)?;
+    si.unsigned_attrs = Some(unsigned);
+    sd.signer_infos = SignerInfos(SetOfVec::try_from(vec![si])?);
+    encode_signed_data(&sd)
+}
+
+/// Result of [`verify_detached_digest`].
+#[derive(Debug, Clone)]
+pub struct VerifiedSignature {
+    /// The signer certificate (found in `certificates` by issuer + serial).
+    pub signer_cert: Certificate,
+    /// Digest algorithm of the SignerInfo.
+    pub digest_algorithm: DigestAlgorithm,
+    /// eContentType.
+    pub content_type: ObjectIdentifier,
+    /// signing-time attribute, if present.
+    pub signing_time: Option<SystemTime>,
+    /// The signature value octets.
+    pub signature: Vec<u8>,
+    /// Values of id-aa-signatureTimeStampToken unsigned attributes (TimeStampToken DER).
+    pub timestamp_tokens: Vec<Vec<u8>>,
+}
+
+/// A small verifier for tests and sanity checks (not a full path validator: no chain, no revocation).
+///
+/// Checks: one SignerInfo; signer cert present; content-type attribute = eContentType; message-digest =
+/// `expected_digest` (for encapsulated content, the digest of eContent is also checked); ESS
+/// signing-certificate-v2 present and matching; the signature over the DER signed attributes with the
+/// certificate's key (ECDSA P-256/P-384, RSA PKCS#1 v1.5).
+pub fn verify_detached_digest(
+    content_info_der: &[u8],
+    expected_digest: Option<&[u8]>,
+) -> Result<VerifiedSignature, CmsError> {
+    let sd = decode_signed_data(content_info_der)?;
+    let si = single_signer_info(&sd)?;
+    let digest_algorithm = DigestAlgorithm::from_oid(&si.digest_alg.oid)
+        .ok_or(CmsError::Invalid("unsupported digest algorithm"))?;
+    let SignerIdentifier::IssuerAndSerialNumber(ias) = &si.sid else {
+        return Err(CmsError::Invalid(
+            "signer identified by subjectKeyIdentifier",
+        ));
+    };
+    let signer_cert = sd
+        .certificates
+        .as_ref()
+        .and_then(|cs| {
+            cs.0.iter().find_map(|c| match c {
+                CertificateChoices::Certificate(c)
+                    if c.tbs_certificate.issuer == ias.issuer
+                        && c.tbs_certificate.serial_number == ias.serial_number =>
+                {
+                    Some(c.clone())
+                }
+                _ => None,
+            })
+        })
+        .ok_or(CmsError::Invalid("signer certificate not included"))?;
+    let attrs = si
+        .signed_attrs
+        .as_ref()
+        .ok_or(CmsError::Invalid("no signed attributes"))?;
+    let one = |oid: ObjectIdentifier| -> Result<Option<&AttributeValue>, CmsError> {
+        let mut found = attrs.iter().filter(|a| a.oid == oid);
+        match (found.next(), found.next()) {
+            (None, _) => Ok(None),
+            (Some(a), None) if a.values.len() == 1 => Ok(a.values.iter().next()),
+            _ => Err(CmsError::Invalid("signed attribute present more than once")),
+        }
+    };
+    let ct = one(oids::ID_CONTENT_TYPE)?
+        .ok_or(CmsError::Invalid("content-type attribute missing"))?
+        .decode_as::<ObjectIdentifier>()?;
+    if ct != sd.encap_content_info.econtent_type {
+        return Err(CmsError::Verify(
+            "content-type attribute differs from eContentType",
+        ));
+    }
+    let md = one(oids::ID_MESSAGE_DIGEST)?
+        .ok_or(CmsError::Invalid("message-digest attribute missing"))?
+        .decode_as::<OctetString>()?;
+    if let Some(econtent) = &sd.encap_content_info.econtent {
+        let inner = econtent.decode_as::<OctetString>()?;
+        if digest_algorithm.digest(inner.as_bytes()) != md.as_bytes() {
+            return Err(CmsError::Verify("message digest does not match eContent"));
+        }
+    }
+    if let Some(expected) = expected_digest
+        && expected != md.as_bytes()
+    {
+        return Err(CmsError::Verify("message digest does not match"));
+    }
+    let scv2 = one(oids::ID_AA_SIGNING_CERTIFICATE_V2)?
+        .ok_or(CmsError::Invalid(
+            "signing-certificate-v2 attribute missing",
+        ))?
+        .decode_as::<SigningCertificateV2>()?;
+    if !scv2.matches(&signer_cert)? {
+        return Err(CmsError::Verify(
+            "signing-certificate-v2 does not match the signer certificate",
+        ));
+    }
+    let signing_time = match one(oids::ID_SIGNING_TIME)? {
+        None => None,
+        Some(v) => Some(match v.tag() {
+            Tag::UtcTime => v.decode_as::<UtcTime>()?.to_system_time(),
+            Tag::GeneralizedTime => v.decode_as::<GeneralizedTime>()?.to_system_time(),
+            _ => return Err(CmsError::Invalid("signing-time has a wrong type")),
+        }),
+    };
+    if DigestAlgorithm::of_signature_algorithm(&si.signature_algorithm.oid)
+        != Some(digest_algorithm)
+    {
+        return Err(CmsError::Invalid(
+            "signature algorithm does not use the SignerInfo digest algorithm",
+        ));
+    }
+    verify_signature(
+        &signer_cert,
+        &si.signature_algorithm.oid,
+        &attrs.to_der()?,
+        si.signature.as_bytes(),
+    )?;
+    let timestamp_tokens = si
+        .unsigned_attrs
+        .iter()
+        .flat_map(|ua| ua.iter())
+        .filter(|a| a.oid == oids::ID_AA_SIGNATURE_TIME_STAMP_TOKEN)
+        .flat_map(|a| a.values.iter())
+        .map(|v| v.to_der())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VerifiedSignature {
+        signer_cert,
+        digest_algorithm,
+        content_type: sd.encap_content_info.econtent_type,
+        signing_time,
+        signature: si.signature.as_bytes().to_vec(),
+        timestamp_tokens,
+    })
+}
+
+/// Verifies `signature` over `message` with the certificate's public key.
+pub fn verify_signature(
+    cert: &Certificate,
+    signature_algorithm: &ObjectIdentifier,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), CmsError> {
+    use signature::Verifier;
+    use signature::hazmat::PrehashVerifier;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let spki_der = spki.to_der()?;
+    let digest = DigestAlgorithm::of_signature_algorithm(signature_algorithm)
+        .ok_or(CmsError::Invalid("unsupported signature algorithm"))?;
+    let bad = |_| CmsError::Verify("signature does not verify");
+    if spki.algorithm.oid == oids::ID_EC_PUBLIC_KEY {
+        if !matches!(
+            *signature_algorithm,
+            oids::ECDSA_WITH_SHA256
+                | oids::ECDSA_WITH_SHA384
+                | oids::ECDSA_WITH_SHA512
+                | oids::ECDSA_WITH_SHA3_256
+                | oids::ECDSA_WITH_SHA3_384
+                | oids::ECDSA_WITH_SHA3_512
+        ) {
+            return Err(CmsError::Invalid(
+                "EC key with a non-ECDSA signature algorithm",
+            ));
+        }
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .ok_or(CmsError::Invalid("EC key without curve"))?
+            .decode_as::<ObjectIdentifier>()?;
+        let prehash = digest.digest(message);
+        use spki::DecodePublicKey;
+        match curve {
+            oids::SECP256R1 => {
+                let vk = p256::ecdsa::VerifyingKey::from_public_key_der(&spki_der)?;
+                let sig = p256::ecdsa::DerSignature::from_bytes(signature).map_err(bad)?;
+                let sig = p256::ecdsa::Signature::try_from(sig).map_err(bad)?;
+                vk.verify_prehash(&prehash, &sig).map_err(bad)
+            }
+            oids::SECP384R1 => {
+                let vk = p384::ecdsa::VerifyingKey::from_public_key_der(&spki_der)?;
+                let sig = p384::ecdsa::DerSignature::from_bytes(signature).map_err(bad)?;
+                let sig = p384::ecdsa::Signature::try_from(sig).map_err(bad)?;
+                vk.verify_prehash(&prehash, &sig).map_err(bad)
+            }
+            _ => Err(CmsError::Invalid("unsupported EC curve")),
+        }
+    } else if spki.algorithm.oid == oids::RSA_ENCRYPTION {
+        use spki::DecodePublicKey;
+        let pk = rsa::RsaPublicKey::from_public_key_der(&spki_der)?;
+        let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(bad)?;
+        match digest {
+            DigestAlgorithm::Sha256 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(pk)
+                .verify(message, &sig)
+                .map_err(bad),
+            DigestAlgorithm::Sha384 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(pk)
+                .verify(message, &sig)
+                .map_err(bad),
+            DigestAlgorithm::Sha512 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(pk)
+                .verify(message, &sig)
+                .map_err(bad),
+            _ => Err(CmsError::Invalid("unsupported RSA digest")),
+        }
+    } else {
+        Err(CmsError::Invalid("unsupported public key algorithm"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+    use std::time::{Duration, UNIX_EPOCH};
+    use x509_cert::builder::{CertificateBuilder, Profile};
+    use x509_cert::name::Name;
+    use x509_cert::spki::SubjectPublicKeyInfoOwned;
+    use x509_cert::time::Validity;
+
+    fn cert_for<S, Sig>(signer: &S, subject_spki: SubjectPublicKeyInfoOwned) -> Certificate
+    where
+        S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+        S::VerifyingKey: EncodePublicKey,
+        Sig: SignatureBitStringEncoding,
+    {
+        CertificateBuilder::new(
+            Profile::Leaf {
+                issuer: Name::from_str("CN=Unit CA").unwrap(),
+                enable_key_agreement: false,
+                enable_key_encipherment: false,
+            },
+            SerialNumber::from(42u32),
+            Validity::from_now(Duration::from_secs(3600)).unwrap(),
+            Name::from_str("CN=Unit Signer").unwrap(),
+            subject_spki,
+            signer,
+        )
+        .unwrap()
+        .build::<Sig>()
+        .unwrap()
+    }
+
+    fn p256_signer() -> (p256::ecdsa::SigningKey, Certificate) {
+        let k = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
+        let ca = p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap();
+        let spki = SubjectPublicKeyInfoOwned::from_key(*k.verifying_key()).unwrap();
+        let cert = cert_for::<_, p256::ecdsa::DerSignature>(&ca, spki);
+        (k, cert)
+    }
+
+    fn params(digest: &[u8], alg: DigestAlgorithm) -> SignParams<'_> {
+        SignParams {
+            content_type: ContentType::Data,
+            digest_algorithm: alg,
+            digest,
+            signing_time: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            extra_certs: &[],
+            include_signer_cert: true,
+        }
+    }
+
+    #[test]
+    fn detached_sign_and_verify() {
+        let (k, cert) = p256_signer();
+        let digest = DigestAlgorithm::Sha256.digest(b"document");
+        let der = sign_detached_digest::<_, p256::ecdsa::DerSignature>(
+            &k,
+            &cert,
+            &params(&digest, DigestAlgorithm::Sha256),
+        )
+        .unwrap();
+        let v = verify_detached_digest(&der, Some(&digest)).unwrap();
+        assert_eq!(v.signer_cert, cert);
+        assert_eq!(v.content_type, oids::ID_DATA);
+        assert_eq!(
+            v.signing_time,
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert!(v.timestamp_tokens.is_empty());
+        let sd = decode_signed_data(&der).unwrap();
+        assert!(sd.encap_content_info.econtent.is_none(), "must be detached");
+        assert_eq!(sd.version, CmsVersion::V1);
+        // Other digest: rejected.
+        let other = DigestAlgorithm::Sha256.digest(b"tampered");
+        assert!(matches!(
+            verify_detached_digest(&der, Some(&other)),
+            Err(CmsError::Verify(_))
+        ));
+        // Flipped signature bit: rejected.
+        let sig = signature_value(&der).unwrap();
+        let mut bad = der.clone();
+        let pos = bad
+            .windows(sig.len())
+            .position(|w| w == sig.as_slice())
+            .unwrap();
+        bad[pos + sig.len() - 1] ^= 1;
+        assert!(verify_detached_digest(&bad, Some(&digest)).is_err());
+    }
+
+    #[test]
+    fn digest_must_fit_signer_and_length() {
+        let (k, cert) = p256_signer();
+        let d384 = DigestAlgorithm::Sha384.digest(b"x");
+        assert!(matches!(
+            sign_detached_digest::<_, p256::ecdsa::DerSignature>(
+                &k,
+                &cert,
+                &params(&d384, DigestAlgorithm::Sha384)
+            ),
+            Err(CmsError::SignerDigestMismatch { .. })
+        ));
+        assert!(matches!(
+            sign_detached_digest::<_, p256::ecdsa::DerSignature>(
+                &k,
+                &cert,
+                &params(&d384[..32], DigestAlgorithm::Sha384)
+            ),
+            Err(CmsError::DigestLength { .. })
+        ));
+        // Wrong certificate for the key.
+        let (_, other_cert) = {
+            let k2 = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+            let spki = SubjectPublicKeyInfoOwned::from_key(*k2.verifying_key()).unwrap();
+            (k2, cert_for::<_, p256::ecdsa::DerSignature>(&k, spki))
+        };
+        let d = DigestAlgorithm::Sha256.digest(b"x");
+        assert!(matches!(
+            sign_detached_digest::<_, p256::ecdsa::DerSignature>(
+                &k,
+                &other_cert,
+                &params(&d, DigestAlgorithm::Sha256)
+            ),
+            Err(CmsError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn p384_signer_with_sha384() {
+        let k = p384::ecdsa::SigningKey::from_slice(&[6; 48]).unwrap();
+        let spki = SubjectPublicKeyInfoOwned::from_key(*k.verifying_key()).unwrap();
+        let cert = cert_for::<_, p384::ecdsa::DerSignature>(&k, spki);
+        let d = DigestAlgorithm::Sha384.digest(b"doc");
+        let der = sign_detached_digest::<_, p384::ecdsa::DerSignature>(
+            &k,
+            &cert,
+            &params(&d, DigestAlgorithm::Sha384),
+        )
+        .unwrap();
+        let v = verify_detached_digest(&der, Some(&d)).unwrap();
+        assert_eq!(v.digest_algorithm, DigestAlgorithm::Sha384);
+    }
+
+    #[test]
+    fn ess_signing_certificate_v2_encoding() {
+        let (_, cert) = p256_signer();
+        let scv2 = SigningCertificateV2::for_certificate(&cert).unwrap();
+        let der = scv2.to_der().unwrap();
+        // SEQUENCE { SEQUENCE OF { ESSCertIDv2 { OCTET STRING (no default hashAlgorithm) ...
+        assert_eq!(der[0], 0x30);
+        let inner = SigningCertificateV2::from_der(&der).unwrap();
+        assert!(inner.certs[0].hash_algorithm.is_none());
+        assert_eq!(inner.certs[0].cert_hash.as_bytes().len(), 32);
+        assert!(inner.matches(&cert).unwrap());
+        let (_, mut other) = p256_signer();
+        other.tbs_certificate.serial_number = SerialNumber::from(43u32);
+        assert!(!inner.matches(&other).unwrap());
+    }
+
+    #[test]
+    fn signature_timestamp_attribute() {
+        let (k, cert) = p256_signer();
+        let d = DigestAlgorithm::Sha256.digest(b"document");
+        let der = sign_detached_digest::<_, p256::ecdsa::DerSignature>(
+            &k,
+            &cert,
+            &params(&d, DigestAlgorithm::Sha256),
+        )
+        .unwrap();
+        let sig = signature_value(&der).unwrap();
+        let tst = |imprint: Vec<u8>| crate::tsp::TstInfo {
+            version: crate::tsp::TspVersion::V1,
+            policy: ObjectIdentifier::new_unwrap("1.2.3.4"),
+            message_imprint: crate::tsp::MessageImprint {
+                hash_algorithm: DigestAlgorithm::Sha256.algorithm_identifier(),
+                hashed_message: OctetString::new(imprint).unwrap(),
+            },
+            serial_number: der::asn1::Int::new(&[1]).unwrap(),
+            gen_time: crate::tsp::GenTime::from_system_time(SystemTime::now(), 3).unwrap(),
+            accuracy: None,
+            ordering: false,
+            nonce: None,
+            tsa: None,
+            extensions: None,
+        };
+        // A token over something else is refused.
+        let wrong = crate::tsp::sign_token::<_, p256::ecdsa::DerSignature>(
+            &k,
+            &cert,
+            &tst(vec![0; 32]),
+            true,
+        )
+        .unwrap();
+        assert!(add_signature_timestamp(&der, &wrong).is_err());
+        let token = crate::tsp::sign_token::<_, p256::ecdsa::DerSignature>(
+            &k,
+            &cert,
+            &tst(DigestAlgorithm::Sha256.digest(&sig)),
+            true,
+        )
+        .unwrap();
+        let bt = add_signature_timestamp(&der, &token).unwrap();
+        let v = verify_detached_digest(&bt, Some(&d)).unwrap();
+        assert_eq!(v.timestamp_tokens, vec![token]);
+        assert_eq!(v.signature, sig);
+    }
+}

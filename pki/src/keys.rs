@@ -1,0 +1,242 @@
+//! Public-key policy and signature verification: which subject keys are accepted (ECDSA P-256/P-384,
+//! RSA 2048–4096) and checking signatures made with them (CSR proof of possession, certificates, CRLs).
+
+use const_oid::ObjectIdentifier;
+use der::{Decode, asn1::BitString};
+use sha2::Digest;
+use signature::{Verifier, hazmat::PrehashVerifier};
+use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+use crate::X509Error;
+
+/// id-ecPublicKey (RFC 5480).
+pub const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+/// secp256r1 / P-256.
+pub const SECP256R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+/// secp384r1 / P-384.
+pub const SECP384R1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+/// rsaEncryption (RFC 8017).
+pub const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+/// id-dsa (rejected, named in the error).
+pub const ID_DSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10040.4.1");
+/// ecdsa-with-SHA256.
+pub const ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+/// ecdsa-with-SHA384.
+pub const ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+/// ecdsa-with-SHA512.
+pub const ECDSA_WITH_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.4");
+/// sha256WithRSAEncryption.
+pub const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+/// sha384WithRSAEncryption.
+pub const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+/// sha512WithRSAEncryption.
+pub const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+/// RSASSA-PSS (not supported; named in the error).
+pub const RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+
+/// Smallest accepted RSA modulus in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+/// Largest accepted RSA modulus in bits.
+pub const MAX_RSA_BITS: usize = 4096;
+
+/// An accepted public key type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// ECDSA on NIST P-256.
+    EcdsaP256,
+    /// ECDSA on NIST P-384.
+    EcdsaP384,
+    /// RSA with the given modulus size in bits (2048..=4096).
+    Rsa {
+        /// Modulus length in bits.
+        bits: usize,
+    },
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyKind::EcdsaP256 => f.write_str("ECDSA P-256"),
+            KeyKind::EcdsaP384 => f.write_str("ECDSA P-384"),
+            KeyKind::Rsa { bits } => write!(f, "RSA-{bits}"),
+        }
+    }
+}
+
+fn oid_name(oid: &ObjectIdentifier) -> String {
+    match const_oid::db::DB.by_oid(oid) {
+        Some(name) => format!("{name} ({oid})"),
+        None => oid.to_string(),
+    }
+}
+
+/// Classifies a SubjectPublicKeyInfo and rejects anything that is not ECDSA P-256/P-384 or RSA 2048–4096,
+/// with a reason (e.g. "DSA (1.2.840.10040.4.1)", "RSA-1024 is below 2048 bits").
+pub fn classify_key(spki: &SubjectPublicKeyInfoOwned) -> Result<KeyKind, X509Error> {
+    let alg = spki.algorithm.oid;
+    if alg == ID_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.decode_as::<ObjectIdentifier>().ok())
+            .ok_or_else(|| {
+                X509Error::UnsupportedKey("EC key without a named-curve OID parameter".into())
+            })?;
+        let point = spki.subject_public_key.as_bytes().ok_or_else(|| {
+            X509Error::UnsupportedKey("EC public key bit string has unused bits".into())
+        })?;
+        if curve == SECP256R1 {
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| {
+                X509Error::UnsupportedKey("P-256 public key is not a valid curve point".into())
+            })?;
+            Ok(KeyKind::EcdsaP256)
+        } else if curve == SECP384R1 {
+            p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| {
+                X509Error::UnsupportedKey("P-384 public key is not a valid curve point".into())
+            })?;
+            Ok(KeyKind::EcdsaP384)
+        } else {
+            Err(X509Error::UnsupportedKey(format!(
+                "EC curve {} is not allowed",
+                oid_name(&curve)
+            )))
+        }
+    } else if alg == RSA_ENCRYPTION {
+        let bits = rsa_public_key(spki)?.1;
+        Ok(KeyKind::Rsa { bits })
+    } else if alg == ID_DSA {
+        Err(X509Error::UnsupportedKey(format!("DSA ({alg})")))
+    } else {
+        Err(X509Error::UnsupportedKey(format!(
+            "key algorithm {}",
+            oid_name(&alg)
+        )))
+    }
+}
+
+fn rsa_public_key(
+    spki: &SubjectPublicKeyInfoOwned,
+) -> Result<(rsa::RsaPublicKey, usize), X509Error> {
+    let raw = spki.subject_public_key.as_bytes().ok_or_else(|| {
+        X509Error::UnsupportedKey("RSA public key bit string has unused bits".into())
+    })?;
+    let parsed = rsa::pkcs1::RsaPublicKey::from_der(raw).map_err(|e| {
+        X509Error::UnsupportedKey(format!("RSA public key is not valid PKCS#1: {e}"))
+    })?;
+    let n = parsed.modulus.as_bytes();
+    let bits = match n.first() {
+        Some(first) => n.len() * 8 - first.leading_zeros() as usize,
+        None => 0,
+    };
+    if bits < MIN_RSA_BITS {
+        return Err(X509Error::UnsupportedKey(format!(
+            "RSA-{bits} is below {MIN_RSA_BITS} bits"
+        )));
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(X509Error::UnsupportedKey(format!(
+            "RSA-{bits} is above {MAX_RSA_BITS} bits"
+        )));
+    }
+    let key = rsa::RsaPublicKey::new(
+        rsa::BigUint::from_bytes_be(n),
+        rsa::BigUint::from_bytes_be(parsed.public_exponent.as_bytes()),
+    )
+    .map_err(|e| X509Error::UnsupportedKey(format!("RSA public key rejected: {e}")))?;
+    Ok((key, bits))
+}
+
+#[derive(Clone, Copy)]
+enum Hash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+fn signature_hash(alg: &AlgorithmIdentifierOwned, key: KeyKind) -> Result<Hash, X509Error> {
+    let oid = alg.oid;
+    let ec = matches!(key, KeyKind::EcdsaP256 | KeyKind::EcdsaP384);
+    let hash = match oid {
+        o if o == ECDSA_WITH_SHA256 && ec => Hash::Sha256,
+        o if o == ECDSA_WITH_SHA384 && ec => Hash::Sha384,
+        o if o == ECDSA_WITH_SHA512 && ec => Hash::Sha512,
+        o if o == SHA256_WITH_RSA && !ec => Hash::Sha256,
+        o if o == SHA384_WITH_RSA && !ec => Hash::Sha384,
+        o if o == SHA512_WITH_RSA && !ec => Hash::Sha512,
+        o if o == RSASSA_PSS => {
+            return Err(X509Error::UnsupportedSignatureAlgorithm(
+                "RSASSA-PSS (1.2.840.113549.1.1.10) is not supported; use PKCS#1 v1.5 with SHA-256/384/512".into(),
+            ));
+        }
+        o => {
+            return Err(X509Error::UnsupportedSignatureAlgorithm(format!(
+                "{} with a {key} key",
+                oid_name(&o)
+            )));
+        }
+    };
+    Ok(hash)
+}
+
+/// Verifies `signature` over `message` with the key in `spki`, using the algorithm `alg`.
+///
+/// `what` names the check in the error (e.g. "CSR proof of possession"). Returns the classified key.
+pub fn verify_signature(
+    what: &'static str,
+    spki: &SubjectPublicKeyInfoOwned,
+    alg: &AlgorithmIdentifierOwned,
+    message: &[u8],
+    signature: &BitString,
+) -> Result<KeyKind, X509Error> {
+    let key = classify_key(spki)?;
+    let hash = signature_hash(alg, key)?;
+    let sig = signature
+        .as_bytes()
+        .ok_or_else(|| X509Error::invalid(what, "signature bit string has unused bits"))?;
+    let bad = || X509Error::BadSignature {
+        what,
+        key: "the public key",
+    };
+    let digest: Vec<u8> = match hash {
+        Hash::Sha256 => sha2::Sha256::digest(message).to_vec(),
+        Hash::Sha384 => sha2::Sha384::digest(message).to_vec(),
+        Hash::Sha512 => sha2::Sha512::digest(message).to_vec(),
+    };
+    let point = spki.subject_public_key.raw_bytes();
+    match key {
+        KeyKind::EcdsaP256 => {
+            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
+            let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
+            vk.verify_prehash(&digest, &sig).map_err(|_| bad())?;
+        }
+        KeyKind::EcdsaP384 => {
+            let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
+            let sig = p384::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
+            vk.verify_prehash(&digest, &sig).map_err(|_| bad())?;
+        }
+        KeyKind::Rsa { .. } => {
+            let (pk, _) = rsa_public_key(spki)?;
+            let sig = rsa::pkcs1v15::Signature::try_from(sig).map_err(|_| bad())?;
+            let ok = match hash {
+                Hash::Sha256 => {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(pk).verify(message, &sig)
+                }
+                Hash::Sha384 => {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(pk).verify(message, &sig)
+                }
+                Hash::Sha512 => {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(pk).verify(message, &sig)
+                }
+            };
+            ok.map_err(|_| bad())?;
+        }
+    }
+    Ok(key)
+}
+
+/// The SHA-1 key identifier of a public key (RFC 5280 §4.2.1.2 method 1: SHA-1 over the subjectPublicKey bits).
+pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
+    use sha1::Digest as _;
+    sha1::Sha1::digest(spki.subject_public_key.raw_bytes()).to_vec()
+}
