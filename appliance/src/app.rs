@@ -1,0 +1,248 @@
+//! The appliance assembled: HSM, store, CA, TSA, and the state the routes share.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use esigd_ca::{Authority, CaConfig};
+use esigd_hsm::{Hsm, HsmSignature, HsmSigner};
+use esigd_pki::pem::{certificate_to_der, certificate_to_pem, certificates_to_pem, crl_to_der};
+use esigd_tsa::{BlockSerials, KernelClock, Tsa, TsaConfig, check_clock};
+use x509_cert::Certificate;
+
+use crate::ceremony::{self, PkiFiles};
+use crate::clock::Adjtimex;
+use crate::config::Config;
+use crate::persist::{RocksCertStore, RocksImprintLog, RocksSerialStore};
+use crate::store::{Store, StoreOptions};
+
+/// The CA as the appliance runs it: key in the HSM, records in RocksDB.
+pub type CaAuthority = Authority<HsmSigner, HsmSignature, RocksCertStore>;
+
+/// The TSA as the appliance runs it: key in the HSM, serial blocks in RocksDB, kernel clock.
+pub type TsaService =
+    Tsa<HsmSigner, HsmSignature, BlockSerials<RocksSerialStore>, KernelClock<Adjtimex>>;
+
+/// TSA serials reserved per durable write (see `esigd_tsa::BlockSerials`).
+const TSA_SERIAL_BLOCK: u64 = 4096;
+
+/// Certificates published on the public listener, encoded once at start.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// CA certificate, PEM.
+    pub ca_pem: Vec<u8>,
+    /// CA certificate, DER.
+    pub ca_der: Vec<u8>,
+    /// CA chain, PEM.
+    pub chain_pem: Vec<u8>,
+    /// TSA certificate, PEM.
+    pub tsa_pem: Vec<u8>,
+    /// TSA certificate, DER.
+    pub tsa_der: Vec<u8>,
+}
+
+/// Everything the request handlers share.
+pub struct AppState {
+    /// The configuration in force.
+    pub cfg: Config,
+    /// The HSM.
+    pub hsm: Hsm,
+    /// The RocksDB store.
+    pub store: Store,
+    /// The certificate authority.
+    pub ca: Arc<CaAuthority>,
+    /// The time-stamping authority.
+    pub tsa: Arc<TsaService>,
+    /// Audit records of issued time-stamp tokens.
+    pub imprints: RocksImprintLog,
+    /// Published certificates.
+    pub published: Published,
+    crl_cache: Mutex<Option<(SystemTime, Arc<[u8]>)>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("data_dir", &self.cfg.data_dir)
+            .finish()
+    }
+}
+
+fn ca_config(cfg: &Config) -> CaConfig {
+    let mut c = CaConfig::with_base_url(&cfg.ca.base_url);
+    c.one_time.validity = cfg.ca.one_time_validity;
+    c.scd.validity = cfg.ca.scd_validity;
+    c
+}
+
+fn tsa_config(cfg: &Config, tsa_cert: &Certificate) -> Result<TsaConfig> {
+    let policy = cfg
+        .tsa
+        .policy
+        .parse()
+        .map_err(|_| anyhow::anyhow!("tsa.policy: not a dotted OID"))?;
+    let mut c = TsaConfig::new(policy);
+    c.accuracy = cfg.tsa.accuracy;
+    c.allow_unsynchronized_clock = cfg.tsa.allow_unsynchronized_clock;
+    c.tsa_name = Some(x509_cert::ext::pkix::name::GeneralName::DirectoryName(
+        tsa_cert.tbs_certificate.subject.clone(),
+    ));
+    Ok(c)
+}
+
+impl AppState {
+    /// Opens the store and builds the CA and TSA. With the embedded defaults, a missing CA or TSA
+    /// is created (key ceremony in the dev token); otherwise `esigd init` must have run.
+    pub fn build(cfg: Config, hsm: Hsm) -> Result<AppState> {
+        let store = Store::open(cfg.store_dir(), StoreOptions::default())
+            .with_context(|| format!("opening the store in {}", cfg.store_dir().display()))?;
+        let files = PkiFiles::of(&cfg);
+        if !files.ca.exists() {
+            if !cfg.dev {
+                bail!(
+                    "{} is missing: run `esigd init ca` first",
+                    files.ca.display()
+                );
+            }
+            ceremony::init_root(&cfg, &hsm)?;
+            tracing::info!(path = %files.ca.display(), "created the development root CA");
+        }
+        let ca_cert = ceremony::read_certificate(&files.ca)?;
+        let chain = if files.chain.exists() {
+            ceremony::read_certificates(&files.chain)?
+        } else {
+            vec![ca_cert.clone()]
+        };
+        let ca_signer = ceremony::ca_signer(&cfg, &hsm)?;
+        let ca = Authority::new(
+            ca_cert.clone(),
+            ca_signer,
+            ca_config(&cfg),
+            RocksCertStore::new(store.clone()),
+        )
+        .context("ca: the CA certificate does not fit the CA key or the configuration")?
+        .with_chain(chain.clone())
+        .with_context(|| {
+            format!(
+                "{}: the chain does not fit the CA certificate",
+                files.chain.display()
+            )
+        })?;
+        if !files.tsa.exists() {
+            if !cfg.dev {
+                bail!(
+                    "{} is missing: run `esigd init tsa` first",
+                    files.tsa.display()
+                );
+            }
+            ceremony::init_tsa(&cfg, &hsm, &ca)?;
+            tracing::info!(path = %files.tsa.display(), "created the development TSA certificate");
+        }
+        let tsa_cert = ceremony::read_certificate(&files.tsa)?;
+        let serials = BlockSerials::open(RocksSerialStore::new(store.clone()), TSA_SERIAL_BLOCK)
+            .context("tsa: reserving a block of serial numbers")?;
+        let tsa = Tsa::new(
+            tsa_config(&cfg, &tsa_cert)?,
+            tsa_cert.clone(),
+            ceremony::tsa_signer(&cfg, &hsm)?,
+            serials,
+            KernelClock(Adjtimex),
+        )
+        .context("tsa: the TSA certificate does not fit the TSA key or the configuration")?;
+        let published = Published {
+            ca_pem: certificate_to_pem(&ca_cert)?.into_bytes(),
+            ca_der: certificate_to_der(&ca_cert)?,
+            chain_pem: certificates_to_pem(&chain)?.into_bytes(),
+            tsa_pem: certificate_to_pem(&tsa_cert)?.into_bytes(),
+            tsa_der: certificate_to_der(&tsa_cert)?,
+        };
+        Ok(AppState {
+            imprints: RocksImprintLog::new(store.clone()),
+            cfg,
+            hsm,
+            store,
+            ca: Arc::new(ca),
+            tsa: Arc::new(tsa),
+            published,
+            crl_cache: Mutex::new(None),
+        })
+    }
+
+    /// The current CRL (DER), re-signed when older than [`crate::routes::public::CRL_REFRESH`]
+    /// or after [`AppState::invalidate_crl`]. Blocking (may sign in the HSM).
+    pub fn current_crl(&self, now: SystemTime) -> Result<Arc<[u8]>> {
+        let mut cache = self.crl_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, der)) = cache.as_ref().filter(|(at, _)| {
+            now.duration_since(*at).unwrap_or(Duration::MAX) < crate::routes::public::CRL_REFRESH
+        }) {
+            return Ok(der.clone());
+        }
+        let crl = self.ca.crl(now)?;
+        let der: Arc<[u8]> = crl_to_der(&crl)?.into();
+        *cache = Some((now, der.clone()));
+        Ok(der)
+    }
+
+    /// Forces the next CRL request to build a new CRL (after a status change).
+    pub fn invalidate_crl(&self) {
+        *self.crl_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Answers a DER TimeStampReq with a DER TimeStampResp. A granted token is returned only
+    /// after its audit record is durable; if that fails, the client gets a systemFailure
+    /// rejection instead (its serial stays unused). Blocking.
+    pub fn stamp_http(&self, request: &[u8], now: SystemTime) -> Vec<u8> {
+        let outcome = match self.tsa.stamp(request, now) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "time-stamp response could not be encoded");
+                return esigd_pki::tsp::TimeStampResp::rejection_der(
+                    esigd_pki::tsp::FailureInfo::SYSTEM_FAILURE,
+                    None,
+                )
+                .unwrap_or_default();
+            }
+        };
+        if let Some(rejection) = &outcome.rejection {
+            tracing::info!(reason = %rejection, kind = rejection.kind(), "time-stamp request rejected");
+        }
+        let stored = outcome
+            .record
+            .as_ref()
+            .map(|r| (r.serial, self.imprints.append_blocking(r)));
+        if let Some((serial, Err(e))) = stored {
+            tracing::error!(error = %e, serial, "time-stamp audit record not stored; token withheld");
+            return esigd_pki::tsp::TimeStampResp::rejection_der(
+                esigd_pki::tsp::FailureInfo::SYSTEM_FAILURE,
+                Some("audit store unavailable"),
+            )
+            .unwrap_or_default();
+        }
+        outcome.response_der
+    }
+
+    /// Readiness checks for `/readyz` and `esigd check`: HSM session, store writable, clock.
+    pub fn readiness(&self) -> Vec<(&'static str, Result<(), String>)> {
+        let hsm = self.hsm.health_check().map_err(|e| e.to_string());
+        let mut probe = crate::store::Batch::new();
+        probe.put(
+            crate::store::Cf::Meta,
+            b"readyz".to_vec(),
+            now_secs().to_be_bytes().to_vec(),
+        );
+        let store = self.store.commit_blocking(probe).map_err(|e| e.to_string());
+        let clock = if self.cfg.tsa.allow_unsynchronized_clock {
+            Ok(())
+        } else {
+            check_clock(&KernelClock(Adjtimex), self.cfg.tsa.accuracy, false)
+                .map_err(|e| e.to_string())
+        };
+        vec![("hsm", hsm), ("store", store), ("clock", clock)]
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

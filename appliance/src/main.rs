@@ -1,0 +1,391 @@
+//! `esigd`: the eSignature trust-service daemon.
+//!
+//! - `esigd serve` — run the listeners (embedded development defaults without `--config`);
+//! - `esigd init [ca|tsa]` — key ceremony: keys in the HSM, CA (root or subordinate) and TSA certificates;
+//! - `esigd check` — validate the configuration and HSM access, print what is wrong.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use esigd::app::AppState;
+use esigd::ceremony::{self, PkiFiles};
+use esigd::config::Config;
+use esigd::devsetup;
+use esigd::net::{AllowList, EserviceTls, Reloadable, ServeOptions};
+use esigd_hsm::Hsm;
+
+/// The eSignature trust-service appliance.
+#[derive(Parser, Debug)]
+#[command(name = "esigd", version, about)]
+struct Cli {
+    /// Configuration file. Without it, the embedded development defaults are used.
+    #[arg(long, short, global = true, env = "ESIGD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory for the embedded defaults (ignored with --config; set data_dir there).
+    #[arg(long, global = true, default_value = "./data")]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the appliance.
+    Serve {
+        /// Override listen.public (e.g. 127.0.0.1:0 for any free port; the bound address is printed).
+        #[arg(long)]
+        public: Option<std::net::SocketAddr>,
+        /// Override listen.eservice.
+        #[arg(long)]
+        eservice: Option<std::net::SocketAddr>,
+    },
+    /// Key ceremony: create keys in the HSM and the CA / TSA certificates.
+    Init {
+        #[command(subcommand)]
+        what: Option<InitWhat>,
+    },
+    /// Check the configuration, the HSM, the keys and the certificates; print what is wrong.
+    Check,
+    /// Operator commands through the running daemon's admin socket (`data_dir/admin.sock`).
+    Admin {
+        #[command(subcommand)]
+        what: esigd::admin::AdminCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum InitWhat {
+    /// The CA: a self-signed root, or a subordinate CA (`--csr`, then `--import-cert`).
+    Ca {
+        /// Write a CSR for an external parent CA to this file instead of self-signing.
+        #[arg(long, conflicts_with = "import_cert")]
+        csr: Option<PathBuf>,
+        /// Install the certificate (with its chain, PEM) issued by the parent CA for our CSR.
+        #[arg(long)]
+        import_cert: Option<PathBuf>,
+    },
+    /// The TSA: key in the HSM and a certificate from our CA (EKU timeStamping, critical).
+    Tsa,
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    match &cli.config {
+        Some(path) => Ok(Config::load(path)?),
+        None => Ok(Config::dev_defaults(&cli.data_dir)),
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Opens the HSM; for the embedded defaults, creates the development token first (which may
+/// re-execute the process with `SOFTHSM2_CONF` set).
+fn open_hsm(cfg: &Config) -> Result<Hsm> {
+    if cfg.dev {
+        devsetup::ensure_dev_token(cfg)?;
+    }
+    Ok(Hsm::open(cfg.hsm_config())?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("esigd: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&cfg);
+    let result = match &cli.command {
+        Command::Serve { public, eservice } => {
+            let mut cfg = cfg;
+            if let Some(a) = public {
+                cfg.listen.public = *a;
+            }
+            if let Some(a) = eservice {
+                cfg.listen.eservice = *a;
+            }
+            serve(cfg)
+        }
+        Command::Init { what } => init(cfg, what.as_ref()),
+        Command::Check => check(cfg),
+        Command::Admin { what } => esigd::admin::client::run(&cfg, what),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("esigd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init(cfg: Config, what: Option<&InitWhat>) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let hsm = open_hsm(&cfg)?;
+    let files = PkiFiles::of(&cfg);
+    match what {
+        Some(InitWhat::Ca { csr: Some(out), .. }) => {
+            ceremony::init_subordinate_csr(&cfg, &hsm, out)?;
+            println!("CSR for the parent CA written to {}", out.display());
+            println!("then: esigd init ca --import-cert <issued certificate + chain, PEM>");
+        }
+        Some(InitWhat::Ca {
+            import_cert: Some(file),
+            ..
+        }) => {
+            let chain = ceremony::import_subordinate(&cfg, &hsm, file)?;
+            println!(
+                "subordinate CA installed ({} certificates in the chain): {}",
+                chain.len(),
+                files.ca.display()
+            );
+        }
+        Some(InitWhat::Ca { .. }) => {
+            ceremony::init_root(&cfg, &hsm)?;
+            println!("root CA created: {}", files.ca.display());
+        }
+        Some(InitWhat::Tsa) | None => {
+            if what.is_none() && !files.ca.exists() {
+                ceremony::init_root(&cfg, &hsm)?;
+                println!("root CA created: {}", files.ca.display());
+            }
+            // The TSA certificate is issued by our CA, recorded in the store.
+            let state_cfg = Config {
+                dev: false,
+                ..cfg.clone()
+            };
+            let store = esigd::store::Store::open(cfg.store_dir(), Default::default())?;
+            let ca_cert = ceremony::read_certificate(&files.ca)?;
+            let authority = esigd_ca::Authority::new(
+                ca_cert,
+                ceremony::ca_signer(&cfg, &hsm)?,
+                esigd_ca::CaConfig::with_base_url(&cfg.ca.base_url),
+                esigd::persist::RocksCertStore::new(store),
+            )?;
+            ceremony::init_tsa(&state_cfg, &hsm, &authority)?;
+            println!("TSA certificate created: {}", files.tsa.display());
+        }
+    }
+    Ok(())
+}
+
+/// Runs every check and prints one line per problem; fails if there is any.
+fn check(cfg: Config) -> Result<()> {
+    let mut problems = Vec::new();
+    println!("configuration: {} ok", cfg.source.display());
+    match open_hsm(&cfg) {
+        Err(e) => problems.push(format!("{e:#}")),
+        Ok(hsm) => {
+            println!("hsm: token {:?} logged in", cfg.hsm.token);
+            for (setting, signer) in [
+                ("ca.key", ceremony::ca_signer(&cfg, &hsm)),
+                ("tsa.key", ceremony::tsa_signer(&cfg, &hsm)),
+            ] {
+                match signer {
+                    Ok(s) => match s.sign_message(b"esigd check") {
+                        Ok(_) => println!("{setting}: key found, signs ({:?})", s.scheme()),
+                        Err(e) => problems.push(format!("{setting}: {e}")),
+                    },
+                    Err(e) => problems.push(format!("{e:#}")),
+                }
+            }
+            let files = PkiFiles::of(&cfg);
+            for (name, path, signer) in [
+                ("ca", &files.ca, ceremony::ca_signer(&cfg, &hsm).ok()),
+                ("tsa", &files.tsa, ceremony::tsa_signer(&cfg, &hsm).ok()),
+            ] {
+                match ceremony::read_certificate(path) {
+                    Err(e) => problems.push(format!("{name}: {e:#} (run `esigd init {name}`)")),
+                    Ok(cert) => {
+                        let spki =
+                            der::Encode::to_der(&cert.tbs_certificate.subject_public_key_info)
+                                .unwrap_or_default();
+                        match signer {
+                            Some(s) if s.public_key().spki_der() == spki.as_slice() => {
+                                println!("{name}: {} matches its key", path.display())
+                            }
+                            Some(_) => problems.push(format!(
+                                "{name}: {} does not match {name}.key",
+                                path.display()
+                            )),
+                            None => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        println!("all checks passed");
+        Ok(())
+    } else {
+        for p in &problems {
+            eprintln!("problem: {p}");
+        }
+        bail!("{} problem(s) found", problems.len())
+    }
+}
+
+fn serve(cfg: Config) -> Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let hsm = open_hsm(&cfg)?;
+    let dev_tls = if cfg.dev {
+        Some(devsetup::ensure_dev_tls(&cfg)?)
+    } else {
+        None
+    };
+    let state = Arc::new(AppState::build(cfg.clone(), hsm)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(state, dev_tls))
+}
+
+async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<()> {
+    let cfg = &state.cfg;
+    let public = tokio::net::TcpListener::bind(cfg.listen.public)
+        .await
+        .with_context(|| format!("listen.public: cannot listen on {}", cfg.listen.public))?;
+    let eservice = tokio::net::TcpListener::bind(cfg.listen.eservice)
+        .await
+        .with_context(|| format!("listen.eservice: cannot listen on {}", cfg.listen.eservice))?;
+    let public_addr = public.local_addr()?;
+    let eservice_addr = eservice.local_addr()?;
+    let tls_config = esigd::net::mtls_server_config_from_files(
+        &cfg.data_path(&cfg.tls.cert),
+        &cfg.data_path(&cfg.tls.key),
+        &cfg.data_path(&cfg.tls.client_ca),
+    )?;
+    // Which source addresses may open a connection at all. The per-e-Service lists arrive with
+    // the e-Service registry; the embedded defaults admit loopback only.
+    let allow = if cfg.dev {
+        AllowList::new(vec!["127.0.0.0/8".parse()?, "::1/128".parse()?])
+    } else {
+        AllowList::new(Vec::new())
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let public_task = tokio::spawn(esigd::net::serve_public(
+        public,
+        esigd::routes::public::router(state.clone()),
+        ServeOptions::default(),
+        stopped(stop_rx.clone()),
+    ));
+    let eservice_task = tokio::spawn(esigd::net::serve_eservice(
+        eservice,
+        eservice_router(),
+        EserviceTls {
+            config: Reloadable::from_arc(tls_config),
+            allow,
+        },
+        ServeOptions::default(),
+        stopped(stop_rx.clone()),
+    ));
+    // Operator admin API: Unix socket, mode 0600, replaced at every start.
+    let admin_socket = esigd::admin::socket_path(cfg);
+    let admin_task = tokio::spawn(esigd::admin::serve(
+        esigd::admin::bind(&admin_socket)?,
+        state.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    print_banner(cfg, public_addr, eservice_addr, dev_tls.as_ref());
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    let _ = public_task.await;
+    let _ = eservice_task.await;
+    let _ = admin_task.await;
+    let _ = std::fs::remove_file(&admin_socket);
+    state.hsm.close();
+    Ok(())
+}
+
+/// The e-Service API; its routes arrive with the signing API. Unknown routes answer in the
+/// GovStack error shape.
+fn eservice_router() -> axum::Router {
+    axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(
+                serde_json::json!({"status": {"code": "ERROR", "message": "no such route"}}),
+            ),
+        )
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn print_banner(
+    cfg: &Config,
+    public: std::net::SocketAddr,
+    eservice: std::net::SocketAddr,
+    dev: Option<&devsetup::DevTls>,
+) {
+    let files = PkiFiles::of(cfg);
+    let shown = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    println!(
+        "esigd is running ({})",
+        if cfg.dev {
+            "embedded development defaults"
+        } else {
+            "configured"
+        }
+    );
+    println!(
+        "  public listener    http://{}  (/pki/ca.pem, /pki/crl, /ocsp, /tsa, /healthz, /readyz)",
+        public
+    );
+    println!("  e-Service listener https://{}  (mutual TLS)", eservice);
+    println!("  CA certificate     {}", shown(&files.ca));
+    println!("  TSA certificate    {}", shown(&files.tsa));
+    if let Some(d) = dev {
+        println!(
+            "  demo e-Service     {} / {}",
+            shown(&d.demo_cert),
+            shown(&d.demo_key)
+        );
+    }
+    println!(
+        "  admin socket       {}",
+        shown(&esigd::admin::socket_path(cfg))
+    );
+    println!("  data directory     {}", shown(&cfg.data_dir));
+    // Scripts wait for this line.
+    println!("ready");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}

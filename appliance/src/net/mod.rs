@@ -1,0 +1,44 @@
+//! The two listeners of the appliance.
+//!
+//! * [`serve_public`]: plain HTTP (HTTP/1.1 + h2c) for the public routes; handlers see the peer address through
+//!   `axum::extract::ConnectInfo<SocketAddr>`. Route-level IP allow-lists (e.g. `/metrics`) are the app's job.
+//! * [`serve_eservice`]: mutual TLS 1.3 (rustls, ring) for the e-Service API. A connection from an IP outside the
+//!   [`AllowList`] is closed before the handshake; the client certificate is required and verified against the
+//!   configured client CAs; each request carries `Arc<PeerInfo>` (leaf DER, SHA-256 of the certificate and of
+//!   its SPKI, subject) and `ConnectInfo<SocketAddr>`.
+//!
+//! Both are hand-written tokio accept loops with a connection limit, timeouts ([`Limits`]), counters
+//! ([`ListenerStats`]) and graceful shutdown (stop accepting, drain in-flight requests up to a deadline).
+//!
+//! ```no_run
+//! # async fn demo(app: axum::Router, pem: esigd::net::MtlsPem<'_>) -> anyhow::Result<()> {
+//! use esigd::net::*;
+//! let allow = AllowList::new(vec!["10.1.2.0/24".parse()?]);
+//! let tls = EserviceTls { config: Reloadable::from_arc(mtls_server_config(&pem)?), allow: allow.clone() };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
+//! let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+//! let server = tokio::spawn(serve_eservice(listener, app, tls, ServeOptions::default(), async move {
+//!     let _ = stop_rx.await;
+//! }));
+//! // on SIGHUP: allow.replace(new_nets); tls_handle.store_arc(new_config);
+//! let _ = stop_tx.send(());
+//! let report = server.await??;
+//! # let _ = report; Ok(()) }
+//! ```
+
+mod allow;
+mod error;
+mod io;
+mod limits;
+mod peer;
+mod reload;
+mod serve;
+mod tls;
+
+pub use allow::{AllowList, canonical_ip};
+pub use error::NetError;
+pub use limits::{Limits, ListenerCounts, ListenerStats};
+pub use peer::PeerInfo;
+pub use reload::Reloadable;
+pub use serve::{EserviceTls, ServeOptions, ShutdownReport, serve_eservice, serve_public};
+pub use tls::{MtlsPem, mtls_server_config, mtls_server_config_from_files, provider};

@@ -1,0 +1,109 @@
+//! rustls configuration of the e-Service listener: TLS 1.3 only, ring provider, client certificate required and
+//! verified against the configured client CA certificates.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+use super::error::NetError;
+
+/// Setting names used in error messages.
+const CERT: &str = "listen.eservice_cert";
+const KEY: &str = "listen.eservice_key";
+const CLIENT_CA: &str = "listen.eservice_client_ca";
+
+/// The crypto provider: always ring, never the process default (aws-lc-rs must stay out of the graph).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// PEM inputs of the e-Service TLS server.
+#[derive(Debug, Clone)]
+pub struct MtlsPem<'a> {
+    /// Server certificate chain, leaf first (`listen.eservice_cert`).
+    pub cert_chain: &'a [u8],
+    /// Server private key, PKCS#8 / SEC1 / PKCS#1 (`listen.eservice_key`).
+    pub key: &'a [u8],
+    /// Client CA certificates whose issued certificates may connect (`listen.eservice_client_ca`).
+    pub client_ca: &'a [u8],
+}
+
+/// Builds the server configuration: TLS 1.3 only, ALPN `h2` + `http/1.1`, client certificate required and
+/// chain-verified (validity period, signature, key usage `clientAuth`) by `WebPkiClientVerifier`.
+pub fn mtls_server_config(pem: &MtlsPem<'_>) -> Result<Arc<ServerConfig>, NetError> {
+    let chain = certs(pem.cert_chain, CERT)?;
+    let key = PrivateKeyDer::from_pem_slice(pem.key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => NetError::Empty {
+            setting: KEY,
+            what: "private key",
+        },
+        other => NetError::ServerCert(format!("{KEY}: {other}")),
+    })?;
+    let mut roots = RootCertStore::empty();
+    for ca in certs(pem.client_ca, CLIENT_CA)? {
+        roots.add(ca).map_err(|e| NetError::ClientCa {
+            setting: CLIENT_CA,
+            message: e.to_string(),
+        })?;
+    }
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| NetError::ClientCa {
+            setting: CLIENT_CA,
+            message: e.to_string(),
+        })?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| NetError::ServerCert(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| NetError::ServerCert(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Same as [`mtls_server_config`], reading the three PEM files.
+pub fn mtls_server_config_from_files(
+    cert_chain: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<Arc<ServerConfig>, NetError> {
+    let read = |setting: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|e| NetError::Pem {
+            setting,
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    };
+    let (c, k, ca) = (
+        read(CERT, cert_chain)?,
+        read(KEY, key)?,
+        read(CLIENT_CA, client_ca)?,
+    );
+    mtls_server_config(&MtlsPem {
+        cert_chain: &c,
+        key: &k,
+        client_ca: &ca,
+    })
+}
+
+fn certs(pem: &[u8], setting: &'static str) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NetError::MalformedPem {
+            setting,
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(NetError::Empty {
+            setting,
+            what: "certificate",
+        });
+    }
+    Ok(certs)
+}

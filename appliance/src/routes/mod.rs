@@ -1,0 +1,3 @@
+//! HTTP routes of the two listeners.
+
+pub mod public;

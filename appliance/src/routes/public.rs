@@ -1,0 +1,241 @@
+//! Public listener routes (no client certificate): CA publication, OCSP, the RFC 3161 TSA and
+//! health. The URLs inside certificates point here (`ca.base_url`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use esigd_pki::pem::{
+    MEDIA_TYPE_CERT_DER, MEDIA_TYPE_CRL_DER, MEDIA_TYPE_OCSP_REQUEST, MEDIA_TYPE_OCSP_RESPONSE,
+    parse_serial_hex, serial_bytes,
+};
+use serde_json::json;
+
+use crate::app::AppState;
+
+/// Largest OCSP request accepted (a request for a handful of certificates is a few hundred bytes).
+const MAX_OCSP_REQUEST: usize = 16 * 1024;
+/// Largest time-stamp query accepted at the HTTP layer; the TSA's own limit answers with a
+/// proper rejection below this.
+const MAX_TSA_BODY: usize = 128 * 1024;
+
+/// The public router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/pki/ca.pem", get(ca_pem))
+        .route("/pki/ca.crt", get(ca_der))
+        .route("/pki/chain.pem", get(chain_pem))
+        .route("/pki/tsa.pem", get(tsa_pem))
+        .route("/pki/tsa.crt", get(tsa_der))
+        .route("/pki/crl", get(crl))
+        .route("/pki/certs/{serial}", get(certificate))
+        .route(
+            "/ocsp",
+            post(ocsp_post).layer(DefaultBodyLimit::max(MAX_OCSP_REQUEST)),
+        )
+        .route("/ocsp/{*request}", get(ocsp_get))
+        .route("/tsa", post(tsa).layer(DefaultBodyLimit::max(MAX_TSA_BODY)))
+        .with_state(state)
+}
+
+fn bytes(content_type: &'static str, body: Vec<u8>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+fn text_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", message.into()),
+    )
+        .into_response()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| text_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(st): State<Arc<AppState>>) -> Response {
+    let checks = match blocking(move || st.readiness()).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let ready = checks.iter().all(|(_, r)| r.is_ok());
+    let body = json!({
+        "ready": ready,
+        "checks": checks
+            .iter()
+            .map(|(name, r)| (name.to_string(), match r { Ok(()) => json!("ok"), Err(e) => json!(e) }))
+            .collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn ca_pem(State(st): State<Arc<AppState>>) -> Response {
+    bytes("application/x-pem-file", st.published.ca_pem.clone())
+}
+
+async fn ca_der(State(st): State<Arc<AppState>>) -> Response {
+    bytes(MEDIA_TYPE_CERT_DER, st.published.ca_der.clone())
+}
+
+async fn chain_pem(State(st): State<Arc<AppState>>) -> Response {
+    bytes("application/x-pem-file", st.published.chain_pem.clone())
+}
+
+async fn tsa_pem(State(st): State<Arc<AppState>>) -> Response {
+    bytes("application/x-pem-file", st.published.tsa_pem.clone())
+}
+
+async fn tsa_der(State(st): State<Arc<AppState>>) -> Response {
+    bytes(MEDIA_TYPE_CERT_DER, st.published.tsa_der.clone())
+}
+
+async fn crl(State(st): State<Arc<AppState>>) -> Response {
+    match blocking(move || st.current_crl(SystemTime::now())).await {
+        Ok(Ok(der)) => {
+            let mut r = bytes(MEDIA_TYPE_CRL_DER, der.to_vec());
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=60"),
+            );
+            r
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "building the CRL");
+            text_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "CRL temporarily unavailable",
+            )
+        }
+        Err(r) => r,
+    }
+}
+
+async fn certificate(
+    State(st): State<Arc<AppState>>,
+    Path(serial): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let serial = match parse_serial_hex(&serial) {
+        Ok(s) => s,
+        Err(e) => return text_error(StatusCode::BAD_REQUEST, format!("serial: {e}")),
+    };
+    let key = serial_bytes(&serial).to_vec();
+    let record = match blocking(move || st.ca.certificate(&key)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reading certificate");
+            return text_error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable");
+        }
+        Err(r) => return r,
+    };
+    let Some(record) = record else {
+        return text_error(StatusCode::NOT_FOUND, "no certificate with that serial");
+    };
+    let wants_der = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(MEDIA_TYPE_CERT_DER));
+    if wants_der {
+        bytes(MEDIA_TYPE_CERT_DER, record.der)
+    } else {
+        match esigd_pki::pem::to_pem("CERTIFICATE", &record.der) {
+            Ok(pem) => bytes("application/x-pem-file", pem.into_bytes()),
+            Err(_) => text_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode certificate",
+            ),
+        }
+    }
+}
+
+async fn answer_ocsp(st: Arc<AppState>, request: Vec<u8>) -> Response {
+    match blocking(move || st.ca.ocsp(&request, SystemTime::now())).await {
+        Ok(der) => bytes(MEDIA_TYPE_OCSP_RESPONSE, der),
+        Err(r) => r,
+    }
+}
+
+async fn ocsp_post(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with(MEDIA_TYPE_OCSP_REQUEST) {
+        return text_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type must be {MEDIA_TYPE_OCSP_REQUEST}"),
+        );
+    }
+    answer_ocsp(st, body.to_vec()).await
+}
+
+/// RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}.
+async fn ocsp_get(State(st): State<Arc<AppState>>, Path(encoded): Path<String>) -> Response {
+    // axum has already percent-decoded the path segment(s).
+    let der =
+        match base64::engine::general_purpose::STANDARD.decode(encoded.trim_start_matches('/')) {
+            Ok(d) if d.len() <= MAX_OCSP_REQUEST => d,
+            // A malformed GET is still answered in OCSP terms.
+            _ => {
+                return bytes(
+                    MEDIA_TYPE_OCSP_RESPONSE,
+                    esigd_pki::ocsp::malformed_request(),
+                );
+            }
+        };
+    answer_ocsp(st, der).await
+}
+
+async fn tsa(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/timestamp-query") {
+        return text_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/timestamp-query",
+        );
+    }
+    let state = st.clone();
+    match blocking(move || state.stamp_http(&body, SystemTime::now())).await {
+        Ok(der) => {
+            let mut r = bytes("application/timestamp-reply", der);
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(r) => r,
+    }
+}
+
+/// How long a built CRL is served before a fresh one is signed (it is also rebuilt on every
+/// status change).
+pub const CRL_REFRESH: Duration = Duration::from_secs(3600);

@@ -1,0 +1,112 @@
+//! Column families and the set of operations committed atomically by one caller.
+
+/// The column families of the appliance store. Opening the store creates missing ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cf {
+    /// Signature records, keyed by signatureId.
+    Signatures,
+    /// Issued certificates, keyed by serial.
+    Certificates,
+    /// TSA serial block reservations and issued-token records.
+    TsaSerials,
+    /// Audit events, keyed by [`crate::store::AuditKey`] (big-endian time + sequence).
+    Audit,
+    /// Store metadata (schema version, counters).
+    Meta,
+}
+
+impl Cf {
+    /// Every column family, in a fixed order.
+    pub const ALL: [Cf; 5] = [
+        Cf::Signatures,
+        Cf::Certificates,
+        Cf::TsaSerials,
+        Cf::Audit,
+        Cf::Meta,
+    ];
+
+    /// The RocksDB column family name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Signatures => "signatures",
+            Cf::Certificates => "certificates",
+            Cf::TsaSerials => "tsa_serials",
+            Cf::Audit => "audit",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// One write operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Insert or overwrite `key` with `value`.
+    Put {
+        /// Column family.
+        cf: Cf,
+        /// Key bytes.
+        key: Vec<u8>,
+        /// Value bytes.
+        value: Vec<u8>,
+    },
+    /// Remove `key` (no error if absent).
+    Delete {
+        /// Column family.
+        cf: Cf,
+        /// Key bytes.
+        key: Vec<u8>,
+    },
+}
+
+/// Operations of one caller, applied atomically (all or none) in the group-commit batch that carries them.
+///
+/// There is no read-modify-write: a caller that needs one (e.g. a serial counter) must serialise itself
+/// (for instance behind a mutex) and read through [`crate::store::Store::get`] before committing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<Op>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, cf: Cf, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
+        let (key, value) = (key.into(), value.into());
+        self.bytes += key.len() + value.len();
+        self.ops.push(Op::Put { cf, key, value });
+        self
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, cf: Cf, key: impl Into<Vec<u8>>) -> &mut Self {
+        let key = key.into();
+        self.bytes += key.len();
+        self.ops.push(Op::Delete { cf, key });
+        self
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Key and value bytes carried (an estimate of the write size).
+    pub fn payload_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The operations, in insertion order.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+}

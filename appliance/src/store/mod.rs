@@ -1,0 +1,381 @@
+//! The appliance's RocksDB store.
+//!
+//! * Column families [`Cf`]: `signatures`, `certificates`, `tsa_serials`, `audit`, `meta`; opening creates the
+//!   missing ones. Opening never scans records (only the last audit key is read, with one seek), and table files
+//!   are opened lazily (`max_open_files` is bounded), so start-up time does not grow with the data.
+//! * Writes: one writer thread owns them. It takes the first waiting [`Batch`], drains whatever else is queued
+//!   into the same RocksDB `WriteBatch`, writes it with `sync=true` (WAL fsync) and then acknowledges every
+//!   caller of that group. [`Store::commit`] (async) and [`Store::commit_blocking`] (for blocking threads)
+//!   return only after that. The queue is bounded: when full, callers get [`StoreError::Busy`] at once (map it
+//!   to 503 + `Retry-After`). An empty batch is acknowledged at once without touching the disk.
+//! * Reads go straight to RocksDB: [`Store::get`], [`Store::scan_prefix`], [`Store::scan_range`].
+//!
+//! `Store` is a cheap `Clone` handle; the writer stops and the database closes when the last handle is dropped.
+
+mod batch;
+mod error;
+mod keys;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
+    WriteOptions,
+};
+use tokio::sync::oneshot;
+
+pub use batch::{Batch, Cf, Op};
+pub use error::StoreError;
+pub use keys::AuditKey;
+pub use writer::{BatchStats, StoreObserver, StoreStats};
+
+use writer::{Counters, Job, WriterConfig};
+
+/// Schema version written into `meta/schema_version` by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// Tuning of the store. `Default` gives production values.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// Capacity of the write queue, in caller batches (`store.write_queue`). A full queue answers `Busy`.
+    pub write_queue: usize,
+    /// Upper bound of operations drained into one group commit (`store.max_batch_ops`). A single caller batch
+    /// larger than this is still written whole.
+    pub max_batch_ops: usize,
+    /// Upper bound of table files kept open (`store.max_open_files`); bounded so that open does not pre-load
+    /// every file.
+    pub max_open_files: i32,
+    /// Receives per-group-commit statistics (metrics).
+    pub observer: Option<Arc<dyn StoreObserver>>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            write_queue: 4096,
+            max_batch_ops: 8192,
+            max_open_files: 512,
+            observer: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("write_queue", &self.write_queue)
+            .field("max_batch_ops", &self.max_batch_ops)
+            .field("max_open_files", &self.max_open_files)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
+}
+
+/// Scan direction for [`Store::scan_range`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Ascending keys (oldest first for time-ordered keys).
+    Ascending,
+    /// Descending keys (newest first).
+    Descending,
+}
+
+/// A key/value pair returned by scans.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// Handle to the open store. Clone it freely.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<DB>,
+    path: PathBuf,
+    capacity: usize,
+    tx: Mutex<Option<SyncSender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+    audit_seq: AtomicU64,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path` and starts the writer thread.
+    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if options.write_queue == 0 {
+            return Err(StoreError::InvalidOption {
+                setting: "store.write_queue",
+                reason: "must be at least 1",
+            });
+        }
+        if options.max_batch_ops == 0 {
+            return Err(StoreError::InvalidOption {
+                setting: "store.max_batch_ops",
+                reason: "must be at least 1",
+            });
+        }
+        let open_err = |e: rocksdb::Error| StoreError::Open {
+            path: path.clone(),
+            message: e.into_string(),
+        };
+        let db_opts = db_options(&options);
+        // RocksDB must open every existing column family; add ours to whatever is already there.
+        let mut names: Vec<String> = DB::list_cf(&db_opts, &path).unwrap_or_default();
+        for cf in Cf::ALL {
+            if !names.iter().any(|n| n == cf.name()) {
+                names.push(cf.name().to_owned());
+            }
+        }
+        let descriptors = names
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
+        let db = Arc::new(DB::open_cf_descriptors(&db_opts, &path, descriptors).map_err(open_err)?);
+        check_schema(&db, &path)?;
+        let next_seq = last_audit_seq(&db)?.map_or(0, |s| s.saturating_add(1));
+
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = sync_channel(options.write_queue);
+        let cfg = WriterConfig {
+            max_batch_ops: options.max_batch_ops,
+            observer: options.observer.clone(),
+            counters: counters.clone(),
+        };
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("esigd-store-writer".into())
+            .spawn(move || writer::run(writer_db, rx, cfg))
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                message: format!("cannot start the writer thread: {e}"),
+            })?;
+        tracing::info!(path = %path.display(), "store opened");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                capacity: options.write_queue,
+                tx: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+                counters,
+                audit_seq: AtomicU64::new(next_seq),
+            }),
+        })
+    }
+
+    /// Queues `batch` now (when called, not when first polled) and returns a future that resolves once the
+    /// batch is durable (its group commit was written with `sync=true`).
+    ///
+    /// When the write queue is full the future resolves at once to [`StoreError::Busy`]. Dropping the future does
+    /// not cancel the write. The future borrows nothing (`use<>`): it may outlive the `Store` handle.
+    pub fn commit(
+        &self,
+        batch: Batch,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + use<> {
+        let submitted = self.submit(batch);
+        async move {
+            match submitted? {
+                Some(rx) => rx.await.map_err(|_| StoreError::Closed)?,
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// Blocking form of [`Store::commit`], for synchronous callers (CA/TSA persistence traits).
+    ///
+    /// Call it from a plain thread or `tokio::task::spawn_blocking`, never from an async task (tokio panics if a
+    /// runtime worker blocks here).
+    pub fn commit_blocking(&self, batch: Batch) -> Result<(), StoreError> {
+        match self.submit(batch)? {
+            Some(rx) => rx.blocking_recv().map_err(|_| StoreError::Closed)?,
+            None => Ok(()),
+        }
+    }
+
+    fn submit(
+        &self,
+        batch: Batch,
+    ) -> Result<Option<oneshot::Receiver<Result<(), StoreError>>>, StoreError> {
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        let (ack, rx) = oneshot::channel();
+        let tx = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        match tx.try_send(Job { batch, ack }) {
+            Ok(()) => Ok(Some(rx)),
+            Err(TrySendError::Full(_)) => Err(StoreError::Busy {
+                capacity: self.inner.capacity,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Reads one value.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let handle = self.handle(cf)?;
+        self.inner
+            .db
+            .get_cf(handle, key)
+            .map_err(|e| read_err(cf, e))
+    }
+
+    /// Up to `limit` entries whose key starts with `prefix`, in ascending key order.
+    pub fn scan_prefix(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let end = keys::prefix_successor(prefix);
+        self.scan_range(cf, prefix, end.as_deref(), Order::Ascending, limit)
+    }
+
+    /// Up to `limit` entries with `start <= key < end` (`end = None`: no upper bound), in the given order.
+    ///
+    /// For time-ordered keys ([`AuditKey`]) use `AuditKey::lower_bound(t).to_bytes()` as bounds; page by calling
+    /// again with the last key returned (+1 / as new `end` for descending order).
+    pub fn scan_range(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        order: Order,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let handle = self.handle(cf)?;
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(start.to_vec());
+        if let Some(end) = end {
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        let mode = match order {
+            Order::Ascending => IteratorMode::From(start, Direction::Forward),
+            // With an upper bound set, End seeks to the last key below it.
+            Order::Descending => IteratorMode::End,
+        };
+        let mut out = Vec::new();
+        for item in self.inner.db.iterator_cf_opt(handle, ro, mode).take(limit) {
+            let (k, v) = item.map_err(|e| read_err(cf, e))?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    /// A fresh, unique, time-ordered key for the `audit` column family.
+    pub fn audit_key(&self, at: SystemTime) -> AuditKey {
+        AuditKey::new(at, self.inner.audit_seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Totals since open (batches vs. commits shows how much group commit saves).
+    pub fn stats(&self) -> StoreStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn handle(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.inner.db.cf_handle(cf.name()).ok_or(StoreError::Read {
+            cf: cf.name(),
+            message: "column family is not open".into(),
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what is queued and exit; join it so the RocksDB lock is
+        // released when the last handle goes away (a reopen in the same process then works).
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take()
+            && writer.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+fn db_options(options: &StoreOptions) -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_max_open_files(options.max_open_files);
+    // Do not read every table file's properties at open: keeps start-up independent of data size.
+    o.set_skip_stats_update_on_db_open(true);
+    o.set_keep_log_file_num(10);
+    o.set_max_total_wal_size(256 << 20);
+    o
+}
+
+fn cf_options() -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(DBCompressionType::Lz4);
+    o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    o
+}
+
+fn check_schema(db: &DB, path: &Path) -> Result<(), StoreError> {
+    let meta = db.cf_handle(Cf::Meta.name()).ok_or(StoreError::Read {
+        cf: "meta",
+        message: "column family is not open".into(),
+    })?;
+    match db
+        .get_cf(meta, SCHEMA_KEY)
+        .map_err(|e| read_err(Cf::Meta, e))?
+    {
+        Some(v) => {
+            let found = v
+                .as_slice()
+                .try_into()
+                .map(u32::from_be_bytes)
+                .unwrap_or(u32::MAX);
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::Schema {
+                    path: path.to_path_buf(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            Ok(())
+        }
+        None => {
+            let mut sync = WriteOptions::default();
+            sync.set_sync(true);
+            db.put_cf_opt(meta, SCHEMA_KEY, SCHEMA_VERSION.to_be_bytes(), &sync)
+                .map_err(|e| StoreError::Write(e.into_string()))
+        }
+    }
+}
+
+/// Sequence of the newest audit key (one seek, no scan).
+fn last_audit_seq(db: &DB) -> Result<Option<u64>, StoreError> {
+    let Some(audit) = db.cf_handle(Cf::Audit.name()) else {
+        return Ok(None);
+    };
+    let mut it = db.raw_iterator_cf(audit);
+    it.seek_to_last();
+    it.status().map_err(|e| read_err(Cf::Audit, e))?;
+    Ok(it.key().and_then(AuditKey::from_bytes).map(|k| k.seq))
+}
+
+fn read_err(cf: Cf, e: rocksdb::Error) -> StoreError {
+    StoreError::Read {
+        cf: cf.name(),
+        message: e.into_string(),
+    }
+}

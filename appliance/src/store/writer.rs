@@ -1,0 +1,160 @@
+//! The single writer thread: group commit with `sync=true`.
+//!
+//! Callers put a [`Job`] on a bounded channel. The writer blocks for the first job, then drains whatever else is
+//! already waiting (up to `max_batch_ops` operations) into ONE RocksDB `WriteBatch`, writes it with `sync=true`
+//! (WAL fsync) and only then acknowledges every job of that batch. While one sync runs, new jobs pile up in the
+//! channel and ride the next sync together, so the number of fsyncs grows slower than the number of commits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::oneshot;
+
+use super::batch::{Batch, Op};
+use super::error::StoreError;
+
+/// One caller's batch and the channel on which its outcome is reported.
+pub(crate) struct Job {
+    pub(crate) batch: Batch,
+    pub(crate) ack: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// What one group commit wrote; passed to [`StoreObserver::batch_written`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Number of caller commits (jobs) in the group.
+    pub commits: usize,
+    /// Number of put/delete operations in the group.
+    pub ops: usize,
+    /// Key + value bytes in the group.
+    pub payload_bytes: usize,
+    /// Time spent in the synced RocksDB write.
+    pub duration: Duration,
+    /// False when the write failed (every caller of the group got an error).
+    pub ok: bool,
+}
+
+/// Observes group commits, e.g. to feed `esigd_store_batch_size` and `esigd_store_write_duration_seconds`.
+///
+/// Called on the writer thread after each synced write and before the callers are acknowledged: keep it cheap
+/// (update a histogram, never block).
+pub trait StoreObserver: Send + Sync + 'static {
+    /// One group commit finished.
+    fn batch_written(&self, stats: &BatchStats);
+}
+
+/// Running totals since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Synced RocksDB writes (group commits).
+    pub batches: u64,
+    /// Caller commits acknowledged (successfully or not).
+    pub commits: u64,
+    /// Operations written.
+    pub ops: u64,
+    /// Group commits that failed.
+    pub failed_batches: u64,
+}
+
+/// Lock-free counters behind [`StoreStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    batches: AtomicU64,
+    commits: AtomicU64,
+    ops: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            ops: self.ops.load(Ordering::Relaxed),
+            failed_batches: self.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Settings of the writer loop.
+pub(crate) struct WriterConfig {
+    pub(crate) max_batch_ops: usize,
+    pub(crate) observer: Option<Arc<dyn StoreObserver>>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+/// Runs until every sender of `rx` is dropped (the store is closed).
+pub(crate) fn run(db: Arc<DB>, rx: Receiver<Job>, cfg: WriterConfig) {
+    let mut sync = WriteOptions::default();
+    sync.set_sync(true);
+    while let Ok(first) = rx.recv() {
+        let mut ops = first.batch.len();
+        let mut jobs = vec![first];
+        while ops < cfg.max_batch_ops {
+            match rx.try_recv() {
+                Ok(job) => {
+                    ops += job.batch.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        write_group(&db, &sync, jobs, ops, &cfg);
+    }
+    tracing::debug!("store writer: all handles dropped, stopping");
+}
+
+fn write_group(db: &DB, sync: &WriteOptions, jobs: Vec<Job>, ops: usize, cfg: &WriterConfig) {
+    let mut payload_bytes = 0;
+    let started = Instant::now();
+    let result = build(db, &jobs, &mut payload_bytes).and_then(|wb| {
+        db.write_opt(wb, sync)
+            .map_err(|e| StoreError::Write(e.into_string()))
+    });
+    let stats = BatchStats {
+        commits: jobs.len(),
+        ops,
+        payload_bytes,
+        duration: started.elapsed(),
+        ok: result.is_ok(),
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, commits = stats.commits, "store group commit failed");
+        cfg.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+    }
+    cfg.counters.batches.fetch_add(1, Ordering::Relaxed);
+    cfg.counters
+        .commits
+        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+    cfg.counters.ops.fetch_add(ops as u64, Ordering::Relaxed);
+    if let Some(observer) = &cfg.observer {
+        observer.batch_written(&stats);
+    }
+    for job in jobs {
+        // A caller that gave up (dropped its future) no longer listens; its write is durable anyway.
+        let _ = job.ack.send(result.clone());
+    }
+}
+
+fn build(db: &DB, jobs: &[Job], payload_bytes: &mut usize) -> Result<WriteBatch, StoreError> {
+    let mut wb = WriteBatch::default();
+    for job in jobs {
+        *payload_bytes += job.batch.payload_bytes();
+        for op in job.batch.ops() {
+            match op {
+                Op::Put { cf, key, value } => wb.put_cf(handle(db, cf.name())?, key, value),
+                Op::Delete { cf, key } => wb.delete_cf(handle(db, cf.name())?, key),
+            }
+        }
+    }
+    Ok(wb)
+}
+
+fn handle<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    // Open creates every column family, so this only fails if the store was opened wrongly.
+    db.cf_handle(name)
+        .ok_or_else(|| StoreError::Write(format!("column family {name} is not open")))
+}

@@ -1,0 +1,318 @@
+//! The `esigd` binary: embedded defaults, `init`, `check`, and configuration faults.
+//!
+//! Each test runs the real binary. Tokens for configured runs are created by the test in the
+//! SoftHSM directory the test runner gave this process; the child inherits `SOFTHSM2_CONF`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use esigd_hsm::testing::{TestToken, softhsm_module};
+
+fn esigd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_esigd"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run esigd")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Writes a configuration for `token` into `dir`; `extra` is appended (TOML).
+fn config(dir: &Path, token: &TestToken, extra: &str) -> std::path::PathBuf {
+    let p = dir.join("esigd.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ file = {:?} }}\n{extra}",
+            dir.join("data"),
+            softhsm_module(),
+            token.label,
+            token.pin_file
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// A running `esigd serve`; killed on drop.
+struct Daemon {
+    child: Child,
+    public: String,
+    stdout: String,
+}
+
+impl Daemon {
+    fn start(mut cmd: Command) -> Daemon {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn esigd");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut stdout = String::new();
+        let mut public = None;
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("esigd did not become ready:\n{stdout}\n{err}");
+            }
+            stdout.push_str(&line);
+            if let Some(rest) = line.trim().strip_prefix("public listener    http://") {
+                public = rest.split_whitespace().next().map(str::to_string);
+            }
+            if line.trim() == "ready" {
+                break;
+            }
+        }
+        Daemon {
+            child,
+            public: public.expect("public address printed"),
+            stdout,
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, Vec<u8>) {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                &format!("http://{}{path}", self.public),
+            ])
+            .output()
+            .unwrap();
+        let body = out.stdout;
+        let split = body.iter().rposition(|b| *b == b'\n').unwrap();
+        let code = std::str::from_utf8(&body[split + 1..])
+            .unwrap()
+            .parse()
+            .unwrap();
+        (code, body[..split].to_vec())
+    }
+
+    /// SIGTERM, then the exit status must be success.
+    fn stop(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "esigd exited with {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "esigd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_dev(data: &Path) -> Daemon {
+    let mut cmd = esigd();
+    cmd.args(["--data-dir"]).arg(data).args([
+        "serve",
+        "--public",
+        "127.0.0.1:0",
+        "--eservice",
+        "127.0.0.1:0",
+    ]);
+    Daemon::start(cmd)
+}
+
+#[test]
+fn embedded_defaults_create_token_keys_and_certificates_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = serve_dev(&data);
+    for f in [
+        "pki/ca.pem",
+        "pki/tsa.pem",
+        "pki/demo-eservice.pem",
+        "pki/demo-eservice.key",
+        "hsm/user-pin",
+    ] {
+        assert!(data.join(f).is_file(), "{f} missing; banner:\n{}", d.stdout);
+    }
+    assert!(d.stdout.contains("demo-eservice.pem"), "{}", d.stdout);
+    // Private material is private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [
+        "hsm/user-pin",
+        "hsm/so-pin",
+        "pki/demo-eservice.key",
+        "tls/server.key",
+    ] {
+        let mode = std::fs::metadata(data.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    assert_eq!(d.get("/healthz").0, 200);
+    let (code, body) = d.get("/readyz");
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let (code, pem) = d.get("/pki/ca.pem");
+    assert_eq!(code, 200);
+    assert_eq!(pem, std::fs::read(data.join("pki/ca.pem")).unwrap());
+    // The TSA certificate chains to the CA (checked by openssl, not by us).
+    let v = run(Command::new("openssl")
+        .args(["verify", "-purpose", "timestampsign", "-CAfile"])
+        .arg(data.join("pki/ca.pem"))
+        .arg(data.join("pki/tsa.pem")));
+    assert!(v.status.success(), "{}", text(&v));
+    d.stop();
+
+    // Second start: same token, same CA.
+    let ca_before = std::fs::read(data.join("pki/ca.pem")).unwrap();
+    let d = serve_dev(&data);
+    assert_eq!(std::fs::read(data.join("pki/ca.pem")).unwrap(), ca_before);
+    assert_eq!(d.get("/pki/ca.pem").1, ca_before);
+    d.stop();
+}
+
+#[test]
+fn configured_init_then_check_passes() {
+    let token = TestToken::create();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &token, "");
+    let o = run(esigd().arg("--config").arg(&cfg).arg("check"));
+    assert!(
+        !o.status.success(),
+        "check must fail before init:\n{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("ca.key"), "{}", text(&o));
+    let o = run(esigd().arg("--config").arg(&cfg).arg("init"));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(esigd().arg("--config").arg(&cfg).arg("check"));
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("all checks passed"), "{}", text(&o));
+    // init refuses to replace the CA.
+    let o = run(esigd().arg("--config").arg(&cfg).args(["init", "ca"]));
+    assert!(
+        !o.status.success() && text(&o).contains("already initialised"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Each fault makes `check` and `serve` exit non-zero, naming the setting, never printing the PIN.
+#[test]
+fn configuration_faults_are_named_without_the_pin() {
+    let token = TestToken::create();
+    let dir = tempfile::tempdir().unwrap();
+    let good = config(dir.path(), &token, "");
+    assert!(
+        run(esigd().arg("--config").arg(&good).arg("init"))
+            .status
+            .success()
+    );
+
+    let wrong_pin = dir.path().join("wrong-pin");
+    std::fs::write(&wrong_pin, "31337-not-it\n").unwrap();
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "hsm.pin",
+            format!(
+                "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ file = {:?} }}\n",
+                dir.path().join("data"),
+                softhsm_module(),
+                token.label,
+                wrong_pin
+            ),
+        ),
+        (
+            "hsm.module",
+            format!(
+                "data_dir = {:?}\n[hsm]\nmodule = \"/nonexistent/pkcs11.so\"\ntoken = {:?}\npin = {{ file = {:?} }}\n",
+                dir.path().join("data"),
+                token.label,
+                token.pin_file
+            ),
+        ),
+        (
+            "hsm.token",
+            format!(
+                "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = \"no-such-token\"\npin = {{ file = {:?} }}\n",
+                dir.path().join("data"),
+                softhsm_module(),
+                token.pin_file
+            ),
+        ),
+        (
+            "ca.key",
+            format!(
+                "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ file = {:?} }}\n[ca]\nkey = \"pkcs11:object=missing-ca-key\"\n",
+                dir.path().join("data"),
+                softhsm_module(),
+                token.label,
+                token.pin_file
+            ),
+        ),
+        (
+            "hsm.pin",
+            format!(
+                "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ env = \"ESIGD_TEST_NO_SUCH_VAR\" }}\n",
+                dir.path().join("data"),
+                softhsm_module(),
+                token.label
+            ),
+        ),
+        (
+            "colour",
+            "colour = \"blue\"\n[hsm]\npin = { env = \"X\" }\n".to_string(),
+        ),
+    ];
+    for (setting, toml) in cases {
+        let p = dir.path().join("case.toml");
+        std::fs::write(&p, toml).unwrap();
+        for cmd in ["check", "serve"] {
+            let mut c = esigd();
+            c.arg("--config").arg(&p).arg(cmd);
+            if cmd == "serve" {
+                c.args(["--public", "127.0.0.1:0", "--eservice", "127.0.0.1:0"]);
+            }
+            let o = run(&mut c);
+            let t = text(&o);
+            assert!(
+                !o.status.success(),
+                "{cmd} with a bad {setting} must fail:\n{t}"
+            );
+            assert!(
+                t.contains(setting),
+                "{cmd}: message must name {setting}:\n{t}"
+            );
+            assert!(
+                !t.contains(&token.pin) && !t.contains("31337"),
+                "{cmd}: PIN leaked:\n{t}"
+            );
+            assert!(!t.contains("panicked"), "{cmd}: panic:\n{t}");
+        }
+    }
+}

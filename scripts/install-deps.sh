@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, run and test esigd (idempotent).
+# Needs root for apt. Python tools go into a venv ($ESIGD_VENV).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(softhsm2 opensc libclang-dev clang openssl curl python3-venv prometheus)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--with-test-tools" ]; then
+  venv="${ESIGD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-venv}"
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+  fi
+  if ! cmp -s tests/requirements.txt "$venv/.esigd-requirements" 2>/dev/null; then
+    "$venv/bin/pip" install -q --upgrade pip
+    "$venv/bin/pip" install -q -r tests/requirements.txt
+    cp tests/requirements.txt "$venv/.esigd-requirements"
+  fi
+  if ! command -v cargo-nextest >/dev/null 2>&1; then
+    cargo install cargo-nextest --locked
+  fi
+fi

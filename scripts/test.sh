@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then format check, clippy, and every test
+# (unit, SoftHSM, RocksDB, TLS, openssl/pkilint validators) under cargo-nextest, one process
+# per test, each with its own SoftHSM token directory (see scripts/test-runner).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --with-test-tools
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-target}"
+export ESIGD_VENV="${ESIGD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-venv}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "== cargo nextest"
+cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
