@@ -13,7 +13,10 @@ use esigd_hsm::testing::{TestToken, raw};
 use esigd_hsm::{Hsm, KeyKind, KeyRef, OneTimeConfig, OneTimeKeys};
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -55,26 +58,38 @@ fn main() {
     let rounds = env_num("BENCH_ROUNDS", 5) as usize;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("hsm_throughput: SoftHSM2, ECDSA P-256, {cores} cores, {rounds} samples x {dur:?}, load {}", load.trim());
+    println!(
+        "hsm_throughput: SoftHSM2, ECDSA P-256, {cores} cores, {rounds} samples x {dur:?}, load {}",
+        load.trim()
+    );
 
     let token = TestToken::create();
     let mut cfg = token.config();
     cfg.pool_size = 8;
     let hsm = Hsm::open(cfg).unwrap();
     hsm.generate_key_pair("bench", KeyKind::EcP256).unwrap();
-    let signer = Arc::new(hsm.signer(&KeyRef::label("bench"), "bench.key", None).unwrap());
+    let signer = Arc::new(
+        hsm.signer(&KeyRef::label("bench"), "bench.key", None)
+            .unwrap(),
+    );
 
     println!();
-    println!("| caller threads | raw cryptoki sign/s (own session each) | pool sign/s | pool / raw |");
+    println!(
+        "| caller threads | raw cryptoki sign/s (own session each) | pool sign/s | pool / raw |"
+    );
     println!("|---|---|---|---|");
     for threads in [1usize, 2, 4, 8] {
         let (mut raw_s, mut pool_s) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             raw_s.push(raw::sign_loop(&token, "bench", threads, dur));
             let s = signer.clone();
-            pool_s.push(par(threads, dur, Arc::new(move || {
-                s.sign_digest(&[0x5a; 32]).unwrap();
-            })));
+            pool_s.push(par(
+                threads,
+                dur,
+                Arc::new(move || {
+                    s.sign_digest(&[0x5a; 32]).unwrap();
+                }),
+            ));
         }
         let (r, p) = (median(raw_s), median(pool_s));
         println!("| {threads} | {r:.0} | {p:.0} | {:.2} |", p / r);
@@ -99,7 +114,15 @@ fn main() {
     println!("| one-time sequence (1 sign per key) | threads | keys/s | ratio to raw |");
     println!("|---|---|---|---|");
     let onetime = Arc::new(
-        OneTimeKeys::start(&hsm, OneTimeConfig { ready: 8, max_signatures: 3, ..OneTimeConfig::default() }).unwrap(),
+        OneTimeKeys::start(
+            &hsm,
+            OneTimeConfig {
+                ready: 8,
+                max_signatures: 3,
+                ..OneTimeConfig::default()
+            },
+        )
+        .unwrap(),
     );
     onetime.wait_ready(8, Duration::from_secs(10));
     for threads in [1usize, 2] {
@@ -107,15 +130,22 @@ fn main() {
         for _ in 0..rounds {
             raw_s.push(raw::keygen_sign_destroy_loop(&token, 1, threads, dur));
             let ot = onetime.clone();
-            pre_s.push(par(threads, dur, Arc::new(move || {
-                let k = ot.take().unwrap();
-                k.sign_digest(&[0x5a; 32]).unwrap();
-                k.destroy().unwrap();
-            })));
+            pre_s.push(par(
+                threads,
+                dur,
+                Arc::new(move || {
+                    let k = ot.take().unwrap();
+                    k.sign_digest(&[0x5a; 32]).unwrap();
+                    k.destroy().unwrap();
+                }),
+            ));
         }
         let (r, p) = (median(raw_s), median(pre_s));
         println!("| raw keygen+sign+destroy | {threads} | {r:.0} | 1.00 |");
-        println!("| pre-generated take+sign+destroy | {threads} | {p:.0} | {:.2} |", p / r);
+        println!(
+            "| pre-generated take+sign+destroy | {threads} | {p:.0} | {:.2} |",
+            p / r
+        );
     }
     let ot = onetime.clone();
     let pre = lat(&move || {
@@ -125,7 +155,8 @@ fn main() {
     });
     let h2 = hsm.clone();
     let bare = lat(&move || {
-        h2.ephemeral_sign_once(KeyKind::EcP256, &[&[0x5a; 32]]).unwrap();
+        h2.ephemeral_sign_once(KeyKind::EcP256, &[&[0x5a; 32]])
+            .unwrap();
     });
     println!();
     println!("| request-path latency, median of 2000 paced calls (1 caller) | µs |");

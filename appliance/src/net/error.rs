@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong while building or running a listener.
 ///
-/// Messages name the setting at fault (`listen.eservice_cert`, `listen.eservice_client_ca`, …).
+/// Messages name the setting at fault (`tls.cert`, `tls.client_ca`, …).
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// A PEM file could not be read or parsed.
@@ -42,9 +42,7 @@ pub enum NetError {
         message: String,
     },
     /// rustls rejected the server certificate chain / key pair or the protocol set-up.
-    #[error(
-        "invalid e-Service TLS server certificate or key (listen.eservice_cert / listen.eservice_key): {0}"
-    )]
+    #[error("invalid e-Service TLS server certificate or key (tls.cert / tls.key): {0}")]
     ServerCert(String),
     /// A listener limit is out of range.
     #[error("invalid listener setting {setting}: {reason}")]

@@ -12,9 +12,9 @@ use rustls::{RootCertStore, ServerConfig};
 use super::error::NetError;
 
 /// Setting names used in error messages.
-const CERT: &str = "listen.eservice_cert";
-const KEY: &str = "listen.eservice_key";
-const CLIENT_CA: &str = "listen.eservice_client_ca";
+const CERT: &str = "tls.cert";
+const KEY: &str = "tls.key";
+const CLIENT_CA: &str = "tls.client_ca";
 
 /// The crypto provider: always ring, never the process default (aws-lc-rs must stay out of the graph).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -24,11 +24,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// PEM inputs of the e-Service TLS server.
 #[derive(Debug, Clone)]
 pub struct MtlsPem<'a> {
-    /// Server certificate chain, leaf first (`listen.eservice_cert`).
+    /// Server certificate chain, leaf first (`tls.cert`).
     pub cert_chain: &'a [u8],
-    /// Server private key, PKCS#8 / SEC1 / PKCS#1 (`listen.eservice_key`).
+    /// Server private key, PKCS#8 / SEC1 / PKCS#1 (`tls.key`).
     pub key: &'a [u8],
-    /// Client CA certificates whose issued certificates may connect (`listen.eservice_client_ca`).
+    /// Client CA certificates whose issued certificates may connect (`tls.client_ca`).
     pub client_ca: &'a [u8],
 }
 

@@ -1,0 +1,966 @@
+//! RFC 3161 over HTTP against the running `esigd` binary: `openssl ts` as client and verifier for every
+//! hash × nonce × certReq combination, the rejections, the clock gate decided from the real kernel
+//! reading, pyHanko's `HTTPTimeStamper`, and 10,000 tokens from parallel keep-alive clients (also across a
+//! `kill -9` and restart: serials stay distinct and every token a client received has its audit record).
+//!
+//! The load clients are a few lines of blocking HTTP/1.1 over `std::net::TcpStream` (keep-alive,
+//! `Content-Length` bodies only): the appliance's dev-dependencies have no HTTP client, and a thread per
+//! connection makes "which replies had arrived before the kill" exact.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use der::asn1::{Int, OctetString};
+use der::{Decode, Encode};
+use esigd_hsm::testing::{TestToken, softhsm_module};
+use esigd_pki::tsp::{
+    MessageImprint, PkiStatus, TimeStampReq, TimeStampResp, TspVersion, token_tst_info,
+};
+use sha2::Digest;
+
+const POLICY: &str = "1.3.6.1.4.1.99999.1.1";
+
+fn esigd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_esigd"))
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn openssl(args: &[&str], dir: &Path) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl")
+}
+
+/// Runs openssl and requires success; returns stdout+stderr.
+fn openssl_ok(args: &[&str], dir: &Path) -> String {
+    let o = openssl(args, dir);
+    assert!(o.status.success(), "openssl {args:?} failed:\n{}", text(&o));
+    text(&o)
+}
+
+/// A running `esigd serve`; SIGKILLed on drop. stderr (the log) goes to `log`.
+struct Daemon {
+    child: Child,
+    public: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(mut cmd: Command, log: PathBuf) -> Daemon {
+        let err = std::fs::File::create(&log).unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .expect("spawn esigd");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut stdout = String::new();
+        let mut public = None;
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "esigd did not become ready:\n{stdout}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            stdout.push_str(&line);
+            if let Some(rest) = line.trim().strip_prefix("public listener    http://") {
+                public = rest.split_whitespace().next().map(str::to_string);
+            }
+            if line.trim() == "ready" {
+                break;
+            }
+        }
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = out.read_to_end(&mut sink);
+        });
+        Daemon {
+            child,
+            public: public.expect("public address printed"),
+            log,
+        }
+    }
+
+    fn dev(data: &Path) -> Daemon {
+        let mut cmd = esigd();
+        cmd.arg("--data-dir").arg(data).args([
+            "serve",
+            "--public",
+            "127.0.0.1:0",
+            "--eservice",
+            "127.0.0.1:0",
+        ]);
+        Daemon::start(cmd, data.with_extension(format!("log.{}", unique())))
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/tsa", self.public)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; the exit status must be success.
+    fn stop(mut self) {
+        signal(&self.child, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "esigd exited with {status}:\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "esigd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9` and reap.
+    fn kill9(mut self) {
+        signal(&self.child, nix::sys::signal::Signal::SIGKILL);
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "esigd was killed, not exited: {status}");
+    }
+}
+
+fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique() -> u64 {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::Relaxed) as u64
+}
+
+/// POST with curl; returns (HTTP status, Content-Type, body).
+fn curl_post(url: &str, content_type: &str, body_file: &Path) -> (u16, String, Vec<u8>) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code} %{content_type}",
+            "-H",
+        ])
+        .arg(format!("Content-Type: {content_type}"))
+        .arg("--data-binary")
+        .arg(format!("@{}", body_file.display()))
+        .arg(url)
+        .output()
+        .expect("run curl");
+    assert!(out.status.success(), "curl failed: {}", text(&out));
+    let body = out.stdout;
+    let split = body.iter().rposition(|b| *b == b'\n').unwrap();
+    let trailer = String::from_utf8_lossy(&body[split + 1..]).to_string();
+    let (code, ct) = trailer.split_once(' ').unwrap_or((&trailer, ""));
+    (
+        code.parse().unwrap(),
+        ct.to_string(),
+        body[..split].to_vec(),
+    )
+}
+
+/// Value after `key` on its line of `openssl ts ... -text` output.
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .map(str::trim)
+}
+
+/// genTime as printed by openssl (`Nov 28 10:15:02.123 2026 GMT`): fraction present? Also checks the
+/// RFC 3161 §2.4.2 form (no trailing zeros in the fraction).
+fn gen_time_has_fraction(reply_text: &str) -> bool {
+    let t = field(reply_text, "Time stamp:").expect("Time stamp line");
+    let hms = t.split_whitespace().nth(2).expect("time of day");
+    match hms.split_once('.') {
+        Some((_, frac)) => {
+            assert!(
+                !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()),
+                "fraction {t}"
+            );
+            assert!(
+                !frac.ends_with('0'),
+                "trailing zero in genTime fraction: {t}"
+            );
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn openssl_queries_for_every_hash_nonce_and_cert_request_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::dev(&dir.path().join("data"));
+    let w = dir.path();
+    std::fs::copy(dir.path().join("data/pki/ca.pem"), w.join("ca.pem")).unwrap();
+    std::fs::copy(dir.path().join("data/pki/tsa.pem"), w.join("tsa.pem")).unwrap();
+    std::fs::write(w.join("doc.txt"), b"esigd RFC 3161 over HTTP\n").unwrap();
+
+    let mut cases = 0;
+    let mut with_fraction = 0;
+    for hash in ["-sha256", "-sha384", "-sha512"] {
+        for nonce in [true, false] {
+            for cert in [true, false] {
+                let case = format!("{hash} nonce={nonce} cert={cert}");
+                let mut q = vec!["ts", "-query", "-data", "doc.txt", hash, "-out", "q.tsq"];
+                if !nonce {
+                    q.push("-no_nonce");
+                }
+                if cert {
+                    q.push("-cert");
+                }
+                openssl_ok(&q, w);
+                let qtext = openssl_ok(&["ts", "-query", "-in", "q.tsq", "-text"], w);
+                let (code, ct, body) =
+                    curl_post(&d.url(), "application/timestamp-query", &w.join("q.tsq"));
+                assert_eq!(
+                    (code, ct.as_str()),
+                    (200, "application/timestamp-reply"),
+                    "{case}"
+                );
+                std::fs::write(w.join("r.tsr"), &body).unwrap();
+
+                let rtext = openssl_ok(&["ts", "-reply", "-in", "r.tsr", "-text"], w);
+                assert_eq!(
+                    field(&rtext, "Status:"),
+                    Some("Granted."),
+                    "{case}:\n{rtext}"
+                );
+                assert_eq!(
+                    field(&rtext, "Policy OID:"),
+                    Some(POLICY),
+                    "{case}:\n{rtext}"
+                );
+                let alg = hash.trim_start_matches('-');
+                assert_eq!(
+                    field(&rtext, "Hash Algorithm:"),
+                    Some(alg),
+                    "{case}:\n{rtext}"
+                );
+                let sent_nonce = field(&qtext, "Nonce:").unwrap();
+                if nonce {
+                    assert!(sent_nonce.starts_with("0x"), "{case}: {qtext}");
+                    assert_eq!(
+                        field(&rtext, "Nonce:"),
+                        Some(sent_nonce),
+                        "{case}: nonce echoed:\n{rtext}"
+                    );
+                } else {
+                    assert_eq!(
+                        field(&rtext, "Nonce:"),
+                        Some("unspecified"),
+                        "{case}:\n{rtext}"
+                    );
+                }
+                assert!(
+                    field(&rtext, "Accuracy:").is_some_and(|a| a != "unspecified"),
+                    "{case}:\n{rtext}"
+                );
+                if gen_time_has_fraction(&rtext) {
+                    with_fraction += 1;
+                }
+
+                // openssl verifies the chain to the CA, EKU, ESS cert id, imprint; -queryfile also nonce/policy.
+                let mut v = vec![
+                    "ts", "-verify", "-data", "doc.txt", "-in", "r.tsr", "-CAfile", "ca.pem",
+                ];
+                let mut vq = vec![
+                    "ts",
+                    "-verify",
+                    "-queryfile",
+                    "q.tsq",
+                    "-in",
+                    "r.tsr",
+                    "-CAfile",
+                    "ca.pem",
+                ];
+                if !cert {
+                    // certReq false: the token must not carry the TSA certificate, so openssl needs it
+                    // given, and fails without it.
+                    let o = openssl(&v, w);
+                    assert!(
+                        !o.status.success(),
+                        "{case}: verified without the TSA cert although certReq=false"
+                    );
+                    v.extend(["-untrusted", "tsa.pem"]);
+                    vq.extend(["-untrusted", "tsa.pem"]);
+                }
+                for args in [&v, &vq] {
+                    let out = openssl_ok(args, w);
+                    assert!(out.contains("Verification: OK"), "{case} {args:?}:\n{out}");
+                }
+                // And a different document does not verify.
+                std::fs::write(w.join("other.txt"), b"another document\n").unwrap();
+                let mut bad = v.clone();
+                bad[3] = "other.txt";
+                assert!(
+                    !openssl(&bad, w).status.success(),
+                    "{case}: wrong data verified"
+                );
+                cases += 1;
+            }
+        }
+    }
+    assert_eq!(cases, 12);
+    // A genTime on an exact millisecond prints without fraction (1 in 1000); twelve in a row cannot.
+    assert!(
+        with_fraction > 0,
+        "no genTime carried a fraction of a second"
+    );
+    d.stop();
+}
+
+#[test]
+fn rejections_are_time_stamp_responses_with_the_right_failure_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::dev(&dir.path().join("data"));
+    let w = dir.path();
+    std::fs::write(w.join("doc.txt"), b"esigd rejections\n").unwrap();
+
+    let reply_text = |name: &str, body_file: &str| -> String {
+        let (code, ct, body) =
+            curl_post(&d.url(), "application/timestamp-query", &w.join(body_file));
+        assert_eq!(
+            (code, ct.as_str()),
+            (200, "application/timestamp-reply"),
+            "{name}"
+        );
+        std::fs::write(w.join("r.tsr"), &body).unwrap();
+        // Our own decoder agrees with openssl about the status.
+        let resp = TimeStampResp::from_der(&body).unwrap();
+        assert_eq!(resp.status.status, PkiStatus::Rejection, "{name}");
+        assert!(resp.time_stamp_token.is_none(), "{name}");
+        openssl_ok(&["ts", "-reply", "-in", "r.tsr", "-text"], w)
+    };
+
+    openssl_ok(
+        &[
+            "ts", "-query", "-data", "doc.txt", "-sha1", "-cert", "-out", "sha1.tsq",
+        ],
+        w,
+    );
+    openssl_ok(
+        &[
+            "ts",
+            "-query",
+            "-data",
+            "doc.txt",
+            "-sha256",
+            "-tspolicy",
+            "1.2.3.4",
+            "-out",
+            "policy.tsq",
+        ],
+        w,
+    );
+    std::fs::write(w.join("garbage.bin"), b"this is not a TimeStampReq").unwrap();
+    // Larger than tsa.max_request_bytes (64 KiB) but below the HTTP body limit.
+    std::fs::write(w.join("big.bin"), vec![0x30u8; 70 * 1024]).unwrap();
+
+    for (name, file, info) in [
+        (
+            "sha1",
+            "sha1.tsq",
+            "unrecognized or unsupported algorithm identifier",
+        ),
+        (
+            "policy 1.2.3.4",
+            "policy.tsq",
+            "the requested TSA policy is not supported by the TSA",
+        ),
+        (
+            "garbage",
+            "garbage.bin",
+            "the data submitted has the wrong format",
+        ),
+        (
+            "oversized",
+            "big.bin",
+            "transaction not permitted or supported",
+        ),
+    ] {
+        let t = reply_text(name, file);
+        assert_eq!(field(&t, "Status:"), Some("Rejected."), "{name}:\n{t}");
+        assert_eq!(field(&t, "Failure info:"), Some(info), "{name}:\n{t}");
+        assert!(
+            field(&t, "Status description:").is_some(),
+            "{name}: statusString:\n{t}"
+        );
+    }
+
+    // Beyond the HTTP body limit (128 KiB) the body is not read at all: HTTP 413.
+    std::fs::write(w.join("huge.bin"), vec![0x30u8; 200 * 1024]).unwrap();
+    assert_eq!(
+        curl_post(&d.url(), "application/timestamp-query", &w.join("huge.bin")).0,
+        413
+    );
+
+    // Wrong media type: HTTP 415, not a TimeStampResp.
+    openssl_ok(
+        &[
+            "ts", "-query", "-data", "doc.txt", "-sha256", "-out", "ok.tsq",
+        ],
+        w,
+    );
+    let (code, _, _) = curl_post(&d.url(), "application/octet-stream", &w.join("ok.tsq"));
+    assert_eq!(code, 415);
+    // The same query with the right media type is granted (the 415 was about the header only).
+    let (code, _, body) = curl_post(&d.url(), "application/timestamp-query", &w.join("ok.tsq"));
+    assert_eq!(code, 200);
+    assert_eq!(
+        TimeStampResp::from_der(&body).unwrap().status.status,
+        PkiStatus::Granted
+    );
+    let log = d.log_text();
+    for kind in ["bad_alg", "unaccepted_policy", "malformed", "too_large"] {
+        assert!(log.contains(kind), "rejection {kind} not logged:\n{log}");
+    }
+    d.stop();
+}
+
+/// Configured (non-dev) run with `tsa.allow_unsynchronized_clock = false` and `tsa.accuracy = 1us`. The
+/// expected decision is computed from this machine's adjtimex reading through the appliance's own reader.
+#[test]
+fn clock_gate_refuses_from_the_kernel_reading() {
+    use esigd_tsa::{ClockState, KernelClock};
+    let accuracy = Duration::from_micros(1);
+    let reading = esigd_tsa::TimexSource::read(&esigd::clock::Adjtimex).unwrap();
+    let status = KernelClock(esigd::clock::Adjtimex).status().unwrap();
+    let expect_kind = if !status.synchronized {
+        Some("clock_unsynchronized")
+    } else if status.max_error > accuracy {
+        Some("clock_max_error")
+    } else {
+        None
+    };
+    eprintln!("adjtimex: {reading:?} -> {status:?}, expecting {expect_kind:?}");
+
+    let token = TestToken::create();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("esigd.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ file = {:?} }}\n\
+             [tsa]\nallow_unsynchronized_clock = false\naccuracy = \"1us\"\n",
+            dir.path().join("data"),
+            softhsm_module(),
+            token.label,
+            token.pin_file
+        ),
+    )
+    .unwrap();
+    let o = esigd()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // The e-Service listener needs its TLS files (the embedded defaults make them; a configured run not).
+    let tls = dir.path().join("data/tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    openssl_ok(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.pem",
+        ],
+        &tls,
+    );
+    std::fs::copy(tls.join("server.pem"), tls.join("client-ca.pem")).unwrap();
+    let mut cmd = esigd();
+    cmd.arg("--config").arg(&cfg).args([
+        "serve",
+        "--public",
+        "127.0.0.1:0",
+        "--eservice",
+        "127.0.0.1:0",
+    ]);
+    let d = Daemon::start(cmd, dir.path().join("esigd.log"));
+
+    let w = dir.path();
+    std::fs::write(w.join("doc.txt"), b"clock gate\n").unwrap();
+    openssl_ok(
+        &[
+            "ts", "-query", "-data", "doc.txt", "-sha256", "-cert", "-out", "q.tsq",
+        ],
+        w,
+    );
+    let (code, _, body) = curl_post(&d.url(), "application/timestamp-query", &w.join("q.tsq"));
+    assert_eq!(code, 200);
+    std::fs::write(w.join("r.tsr"), &body).unwrap();
+    let t = openssl_ok(&["ts", "-reply", "-in", "r.tsr", "-text"], w);
+    match expect_kind {
+        Some(kind) => {
+            assert_eq!(field(&t, "Status:"), Some("Rejected."), "{t}");
+            assert_eq!(
+                field(&t, "Failure info:"),
+                Some("the TSA's time source is not available"),
+                "{t}"
+            );
+            // The daemon logs the refusal with the reason.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !d.log_text().contains(kind) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let log = d.log_text();
+            assert!(
+                log.contains("time-stamp request rejected") && log.contains(kind),
+                "{kind} not logged:\n{log}"
+            );
+        }
+        None => {
+            // Only a kernel claiming ≤ 1 µs maximum error gets here: then the token must be granted.
+            assert_eq!(field(&t, "Status:"), Some("Granted."), "{t}");
+        }
+    }
+    d.stop();
+}
+
+const PYHANKO_CHECK: &str = r#"
+import asyncio, hashlib, sys
+from asn1crypto import pem, x509
+from pyhanko.sign.timestamps import HTTPTimeStamper
+from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
+from pyhanko_certvalidator import ValidationContext
+
+async def main(url, ca_path):
+    raw = open(ca_path, 'rb').read()
+    if pem.detect(raw):
+        _, _, raw = pem.unarmor(raw)
+    ca = x509.Certificate.load(raw)
+    digest = hashlib.sha256(b'esigd pyHanko HTTPTimeStamper').digest()
+    token = await HTTPTimeStamper(url).async_timestamp(digest, 'sha256')
+    st = await validate_tst_signed_data(
+        token['content'], ValidationContext(trust_roots=[ca]), expected_tst_imprint=lambda alg: digest)
+    print('intact', st['intact'], 'valid', st['valid'], 'trust', st['trust_problem_indic'], 'time', st['timestamp'])
+    assert st['intact'] and st['valid'] and st['trust_problem_indic'] is None, st
+    tst = token['content']['encap_content_info']['content'].parsed
+    assert tst['policy'].dotted == sys.argv[3], tst['policy'].dotted
+    # A wrong imprint must not validate.
+    other = hashlib.sha256(b'other').digest()
+    bad = await validate_tst_signed_data(
+        token['content'], ValidationContext(trust_roots=[ca]), expected_tst_imprint=lambda alg: other)
+    assert not bad['intact'], bad
+    print('pyhanko ok')
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"#;
+
+#[test]
+fn pyhanko_http_timestamper_gets_and_validates_a_token() {
+    let Some(venv) = std::env::var_os("ESIGD_VENV") else {
+        eprintln!("ESIGD_VENV not set: pyHanko check not run (CI sets it)");
+        return;
+    };
+    let python = PathBuf::from(venv).join("bin/python");
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::dev(&dir.path().join("data"));
+    let script = dir.path().join("pyhanko_tsa.py");
+    std::fs::write(&script, PYHANKO_CHECK).unwrap();
+    let o = Command::new(&python)
+        .arg(&script)
+        .arg(d.url())
+        .arg(dir.path().join("data/pki/ca.pem"))
+        .arg(POLICY)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    let t = text(&o);
+    assert!(
+        o.status.success() && t.contains("pyhanko ok"),
+        "pyHanko (from $ESIGD_VENV) failed:\n{t}"
+    );
+    d.stop();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Parallel load.
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    addr: String,
+    r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: &str) -> std::io::Result<Conn> {
+        let s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Conn {
+            addr: addr.to_string(),
+            r: BufReader::new(s),
+        })
+    }
+
+    /// POST /tsa; (status, body). Fails on any I/O error (no retry: a killed daemon must show).
+    fn post(&mut self, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        let mut req = format!(
+            "POST /tsa HTTP/1.1\r\nHost: {}\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.r.get_mut().write_all(&req)?;
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+        let mut line = String::new();
+        if self.r.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(&line))?;
+        let mut len = None;
+        loop {
+            line.clear();
+            if self.r.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+        let mut out = vec![0; len.ok_or_else(|| bad("no Content-Length"))?];
+        self.r.read_exact(&mut out)?;
+        Ok((status, out))
+    }
+}
+
+/// A positive INTEGER in DER form (no leading zero octets unless the sign needs one).
+fn positive_int(v: u64) -> Int {
+    let mut b: Vec<u8> = v
+        .to_be_bytes()
+        .iter()
+        .copied()
+        .skip_while(|b| *b == 0)
+        .collect();
+    if b.first().is_none_or(|b| *b >= 0x80) {
+        b.insert(0, 0);
+    }
+    Int::new(&b).unwrap()
+}
+
+/// A SHA-256 TimeStampReq with certReq and a nonce made of `nonce` (8 bytes, big-endian, positive).
+fn request(nonce: u64, data: &[u8]) -> (Vec<u8>, [u8; 32]) {
+    let digest: [u8; 32] = sha2::Sha256::digest(data).into();
+    let req = TimeStampReq {
+        version: TspVersion::V1,
+        message_imprint: MessageImprint {
+            hash_algorithm: spki::AlgorithmIdentifier {
+                oid: const_oid::db::rfc5912::ID_SHA_256,
+                parameters: None,
+            },
+            hashed_message: OctetString::new(digest.to_vec()).unwrap(),
+        },
+        req_policy: None,
+        nonce: Some(positive_int(nonce)),
+        cert_req: true,
+        extensions: None,
+    };
+    (req.to_der().unwrap(), digest)
+}
+
+/// A token a client received: serial, the reply DER, what was asked.
+#[derive(Clone)]
+struct Got {
+    serial: u64,
+    reply: Vec<u8>,
+    digest: [u8; 32],
+    nonce: u64,
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let b: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+    assert!(b.len() <= 8, "serial longer than 64 bits");
+    b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
+}
+
+/// Checks one reply against its request and returns the serial.
+fn check_reply(reply: &[u8], digest: &[u8; 32], nonce: u64) -> u64 {
+    let resp = TimeStampResp::from_der(reply).expect("TimeStampResp DER");
+    assert_eq!(resp.status.status, PkiStatus::Granted);
+    let token = resp.token_der().unwrap().expect("token");
+    let tst = token_tst_info(&token).expect("TSTInfo");
+    assert_eq!(tst.message_imprint.hashed_message.as_bytes(), digest);
+    assert_eq!(
+        be_u64(tst.nonce.as_ref().expect("nonce echoed").as_bytes()),
+        nonce
+    );
+    be_u64(tst.serial_number.as_bytes())
+}
+
+/// `clients` threads, one keep-alive connection each, `per_client` requests each (or until an I/O error,
+/// or until `stop`). Every complete reply is checked and collected; the count of errors is returned.
+fn load(
+    addr: &str,
+    clients: u64,
+    per_client: u64,
+    run: u64,
+    stop: Arc<AtomicBool>,
+    got: Arc<Mutex<Vec<Got>>>,
+) -> usize {
+    let hs: Vec<_> = (0..clients)
+        .map(|c| {
+            let (addr, stop, got) = (addr.to_string(), stop.clone(), got.clone());
+            std::thread::spawn(move || -> usize {
+                let Ok(mut conn) = Conn::open(&addr) else {
+                    return 1;
+                };
+                for i in 0..per_client {
+                    if stop.load(Ordering::Relaxed) {
+                        return 0;
+                    }
+                    let nonce = (run << 48) | (c << 32) | i;
+                    let (req, digest) = request(nonce, format!("doc {run}/{c}/{i}").as_bytes());
+                    match conn.post(&req) {
+                        Ok((200, reply)) => {
+                            let serial = check_reply(&reply, &digest, nonce);
+                            got.lock().unwrap().push(Got {
+                                serial,
+                                reply,
+                                digest,
+                                nonce,
+                            });
+                        }
+                        Ok((code, body)) => {
+                            panic!("HTTP {code}: {}", String::from_utf8_lossy(&body))
+                        }
+                        Err(_) => return 1,
+                    }
+                }
+                0
+            })
+        })
+        .collect();
+    hs.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+fn assert_distinct(tokens: &[Got]) {
+    let mut seen = HashMap::new();
+    for t in tokens {
+        if let Some(prev) = seen.insert(t.serial, t.nonce) {
+            panic!(
+                "serial {} issued twice (nonces {prev:#x} and {:#x})",
+                t.serial, t.nonce
+            );
+        }
+    }
+}
+
+/// `openssl ts -verify` on a few replies.
+fn spot_check(tokens: &[Got], data: &Path, n: usize) {
+    let w = tempfile::tempdir().unwrap();
+    std::fs::copy(data.join("pki/ca.pem"), w.path().join("ca.pem")).unwrap();
+    let step = (tokens.len() / n).max(1);
+    for t in tokens.iter().step_by(step).take(n) {
+        std::fs::write(w.path().join("r.tsr"), &t.reply).unwrap();
+        let out = openssl_ok(
+            &[
+                "ts",
+                "-verify",
+                "-digest",
+                &hex::encode(t.digest),
+                "-in",
+                "r.tsr",
+                "-CAfile",
+                "ca.pem",
+            ],
+            w.path(),
+        );
+        assert!(
+            out.contains("Verification: OK"),
+            "serial {}:\n{out}",
+            t.serial
+        );
+    }
+}
+
+#[test]
+fn ten_thousand_tokens_from_parallel_clients_have_distinct_serials() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = Daemon::dev(&data);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let errors = load(
+        &d.public,
+        8,
+        1250,
+        1,
+        Arc::new(AtomicBool::new(false)),
+        got.clone(),
+    );
+    assert_eq!(errors, 0);
+    let tokens = got.lock().unwrap().clone();
+    assert_eq!(tokens.len(), 10_000);
+    assert_distinct(&tokens);
+    spot_check(&tokens, &data, 10);
+    d.stop();
+}
+
+#[test]
+fn kill_9_mid_run_keeps_serials_distinct_and_every_returned_token_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    // Run 1: 8 clients stamping; kill -9 once 3,000 tokens have arrived, requests still in flight.
+    let d = Daemon::dev(&data);
+    let before = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = {
+        let (addr, stop, before) = (d.public.clone(), stop.clone(), before.clone());
+        std::thread::spawn(move || load(&addr, 8, 10_000, 1, stop, before))
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while before.lock().unwrap().len() < 3000 {
+        assert!(
+            Instant::now() < deadline,
+            "too slow: {} tokens",
+            before.lock().unwrap().len()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    d.kill9();
+    let errors = loader.join().unwrap();
+    // The clients were cut off by the kill, not finished.
+    assert!(errors > 0, "no client saw the kill");
+    let before = before.lock().unwrap().clone();
+    assert!(
+        before.len() >= 3000 && before.len() < 80_000,
+        "{}",
+        before.len()
+    );
+
+    // Run 2 on the same data directory.
+    let d = Daemon::dev(&data);
+    let after = Arc::new(Mutex::new(Vec::new()));
+    assert_eq!(
+        load(
+            &d.public,
+            8,
+            250,
+            2,
+            Arc::new(AtomicBool::new(false)),
+            after.clone()
+        ),
+        0
+    );
+    let after = after.lock().unwrap().clone();
+    assert_eq!(after.len(), 2000);
+    d.stop();
+
+    let all: Vec<Got> = before.iter().chain(after.iter()).cloned().collect();
+    assert_distinct(&all);
+    // Serials continue above every serial of run 1 (a fresh block after the crash).
+    let max_before = before.iter().map(|t| t.serial).max().unwrap();
+    assert!(
+        after.iter().all(|t| t.serial > max_before),
+        "run 2 reused a serial range of run 1"
+    );
+
+    // Every token a client received has its durable audit record (read with the daemon stopped).
+    let store =
+        esigd::store::Store::open(data.join("db"), esigd::store::StoreOptions::default()).unwrap();
+    let log = esigd::persist::RocksImprintLog::new(store);
+    let mut missing = Vec::new();
+    for t in &all {
+        match log.get(t.serial).unwrap() {
+            Some(r) => {
+                assert_eq!(r.imprint, t.digest, "serial {}", t.serial);
+                assert_eq!(
+                    r.nonce.as_deref().map(be_u64),
+                    Some(t.nonce),
+                    "serial {}",
+                    t.serial
+                );
+            }
+            None => missing.push(t.serial),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} tokens returned without audit record, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // No record claims a serial that no client holds other than those in flight at the kill (≤ 8 + queue).
+    let holders: HashSet<u64> = all.iter().map(|t| t.serial).collect();
+    let mut extra = 0;
+    let mut after_serial = None;
+    loop {
+        let page = log.list_by_serial(after_serial, 1000).unwrap();
+        let Some(last) = page.last() else { break };
+        after_serial = Some(last.serial);
+        extra += page.iter().filter(|r| !holders.contains(&r.serial)).count();
+    }
+    // Each of the 8 clients had at most one request in flight at the kill.
+    assert!(
+        extra <= 8,
+        "{extra} audit records for tokens no client received"
+    );
+    eprintln!(
+        "kill -9 after {} tokens ({errors} clients cut off), {} after restart, {extra} records of in-flight requests",
+        before.len(),
+        after.len()
+    );
+    drop(log);
+
+    spot_check(&before, &data, 5);
+    spot_check(&after, &data, 5);
+}

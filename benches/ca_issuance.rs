@@ -1,0 +1,209 @@
+//! CA issuance throughput on a throw-away SoftHSM token: certificates issued per second from CSRs,
+//! against the bare HSM signing rate (cryptoki `C_Sign`, own session per thread) measured in the
+//! same run.
+//!
+//! `cargo bench --bench ca_issuance` (env: `BENCH_SECS` per sample, default 1; `BENCH_ROUNDS`
+//! samples per figure, default 5). Each figure is the median of its samples; the samples of all
+//! columns are interleaved so that noise from other processes hits them alike.
+//!
+//! One issuance is the whole library path: CSR parse and proof-of-possession check, key policy,
+//! serial draw (with a store lookup), TBS build, pre-issuance lint, one HSM signature, the
+//! post-signing verification, and the durable store insert. Columns:
+//! * `scd, memory`: `Authority::issue_scd` with `MemoryStore`;
+//! * `scd, RocksDB`: the same with the appliance's `RocksCertStore` (group commit, WAL synced);
+//! * `one-time for key, memory`: `Authority::issue_one_time_for_key` (the signing pipeline: the
+//!   key is the HSM's one-time key, so no CSR to parse).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use esigd_ca::{Authority, CaConfig, CertStore, MemoryStore, ceremony::create_root};
+use esigd_hsm::testing::{TestToken, raw};
+use esigd_hsm::{Hsm, HsmSignature, HsmSigner, KeyKind, KeyRef};
+use esigd_pki::identity::{DnBuilder, IdentityClaims};
+use p256::ecdsa::DerSignature;
+use rand_core::OsRng;
+
+/// Distinct CSRs issued round-robin (every issuance still gets a fresh serial).
+const CSRS: usize = 64;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs `f` from `threads` threads for `dur`; operations per second.
+fn par(threads: usize, dur: Duration, f: Arc<dyn Fn() + Send + Sync>) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            let (f, stop, count) = (f.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    f();
+                    n += 1;
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    std::thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+type Ca<St> = Authority<HsmSigner, HsmSignature, St>;
+
+fn authority<St: CertStore>(hsm: &Hsm, root: &x509_cert::Certificate, store: St) -> Ca<St> {
+    let signer = hsm.signer(&KeyRef::label("ca"), "ca.key", None).unwrap();
+    Authority::new(
+        root.clone(),
+        signer,
+        CaConfig::with_base_url("http://127.0.0.1:8080"),
+        store,
+    )
+    .unwrap()
+}
+
+fn claims() -> IdentityClaims {
+    IdentityClaims {
+        name: None,
+        given_name: Some("Mari-Liis".into()),
+        family_name: Some("Männik".into()),
+        personal_identifier: Some("47101010033".into()),
+        country: Some("EE".into()),
+    }
+}
+
+/// Issues round-robin over `csrs` with `issue`.
+fn issuer<St: CertStore + 'static>(
+    ca: Arc<Ca<St>>,
+    csrs: Arc<Vec<Vec<u8>>>,
+    scd: bool,
+) -> Arc<dyn Fn() + Send + Sync> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let claims = claims();
+    let keys: Vec<_> = csrs
+        .iter()
+        .map(|c| esigd_pki::csr::parse_csr(c).unwrap().public_key().clone())
+        .collect();
+    Arc::new(move || {
+        let i = next.fetch_add(1, Ordering::Relaxed) % csrs.len();
+        if scd {
+            ca.issue_scd(&csrs[i], &claims, SystemTime::now()).unwrap();
+        } else {
+            ca.issue_one_time_for_key(keys[i].clone(), &claims, SystemTime::now())
+                .unwrap();
+        }
+    })
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` probes bench binaries; nothing to list
+    }
+    let dur = Duration::from_millis(env_num("BENCH_SECS", 1) * 1000);
+    let rounds = env_num("BENCH_ROUNDS", 5) as usize;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "ca_issuance: SoftHSM2, CA key ECDSA P-256, subject keys P-256, {cores} cores, {rounds} samples x {dur:?}, load {}",
+        load.trim()
+    );
+
+    let token = TestToken::create();
+    let mut cfg = token.config();
+    cfg.pool_size = 8;
+    let hsm = Hsm::open(cfg).unwrap();
+    hsm.generate_key_pair("ca", KeyKind::EcP256).unwrap();
+    let root_signer = hsm.signer(&KeyRef::label("ca"), "ca.key", None).unwrap();
+    let name = DnBuilder::new()
+        .country("EE")
+        .unwrap()
+        .organization("esigd bench")
+        .unwrap()
+        .common_name("esigd Bench CA")
+        .unwrap()
+        .build();
+    let root = create_root::<_, HsmSignature>(
+        &root_signer,
+        name,
+        Duration::from_secs(3650 * 86_400),
+        SystemTime::now() - Duration::from_secs(60),
+        &mut OsRng,
+    )
+    .unwrap();
+
+    let csrs: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..CSRS)
+            .map(|_| {
+                let key = p256::ecdsa::SigningKey::random(&mut OsRng);
+                let subject = DnBuilder::new().common_name("requester").unwrap().build();
+                let csr = esigd_pki::csr::build_csr::<_, DerSignature>(&key, subject).unwrap();
+                esigd_pki::pem::csr_to_der(&csr).unwrap()
+            })
+            .collect(),
+    );
+
+    let mem = Arc::new(authority(&hsm, &root, MemoryStore::new()));
+    let db_dir = tempfile::tempdir().unwrap();
+    let store =
+        esigd::store::Store::open(db_dir.path(), esigd::store::StoreOptions::default()).unwrap();
+    let rocks = Arc::new(authority(
+        &hsm,
+        &root,
+        esigd::persist::RocksCertStore::new(store.clone()),
+    ));
+    let ot = Arc::new(authority(&hsm, &root, MemoryStore::new()));
+
+    println!();
+    println!(
+        "| threads | raw HSM sign/s | scd, memory: certs/s | / raw | scd, RocksDB: certs/s | / raw | one-time for key, memory: certs/s | / raw |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for threads in [1usize, 2] {
+        let (mut raw_s, mut mem_s, mut rocks_s, mut ot_s) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            raw_s.push(raw::sign_loop(&token, "ca", threads, dur));
+            mem_s.push(par(threads, dur, issuer(mem.clone(), csrs.clone(), true)));
+            rocks_s.push(par(threads, dur, issuer(rocks.clone(), csrs.clone(), true)));
+            ot_s.push(par(threads, dur, issuer(ot.clone(), csrs.clone(), false)));
+        }
+        let (r, m, k, o) = (median(raw_s), median(mem_s), median(rocks_s), median(ot_s));
+        println!(
+            "| {threads} | {r:.0} | {m:.0} | {:.2} | {k:.0} | {:.2} | {o:.0} | {:.2} |",
+            m / r,
+            k / r,
+            o / r
+        );
+    }
+    // Every issuance above is in its store; a spot check that the RocksDB records are there.
+    let listed = rocks
+        .list(&esigd_ca::ListQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "RocksDB store holds the issued certificates"
+    );
+    drop(rocks);
+    drop(store);
+}

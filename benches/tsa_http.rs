@@ -1,0 +1,444 @@
+//! RFC 3161 over HTTP, in one run and side by side: the release `esigd` TSA (keep-alive clients),
+//! the raw HSM ECDSA P-256 sign rate of a SoftHSM token, and a baseline TSA that runs one
+//! `openssl ts -reply` process per request behind a Python HTTP server (`benches/openssl_tsa_baseline/`).
+//!
+//! `cargo build --release --workspace --all-targets --all-features && cargo bench --bench tsa_http`
+//! (env: `BENCH_SECS` per sample, default 2; `BENCH_ROUNDS` samples per figure, default 5;
+//! `BENCH_CLIENTS` keep-alive connections to esigd, default 32;
+//! `ESIGD_BIN` to use another `esigd` binary than the one next to this bench's target directory).
+//! Figures are medians of samples; raw sign, esigd and openssl samples are interleaved so noise from
+//! other processes hits all alike. The latency at half of the maximum throughput comes from paced
+//! (open-loop) clients, measured from each request's scheduled send time, so a stalled server shows
+//! as latency rather than as fewer requests. A sample of replies of both TSAs is checked with
+//! `openssl ts -verify`.
+//!
+//! The load clients are blocking HTTP/1.1 over `std::net::TcpStream` (one thread and one keep-alive
+//! connection each, `Content-Length` bodies): the least client CPU on a machine the server shares.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use der::asn1::{Int, OctetString};
+use der::{Decode, Encode};
+use esigd_hsm::testing::{TestToken, raw};
+use esigd_hsm::{Hsm, KeyKind};
+use esigd_pki::tsp::{MessageImprint, PkiStatus, TimeStampReq, TimeStampResp, TspVersion};
+use sha2::Digest;
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Value at quantile `q` of sorted `v`.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    addr: String,
+    path: &'static str,
+    r: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(addr: &str, path: &'static str) -> Conn {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).unwrap();
+        Conn {
+            addr: addr.to_string(),
+            path,
+            r: BufReader::new(s),
+        }
+    }
+
+    fn post(&mut self, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut req = format!(
+            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\n\r\n",
+            self.path,
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        self.r.get_mut().write_all(&req).expect("send");
+        let mut line = String::new();
+        self.r.read_line(&mut line).expect("status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("HTTP status");
+        let mut len = 0;
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().expect("Content-Length");
+            }
+        }
+        let mut out = vec![0; len];
+        self.r.read_exact(&mut out).expect("body");
+        (status, out)
+    }
+}
+
+/// A positive INTEGER in DER form (no leading zero octets unless the sign needs one).
+fn positive_int(v: u64) -> Int {
+    let mut b: Vec<u8> = v
+        .to_be_bytes()
+        .iter()
+        .copied()
+        .skip_while(|b| *b == 0)
+        .collect();
+    if b.first().is_none_or(|b| *b >= 0x80) {
+        b.insert(0, 0);
+    }
+    Int::new(&b).unwrap()
+}
+
+/// SHA-256 requests with certReq and distinct nonces: (DER, digest).
+fn requests(n: usize) -> Arc<Vec<(Vec<u8>, [u8; 32])>> {
+    Arc::new(
+        (0..n as u64)
+            .map(|i| {
+                let digest: [u8; 32] = sha2::Sha256::digest(format!("bench document {i}")).into();
+                let req = TimeStampReq {
+                    version: TspVersion::V1,
+                    message_imprint: MessageImprint {
+                        hash_algorithm: spki::AlgorithmIdentifier {
+                            oid: const_oid::db::rfc5912::ID_SHA_256,
+                            parameters: None,
+                        },
+                        hashed_message: OctetString::new(digest.to_vec()).unwrap(),
+                    },
+                    req_policy: None,
+                    nonce: Some(positive_int(0x0100_0000_0000 + i)),
+                    cert_req: true,
+                    extensions: None,
+                };
+                (req.to_der().unwrap(), digest)
+            })
+            .collect(),
+    )
+}
+
+/// What one load sample measured.
+struct Sample {
+    per_sec: f64,
+    /// Sorted latencies, ms.
+    lat_ms: Vec<f64>,
+}
+
+/// Replies kept for `openssl ts -verify`: (reply DER, digest).
+type Kept = Arc<Mutex<Vec<(Vec<u8>, [u8; 32])>>>;
+
+/// `clients` connections; closed loop (`rate` = None: each sends its next request when the reply is in)
+/// or open loop at `rate` requests/s in total (client `c` sends request `i` at `(i * clients + c) / rate`,
+/// latency counted from that time). Every reply must be HTTP 200 and granted-sized; the first reply of
+/// each client is decoded and kept.
+fn run_load(
+    addr: &str,
+    path: &'static str,
+    clients: usize,
+    dur: Duration,
+    rate: Option<f64>,
+    reqs: &Arc<Vec<(Vec<u8>, [u8; 32])>>,
+    kept: &Kept,
+) -> Sample {
+    let start = Instant::now() + Duration::from_millis(50);
+    let hs: Vec<_> = (0..clients)
+        .map(|c| {
+            let (addr, reqs, kept) = (addr.to_string(), reqs.clone(), kept.clone());
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&addr, path);
+                let mut lat = Vec::new();
+                let mut i = 0usize;
+                let end = start + dur;
+                loop {
+                    let scheduled = match rate {
+                        Some(r) => start + Duration::from_secs_f64((i * clients + c) as f64 / r),
+                        None => Instant::now().max(start),
+                    };
+                    if scheduled >= end {
+                        break;
+                    }
+                    if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let (req, digest) = &reqs[(c * 7919 + i) % reqs.len()];
+                    let (status, body) = conn.post(req);
+                    lat.push(scheduled.elapsed().as_secs_f64() * 1e3);
+                    // A rejection (e.g. timeNotAvailable) is < 100 bytes; a token with certificate is far more.
+                    assert!(
+                        status == 200 && body.len() > 300,
+                        "HTTP {status}, {} bytes",
+                        body.len()
+                    );
+                    if i == 0 {
+                        let resp = TimeStampResp::from_der(&body).expect("TimeStampResp");
+                        assert_eq!(resp.status.status, PkiStatus::Granted);
+                        kept.lock().unwrap().push((body, *digest));
+                    }
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat_ms: Vec<f64> = hs.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    lat_ms.sort_by(|a, b| a.total_cmp(b));
+    Sample {
+        per_sec: lat_ms.len() as f64 / dur.as_secs_f64(),
+        lat_ms,
+    }
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd`, reads stdout until `until(line)` yields a value.
+fn start<T>(mut cmd: Command, until: impl Fn(&str) -> Option<T>) -> (Proc, T) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut found = None;
+    let mut seen = String::new();
+    let mut line = String::new();
+    while found.is_none() {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            panic!("{cmd:?} ended before it was ready:\n{seen}");
+        }
+        seen.push_str(&line);
+        found = until(line.trim());
+    }
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = out.read_to_end(&mut sink);
+    });
+    (Proc(child), found.unwrap())
+}
+
+fn esigd_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("ESIGD_BIN") {
+        return p.into();
+    }
+    // target/release/deps/tsa_http-<hash> -> target/release/esigd
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().and_then(Path::parent).unwrap().join("esigd");
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build --release --workspace --all-targets --all-features",
+        p.display()
+    );
+    p
+}
+
+fn verify_sample(kept: &Kept, ca: &Path, n: usize) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = kept.lock().unwrap();
+    for (reply, digest) in kept.iter().take(n) {
+        std::fs::write(dir.path().join("r.tsr"), reply).unwrap();
+        let o = Command::new("openssl")
+            .args([
+                "ts",
+                "-verify",
+                "-in",
+                "r.tsr",
+                "-digest",
+                &hex::encode(digest),
+                "-CAfile",
+            ])
+            .arg(ca)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let t = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && t.contains("Verification: OK"),
+            "openssl ts -verify: {t}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    kept.len().min(n)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return; // `cargo test --benches` probes bench binaries; nothing to list
+    }
+    let dur = Duration::from_millis(env_num("BENCH_SECS", 2) * 1000);
+    let rounds = env_num("BENCH_ROUNDS", 5) as usize;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "tsa_http: {cores} cores, {rounds} samples x {dur:?}, load {}",
+        load.trim()
+    );
+
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("esigd-data");
+    let mut cmd = Command::new(esigd_binary());
+    cmd.env("RUST_LOG", "warn")
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "serve",
+            "--public",
+            "127.0.0.1:0",
+            "--eservice",
+            "127.0.0.1:0",
+        ]);
+    let (_esigd, esigd_addr) = start(cmd, |l| {
+        l.strip_prefix("public listener    http://")
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string)
+    });
+    let baseline_dir = work.path().join("openssl-tsa");
+    let mut cmd = Command::new("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/openssl_tsa_baseline/http_tsa.py"
+    ))
+    .arg(&baseline_dir);
+    let (_baseline, baseline_port) =
+        start(cmd, |l| l.strip_prefix("listening ").map(str::to_string));
+    let baseline_addr = format!("127.0.0.1:{baseline_port}");
+
+    let token = TestToken::create();
+    let hsm = Hsm::open(token.config()).unwrap();
+    hsm.generate_key_pair("bench", KeyKind::EcP256).unwrap();
+    drop(hsm);
+
+    let reqs = requests(4096);
+    let (esigd_kept, openssl_kept): (Kept, Kept) = Default::default();
+    // Warm up both servers (connections, first serial block, page cache).
+    run_load(
+        &esigd_addr,
+        "/tsa",
+        16,
+        Duration::from_millis(500),
+        None,
+        &reqs,
+        &esigd_kept,
+    );
+    run_load(
+        &baseline_addr,
+        "/",
+        2,
+        Duration::from_millis(500),
+        None,
+        &reqs,
+        &openssl_kept,
+    );
+
+    let esigd_clients = env_num("BENCH_CLIENTS", 32) as usize;
+    let openssl_clients = 2 * cores;
+    let (mut raw_s, mut esigd_s, mut openssl_s) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut p50_s, mut p99_s) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raw_s.push(raw::sign_loop(&token, "bench", cores, dur));
+        let s = run_load(
+            &esigd_addr,
+            "/tsa",
+            esigd_clients,
+            dur,
+            None,
+            &reqs,
+            &esigd_kept,
+        );
+        esigd_s.push(s.per_sec);
+        p50_s.push(quantile(&s.lat_ms, 0.50));
+        p99_s.push(quantile(&s.lat_ms, 0.99));
+        openssl_s.push(
+            run_load(
+                &baseline_addr,
+                "/",
+                openssl_clients,
+                dur,
+                None,
+                &reqs,
+                &openssl_kept,
+            )
+            .per_sec,
+        );
+    }
+    let (raw_m, esigd_m, openssl_m) = (median(raw_s), median(esigd_s), median(openssl_s));
+    let (p50, p99) = (median(p50_s), median(p99_s));
+
+    // Open loop at half of the measured maximum.
+    let half = esigd_m / 2.0;
+    let (mut hp50_s, mut hp99_s, mut hrate_s) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let s = run_load(
+            &esigd_addr,
+            "/tsa",
+            esigd_clients,
+            dur,
+            Some(half),
+            &reqs,
+            &esigd_kept,
+        );
+        hrate_s.push(s.per_sec);
+        hp50_s.push(quantile(&s.lat_ms, 0.50));
+        hp99_s.push(quantile(&s.lat_ms, 0.99));
+    }
+    let (hp50, hp99, hrate) = (median(hp50_s), median(hp99_s), median(hrate_s));
+
+    let verified_esigd = verify_sample(&esigd_kept, &data.join("pki/ca.pem"), 20);
+    let verified_openssl = verify_sample(&openssl_kept, &baseline_dir.join("ca.pem"), 10);
+
+    let ok = |b: bool| if b { "met" } else { "NOT met" };
+    println!();
+    println!("| figure | value | goal |");
+    println!("|---|---|---|");
+    println!("| raw HSM ECDSA P-256 sign/s ({cores} threads, own session each) | {raw_m:.0} | |");
+    println!(
+        "| esigd TSA over HTTP, tokens/s ({esigd_clients} keep-alive clients, closed loop) | {esigd_m:.0} | ≥ 50 % of raw: {:.0} % ({}) |",
+        100.0 * esigd_m / raw_m,
+        ok(esigd_m >= 0.5 * raw_m)
+    );
+    println!("| esigd latency at max, p50 / p99 (ms) | {p50:.2} / {p99:.2} | |");
+    println!(
+        "| esigd latency at half of max ({hrate:.0}/s paced, open loop), p50 / p99 (ms) | {hp50:.2} / {hp99:.2} | p99 < 25 ms ({}) |",
+        ok(hp99 < 25.0)
+    );
+    println!(
+        "| openssl ts -reply per request over HTTP, tokens/s ({openssl_clients} clients) | {openssl_m:.0} | esigd ≥ 60×: {:.0}× ({}) |",
+        esigd_m / openssl_m,
+        ok(esigd_m >= 60.0 * openssl_m)
+    );
+    println!();
+    println!(
+        "openssl ts -verify: {verified_esigd} esigd replies and {verified_openssl} baseline replies: Verification: OK"
+    );
+}
