@@ -49,6 +49,9 @@ pub struct OneTimeConfig {
     pub max_signatures: u32,
     /// How long [`crate::OneTimeKeys::take`] waits for a key when none is ready.
     pub take_timeout: Duration,
+    /// Threads generating keys in the background (key generation is the costly part; one thread
+    /// per core keeps up with callers on every core).
+    pub refill_threads: usize,
 }
 
 impl Default for OneTimeConfig {
@@ -58,6 +61,7 @@ impl Default for OneTimeConfig {
             kind: KeyKind::EcP256,
             max_signatures: 3,
             take_timeout: Duration::from_secs(5),
+            refill_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

@@ -113,6 +113,9 @@ struct PoolState {
     /// Pooled sessions open (idle + in use).
     open: usize,
     in_use: usize,
+    /// Callers blocked in `checkout`; a returned session wakes one only if there is one
+    /// (a futex wake per operation is measurable at 30k signatures/s).
+    waiters: usize,
 }
 
 /// Shared state behind [`crate::Hsm`].
@@ -182,6 +185,7 @@ impl Inner {
                 idle: Vec::new(),
                 open: 0,
                 in_use: 0,
+                waiters: 0,
             }),
             pool_cond: Condvar::new(),
             observer,
@@ -423,7 +427,9 @@ impl Inner {
                         let mut pool = lock(&self.pool);
                         pool.open -= 1;
                         pool.in_use -= 1;
-                        self.pool_cond.notify_one();
+                        if pool.waiters > 0 {
+                            self.pool_cond.notify_one();
+                        }
                         Err(e)
                     }
                 };
@@ -432,17 +438,20 @@ impl Inner {
             if now >= deadline {
                 return Err(HsmError::Busy(self.cfg.checkout_timeout));
             }
+            pool.waiters += 1;
             pool = self
                 .pool_cond
                 .wait_timeout(pool, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            pool.waiters -= 1;
         }
     }
 
     fn give_back(&self, s: PooledSession, discard: bool) {
         let mut pool = lock(&self.pool);
         pool.in_use -= 1;
+        let wake = pool.waiters > 0;
         if discard || !self.is_current(&s) {
             pool.open -= 1;
             self.observer.sessions(pool.in_use, pool.idle.len());
@@ -453,7 +462,9 @@ impl Inner {
             self.observer.sessions(pool.in_use, pool.idle.len());
             drop(pool);
         }
-        self.pool_cond.notify_one();
+        if wake {
+            self.pool_cond.notify_one();
+        }
     }
 
     /// Runs `f` on a pooled session. A failure that shows lost state discards the session,

@@ -156,7 +156,7 @@ impl Shared {
 /// The set of pre-generated one-time keys and the thread that refills it.
 pub struct OneTimeKeys {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for OneTimeKeys {
@@ -194,15 +194,23 @@ impl OneTimeKeys {
             free_cond: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let s2 = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("esigd-onetime-keys".into())
-            .spawn(move || s2.refill_loop())
-            .map_err(|e| HsmError::Unavailable(format!("cannot start one-time key thread: {e}")))?;
-        Ok(OneTimeKeys {
+        let n = shared.cfg.refill_threads.clamp(1, shared.cfg.ready);
+        let mut keys = OneTimeKeys {
             shared,
-            thread: Some(thread),
-        })
+            threads: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let s2 = keys.shared.clone();
+            // On failure, dropping `keys` stops and joins the threads already started.
+            let thread = std::thread::Builder::new()
+                .name(format!("esigd-onetime-{i}"))
+                .spawn(move || s2.refill_loop())
+                .map_err(|e| {
+                    HsmError::Unavailable(format!("cannot start one-time key thread: {e}"))
+                })?;
+            keys.threads.push(thread);
+        }
+        Ok(keys)
     }
 
     /// Keys ready right now.
@@ -272,7 +280,7 @@ impl Drop for OneTimeKeys {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.free_cond.notify_all();
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
         let mut st = lock(&self.shared.state);

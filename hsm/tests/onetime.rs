@@ -15,6 +15,7 @@ fn keys(hsm: &Hsm, ready: usize, kind: KeyKind) -> OneTimeKeys {
         kind,
         max_signatures: 3,
         take_timeout: Duration::from_secs(10),
+        refill_threads: 2,
     };
     let keys = OneTimeKeys::start(hsm, cfg).unwrap();
     assert_eq!(keys.wait_ready(ready, Duration::from_secs(10)), ready);
