@@ -14,57 +14,23 @@
 //! * `one-time for key, memory`: `Authority::issue_one_time_for_key` (the signing pipeline: the
 //!   key is the HSM's one-time key, so no CSR to parse).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+#[path = "common/mod.rs"]
+mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use common::{Settings, hsm_with_key, median, par};
 use esigd_ca::{Authority, CaConfig, CertStore, MemoryStore, ceremony::create_root};
-use esigd_hsm::testing::{TestToken, raw};
-use esigd_hsm::{Hsm, HsmSignature, HsmSigner, KeyKind, KeyRef};
+use esigd_hsm::testing::raw;
+use esigd_hsm::{Hsm, HsmSignature, HsmSigner, KeyRef};
 use esigd_pki::identity::{DnBuilder, IdentityClaims};
 use p256::ecdsa::DerSignature;
 use rand_core::OsRng;
 
 /// Distinct CSRs issued round-robin (every issuance still gets a fresh serial).
 const CSRS: usize = 64;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Runs `f` from `threads` threads for `dur`; operations per second.
-fn par(threads: usize, dur: Duration, f: Arc<dyn Fn() + Send + Sync>) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let hs: Vec<_> = (0..threads)
-        .map(|_| {
-            let (f, stop, count) = (f.clone(), stop.clone(), count.clone());
-            std::thread::spawn(move || {
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    f();
-                    n += 1;
-                }
-                count.fetch_add(n, Ordering::Relaxed);
-            })
-        })
-        .collect();
-    let t0 = Instant::now();
-    std::thread::sleep(dur);
-    stop.store(true, Ordering::Relaxed);
-    for h in hs {
-        h.join().unwrap();
-    }
-    count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
-}
 
 type Ca<St> = Authority<HsmSigner, HsmSignature, St>;
 
@@ -113,23 +79,16 @@ fn issuer<St: CertStore + 'static>(
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    let Some(set) = Settings::from_env(1) else {
         return; // `cargo test --benches` probes bench binaries; nothing to list
-    }
-    let dur = Duration::from_millis(env_num("BENCH_SECS", 1) * 1000);
-    let rounds = env_num("BENCH_ROUNDS", 5) as usize;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    };
+    let (dur, rounds) = (set.dur, set.rounds);
     println!(
-        "ca_issuance: SoftHSM2, CA key ECDSA P-256, subject keys P-256, {cores} cores, {rounds} samples x {dur:?}, load {}",
-        load.trim()
+        "ca_issuance: SoftHSM2, CA key ECDSA P-256, subject keys P-256, {}",
+        set.describe()
     );
 
-    let token = TestToken::create();
-    let mut cfg = token.config();
-    cfg.pool_size = 8;
-    let hsm = Hsm::open(cfg).unwrap();
-    hsm.generate_key_pair("ca", KeyKind::EcP256).unwrap();
+    let (token, hsm) = hsm_with_key("ca", 8);
     let root_signer = hsm.signer(&KeyRef::label("ca"), "ca.key", None).unwrap();
     let name = DnBuilder::new()
         .country("EE")

@@ -5,69 +5,24 @@
 //! samples per figure, default 5). Each figure is the median of its samples; the samples of the
 //! baseline and of the pool are interleaved so that noise from other processes hits both alike.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use esigd_hsm::testing::{TestToken, raw};
-use esigd_hsm::{Hsm, KeyKind, KeyRef, OneTimeConfig, OneTimeKeys};
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-/// Runs `f` from `threads` threads for `dur`; operations per second.
-fn par(threads: usize, dur: Duration, f: Arc<dyn Fn() + Send + Sync>) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let hs: Vec<_> = (0..threads)
-        .map(|_| {
-            let (f, stop, count) = (f.clone(), stop.clone(), count.clone());
-            std::thread::spawn(move || {
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    f();
-                    n += 1;
-                }
-                count.fetch_add(n, Ordering::Relaxed);
-            })
-        })
-        .collect();
-    let t0 = Instant::now();
-    std::thread::sleep(dur);
-    stop.store(true, Ordering::Relaxed);
-    for h in hs {
-        h.join().unwrap();
-    }
-    count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
-}
+use common::{Settings, hsm_with_key, median, par};
+use esigd_hsm::testing::raw;
+use esigd_hsm::{KeyKind, KeyRef, OneTimeConfig, OneTimeKeys};
 
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    let Some(set) = Settings::from_env(1) else {
         return; // `cargo test --benches` probes bench binaries; nothing to list
-    }
-    let dur = Duration::from_millis(env_num("BENCH_SECS", 1) * 1000);
-    let rounds = env_num("BENCH_ROUNDS", 5) as usize;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "hsm_throughput: SoftHSM2, ECDSA P-256, {cores} cores, {rounds} samples x {dur:?}, load {}",
-        load.trim()
-    );
+    };
+    let (dur, rounds) = (set.dur, set.rounds);
+    println!("hsm_throughput: SoftHSM2, ECDSA P-256, {}", set.describe());
 
-    let token = TestToken::create();
-    let mut cfg = token.config();
-    cfg.pool_size = 8;
-    let hsm = Hsm::open(cfg).unwrap();
-    hsm.generate_key_pair("bench", KeyKind::EcP256).unwrap();
+    let (token, hsm) = hsm_with_key("bench", 8);
     let signer = Arc::new(
         hsm.signer(&KeyRef::label("bench"), "bench.key", None)
             .unwrap(),

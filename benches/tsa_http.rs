@@ -15,6 +15,9 @@
 //! The load clients are blocking HTTP/1.1 over `std::net::TcpStream` (one thread and one keep-alive
 //! connection each, `Content-Length` bodies): the least client CPU on a machine the server shares.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -22,24 +25,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{Settings, env_num, median};
 use der::asn1::{Int, OctetString};
 use der::{Decode, Encode};
 use esigd_hsm::testing::{TestToken, raw};
 use esigd_hsm::{Hsm, KeyKind};
 use esigd_pki::tsp::{MessageImprint, PkiStatus, TimeStampReq, TimeStampResp, TspVersion};
 use sha2::Digest;
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Value at quantile `q` of sorted `v`.
 fn quantile(v: &[f64], q: f64) -> f64 {
@@ -293,17 +285,11 @@ fn verify_sample(kept: &Kept, ca: &Path, n: usize) -> usize {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    let Some(set) = Settings::from_env(2) else {
         return; // `cargo test --benches` probes bench binaries; nothing to list
-    }
-    let dur = Duration::from_millis(env_num("BENCH_SECS", 2) * 1000);
-    let rounds = env_num("BENCH_ROUNDS", 5) as usize;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "tsa_http: {cores} cores, {rounds} samples x {dur:?}, load {}",
-        load.trim()
-    );
+    };
+    let (dur, rounds, cores) = (set.dur, set.rounds, set.cores);
+    println!("tsa_http: {}", set.describe());
 
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("esigd-data");

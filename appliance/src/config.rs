@@ -278,6 +278,9 @@ pub struct TsaSection {
     /// Validity of the TSA certificate made by `esigd init tsa`.
     #[serde(default = "default_tsa_validity", with = "humantime_serde")]
     pub certificate_validity: Duration,
+    /// Source addresses (CIDR) that may use `POST /tsa`; empty = everyone.
+    #[serde(default)]
+    pub allowed_ips: Vec<ipnet::IpNet>,
 }
 
 fn default_tsa_key() -> String {
@@ -301,6 +304,7 @@ impl Default for TsaSection {
             accuracy: default_accuracy(),
             allow_unsynchronized_clock: false,
             certificate_validity: default_tsa_validity(),
+            allowed_ips: Vec::new(),
         }
     }
 }
@@ -525,6 +529,10 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("ca.key") && !e.contains("pin-value=1"), "{e}");
+        let e = parse("[hsm]\npin = { env = \"X\" }\n[tsa]\nallowed_ips = [\"10.0.0.0/33\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("allowed_ips"), "{e}");
         let e = parse("[hsm]\npin = { env = \"X\" }\n[tsa]\npolicy = \"not.an.oid\"\n")
             .unwrap_err()
             .to_string();

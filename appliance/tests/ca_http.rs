@@ -6,28 +6,17 @@
 //! pkilint runs when `ESIGD_VENV` points at a virtualenv with pkilint (CI sets it); when the
 //! variable is set but the linters are missing, the test fails.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use base64::Engine;
-use esigd_hsm::testing::{TestToken, softhsm_module};
+use common::{SERVE, config, curl, esigd, text};
+use esigd_hsm::testing::TestToken;
 use serde_json::{Value, json};
 
-// ---- helpers (the daemon part mirrors tests/cli.rs) ----
-
-fn esigd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_esigd"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+// ---- helpers (the daemon itself is `common::Daemon`) ----
 
 /// Runs a command; panics with its output unless it succeeded.
 fn ok(cmd: &mut Command) -> String {
@@ -45,11 +34,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A running `esigd serve` on the embedded defaults; killed on drop.
+/// A running `esigd serve` with its data directory; killed on drop.
 struct Daemon {
-    child: Child,
-    public: String,
+    d: common::Daemon,
     data: PathBuf,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = common::Daemon;
+    fn deref(&self) -> &common::Daemon {
+        &self.d
+    }
 }
 
 impl Daemon {
@@ -61,71 +56,24 @@ impl Daemon {
 
     /// Starts `cmd` (global options set) with `serve` on free ports; `data` is its data_dir.
     fn start(mut cmd: Command, data: &Path) -> Daemon {
-        cmd.args([
-            "serve",
-            "--public",
-            "127.0.0.1:0",
-            "--eservice",
-            "127.0.0.1:0",
-        ]);
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn esigd");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut stdout = String::new();
-        let mut public = None;
-        loop {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("esigd did not become ready:\n{stdout}\n{err}");
-            }
-            stdout.push_str(&line);
-            if let Some(rest) = line.trim().strip_prefix("public listener    http://") {
-                public = rest.split_whitespace().next().map(str::to_string);
-            }
-            if line.trim() == "ready" {
-                break;
-            }
-        }
+        cmd.args(SERVE);
+        let d = common::Daemon::start(cmd);
         assert!(
-            stdout.contains("admin.sock"),
-            "banner names the admin socket:\n{stdout}"
+            d.stdout.contains("admin.sock"),
+            "banner names the admin socket:\n{}",
+            d.stdout
         );
         Daemon {
-            child,
-            public: public.expect("public address printed"),
+            d,
             data: data.to_path_buf(),
         }
     }
 
     /// SIGTERM; the exit status must be success and the admin socket gone.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "esigd exited with {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "esigd did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(!self.socket().exists(), "admin socket left behind");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.public)
+    fn stop(self) {
+        let socket = self.socket();
+        self.d.stop();
+        assert!(!socket.exists(), "admin socket left behind");
     }
 
     fn ca_pem(&self) -> PathBuf {
@@ -134,14 +82,6 @@ impl Daemon {
 
     fn socket(&self) -> PathBuf {
         self.data.join("admin.sock")
-    }
-
-    /// GET on the public listener with extra curl arguments: (status, body).
-    fn get(&self, path: &str, extra: &[&str]) -> (u16, Vec<u8>) {
-        let url = self.url(path);
-        let mut args: Vec<&str> = extra.to_vec();
-        args.push(&url);
-        curl(&args)
     }
 
     /// A request to the admin API over the Unix socket: (status, JSON answer).
@@ -203,29 +143,6 @@ impl Daemon {
         std::fs::write(&file, v["certificate"].as_str().unwrap()).unwrap();
         (serial, file)
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// curl with `args`: (status, body).
-fn curl(args: &[&str]) -> (u16, Vec<u8>) {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .unwrap();
-    let body = out.stdout;
-    let split = body.iter().rposition(|b| *b == b'\n').unwrap();
-    let code = std::str::from_utf8(&body[split + 1..])
-        .unwrap()
-        .parse()
-        .unwrap();
-    (code, body[..split].to_vec())
 }
 
 fn claims() -> Value {
@@ -890,18 +807,7 @@ fn subordinate_ca_chains_to_an_external_root() {
     let token = TestToken::create();
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path();
-    let cfg = t.join("esigd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ file = {:?} }}\n",
-            t.join("data"),
-            softhsm_module(),
-            token.label,
-            token.pin_file
-        ),
-    )
-    .unwrap();
+    let cfg = config(t, &token, "");
     let esigd_cfg = || {
         let mut c = esigd();
         c.arg("--config").arg(&cfg);

@@ -3,144 +3,17 @@
 //! Each test runs the real binary. Tokens for configured runs are created by the test in the
 //! SoftHSM directory the test runner gave this process; the child inherits `SOFTHSM2_CONF`.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::{Daemon, SERVE, config, esigd, run, text};
 use esigd_hsm::testing::{TestToken, softhsm_module};
-
-fn esigd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_esigd"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run esigd")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Writes a configuration for `token` into `dir`; `extra` is appended (TOML).
-fn config(dir: &Path, token: &TestToken, extra: &str) -> std::path::PathBuf {
-    let p = dir.join("esigd.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ file = {:?} }}\n{extra}",
-            dir.join("data"),
-            softhsm_module(),
-            token.label,
-            token.pin_file
-        ),
-    )
-    .unwrap();
-    p
-}
-
-/// A running `esigd serve`; killed on drop.
-struct Daemon {
-    child: Child,
-    public: String,
-    stdout: String,
-}
-
-impl Daemon {
-    fn start(mut cmd: Command) -> Daemon {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn esigd");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut stdout = String::new();
-        let mut public = None;
-        loop {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("esigd did not become ready:\n{stdout}\n{err}");
-            }
-            stdout.push_str(&line);
-            if let Some(rest) = line.trim().strip_prefix("public listener    http://") {
-                public = rest.split_whitespace().next().map(str::to_string);
-            }
-            if line.trim() == "ready" {
-                break;
-            }
-        }
-        Daemon {
-            child,
-            public: public.expect("public address printed"),
-            stdout,
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "-",
-                "-w",
-                "\n%{http_code}",
-                &format!("http://{}{path}", self.public),
-            ])
-            .output()
-            .unwrap();
-        let body = out.stdout;
-        let split = body.iter().rposition(|b| *b == b'\n').unwrap();
-        let code = std::str::from_utf8(&body[split + 1..])
-            .unwrap()
-            .parse()
-            .unwrap();
-        (code, body[..split].to_vec())
-    }
-
-    /// SIGTERM, then the exit status must be success.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "esigd exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "esigd did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn serve_dev(data: &Path) -> Daemon {
     let mut cmd = esigd();
-    cmd.args(["--data-dir"]).arg(data).args([
-        "serve",
-        "--public",
-        "127.0.0.1:0",
-        "--eservice",
-        "127.0.0.1:0",
-    ]);
+    cmd.args(["--data-dir"]).arg(data).args(SERVE);
     Daemon::start(cmd)
 }
 
@@ -174,10 +47,10 @@ fn embedded_defaults_create_token_keys_and_certificates_once() {
             & 0o777;
         assert_eq!(mode, 0o600, "{f}");
     }
-    assert_eq!(d.get("/healthz").0, 200);
-    let (code, body) = d.get("/readyz");
+    assert_eq!(d.get("/healthz", &[]).0, 200);
+    let (code, body) = d.get("/readyz", &[]);
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let (code, pem) = d.get("/pki/ca.pem");
+    let (code, pem) = d.get("/pki/ca.pem", &[]);
     assert_eq!(code, 200);
     assert_eq!(pem, std::fs::read(data.join("pki/ca.pem")).unwrap());
     // The TSA certificate chains to the CA (checked by openssl, not by us).
@@ -192,7 +65,7 @@ fn embedded_defaults_create_token_keys_and_certificates_once() {
     let ca_before = std::fs::read(data.join("pki/ca.pem")).unwrap();
     let d = serve_dev(&data);
     assert_eq!(std::fs::read(data.join("pki/ca.pem")).unwrap(), ca_before);
-    assert_eq!(d.get("/pki/ca.pem").1, ca_before);
+    assert_eq!(d.get("/pki/ca.pem", &[]).1, ca_before);
     d.stop();
 }
 

@@ -352,6 +352,18 @@ fn with_cert<'a>(pki: &'a Pki, pair: &'a (PathBuf, PathBuf)) -> Vec<&'a str> {
     ]
 }
 
+/// `/slow` with the client certificate, in the background (it waits for `server.release`).
+fn slow_in_flight(pki: &Pki, addr: SocketAddr) -> tokio::task::JoinHandle<CurlOut> {
+    let args: Vec<String> = with_cert(pki, &pki.client)
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        curl(addr, "/slow", &args).await
+    })
+}
+
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..500 {
         if cond() {
@@ -519,14 +531,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
     let pki = pki();
     let mut server = start(&pki, &["127.0.0.1/32"], limits()).await;
     let addr = server.addr;
-    let args: Vec<String> = with_cert(&pki, &pki.client)
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let in_flight = tokio::spawn(async move {
-        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        curl(addr, "/slow", &args).await
-    });
+    let in_flight = slow_in_flight(&pki, addr);
     server.entered.recv().await.unwrap();
     let _ = server.stop.take().unwrap().send(());
     // The listener closes: new connections are refused.
@@ -567,14 +572,7 @@ async fn shutdown_aborts_connections_still_open_at_the_deadline() {
     )
     .await;
     let addr = server.addr;
-    let args: Vec<String> = with_cert(&pki, &pki.client)
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let in_flight = tokio::spawn(async move {
-        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-        curl(addr, "/slow", &args).await
-    });
+    let in_flight = slow_in_flight(&pki, addr);
     server.entered.recv().await.unwrap();
     // Never released.
     let report = server.stop().await;

@@ -7,36 +7,27 @@
 //! `Content-Length` bodies only): the appliance's dev-dependencies have no HTTP client, and a thread per
 //! connection makes "which replies had arrived before the kill" exact.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{Daemon, SERVE, config, esigd, text};
 use der::asn1::{Int, OctetString};
 use der::{Decode, Encode};
-use esigd_hsm::testing::{TestToken, softhsm_module};
+use esigd_hsm::testing::TestToken;
 use esigd_pki::tsp::{
     MessageImprint, PkiStatus, TimeStampReq, TimeStampResp, TspVersion, token_tst_info,
 };
 use sha2::Digest;
 
 const POLICY: &str = "1.3.6.1.4.1.99999.1.1";
-
-fn esigd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_esigd"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn openssl(args: &[&str], dir: &Path) -> Output {
     Command::new("openssl")
@@ -53,109 +44,11 @@ fn openssl_ok(args: &[&str], dir: &Path) -> String {
     text(&o)
 }
 
-/// A running `esigd serve`; SIGKILLed on drop. stderr (the log) goes to `log`.
-struct Daemon {
-    child: Child,
-    public: String,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(mut cmd: Command, log: PathBuf) -> Daemon {
-        let err = std::fs::File::create(&log).unwrap();
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .expect("spawn esigd");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut stdout = String::new();
-        let mut public = None;
-        loop {
-            let mut line = String::new();
-            if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "esigd did not become ready:\n{stdout}\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            stdout.push_str(&line);
-            if let Some(rest) = line.trim().strip_prefix("public listener    http://") {
-                public = rest.split_whitespace().next().map(str::to_string);
-            }
-            if line.trim() == "ready" {
-                break;
-            }
-        }
-        // Keep draining stdout so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = out.read_to_end(&mut sink);
-        });
-        Daemon {
-            child,
-            public: public.expect("public address printed"),
-            log,
-        }
-    }
-
-    fn dev(data: &Path) -> Daemon {
-        let mut cmd = esigd();
-        cmd.arg("--data-dir").arg(data).args([
-            "serve",
-            "--public",
-            "127.0.0.1:0",
-            "--eservice",
-            "127.0.0.1:0",
-        ]);
-        Daemon::start(cmd, data.with_extension(format!("log.{}", unique())))
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/tsa", self.public)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM; the exit status must be success.
-    fn stop(mut self) {
-        signal(&self.child, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "esigd exited with {status}:\n{}",
-                    self.log_text()
-                );
-                return;
-            }
-            assert!(Instant::now() < deadline, "esigd did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `kill -9` and reap.
-    fn kill9(mut self) {
-        signal(&self.child, nix::sys::signal::Signal::SIGKILL);
-        let status = self.child.wait().unwrap();
-        assert!(!status.success(), "esigd was killed, not exited: {status}");
-    }
-}
-
-fn signal(child: &Child, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `esigd serve` on the embedded defaults in `data`, on free ports; the log goes next to `data`.
+fn dev(data: &Path) -> Daemon {
+    let mut cmd = esigd();
+    cmd.arg("--data-dir").arg(data).args(SERVE);
+    Daemon::start_logged(cmd, data.with_extension(format!("log.{}", unique())))
 }
 
 fn unique() -> u64 {
@@ -223,7 +116,7 @@ fn gen_time_has_fraction(reply_text: &str) -> bool {
 #[test]
 fn openssl_queries_for_every_hash_nonce_and_cert_request_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::dev(&dir.path().join("data"));
+    let d = dev(&dir.path().join("data"));
     let w = dir.path();
     std::fs::copy(dir.path().join("data/pki/ca.pem"), w.join("ca.pem")).unwrap();
     std::fs::copy(dir.path().join("data/pki/tsa.pem"), w.join("tsa.pem")).unwrap();
@@ -244,8 +137,11 @@ fn openssl_queries_for_every_hash_nonce_and_cert_request_verify() {
                 }
                 openssl_ok(&q, w);
                 let qtext = openssl_ok(&["ts", "-query", "-in", "q.tsq", "-text"], w);
-                let (code, ct, body) =
-                    curl_post(&d.url(), "application/timestamp-query", &w.join("q.tsq"));
+                let (code, ct, body) = curl_post(
+                    &d.url("/tsa"),
+                    "application/timestamp-query",
+                    &w.join("q.tsq"),
+                );
                 assert_eq!(
                     (code, ct.as_str()),
                     (200, "application/timestamp-reply"),
@@ -346,13 +242,16 @@ fn openssl_queries_for_every_hash_nonce_and_cert_request_verify() {
 #[test]
 fn rejections_are_time_stamp_responses_with_the_right_failure_info() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::dev(&dir.path().join("data"));
+    let d = dev(&dir.path().join("data"));
     let w = dir.path();
     std::fs::write(w.join("doc.txt"), b"esigd rejections\n").unwrap();
 
     let reply_text = |name: &str, body_file: &str| -> String {
-        let (code, ct, body) =
-            curl_post(&d.url(), "application/timestamp-query", &w.join(body_file));
+        let (code, ct, body) = curl_post(
+            &d.url("/tsa"),
+            "application/timestamp-query",
+            &w.join(body_file),
+        );
         assert_eq!(
             (code, ct.as_str()),
             (200, "application/timestamp-reply"),
@@ -424,7 +323,12 @@ fn rejections_are_time_stamp_responses_with_the_right_failure_info() {
     // Beyond the HTTP body limit (128 KiB) the body is not read at all: HTTP 413.
     std::fs::write(w.join("huge.bin"), vec![0x30u8; 200 * 1024]).unwrap();
     assert_eq!(
-        curl_post(&d.url(), "application/timestamp-query", &w.join("huge.bin")).0,
+        curl_post(
+            &d.url("/tsa"),
+            "application/timestamp-query",
+            &w.join("huge.bin")
+        )
+        .0,
         413
     );
 
@@ -435,10 +339,18 @@ fn rejections_are_time_stamp_responses_with_the_right_failure_info() {
         ],
         w,
     );
-    let (code, _, _) = curl_post(&d.url(), "application/octet-stream", &w.join("ok.tsq"));
+    let (code, _, _) = curl_post(
+        &d.url("/tsa"),
+        "application/octet-stream",
+        &w.join("ok.tsq"),
+    );
     assert_eq!(code, 415);
     // The same query with the right media type is granted (the 415 was about the header only).
-    let (code, _, body) = curl_post(&d.url(), "application/timestamp-query", &w.join("ok.tsq"));
+    let (code, _, body) = curl_post(
+        &d.url("/tsa"),
+        "application/timestamp-query",
+        &w.join("ok.tsq"),
+    );
     assert_eq!(code, 200);
     assert_eq!(
         TimeStampResp::from_der(&body).unwrap().status.status,
@@ -453,36 +365,10 @@ fn rejections_are_time_stamp_responses_with_the_right_failure_info() {
 
 /// Configured (non-dev) run with `tsa.allow_unsynchronized_clock = false` and `tsa.accuracy = 1us`. The
 /// expected decision is computed from this machine's adjtimex reading through the appliance's own reader.
-#[test]
-fn clock_gate_refuses_from_the_kernel_reading() {
-    use esigd_tsa::{ClockState, KernelClock};
-    let accuracy = Duration::from_micros(1);
-    let reading = esigd_tsa::TimexSource::read(&esigd::clock::Adjtimex).unwrap();
-    let status = KernelClock(esigd::clock::Adjtimex).status().unwrap();
-    let expect_kind = if !status.synchronized {
-        Some("clock_unsynchronized")
-    } else if status.max_error > accuracy {
-        Some("clock_max_error")
-    } else {
-        None
-    };
-    eprintln!("adjtimex: {reading:?} -> {status:?}, expecting {expect_kind:?}");
-
-    let token = TestToken::create();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("esigd.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ file = {:?} }}\n\
-             [tsa]\nallow_unsynchronized_clock = false\naccuracy = \"1us\"\n",
-            dir.path().join("data"),
-            softhsm_module(),
-            token.label,
-            token.pin_file
-        ),
-    )
-    .unwrap();
+/// A configured (non-dev) daemon for `token` with `extra` TOML: `esigd init`, then e-Service
+/// TLS files made with openssl (the embedded defaults make their own; a configured run does not).
+fn configured(dir: &Path, token: &TestToken, extra: &str) -> Daemon {
+    let cfg = config(dir, token, extra);
     let o = esigd()
         .arg("--config")
         .arg(&cfg)
@@ -490,8 +376,7 @@ fn clock_gate_refuses_from_the_kernel_reading() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    // The e-Service listener needs its TLS files (the embedded defaults make them; a configured run not).
-    let tls = dir.path().join("data/tls");
+    let tls = dir.join("data/tls");
     std::fs::create_dir_all(&tls).unwrap();
     openssl_ok(
         &[
@@ -517,14 +402,100 @@ fn clock_gate_refuses_from_the_kernel_reading() {
     );
     std::fs::copy(tls.join("server.pem"), tls.join("client-ca.pem")).unwrap();
     let mut cmd = esigd();
-    cmd.arg("--config").arg(&cfg).args([
-        "serve",
-        "--public",
-        "127.0.0.1:0",
-        "--eservice",
-        "127.0.0.1:0",
-    ]);
-    let d = Daemon::start(cmd, dir.path().join("esigd.log"));
+    cmd.arg("--config").arg(&cfg).args(SERVE);
+    Daemon::start_logged(cmd, dir.join("esigd.log"))
+}
+
+/// `tsa.allowed_ips`: only listed source addresses may stamp; others get 403 and no token.
+#[test]
+fn tsa_allowed_ips_refuses_other_addresses() {
+    let token = TestToken::create();
+    let dir = tempfile::tempdir().unwrap();
+    let d = configured(
+        dir.path(),
+        &token,
+        "[tsa]\nallow_unsynchronized_clock = true\nallowed_ips = [\"127.0.0.2/32\"]\n",
+    );
+    let w = dir.path();
+    std::fs::write(w.join("doc.txt"), b"allow list\n").unwrap();
+    openssl_ok(
+        &[
+            "ts", "-query", "-data", "doc.txt", "-sha256", "-cert", "-out", "q.tsq",
+        ],
+        w,
+    );
+    let post = |interface: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--interface",
+                interface,
+                "-o",
+                "r.tsr",
+                "-w",
+                "%{http_code}",
+            ])
+            .args([
+                "-H",
+                "Content-Type: application/timestamp-query",
+                "--data-binary",
+                "@q.tsq",
+            ])
+            .arg(d.url("/tsa"))
+            .current_dir(w)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(
+        post("127.0.0.1"),
+        "403",
+        "an address outside tsa.allowed_ips must be refused"
+    );
+    assert!(
+        std::fs::read_to_string(w.join("r.tsr"))
+            .unwrap()
+            .contains("tsa.allowed_ips")
+    );
+    assert_eq!(post("127.0.0.2"), "200");
+    let v = openssl_ok(
+        &[
+            "ts",
+            "-verify",
+            "-data",
+            "doc.txt",
+            "-in",
+            "r.tsr",
+            "-CAfile",
+            "data/pki/ca.pem",
+        ],
+        w,
+    );
+    assert!(v.contains("Verification: OK"), "{v}");
+}
+
+#[test]
+fn clock_gate_refuses_from_the_kernel_reading() {
+    use esigd_tsa::{ClockState, KernelClock};
+    let accuracy = Duration::from_micros(1);
+    let reading = esigd_tsa::TimexSource::read(&esigd::clock::Adjtimex).unwrap();
+    let status = KernelClock(esigd::clock::Adjtimex).status().unwrap();
+    let expect_kind = if !status.synchronized {
+        Some("clock_unsynchronized")
+    } else if status.max_error > accuracy {
+        Some("clock_max_error")
+    } else {
+        None
+    };
+    eprintln!("adjtimex: {reading:?} -> {status:?}, expecting {expect_kind:?}");
+
+    let token = TestToken::create();
+    let dir = tempfile::tempdir().unwrap();
+    let d = configured(
+        dir.path(),
+        &token,
+        "[tsa]\nallow_unsynchronized_clock = false\naccuracy = \"1us\"\n",
+    );
 
     let w = dir.path();
     std::fs::write(w.join("doc.txt"), b"clock gate\n").unwrap();
@@ -534,7 +505,11 @@ fn clock_gate_refuses_from_the_kernel_reading() {
         ],
         w,
     );
-    let (code, _, body) = curl_post(&d.url(), "application/timestamp-query", &w.join("q.tsq"));
+    let (code, _, body) = curl_post(
+        &d.url("/tsa"),
+        "application/timestamp-query",
+        &w.join("q.tsq"),
+    );
     assert_eq!(code, 200);
     std::fs::write(w.join("r.tsr"), &body).unwrap();
     let t = openssl_ok(&["ts", "-reply", "-in", "r.tsr", "-text"], w);
@@ -603,12 +578,12 @@ fn pyhanko_http_timestamper_gets_and_validates_a_token() {
     };
     let python = PathBuf::from(venv).join("bin/python");
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::dev(&dir.path().join("data"));
+    let d = dev(&dir.path().join("data"));
     let script = dir.path().join("pyhanko_tsa.py");
     std::fs::write(&script, PYHANKO_CHECK).unwrap();
     let o = Command::new(&python)
         .arg(&script)
-        .arg(d.url())
+        .arg(d.url("/tsa"))
         .arg(dir.path().join("data/pki/ca.pem"))
         .arg(POLICY)
         .output()
@@ -836,7 +811,7 @@ fn spot_check(tokens: &[Got], data: &Path, n: usize) {
 fn ten_thousand_tokens_from_parallel_clients_have_distinct_serials() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let d = Daemon::dev(&data);
+    let d = dev(&data);
     let got = Arc::new(Mutex::new(Vec::new()));
     let errors = load(
         &d.public,
@@ -860,7 +835,7 @@ fn kill_9_mid_run_keeps_serials_distinct_and_every_returned_token_audited() {
     let data = dir.path().join("data");
 
     // Run 1: 8 clients stamping; kill -9 once 3,000 tokens have arrived, requests still in flight.
-    let d = Daemon::dev(&data);
+    let d = dev(&data);
     let before = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let loader = {
@@ -888,7 +863,7 @@ fn kill_9_mid_run_keeps_serials_distinct_and_every_returned_token_audited() {
     );
 
     // Run 2 on the same data directory.
-    let d = Daemon::dev(&data);
+    let d = dev(&data);
     let after = Arc::new(Mutex::new(Vec::new()));
     assert_eq!(
         load(

@@ -133,16 +133,23 @@ fn signs_again(signer: &HsmSigner) {
     }
 }
 
-#[test]
-fn recovers_from_close_all_sessions_during_signing() {
-    let token = TestToken::create();
+/// A pool of `pool_size` sessions on `token` (short back-off) with its observer, and a signer for
+/// the new ECDSA P-256 key `k`.
+fn observed_pool(token: &TestToken, pool_size: usize) -> (Hsm, Arc<Seen>, Arc<HsmSigner>) {
     let mut cfg = token.config();
-    cfg.pool_size = 4;
+    cfg.pool_size = pool_size;
     cfg.max_backoff = Duration::from_millis(200);
     let seen = Arc::new(Seen::default());
     let hsm = Hsm::open_with_observer(cfg, seen.clone()).unwrap();
     hsm.generate_key_pair("k", KeyKind::EcP256).unwrap();
     let signer = Arc::new(hsm.signer(&KeyRef::label("k"), "test.key", None).unwrap());
+    (hsm, seen, signer)
+}
+
+#[test]
+fn recovers_from_close_all_sessions_during_signing() {
+    let token = TestToken::create();
+    let (hsm, seen, signer) = observed_pool(&token, 4);
     let slot = common::slot_id(&token);
     let (ok, unavailable) = chaos(&signer, 4, 10, || common::close_all_sessions(slot));
     eprintln!("signed {ok}, unavailable {unavailable}");
@@ -172,13 +179,7 @@ fn recovers_from_close_all_sessions_during_signing() {
 #[test]
 fn recovers_from_library_finalize() {
     let token = TestToken::create();
-    let mut cfg = token.config();
-    cfg.pool_size = 3;
-    cfg.max_backoff = Duration::from_millis(200);
-    let seen = Arc::new(Seen::default());
-    let hsm = Hsm::open_with_observer(cfg, seen.clone()).unwrap();
-    hsm.generate_key_pair("k", KeyKind::EcP256).unwrap();
-    let signer = Arc::new(hsm.signer(&KeyRef::label("k"), "test.key", None).unwrap());
+    let (_hsm, seen, signer) = observed_pool(&token, 3);
     // C_Finalize from a second handle: the library forgets every session and the login, and
     // every call answers CKR_CRYPTOKI_NOT_INITIALIZED until someone initialises it again.
     let (ok, _) = chaos(&signer, 3, 3, || {

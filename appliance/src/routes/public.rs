@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -213,7 +215,21 @@ async fn ocsp_get(State(st): State<Arc<AppState>>, Path(encoded): Path<String>) 
     answer_ocsp(st, der).await
 }
 
-async fn tsa(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn tsa(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let allowed = &st.cfg.tsa.allowed_ips;
+    let ip = crate::net::canonical_ip(peer.ip());
+    if !allowed.is_empty() && !allowed.iter().any(|n| n.contains(&ip)) {
+        tracing::info!(peer = %ip, "time-stamp request from an address outside tsa.allowed_ips");
+        return text_error(
+            StatusCode::FORBIDDEN,
+            "this address may not use the TSA (tsa.allowed_ips)",
+        );
+    }
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,0 +1,203 @@
+//! Helpers shared by the end-to-end tests that run the real `esigd` binary (`mod common;`).
+//!
+//! Each test file is its own crate and uses only part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use esigd_hsm::testing::{TestToken, softhsm_module};
+
+/// The `esigd` binary under test.
+pub fn esigd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_esigd"))
+}
+
+/// Runs `cmd` to completion.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run esigd")
+}
+
+/// stdout followed by stderr, lossily decoded.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Writes `dir/esigd.toml` for `token` with `data_dir = dir/data`; `extra` is appended (TOML).
+pub fn config(dir: &Path, token: &TestToken, extra: &str) -> PathBuf {
+    let p = dir.join("esigd.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "data_dir = {:?}\n[hsm]\nmodule = {:?}\ntoken = {:?}\npin = {{ file = {:?} }}\n{extra}",
+            dir.join("data"),
+            softhsm_module(),
+            token.label,
+            token.pin_file
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// `serve` on free ports for the public and the e-Service listener.
+pub const SERVE: [&str; 5] = [
+    "serve",
+    "--public",
+    "127.0.0.1:0",
+    "--eservice",
+    "127.0.0.1:0",
+];
+
+/// curl with `args`: (status, body).
+pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    let body = out.stdout;
+    let split = body.iter().rposition(|b| *b == b'\n').unwrap();
+    let code = std::str::from_utf8(&body[split + 1..])
+        .unwrap()
+        .parse()
+        .unwrap();
+    (code, body[..split].to_vec())
+}
+
+/// A running `esigd serve`; killed on drop.
+pub struct Daemon {
+    child: Child,
+    /// `host:port` of the public listener, from the banner.
+    pub public: String,
+    /// stdout up to and including the line `ready` (the banner).
+    pub stdout: String,
+    /// Where stderr (the log) goes, if not to a pipe.
+    log: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// Starts `cmd` (which must include `serve …`) with stderr piped; waits up to 60 s for `ready`.
+    pub fn start(cmd: Command) -> Daemon {
+        Daemon::spawn(cmd, None, Duration::from_secs(60))
+    }
+
+    /// Starts `cmd` with stderr (the log) written to `log`; waits up to 90 s for `ready`.
+    pub fn start_logged(cmd: Command, log: PathBuf) -> Daemon {
+        Daemon::spawn(cmd, Some(log), Duration::from_secs(90))
+    }
+
+    fn spawn(mut cmd: Command, log: Option<PathBuf>, wait: Duration) -> Daemon {
+        let err = match &log {
+            Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+            None => Stdio::piped(),
+        };
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .expect("spawn esigd");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let deadline = Instant::now() + wait;
+        let mut stdout = String::new();
+        let mut public = None;
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+                let _ = child.kill();
+                let err = match (&log, child.stderr.take()) {
+                    (Some(p), _) => std::fs::read_to_string(p).unwrap_or_default(),
+                    (None, Some(mut e)) => {
+                        let mut s = String::new();
+                        e.read_to_string(&mut s).unwrap();
+                        s
+                    }
+                    (None, None) => String::new(),
+                };
+                panic!("esigd did not become ready:\n{stdout}\n{err}");
+            }
+            stdout.push_str(&line);
+            if let Some(rest) = line.trim().strip_prefix("public listener    http://") {
+                public = rest.split_whitespace().next().map(str::to_string);
+            }
+            if line.trim() == "ready" {
+                break;
+            }
+        }
+        // Keep draining stdout so the daemon never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = out.read_to_end(&mut sink);
+        });
+        Daemon {
+            child,
+            public: public.expect("public address printed"),
+            stdout,
+            log,
+        }
+    }
+
+    /// `http://<public listener><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    /// GET on the public listener with extra curl arguments: (status, body).
+    pub fn get(&self, path: &str, extra: &[&str]) -> (u16, Vec<u8>) {
+        let url = self.url(path);
+        let mut args: Vec<&str> = extra.to_vec();
+        args.push(&url);
+        curl(&args)
+    }
+
+    /// The log so far (empty unless started with [`Daemon::start_logged`]).
+    pub fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+
+    /// SIGTERM; the exit status must be success (within 30 s).
+    pub fn stop(mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "esigd exited with {status}:\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            assert!(Instant::now() < deadline, "esigd did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(mut self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "esigd was killed, not exited: {status}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,98 @@
+//! Helpers shared by the benchmarks (`#[path = "common/mod.rs"] mod common;` in each bench target).
+//!
+//! Each bench is its own crate and uses only part of this module.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use esigd_hsm::testing::TestToken;
+use esigd_hsm::{Hsm, KeyKind};
+
+/// `name` from the environment as a number, `default` when unset or not a number.
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Median (upper median for an even count) of `v`.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs `f` from `threads` threads for `dur`; operations per second.
+pub fn par(threads: usize, dur: Duration, f: Arc<dyn Fn() + Send + Sync>) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let hs: Vec<_> = (0..threads)
+        .map(|_| {
+            let (f, stop, count) = (f.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    f();
+                    n += 1;
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    std::thread::sleep(dur);
+    stop.store(true, Ordering::Relaxed);
+    for h in hs {
+        h.join().unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// The run parameters every bench reads from the environment and prints in its header.
+pub struct Settings {
+    /// Length of one sample (`BENCH_SECS`).
+    pub dur: Duration,
+    /// Samples per figure (`BENCH_ROUNDS`, default 5).
+    pub rounds: usize,
+    /// Available parallelism.
+    pub cores: usize,
+    /// `/proc/loadavg`, trimmed.
+    pub load: String,
+}
+
+impl Settings {
+    /// `None` when `cargo test --benches` probes the binary (`--list`/`--test`): nothing to run.
+    pub fn from_env(default_secs: u64) -> Option<Settings> {
+        if std::env::args().any(|a| a == "--list" || a == "--test") {
+            return None;
+        }
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        Some(Settings {
+            dur: Duration::from_millis(env_num("BENCH_SECS", default_secs) * 1000),
+            rounds: env_num("BENCH_ROUNDS", 5) as usize,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            load: load.trim().to_string(),
+        })
+    }
+
+    /// `{cores} cores, {rounds} samples x {dur:?}, load {load}` for the header line.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} cores, {} samples x {:?}, load {}",
+            self.cores, self.rounds, self.dur, self.load
+        )
+    }
+}
+
+/// A throw-away token and an HSM with a pool of `pool_size` sessions holding the ECDSA P-256
+/// key pair `label`.
+pub fn hsm_with_key(label: &str, pool_size: usize) -> (TestToken, Hsm) {
+    let token = TestToken::create();
+    let mut cfg = token.config();
+    cfg.pool_size = pool_size;
+    let hsm = Hsm::open(cfg).unwrap();
+    hsm.generate_key_pair(label, KeyKind::EcP256).unwrap();
+    (token, hsm)
+}
