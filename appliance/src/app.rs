@@ -68,6 +68,32 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// The CA as configured: certificate and chain from `data_dir/pki`, key in the HSM, records in
+/// `store`. Used by `serve` and by `esigd init tsa` (which has our CA issue the TSA certificate).
+pub fn open_authority(cfg: &Config, hsm: &Hsm, store: &Store) -> Result<CaAuthority> {
+    let files = PkiFiles::of(cfg);
+    let ca_cert = ceremony::read_certificate(&files.ca)?;
+    let chain = if files.chain.exists() {
+        ceremony::read_certificates(&files.chain)?
+    } else {
+        vec![ca_cert.clone()]
+    };
+    Authority::new(
+        ca_cert,
+        ceremony::ca_signer(cfg, hsm)?,
+        ca_config(cfg),
+        RocksCertStore::new(store.clone()),
+    )
+    .context("ca: the CA certificate does not fit the CA key or the configuration")?
+    .with_chain(chain)
+    .with_context(|| {
+        format!(
+            "{}: the chain does not fit the CA certificate",
+            files.chain.display()
+        )
+    })
+}
+
 fn ca_config(cfg: &Config) -> CaConfig {
     let mut c = CaConfig::with_base_url(&cfg.ca.base_url);
     c.one_time.validity = cfg.ca.one_time_validity;
@@ -107,27 +133,9 @@ impl AppState {
             ceremony::init_root(&cfg, &hsm)?;
             tracing::info!(path = %files.ca.display(), "created the development root CA");
         }
-        let ca_cert = ceremony::read_certificate(&files.ca)?;
-        let chain = if files.chain.exists() {
-            ceremony::read_certificates(&files.chain)?
-        } else {
-            vec![ca_cert.clone()]
-        };
-        let ca_signer = ceremony::ca_signer(&cfg, &hsm)?;
-        let ca = Authority::new(
-            ca_cert.clone(),
-            ca_signer,
-            ca_config(&cfg),
-            RocksCertStore::new(store.clone()),
-        )
-        .context("ca: the CA certificate does not fit the CA key or the configuration")?
-        .with_chain(chain.clone())
-        .with_context(|| {
-            format!(
-                "{}: the chain does not fit the CA certificate",
-                files.chain.display()
-            )
-        })?;
+        let ca = open_authority(&cfg, &hsm, &store)?;
+        let ca_cert = ca.ca_certificate().clone();
+        let chain = ca.chain().to_vec();
         if !files.tsa.exists() {
             if !cfg.dev {
                 bail!(

@@ -76,12 +76,12 @@ fn ensure_key(hsm: &Hsm, key: &KeyRef, setting: &str) -> Result<bool> {
 
 /// The CA signer.
 pub fn ca_signer(cfg: &Config, hsm: &Hsm) -> Result<HsmSigner> {
-    Ok(hsm.signer(&cfg.ca_key(), "ca.key", None)?)
+    Ok(hsm.signer(&cfg.ca_key()?, "ca.key", None)?)
 }
 
 /// The TSA signer.
 pub fn tsa_signer(cfg: &Config, hsm: &Hsm) -> Result<HsmSigner> {
-    Ok(hsm.signer(&cfg.tsa_key(), "tsa.key", None)?)
+    Ok(hsm.signer(&cfg.tsa_key()?, "tsa.key", None)?)
 }
 
 /// `esigd init ca`: key in the HSM + self-signed root. Refuses to replace an existing CA.
@@ -93,7 +93,7 @@ pub fn init_root(cfg: &Config, hsm: &Hsm) -> Result<Certificate> {
             files.ca.display()
         );
     }
-    ensure_key(hsm, &cfg.ca_key(), "ca.key")?;
+    ensure_key(hsm, &cfg.ca_key()?, "ca.key")?;
     let signer = ca_signer(cfg, hsm)?;
     let cert = esigd_ca::ceremony::create_root::<_, HsmSignature>(
         &signer,
@@ -110,7 +110,7 @@ pub fn init_root(cfg: &Config, hsm: &Hsm) -> Result<Certificate> {
 
 /// `esigd init ca --csr FILE`: key in the HSM + a CSR for an external parent CA.
 pub fn init_subordinate_csr(cfg: &Config, hsm: &Hsm, out: &Path) -> Result<()> {
-    ensure_key(hsm, &cfg.ca_key(), "ca.key")?;
+    ensure_key(hsm, &cfg.ca_key()?, "ca.key")?;
     let signer = ca_signer(cfg, hsm)?;
     let csr = esigd_ca::ceremony::subordinate_csr::<_, HsmSignature>(
         &signer,
@@ -151,7 +151,7 @@ pub fn init_tsa<St: CertStore>(
             files.tsa.display()
         );
     }
-    ensure_key(hsm, &cfg.tsa_key(), "tsa.key")?;
+    ensure_key(hsm, &cfg.tsa_key()?, "tsa.key")?;
     let signer = tsa_signer(cfg, hsm)?;
     let spki = SubjectPublicKeyInfoOwned::try_from(signer.public_key().spki_der())?;
     let issued = authority.issue_tsa(

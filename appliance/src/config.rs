@@ -409,9 +409,8 @@ impl Config {
         if self.hsm.onetime_keys_ready == 0 {
             return Err(self.invalid("hsm.onetime_keys_ready", "must be at least 1"));
         }
-        for (key, value) in [("ca.key", &self.ca.key), ("tsa.key", &self.tsa.key)] {
-            KeyRef::parse(key, value).map_err(|e| self.invalid(key, e.to_string()))?;
-        }
+        self.ca_key()?;
+        self.tsa_key()?;
         if !(self.ca.base_url.starts_with("http://") || self.ca.base_url.starts_with("https://")) {
             return Err(self.invalid("ca.base_url", "must start with http:// or https://"));
         }
@@ -466,15 +465,14 @@ impl Config {
         cfg
     }
 
-    /// The CA key reference.
-    pub fn ca_key(&self) -> KeyRef {
-        // validate() has parsed it already.
-        KeyRef::parse("ca.key", &self.ca.key).unwrap_or_else(|_| KeyRef::label("ca-key"))
+    /// The CA key reference (`ca.key`).
+    pub fn ca_key(&self) -> Result<KeyRef, ConfigError> {
+        KeyRef::parse("ca.key", &self.ca.key).map_err(|e| self.invalid("ca.key", e.to_string()))
     }
 
-    /// The TSA key reference.
-    pub fn tsa_key(&self) -> KeyRef {
-        KeyRef::parse("tsa.key", &self.tsa.key).unwrap_or_else(|_| KeyRef::label("tsa-key"))
+    /// The TSA key reference (`tsa.key`).
+    pub fn tsa_key(&self) -> Result<KeyRef, ConfigError> {
+        KeyRef::parse("tsa.key", &self.tsa.key).map_err(|e| self.invalid("tsa.key", e.to_string()))
     }
 
     /// Directory of published certificates (`ca.pem`, `tsa.pem`, ...).

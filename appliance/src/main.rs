@@ -168,19 +168,9 @@ fn init(cfg: Config, what: Option<&InitWhat>) -> Result<()> {
                 println!("root CA created: {}", files.ca.display());
             }
             // The TSA certificate is issued by our CA, recorded in the store.
-            let state_cfg = Config {
-                dev: false,
-                ..cfg.clone()
-            };
             let store = esigd::store::Store::open(cfg.store_dir(), Default::default())?;
-            let ca_cert = ceremony::read_certificate(&files.ca)?;
-            let authority = esigd_ca::Authority::new(
-                ca_cert,
-                ceremony::ca_signer(&cfg, &hsm)?,
-                esigd_ca::CaConfig::with_base_url(&cfg.ca.base_url),
-                esigd::persist::RocksCertStore::new(store),
-            )?;
-            ceremony::init_tsa(&state_cfg, &hsm, &authority)?;
+            let authority = esigd::app::open_authority(&cfg, &hsm, &store)?;
+            ceremony::init_tsa(&cfg, &hsm, &authority)?;
             println!("TSA certificate created: {}", files.tsa.display());
         }
     }

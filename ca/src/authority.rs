@@ -207,10 +207,7 @@ where
     ) -> Result<IssuedCertificate, CaError> {
         let p = &self.config.one_time;
         let subject = subject_from_claims(identity, &self.config.subject)?;
-        let mut usage: FlagSet<KeyUsages> = KeyUsages::NonRepudiation.into();
-        if p.digital_signature {
-            usage |= KeyUsages::DigitalSignature;
-        }
+        let usage = signer_key_usage(p.digital_signature);
         let mut ext = vec![
             key_usage(usage)?,
             certificate_policies(&p.policies)?,
@@ -258,10 +255,7 @@ where
     ) -> Result<IssuedCertificate, CaError> {
         let p = &self.config.scd;
         let subject = subject_from_claims(identity, &self.config.subject)?;
-        let mut usage: FlagSet<KeyUsages> = KeyUsages::NonRepudiation.into();
-        if p.digital_signature {
-            usage |= KeyUsages::DigitalSignature;
-        }
+        let usage = signer_key_usage(p.digital_signature);
         let mut ext = vec![
             key_usage(usage)?,
             certificate_policies(&p.policies)?,
@@ -597,4 +591,14 @@ struct Issue {
     backdate: Duration,
     require_subject_serial: bool,
     digital_signature: bool,
+}
+
+/// keyUsage of end-entity signing certificates: nonRepudiation (contentCommitment), plus
+/// digitalSignature when the profile asks for it.
+fn signer_key_usage(digital_signature: bool) -> FlagSet<KeyUsages> {
+    let mut usage: FlagSet<KeyUsages> = KeyUsages::NonRepudiation.into();
+    if digital_signature {
+        usage |= KeyUsages::DigitalSignature;
+    }
+    usage
 }
