@@ -13,7 +13,12 @@ use x509_cert::Certificate;
 use crate::ceremony::{self, PkiFiles};
 use crate::clock::Adjtimex;
 use crate::config::Config;
+use crate::identity::IdentityProvider;
+use crate::net::Reloadable;
+use crate::payment::PaymentVerifier;
 use crate::persist::{RocksCertStore, RocksImprintLog, RocksSerialStore};
+use crate::registry::Registry;
+use crate::signatures::SignatureStore;
 use crate::store::{Store, StoreOptions};
 
 /// The CA as the appliance runs it: key in the HSM, records in RocksDB.
@@ -57,6 +62,20 @@ pub struct AppState {
     pub imprints: RocksImprintLog,
     /// Published certificates.
     pub published: Published,
+    /// Pre-generated one-time keys (workflow 9.1).
+    pub onetime: esigd_hsm::OneTimeKeys,
+    /// Stored signatures and the audit trail.
+    pub signatures: SignatureStore,
+    /// Signing slots (`limits.max_concurrent_signatures`).
+    pub signing_slots: Arc<tokio::sync::Semaphore>,
+    /// Registered e-Services and auditors (replaced on SIGHUP).
+    pub registry: Reloadable<Registry>,
+    /// The Identity BB, when `[identity]` is configured.
+    pub identity: Option<Arc<IdentityProvider>>,
+    /// The Payment BB verifier, when `[payment]` is configured.
+    pub payment: Option<PaymentVerifier>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     crl_cache: Mutex<Option<(SystemTime, Arc<[u8]>)>>,
 }
 
@@ -119,7 +138,7 @@ fn tsa_config(cfg: &Config, tsa_cert: &Certificate) -> Result<TsaConfig> {
 impl AppState {
     /// Opens the store and builds the CA and TSA. With the embedded defaults, a missing CA or TSA
     /// is created (key ceremony in the dev token); otherwise `esigd init` must have run.
-    pub fn build(cfg: Config, hsm: Hsm) -> Result<AppState> {
+    pub fn build(cfg: Config, hsm: Hsm, metrics: Arc<crate::metrics::Metrics>) -> Result<AppState> {
         let store = Store::open(cfg.store_dir(), StoreOptions::default())
             .with_context(|| format!("opening the store in {}", cfg.store_dir().display()))?;
         let files = PkiFiles::of(&cfg);
@@ -164,8 +183,42 @@ impl AppState {
             tsa_pem: certificate_to_pem(&tsa_cert)?.into_bytes(),
             tsa_der: certificate_to_der(&tsa_cert)?,
         };
+        let onetime = esigd_hsm::OneTimeKeys::start(
+            &hsm,
+            esigd_hsm::OneTimeConfig {
+                ready: cfg.hsm.onetime_keys_ready,
+                take_timeout: cfg.limits.queue_timeout,
+                ..esigd_hsm::OneTimeConfig::default()
+            },
+        )
+        .context("hsm: starting the one-time key generator")?;
+        let identity = match &cfg.identity {
+            Some(section) => {
+                let ca = match &section.ca_file {
+                    Some(f) => Some(std::fs::read(cfg.data_path(f)).with_context(|| {
+                        format!("identity.ca_file: reading {}", cfg.data_path(f).display())
+                    })?),
+                    None => None,
+                };
+                Some(Arc::new(IdentityProvider::new(section, ca.as_deref())?))
+            }
+            None => None,
+        };
+        let payment = match &cfg.payment {
+            Some(p) => Some(PaymentVerifier::new(&cfg, p, store.clone())?),
+            None => None,
+        };
         Ok(AppState {
             imprints: RocksImprintLog::new(store.clone()),
+            onetime,
+            signatures: SignatureStore::new(store.clone()),
+            signing_slots: Arc::new(tokio::sync::Semaphore::new(
+                cfg.limits.max_concurrent_signatures,
+            )),
+            registry: Reloadable::new(Registry::from_config(&cfg)),
+            identity,
+            payment,
+            metrics,
             cfg,
             hsm,
             store,

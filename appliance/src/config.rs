@@ -66,6 +66,28 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogSection,
+    /// The Identity Building Block (OpenID Connect provider); without it, signing needs no
+    /// login is impossible and the one-time routes answer 503.
+    #[serde(default)]
+    pub identity: Option<IdentitySection>,
+    /// Registered e-Services (clients of the e-Service API).
+    #[serde(default, rename = "eservice")]
+    pub eservices: Vec<EserviceEntry>,
+    /// Auditor clients (may read `/v1/audit/log`).
+    #[serde(default, rename = "auditor")]
+    pub auditors: Vec<AuditorEntry>,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Retention of stored signatures.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// The `/metrics` endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// The Payment BB whose tokens e-Services with `payment_required` must present.
+    #[serde(default)]
+    pub payment: Option<PaymentSection>,
     /// True for the embedded development defaults (not settable in a file).
     #[serde(skip)]
     pub dev: bool,
@@ -142,16 +164,299 @@ impl Default for TlsFiles {
     }
 }
 
-/// Where the HSM PIN comes from.
+/// Where a secret (HSM PIN, OIDC client secret) comes from: exactly one of the three.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PinSpec {
-    /// A file holding the PIN.
+pub struct SecretSpec {
+    /// A file holding the secret (relative paths: under `data_dir`).
     pub file: Option<PathBuf>,
-    /// An environment variable holding the PIN.
+    /// An environment variable holding the secret.
     pub env: Option<String>,
     /// A systemd credential name (`$CREDENTIALS_DIRECTORY/<name>`).
     pub credential: Option<String>,
+}
+
+/// Where the HSM PIN comes from.
+pub type PinSpec = SecretSpec;
+
+impl SecretSpec {
+    fn count(&self) -> usize {
+        [
+            self.file.is_some(),
+            self.env.is_some(),
+            self.credential.is_some(),
+        ]
+        .iter()
+        .filter(|p| **p)
+        .count()
+    }
+}
+
+/// `[identity]`: the Identity Building Block, an OpenID Connect provider.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// Issuer URL; the discovery document is read from `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Our client ID at the provider (browser flow; also the default accepted ID-token audience).
+    pub client_id: String,
+    /// Client authentication at the token endpoint: `client_secret_basic` or `private_key_jwt`.
+    #[serde(default = "default_client_auth")]
+    pub client_auth: String,
+    /// The client secret (`client_secret_basic`).
+    pub client_secret: Option<SecretSpec>,
+    /// PEM private key (PKCS#8, EC P-256 or RSA) signing client assertions (`private_key_jwt`).
+    pub client_key: Option<PathBuf>,
+    /// Scopes requested in the browser flow.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for an `https` issuer.
+    pub ca_file: Option<PathBuf>,
+    /// JWS algorithms accepted on ID tokens.
+    #[serde(default = "default_algs")]
+    pub allowed_algs: Vec<String>,
+    /// Tolerated clock difference with the provider for `exp`/`iat`.
+    #[serde(default = "default_skew", with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// Which claims fill the certificate subject.
+    #[serde(default)]
+    pub claims: ClaimMapping,
+}
+
+fn default_client_auth() -> String {
+    "client_secret_basic".into()
+}
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "national_id".into()]
+}
+fn default_algs() -> Vec<String> {
+    vec!["ES256".into(), "RS256".into(), "PS256".into()]
+}
+fn default_skew() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `[identity.claims]`: claim names (in the ID token or userinfo) that fill the subject DN.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimMapping {
+    /// Full name → commonName.
+    #[serde(default = "claim_name")]
+    pub name: String,
+    /// Given name → givenName.
+    #[serde(default = "claim_given_name")]
+    pub given_name: String,
+    /// Family name → surname.
+    #[serde(default = "claim_family_name")]
+    pub family_name: String,
+    /// Personal identifier → serialNumber (`PNO<country>-<id>`).
+    #[serde(default = "claim_personal_identifier")]
+    pub personal_identifier: String,
+    /// Country (ISO 3166 alpha-2) → countryName.
+    #[serde(default = "claim_country")]
+    pub country: String,
+    /// Country used when the claims carry none.
+    pub default_country: Option<String>,
+    /// ETSI EN 319 412-1 identity type reference of the serialNumber (`PNO`, `IDC`, `PAS`, `TIN`).
+    #[serde(default = "claim_identifier_type")]
+    pub identifier_type: String,
+}
+
+fn claim_name() -> String {
+    "name".into()
+}
+fn claim_given_name() -> String {
+    "given_name".into()
+}
+fn claim_family_name() -> String {
+    "family_name".into()
+}
+fn claim_personal_identifier() -> String {
+    "individual_id".into()
+}
+fn claim_country() -> String {
+    "country".into()
+}
+fn claim_identifier_type() -> String {
+    "PNO".into()
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        ClaimMapping {
+            name: claim_name(),
+            given_name: claim_given_name(),
+            family_name: claim_family_name(),
+            personal_identifier: claim_personal_identifier(),
+            country: claim_country(),
+            default_country: None,
+            identifier_type: claim_identifier_type(),
+        }
+    }
+}
+
+/// How a client certificate is recognised: exactly one of the fingerprints, or subject + issuer.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientIdentity {
+    /// SHA-256 of the client certificate DER (hex; colons allowed).
+    pub client_cert_sha256: Option<String>,
+    /// SHA-256 of the client certificate's SubjectPublicKeyInfo DER (survives re-issuance).
+    pub client_spki_sha256: Option<String>,
+    /// Subject DN of the client certificate (RFC 4514, as `openssl x509 -subject -nameopt RFC2253`).
+    pub client_subject: Option<String>,
+    /// Issuer DN of the client certificate (with `client_subject`).
+    pub client_issuer: Option<String>,
+}
+
+/// One `[[eservice]]`: a registered e-Service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EserviceEntry {
+    /// Short identifier: `serviceId` on the interactive redirect, owner of stored signatures.
+    pub id: String,
+    /// Display name shown to users.
+    pub name: String,
+    /// Client certificate identity.
+    #[serde(flatten)]
+    pub identity: ClientIdentity,
+    /// Source addresses (CIDR) this e-Service may connect from.
+    pub allowed_ips: Vec<ipnet::IpNet>,
+    /// Callback URLs must start with one of these (scheme, host, port equal; path prefix).
+    #[serde(default)]
+    pub callback_prefixes: Vec<String>,
+    /// Whether a Payment BB token is required.
+    #[serde(default)]
+    pub payment_required: bool,
+    /// `aud` values accepted on ID tokens this e-Service sends (`X-GovStack-AuthenticationToken`);
+    /// default: `identity.client_id`.
+    #[serde(default)]
+    pub id_token_audiences: Vec<String>,
+    /// Signing requests per second (sustained); 0 = unlimited.
+    #[serde(default)]
+    pub rate_limit: u32,
+    /// Burst above the sustained rate (default: the rate).
+    pub rate_burst: Option<u32>,
+}
+
+/// One `[[auditor]]`: a client allowed to read the audit log.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditorEntry {
+    /// Name for logs.
+    pub name: String,
+    /// Client certificate identity.
+    #[serde(flatten)]
+    pub identity: ClientIdentity,
+    /// Source addresses (CIDR) this auditor may connect from.
+    pub allowed_ips: Vec<ipnet::IpNet>,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest JSON request body on the e-Service API, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Signing requests processed at once; more wait up to `queue_timeout`, then get 503.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent_signatures: usize,
+    /// How long a signing request may wait for a slot.
+    #[serde(default = "default_queue_timeout", with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Oldest accepted `requestTimestamp` (and how far in the future it may be).
+    #[serde(default = "default_request_age", with = "humantime_serde")]
+    pub request_max_age: Duration,
+}
+
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_concurrency() -> usize {
+    64
+}
+fn default_queue_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_request_age() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_body_bytes: default_max_body(),
+            max_concurrent_signatures: default_concurrency(),
+            queue_timeout: default_queue_timeout(),
+            request_max_age: default_request_age(),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// How long a signature stays after its first fetch.
+    #[serde(default = "default_after_fetch", with = "humantime_serde")]
+    pub retention_after_fetch: Duration,
+    /// How long a signature that is never fetched stays.
+    #[serde(default = "default_unfetched", with = "humantime_serde")]
+    pub retention_unfetched: Duration,
+    /// How often expired signatures are removed.
+    #[serde(default = "default_sweep", with = "humantime_serde")]
+    pub sweep_interval: Duration,
+}
+
+fn default_after_fetch() -> Duration {
+    Duration::from_secs(86_400)
+}
+fn default_unfetched() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_sweep() -> Duration {
+    Duration::from_secs(300)
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            retention_after_fetch: default_after_fetch(),
+            retention_unfetched: default_unfetched(),
+            sweep_interval: default_sweep(),
+        }
+    }
+}
+
+/// `[payment]`: how Payment BB tokens (JWT) are verified.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSection {
+    /// The `aud` a token must carry (this appliance).
+    pub audience: String,
+    /// The `iss` a token must carry, if set.
+    pub issuer: Option<String>,
+    /// PEM public key (EC or RSA) of the Payment BB (relative paths: under `data_dir`).
+    pub key_file: Option<PathBuf>,
+    /// Or: the Payment BB's JWKS URL.
+    pub jwks_url: Option<String>,
+    /// JWS algorithms accepted.
+    #[serde(default = "default_payment_algs")]
+    pub algorithms: Vec<String>,
+}
+
+fn default_payment_algs() -> Vec<String> {
+    vec!["ES256".into(), "RS256".into()]
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Source addresses (CIDR) that may read `/metrics`; empty = everyone.
+    #[serde(default)]
+    pub allowed_ips: Vec<ipnet::IpNet>,
 }
 
 /// `[hsm]`.
@@ -321,6 +626,13 @@ pub struct LogSection {
     pub level: String,
 }
 
+fn loopback_v4() -> ipnet::IpNet {
+    ipnet::IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8).unwrap_or_default())
+}
+fn loopback_v6() -> ipnet::IpNet {
+    ipnet::IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128).unwrap_or_default())
+}
+
 fn default_log_format() -> String {
     "text".into()
 }
@@ -356,7 +668,7 @@ impl Config {
     /// The embedded development defaults rooted at `data_dir`: a SoftHSM token under
     /// `data_dir/hsm` with its PIN in `data_dir/hsm/user-pin`, an unsynchronised clock allowed.
     pub fn dev_defaults(data_dir: &Path) -> Config {
-        let cfg = Config {
+        Config {
             data_dir: data_dir.to_path_buf(),
             listen: Listen::default(),
             tls: TlsFiles::default(),
@@ -378,11 +690,50 @@ impl Config {
                 ..TsaSection::default()
             },
             log: LogSection::default(),
+            identity: Some(IdentitySection {
+                issuer: "http://127.0.0.1:9000".into(),
+                client_id: "esigd".into(),
+                client_auth: default_client_auth(),
+                // Written by `devsetup` with the dev Identity BB's client secret.
+                client_secret: Some(SecretSpec {
+                    file: Some(PathBuf::from("idp/client-secret")),
+                    env: None,
+                    credential: None,
+                }),
+                client_key: None,
+                scopes: default_scopes(),
+                ca_file: None,
+                allowed_algs: default_algs(),
+                clock_skew: default_skew(),
+                claims: ClaimMapping {
+                    default_country: Some("EE".into()),
+                    ..ClaimMapping::default()
+                },
+            }),
+            // The demo e-Service's certificate fingerprint is filled in by `devsetup` once its
+            // certificate exists.
+            eservices: vec![EserviceEntry {
+                id: "demo".into(),
+                name: "Demo e-Service".into(),
+                identity: ClientIdentity::default(),
+                allowed_ips: vec![loopback_v4(), loopback_v6()],
+                callback_prefixes: vec![
+                    "http://127.0.0.1:8090/".into(),
+                    "http://localhost:8090/".into(),
+                ],
+                payment_required: false,
+                id_token_audiences: vec!["demo-eservice".into(), "esigd".into()],
+                rate_limit: 0,
+                rate_burst: None,
+            }],
+            auditors: Vec::new(),
+            limits: LimitsSection::default(),
+            store: StoreSection::default(),
+            metrics: MetricsSection::default(),
+            payment: None,
             dev: true,
             source: PathBuf::from("<embedded defaults>"),
-        };
-        debug_assert!(cfg.validate().is_ok());
-        cfg
+        }
     }
 
     fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
@@ -395,12 +746,7 @@ impl Config {
 
     /// Checks values that the types alone do not.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let pins = [
-            self.hsm.pin.file.is_some(),
-            self.hsm.pin.env.is_some(),
-            self.hsm.pin.credential.is_some(),
-        ];
-        if pins.iter().filter(|p| **p).count() != 1 {
+        if self.hsm.pin.count() != 1 {
             return Err(self.invalid("hsm.pin", "give exactly one of file, env or credential"));
         }
         if self.hsm.sessions == Some(0) {
@@ -436,6 +782,186 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(self.invalid("log.format", "must be \"text\" or \"json\""));
         }
+        if let Some(id) = &self.identity {
+            self.validate_identity(id)?;
+        }
+        self.validate_clients()?;
+        if let Some(p) = &self.payment {
+            if p.audience.is_empty() {
+                return Err(self.invalid("payment.audience", "must not be empty"));
+            }
+            if p.key_file.is_some() == p.jwks_url.is_some() {
+                return Err(self.invalid(
+                    "payment.key_file",
+                    "give exactly one of key_file or jwks_url",
+                ));
+            }
+            for a in &p.algorithms {
+                if !matches!(
+                    a.as_str(),
+                    "ES256"
+                        | "ES384"
+                        | "RS256"
+                        | "RS384"
+                        | "RS512"
+                        | "PS256"
+                        | "PS384"
+                        | "PS512"
+                        | "EdDSA"
+                ) {
+                    return Err(self.invalid(
+                        "payment.algorithms",
+                        format!("unsupported JWS algorithm {a:?}"),
+                    ));
+                }
+            }
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(self.invalid("limits.max_body_bytes", "must be at least 1024"));
+        }
+        if self.limits.max_concurrent_signatures == 0 {
+            return Err(self.invalid("limits.max_concurrent_signatures", "must be at least 1"));
+        }
+        if self.store.sweep_interval < Duration::from_secs(1) {
+            return Err(self.invalid("store.sweep_interval", "must be at least 1s"));
+        }
+        Ok(())
+    }
+
+    fn validate_identity(&self, id: &IdentitySection) -> Result<(), ConfigError> {
+        match url::Url::parse(&id.issuer) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => return Err(self.invalid("identity.issuer", "must be an http(s) URL")),
+        }
+        if id.client_id.is_empty() {
+            return Err(self.invalid("identity.client_id", "must not be empty"));
+        }
+        match id.client_auth.as_str() {
+            "client_secret_basic" => match &id.client_secret {
+                Some(s) if s.count() == 1 => {}
+                _ => {
+                    return Err(self.invalid(
+                        "identity.client_secret",
+                        "client_secret_basic needs exactly one of file, env or credential",
+                    ));
+                }
+            },
+            "private_key_jwt" => {
+                if id.client_key.is_none() {
+                    return Err(self.invalid(
+                        "identity.client_key",
+                        "private_key_jwt needs a PEM private key file",
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.invalid(
+                    "identity.client_auth",
+                    "must be \"client_secret_basic\" or \"private_key_jwt\"",
+                ));
+            }
+        }
+        if !id.scopes.iter().any(|s| s == "openid") {
+            return Err(self.invalid("identity.scopes", "must include \"openid\""));
+        }
+        for alg in &id.allowed_algs {
+            if crate::identity::parse_alg(alg).is_none() {
+                return Err(self.invalid(
+                    "identity.allowed_algs",
+                    format!("unknown or unsupported JWS algorithm {alg:?} (ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512, EdDSA)"),
+                ));
+            }
+        }
+        if id.allowed_algs.is_empty() {
+            return Err(self.invalid("identity.allowed_algs", "must not be empty"));
+        }
+        if let Some(c) = &id.claims.default_country
+            && (c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return Err(self.invalid(
+                "identity.claims.default_country",
+                "must be two upper-case letters (ISO 3166)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_clients(&self) -> Result<(), ConfigError> {
+        let mut ids = std::collections::HashSet::new();
+        for (i, e) in self.eservices.iter().enumerate() {
+            let key = |k: &str| format!("eservice[{i}].{k}");
+            if e.id.is_empty()
+                || e.id.len() > 64
+                || !e
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            {
+                return Err(self.invalid(
+                    &key("id"),
+                    "1-64 characters of letters, digits, '-', '_', '.'",
+                ));
+            }
+            if !ids.insert(e.id.as_str()) {
+                return Err(self.invalid(&key("id"), format!("{:?} is used twice", e.id)));
+            }
+            if e.name.trim().is_empty() {
+                return Err(self.invalid(&key("name"), "must not be empty"));
+            }
+            // The dev defaults fill the demo identity after the certificate exists.
+            if !self.dev {
+                self.validate_identity_of(&key(""), &e.identity)?;
+            }
+            for (j, p) in e.callback_prefixes.iter().enumerate() {
+                if let Err(m) = crate::registry::CallbackPrefix::parse(p) {
+                    return Err(self.invalid(&key(&format!("callback_prefixes[{j}]")), m));
+                }
+            }
+            if e.rate_burst == Some(0) {
+                return Err(self.invalid(&key("rate_burst"), "must be at least 1"));
+            }
+        }
+        for (i, a) in self.auditors.iter().enumerate() {
+            let key = format!("auditor[{i}].");
+            if a.name.trim().is_empty() {
+                return Err(self.invalid(&format!("{key}name"), "must not be empty"));
+            }
+            self.validate_identity_of(&key, &a.identity)?;
+        }
+        Ok(())
+    }
+
+    fn validate_identity_of(&self, prefix: &str, c: &ClientIdentity) -> Result<(), ConfigError> {
+        let fp = |k: &str, v: &Option<String>| -> Result<bool, ConfigError> {
+            match v {
+                None => Ok(false),
+                Some(h) => {
+                    if crate::registry::parse_fingerprint(h).is_none() {
+                        Err(self.invalid(
+                            &format!("{prefix}{k}"),
+                            "must be 64 hex digits (SHA-256; colons allowed)",
+                        ))
+                    } else {
+                        Ok(true)
+                    }
+                }
+            }
+        };
+        let n = usize::from(fp("client_cert_sha256", &c.client_cert_sha256)?)
+            + usize::from(fp("client_spki_sha256", &c.client_spki_sha256)?)
+            + usize::from(c.client_subject.is_some());
+        if c.client_subject.is_some() != c.client_issuer.is_some() {
+            return Err(self.invalid(
+                &format!("{prefix}client_subject"),
+                "client_subject and client_issuer go together",
+            ));
+        }
+        if n != 1 {
+            return Err(self.invalid(
+                &format!("{prefix}client_cert_sha256"),
+                "give exactly one of client_cert_sha256, client_spki_sha256 or client_subject + client_issuer",
+            ));
+        }
         Ok(())
     }
 
@@ -463,6 +989,36 @@ impl Config {
         }
         cfg.checkout_timeout = self.hsm.checkout_timeout;
         cfg
+    }
+
+    /// Reads a secret (`key` names the setting in messages). Files relative to `data_dir`.
+    pub fn read_secret(
+        &self,
+        key: &str,
+        spec: &SecretSpec,
+    ) -> Result<secrecy::SecretString, ConfigError> {
+        let fail = |m: String| self.invalid(key, m);
+        let raw = if let Some(f) = &spec.file {
+            let path = self.data_path(f);
+            std::fs::read_to_string(&path)
+                .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?
+        } else if let Some(v) = &spec.env {
+            std::env::var(v).map_err(|_| fail(format!("environment variable {v} is not set")))?
+        } else if let Some(c) = &spec.credential {
+            let dir = std::env::var("CREDENTIALS_DIRECTORY").map_err(|_| {
+                fail("CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)".into())
+            })?;
+            let path = Path::new(&dir).join(c);
+            std::fs::read_to_string(&path)
+                .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?
+        } else {
+            return Err(fail("give one of file, env or credential".into()));
+        };
+        let trimmed = raw.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() {
+            return Err(fail("the secret is empty".into()));
+        }
+        Ok(secrecy::SecretString::from(trimmed.to_owned()))
     }
 
     /// The CA key reference (`ca.key`).

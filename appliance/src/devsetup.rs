@@ -24,6 +24,8 @@ use esigd_pki::pem::certificate_to_pem;
 use p256::ecdsa::{DerSignature, SigningKey};
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use rand::RngCore;
+use rustls::pki_types::pem::PemObject;
+use sha2::Digest;
 use spki::{EncodePublicKey, SubjectPublicKeyInfoOwned};
 use x509_cert::Certificate;
 use x509_cert::ext::Extension;
@@ -258,4 +260,27 @@ pub fn ensure_dev_tls(cfg: &Config) -> Result<DevTls> {
         certificate_to_pem(&ca_cert)?,
     )?;
     Ok(out)
+}
+
+/// The development Identity BB's client secret for `esigd` (see `tests/e2e/idp.mjs`).
+pub const DEV_IDP_CLIENT_SECRET: &str = "esigd-dev-secret";
+
+/// Completes the embedded defaults once the development files exist: the demo e-Service is
+/// recognised by the SHA-256 of `data/pki/demo-eservice.pem`, and the client secret of the dev
+/// Identity BB is written to `data/idp/client-secret` (0600) if missing.
+pub fn apply_dev_registrations(cfg: &mut Config, tls: &DevTls) -> Result<()> {
+    let pem = std::fs::read(&tls.demo_cert)
+        .with_context(|| format!("reading {}", tls.demo_cert.display()))?;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
+        .with_context(|| format!("{}: not a PEM certificate", tls.demo_cert.display()))?;
+    let fingerprint = hex::encode(sha2::Sha256::digest(der.as_ref()));
+    for e in cfg.eservices.iter_mut().filter(|e| e.id == "demo") {
+        e.identity.client_cert_sha256 = Some(fingerprint.clone());
+    }
+    let secret = cfg.data_dir.join("idp/client-secret");
+    if !secret.exists() {
+        std::fs::create_dir_all(cfg.data_dir.join("idp"))?;
+        write_private(&secret, DEV_IDP_CLIENT_SECRET.as_bytes())?;
+    }
+    Ok(())
 }

@@ -10,7 +10,14 @@ pub mod ceremony;
 pub mod clock;
 pub mod config;
 pub mod devsetup;
+pub mod identity;
+pub mod metrics;
+pub mod observe;
+pub mod payment;
+pub mod registry;
 pub mod routes;
+pub mod signatures;
+pub mod workflows;
 
 pub mod net;
 pub mod persist;

@@ -96,10 +96,15 @@ fn init_logging(cfg: &Config) {
 /// Opens the HSM; for the embedded defaults, creates the development token first (which may
 /// re-execute the process with `SOFTHSM2_CONF` set).
 fn open_hsm(cfg: &Config) -> Result<Hsm> {
+    open_hsm_observed(cfg, Arc::new(esigd_hsm::NoopObserver))
+}
+
+/// [`open_hsm`] reporting HSM operations to `observer` (metrics).
+fn open_hsm_observed(cfg: &Config, observer: Arc<dyn esigd_hsm::HsmObserver>) -> Result<Hsm> {
     if cfg.dev {
         devsetup::ensure_dev_token(cfg)?;
     }
-    Ok(Hsm::open(cfg.hsm_config())?)
+    Ok(Hsm::open_with_observer(cfg.hsm_config(), observer)?)
 }
 
 fn main() -> ExitCode {
@@ -237,13 +242,17 @@ fn check(cfg: Config) -> Result<()> {
 fn serve(cfg: Config) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let hsm = open_hsm(&cfg)?;
+    let metrics = Arc::new(esigd::metrics::Metrics::new()?);
+    let hsm = open_hsm_observed(&cfg, metrics.hsm_observer())?;
+    let mut cfg = cfg;
     let dev_tls = if cfg.dev {
-        Some(devsetup::ensure_dev_tls(&cfg)?)
+        let tls = devsetup::ensure_dev_tls(&cfg)?;
+        devsetup::apply_dev_registrations(&mut cfg, &tls)?;
+        Some(tls)
     } else {
         None
     };
-    let state = Arc::new(AppState::build(cfg.clone(), hsm)?);
+    let state = Arc::new(AppState::build(cfg.clone(), hsm, metrics)?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -265,31 +274,38 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
         &cfg.data_path(&cfg.tls.key),
         &cfg.data_path(&cfg.tls.client_ca),
     )?;
-    // Which source addresses may open a connection at all. The per-e-Service lists arrive with
-    // the e-Service registry; the embedded defaults admit loopback only.
-    let allow = if cfg.dev {
-        AllowList::new(vec!["127.0.0.0/8".parse()?, "::1/128".parse()?])
-    } else {
-        AllowList::new(Vec::new())
-    };
+    // Which source addresses may open a connection at all: the union of every registered
+    // client's allowed_ips (an address nobody allows is dropped before the TLS handshake).
+    let allow = AllowList::new(state.registry.load().all_networks());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let metrics = state.metrics.clone();
+    let (public_opts, eservice_opts) = (ServeOptions::default(), ServeOptions::default());
+    install_probes(&state, &public_opts, &eservice_opts);
+    let public_app = esigd::routes::public::router(state.clone())
+        .merge(esigd::routes::metrics::router(
+            metrics.clone(),
+            cfg.metrics.allowed_ips.clone(),
+        ))
+        .layer(esigd::observe::layer(metrics.clone(), "public"));
+    let eservice_app = esigd::routes::eservice::router(state.clone())
+        .layer(esigd::observe::layer(metrics.clone(), "eservice"));
     let public_task = tokio::spawn(esigd::net::serve_public(
         public,
-        esigd::routes::public::router(state.clone()),
-        ServeOptions::default(),
+        public_app,
+        public_opts,
         stopped(stop_rx.clone()),
     ));
     let eservice_task = tokio::spawn(esigd::net::serve_eservice(
         eservice,
-        eservice_router(),
+        eservice_app,
         EserviceTls {
             config: Reloadable::from_arc(tls_config),
-            allow,
+            allow: allow.clone(),
         },
-        ServeOptions::default(),
+        eservice_opts,
         stopped(stop_rx.clone()),
     ));
     // Operator admin API: Unix socket, mode 0600, replaced at every start.
@@ -299,29 +315,107 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
         state.clone(),
         stopped(stop_rx.clone()),
     ));
+    let reload_task = tokio::spawn(reload_on_sighup(state.clone(), allow.clone()));
+    let sweep_task = tokio::spawn(sweep_signatures(state.clone()));
     print_banner(cfg, public_addr, eservice_addr, dev_tls.as_ref());
     shutdown_signal().await;
+    reload_task.abort();
+    sweep_task.abort();
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     let _ = public_task.await;
     let _ = eservice_task.await;
     let _ = admin_task.await;
     let _ = std::fs::remove_file(&admin_socket);
+    state.metrics.clear_probes();
     state.hsm.close();
     Ok(())
 }
 
-/// The e-Service API; its routes arrive with the signing API. Unknown routes answer in the
-/// GovStack error shape.
-fn eservice_router() -> axum::Router {
-    axum::Router::new().fallback(|| async {
-        (
-            axum::http::StatusCode::NOT_FOUND,
-            axum::Json(
-                serde_json::json!({"status": {"code": "ERROR", "message": "no such route"}}),
-            ),
-        )
-    })
+/// Scrape-time readings for `/metrics`: clock discipline, HSM pool, one-time keys, listeners.
+fn install_probes(state: &Arc<AppState>, public: &ServeOptions, eservice: &ServeOptions) {
+    use esigd_tsa::ClockState;
+    let m = &state.metrics;
+    m.set_clock_probe(Box::new(|| {
+        esigd_tsa::KernelClock(esigd::clock::Adjtimex)
+            .status()
+            .ok()
+            .map(|s| (s.synchronized, s.max_error.as_secs_f64()))
+    }));
+    // Weak references: the probes must not keep the HSM alive after shutdown.
+    let weak = Arc::downgrade(state);
+    m.set_hsm_probe(Box::new(move || weak.upgrade().map(|s| s.hsm.stats())));
+    let weak = Arc::downgrade(state);
+    m.set_onetime_keys_probe(Box::new(move || weak.upgrade().map(|s| s.onetime.ready())));
+    let stats = public.stats.clone();
+    m.set_listener_probe("public", Box::new(move || stats.snapshot()));
+    let stats = eservice.stats.clone();
+    m.set_listener_probe("eservice", Box::new(move || stats.snapshot()));
+}
+
+/// SIGHUP: re-read the configuration file and swap the e-Service/auditor registry and the
+/// connection allow-list. Requests in flight finish with the registry they started with; a file
+/// that does not validate is logged and ignored (the running registry stays).
+async fn reload_on_sighup(state: Arc<AppState>, allow: AllowList) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("SIGHUP handler not installed; reload needs a restart");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if state.cfg.dev {
+            tracing::info!("SIGHUP ignored: the embedded defaults have no file to reload");
+            continue;
+        }
+        let path = state.cfg.source.clone();
+        match Config::load(&path) {
+            Ok(new) => {
+                let registry = esigd::registry::Registry::from_config(&new);
+                let (e, a) = registry.counts();
+                allow.replace(registry.all_networks());
+                state.registry.store(registry);
+                tracing::info!(
+                    file = %path.display(),
+                    eservices = e,
+                    auditors = a,
+                    "configuration reloaded: e-Services and auditors replaced (other sections need a restart)"
+                );
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "configuration reload refused; the running configuration stays");
+            }
+        }
+    }
+}
+
+/// Removes stored signatures whose retention has ended, every `store.sweep_interval`.
+async fn sweep_signatures(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(state.cfg.store.sweep_interval);
+    loop {
+        tick.tick().await;
+        let store = state.signatures.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            let mut total = 0;
+            loop {
+                match store.sweep_blocking(std::time::SystemTime::now(), 1000) {
+                    Ok(n) => {
+                        total += n;
+                        if n < 1000 {
+                            return Ok(total);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        match removed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(removed = n, "expired signatures removed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "signature retention sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "signature retention sweep panicked"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

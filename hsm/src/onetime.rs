@@ -346,6 +346,20 @@ impl OneTimeKey {
         self.scheme
     }
 
+    /// Uses `scheme` for the following signatures, e.g. ecdsa-with-SHA512 on a P-256 key when the
+    /// document digest is SHA-512 (CMS hashes the signed attributes with the digest algorithm of
+    /// the SignerInfo, which verifiers expect to match the signature algorithm).
+    pub fn set_scheme(&mut self, scheme: SignatureScheme) -> Result<(), HsmError> {
+        let kind = self.ready()?.public.kind();
+        if !scheme.fits(kind) {
+            return Err(HsmError::Unsupported(format!(
+                "signature scheme {scheme:?} does not fit a {kind:?} one-time key"
+            )));
+        }
+        self.scheme = scheme;
+        Ok(())
+    }
+
     /// Signs `msg` (hashed in software). Counts against the key's budget.
     pub fn sign_message(&self, msg: &[u8]) -> Result<HsmSignature, HsmError> {
         self.sign_digest(&self.scheme.hash().digest(msg))

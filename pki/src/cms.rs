@@ -2,17 +2,17 @@
 //! (RFC 5035 ESS signing-certificate-v2, ETSI EN 319 122-1 signature-time-stamp) and a small parser /
 //! verifier used by tests and by the signing pipeline.
 //!
-//! Signing goes through the RustCrypto signer traits so the key can live in the HSM. The `SignerInfo`
-//! is built with `cms::builder::SignerInfoBuilder` (external-digest mode); the `SignedData` around it is
-//! assembled here because `cms` 0.2.3's `SignedDataBuilder::add_signer_info` replaces the signer's
-//! error with a generic ASN.1 error, and the caller must be able to tell "HSM unavailable" apart.
+//! Signing goes through the RustCrypto signer traits so the key can live in the HSM. The
+//! `ContentInfo(SignedData)` is written directly by [`SignerContext`] around parts encoded once per
+//! signer (not through `cms::builder`: its `SignedDataBuilder::add_signer_info` replaces the signer's
+//! error with a generic ASN.1 error, and the caller must be able to tell "HSM unavailable" apart; and
+//! re-encoding the signer certificate for every signature was a large part of a time-stamp token's
+//! cost). The tests check the output byte for byte against `cms::builder::SignerInfoBuilder`.
 
-use cms::builder::{Error as CmsBuilderError, SignerInfoBuilder};
+use cms::builder::Error as CmsBuilderError;
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
-use cms::content_info::{CmsVersion, ContentInfo};
-use cms::signed_data::{
-    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
-};
+use cms::content_info::ContentInfo;
+use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo, SignerInfos};
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, GeneralizedTime, OctetString, SetOfVec, UtcTime};
 use der::{Decode, Encode, Sequence, Tag, Tagged};
@@ -25,7 +25,6 @@ use spki::{
 use std::time::SystemTime;
 use x509_cert::Certificate;
 use x509_cert::attr::{Attribute, AttributeValue};
-use x509_cert::builder::Builder;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::serial_number::SerialNumber;
 
@@ -484,87 +483,254 @@ where
             requested: params.digest_algorithm,
         });
     }
-    // The signer must own the certificate's key, or the result would never verify.
-    let spki_der = signer.verifying_key().to_public_key_der()?;
-    if spki_der.as_bytes()
-        != signer_cert
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()?
+    SignerContext::new(signer, signer_cert)?.sign::<S, Sig>(signer, params, content)
+}
+
+/// The parts of a CMS signature that depend only on the signer and its certificate, encoded once:
+/// the certificate, its `IssuerAndSerialNumber`, the ESS signing-certificate-v2 attribute (which
+/// hashes the whole certificate) and the algorithm identifiers.
+///
+/// A time-stamping unit signs every token with the same key and certificate; building those parts
+/// again for each token (through the `cms` builders: clone, encode, re-parse, encode again) was
+/// about a fifth of a token's CPU. [`SignerContext::sign`] writes the `ContentInfo(SignedData)`
+/// directly around them. The output is byte for byte what [`sign_detached_digest`] and
+/// [`sign_encapsulated`] produced through the `cms` crate's `SignerInfoBuilder` (checked by a test
+/// against that builder); those two functions now go through a one-off context.
+#[derive(Clone, Debug)]
+pub struct SignerContext {
+    digest_algorithm: DigestAlgorithm,
+    digest_algorithm_der: Vec<u8>,
+    signature_algorithm: ObjectIdentifier,
+    signature_algorithm_der: Vec<u8>,
+    spki_der: Vec<u8>,
+    sid_der: Vec<u8>,
+    ess_attribute_der: Vec<u8>,
+    cert_der: Vec<u8>,
+}
+
+impl SignerContext {
+    /// Checks that `signer_cert` carries the signer's public key and that the signer's algorithm
+    /// has a known digest, and encodes the per-signer parts.
+    pub fn new<S>(signer: &S, signer_cert: &Certificate) -> Result<Self, CmsError>
+    where
+        S: Keypair + DynSignatureAlgorithmIdentifier,
+        S::VerifyingKey: EncodePublicKey,
     {
-        return Err(CmsError::Invalid(
-            "signer certificate public key does not match the signer",
-        ));
+        let sig_alg = signer.signature_algorithm_identifier()?;
+        let digest_algorithm = DigestAlgorithm::of_signature_algorithm(&sig_alg.oid).ok_or(
+            CmsError::SignerDigestMismatch {
+                signature_algorithm: sig_alg.oid,
+                requested: DigestAlgorithm::Sha256,
+            },
+        )?;
+        // The signer must own the certificate's key, or the result would never verify.
+        let spki_der = signer
+            .verifying_key()
+            .to_public_key_der()?
+            .as_bytes()
+            .to_vec();
+        if spki_der
+            != signer_cert
+                .tbs_certificate
+                .subject_public_key_info
+                .to_der()?
+        {
+            return Err(CmsError::Invalid(
+                "signer certificate public key does not match the signer",
+            ));
+        }
+        let sid = IssuerAndSerialNumber {
+            issuer: signer_cert.tbs_certificate.issuer.clone(),
+            serial_number: signer_cert.tbs_certificate.serial_number.clone(),
+        };
+        Ok(Self {
+            digest_algorithm,
+            digest_algorithm_der: digest_algorithm.algorithm_identifier().to_der()?,
+            signature_algorithm: sig_alg.oid,
+            signature_algorithm_der: sig_alg.to_der()?,
+            spki_der,
+            sid_der: sid.to_der()?,
+            ess_attribute_der: SigningCertificateV2::for_certificate(signer_cert)?
+                .to_attribute()?
+                .to_der()?,
+            cert_der: signer_cert.to_der()?,
+        })
     }
 
-    // The builder only reads eContentType from this (eContent must be absent in external-digest
-    // mode); the real encapsulated content is put in below.
-    let detached_eci = EncapsulatedContentInfo {
-        econtent_type: params.content_type.oid(),
-        econtent: None,
-    };
-    let sid = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
-        issuer: signer_cert.tbs_certificate.issuer.clone(),
-        serial_number: signer_cert.tbs_certificate.serial_number.clone(),
-    });
-    let mut sib = SignerInfoBuilder::new(
-        signer,
-        sid,
-        params.digest_algorithm.algorithm_identifier(),
-        &detached_eci,
-        Some(params.digest),
-    )?;
-    // content-type and message-digest are added by the builder (adding content-type here trips a
-    // bug in its consistency check).
-    if let Some(t) = params.signing_time {
-        sib.add_signed_attribute(signing_time_attribute(t)?)?;
+    /// The digest algorithm of the signer's signature algorithm (the only one [`SignerContext::sign`]
+    /// accepts).
+    pub fn digest_algorithm(&self) -> DigestAlgorithm {
+        self.digest_algorithm
     }
-    sib.add_signed_attribute(SigningCertificateV2::for_certificate(signer_cert)?.to_attribute()?)?;
-    let signer_info: SignerInfo = sib.build::<Sig>()?;
 
-    let econtent = match content {
-        Some(c) => Some(Any::from_der(&OctetString::new(c)?.to_der()?)?),
-        None => None,
-    };
-    let mut certs = Vec::new();
-    if params.include_signer_cert {
-        certs.push(CertificateChoices::Certificate(signer_cert.clone()));
+    /// Encapsulates `content` (e.g. a DER TSTInfo) and signs it: the DER `ContentInfo(SignedData)`.
+    /// `signer` must be the signer the context was made for (checked).
+    pub fn sign_encapsulated<S, Sig>(
+        &self,
+        signer: &S,
+        content_type: ContentType,
+        content: &[u8],
+        signing_time: Option<SystemTime>,
+        include_signer_cert: bool,
+    ) -> Result<Vec<u8>, CmsError>
+    where
+        S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+        S::VerifyingKey: EncodePublicKey,
+        Sig: SignatureBitStringEncoding,
+    {
+        let digest = self.digest_algorithm.digest(content);
+        let params = SignParams {
+            content_type,
+            digest_algorithm: self.digest_algorithm,
+            digest: &digest,
+            signing_time,
+            extra_certs: &[],
+            include_signer_cert,
+        };
+        self.sign::<S, Sig>(signer, &params, Some(content))
     }
-    certs.extend(
-        params
+
+    /// Signs `params.digest` (of `content` when it is encapsulated, of external content when
+    /// `content` is `None`): the DER `ContentInfo(SignedData)` with signed attributes content-type,
+    /// message-digest, signing-time (if given) and signing-certificate-v2. `signer` must be the
+    /// signer the context was made for (checked: algorithm and public key).
+    pub fn sign<S, Sig>(
+        &self,
+        signer: &S,
+        params: &SignParams<'_>,
+        content: Option<&[u8]>,
+    ) -> Result<Vec<u8>, CmsError>
+    where
+        S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+        S::VerifyingKey: EncodePublicKey,
+        Sig: SignatureBitStringEncoding,
+    {
+        use crate::der_write::{header_len, put_header, put_tlv, sort_set_of, tlv_len};
+        params.digest_algorithm.check_len(params.digest)?;
+        if params.digest_algorithm != self.digest_algorithm {
+            return Err(CmsError::SignerDigestMismatch {
+                signature_algorithm: self.signature_algorithm,
+                requested: params.digest_algorithm,
+            });
+        }
+        if signer.signature_algorithm_identifier()?.oid != self.signature_algorithm
+            || signer.verifying_key().to_public_key_der()?.as_bytes() != self.spki_der
+        {
+            return Err(CmsError::Invalid(
+                "signer differs from the one the signer context was made for",
+            ));
+        }
+
+        // Signed attributes, a DER SET OF Attribute (sorted encodings).
+        let content_type_oid = params.content_type.oid();
+        let attr = |oid: ObjectIdentifier, value_tag: u8, value: &[u8]| -> Vec<u8> {
+            let set_len = tlv_len(value.len());
+            let seq_len = tlv_len(oid.as_bytes().len()) + tlv_len(set_len);
+            let mut out = Vec::with_capacity(tlv_len(seq_len));
+            put_header(&mut out, 0x30, seq_len);
+            put_tlv(&mut out, 0x06, oid.as_bytes());
+            put_header(&mut out, 0x31, set_len);
+            put_tlv(&mut out, value_tag, value);
+            out
+        };
+        let content_type_attr = attr(oids::ID_CONTENT_TYPE, 0x06, content_type_oid.as_bytes());
+        let digest_attr = attr(oids::ID_MESSAGE_DIGEST, 0x04, params.digest);
+        let time_attr = match params.signing_time {
+            Some(t) => Some(signing_time_attribute(t)?.to_der()?),
+            None => None,
+        };
+        let mut attrs: Vec<&[u8]> = vec![&content_type_attr, &digest_attr, &self.ess_attribute_der];
+        if let Some(t) = &time_attr {
+            attrs.push(t);
+        }
+        sort_set_of(&mut attrs)?;
+        let attrs_len: usize = attrs.iter().map(|a| a.len()).sum();
+        let mut signed_attrs = Vec::with_capacity(tlv_len(attrs_len));
+        put_header(&mut signed_attrs, 0x31, attrs_len);
+        for a in &attrs {
+            signed_attrs.extend_from_slice(a);
+        }
+        let signature = signer
+            .try_sign(&signed_attrs)
+            .map_err(CmsError::Signer)?
+            .to_bitstring()?;
+        let signature = signature.raw_bytes();
+
+        // Certificates: a DER SET OF (sorted encodings, no duplicates).
+        let extra: Vec<Vec<u8>> = params
             .extra_certs
             .iter()
-            .cloned()
-            .map(CertificateChoices::Certificate),
-    );
-    let mut digest_algorithms = SetOfVec::new();
-    digest_algorithms.insert(params.digest_algorithm.algorithm_identifier())?;
-    let signed_data = SignedData {
-        // RFC 5652 §5.1: v3 when eContentType is not id-data, v1 otherwise (issuerAndSerialNumber sid,
-        // plain certificates only).
-        version: if params.content_type == ContentType::Data {
-            CmsVersion::V1
+            .map(|c| c.to_der())
+            .collect::<Result<_, _>>()?;
+        let mut certs: Vec<&[u8]> = Vec::with_capacity(extra.len() + 1);
+        if params.include_signer_cert {
+            certs.push(&self.cert_der);
+        }
+        certs.extend(extra.iter().map(Vec::as_slice));
+        sort_set_of(&mut certs)?;
+        let certs_len: usize = certs.iter().map(|c| c.len()).sum();
+
+        // Lengths, innermost first.
+        const VERSION_LEN: usize = 3; // INTEGER of one octet
+        let signer_info_len = VERSION_LEN
+            + self.sid_der.len()
+            + self.digest_algorithm_der.len()
+            + signed_attrs.len() // [0] IMPLICIT: same length as the SET
+            + self.signature_algorithm_der.len()
+            + tlv_len(signature.len());
+        let econtent_len = content.map_or(0, |c| tlv_len(tlv_len(c.len())));
+        let eci_len = tlv_len(content_type_oid.as_bytes().len()) + econtent_len;
+        let signed_data_len = VERSION_LEN
+            + tlv_len(self.digest_algorithm_der.len())
+            + tlv_len(eci_len)
+            + if certs.is_empty() {
+                0
+            } else {
+                tlv_len(certs_len)
+            }
+            + tlv_len(tlv_len(signer_info_len));
+        let content_info_len =
+            tlv_len(oids::ID_SIGNED_DATA.as_bytes().len()) + tlv_len(tlv_len(signed_data_len));
+
+        let mut out = Vec::with_capacity(tlv_len(content_info_len));
+        put_header(&mut out, 0x30, content_info_len); // ContentInfo
+        put_tlv(&mut out, 0x06, oids::ID_SIGNED_DATA.as_bytes());
+        put_header(&mut out, 0xa0, tlv_len(signed_data_len)); // [0] EXPLICIT
+        put_header(&mut out, 0x30, signed_data_len); // SignedData
+        // RFC 5652 §5.1: v3 when eContentType is not id-data, v1 otherwise (issuerAndSerialNumber
+        // sid, plain certificates only).
+        let version = if params.content_type == ContentType::Data {
+            1
         } else {
-            CmsVersion::V3
-        },
-        digest_algorithms,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: params.content_type.oid(),
-            econtent,
-        },
-        certificates: if certs.is_empty() {
-            None
-        } else {
-            Some(CertificateSet(SetOfVec::try_from(certs)?))
-        },
-        crls: None,
-        signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info])?),
-    };
-    let ci = ContentInfo {
-        content_type: oids::ID_SIGNED_DATA,
-        content: Any::from_der(&signed_data.to_der()?)?,
-    };
-    Ok(ci.to_der()?)
+            3
+        };
+        out.extend_from_slice(&[0x02, 0x01, version]);
+        put_header(&mut out, 0x31, self.digest_algorithm_der.len());
+        out.extend_from_slice(&self.digest_algorithm_der);
+        put_header(&mut out, 0x30, eci_len); // EncapsulatedContentInfo
+        put_tlv(&mut out, 0x06, content_type_oid.as_bytes());
+        if let Some(c) = content {
+            put_header(&mut out, 0xa0, tlv_len(c.len())); // [0] EXPLICIT OCTET STRING
+            put_tlv(&mut out, 0x04, c);
+        }
+        if !certs.is_empty() {
+            put_header(&mut out, 0xa0, certs_len); // [0] IMPLICIT CertificateSet
+            for c in &certs {
+                out.extend_from_slice(c);
+            }
+        }
+        put_header(&mut out, 0x31, tlv_len(signer_info_len)); // SignerInfos
+        put_header(&mut out, 0x30, signer_info_len); // SignerInfo
+        out.extend_from_slice(&[0x02, 0x01, 0x01]); // v1: issuerAndSerialNumber
+        out.extend_from_slice(&self.sid_der);
+        out.extend_from_slice(&self.digest_algorithm_der);
+        out.push(0xa0); // signedAttrs [0] IMPLICIT SET OF
+        out.extend_from_slice(&signed_attrs[1..]);
+        out.extend_from_slice(&self.signature_algorithm_der);
+        put_tlv(&mut out, 0x04, signature);
+        debug_assert_eq!(out.len(), header_len(content_info_len) + content_info_len);
+        Ok(out)
+    }
 }
 
 /// Decodes `ContentInfo(SignedData)` DER.
@@ -837,8 +1003,12 @@ pub fn verify_signature(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cms::builder::SignerInfoBuilder;
+    use cms::content_info::CmsVersion;
+    use cms::signed_data::{CertificateSet, EncapsulatedContentInfo};
     use std::str::FromStr;
     use std::time::{Duration, UNIX_EPOCH};
+    use x509_cert::builder::Builder;
     use x509_cert::builder::{CertificateBuilder, Profile};
     use x509_cert::name::Name;
     use x509_cert::spki::SubjectPublicKeyInfoOwned;
@@ -1039,5 +1209,185 @@ mod tests {
         let v = verify_detached_digest(&bt, Some(&d)).unwrap();
         assert_eq!(v.timestamp_tokens, vec![token]);
         assert_eq!(v.signature, sig);
+    }
+
+    /// The signing code as it was before [`SignerContext`]: `cms::builder::SignerInfoBuilder` and
+    /// the `cms` types. The reference the direct DER writer must match byte for byte.
+    fn reference_sign<S, Sig>(
+        signer: &S,
+        signer_cert: &Certificate,
+        params: &SignParams<'_>,
+        content: Option<&[u8]>,
+    ) -> Vec<u8>
+    where
+        S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+        S::VerifyingKey: EncodePublicKey,
+        Sig: SignatureBitStringEncoding,
+    {
+        let detached_eci = EncapsulatedContentInfo {
+            econtent_type: params.content_type.oid(),
+            econtent: None,
+        };
+        let sid = SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: signer_cert.tbs_certificate.issuer.clone(),
+            serial_number: signer_cert.tbs_certificate.serial_number.clone(),
+        });
+        let mut sib = SignerInfoBuilder::new(
+            signer,
+            sid,
+            params.digest_algorithm.algorithm_identifier(),
+            &detached_eci,
+            Some(params.digest),
+        )
+        .unwrap();
+        if let Some(t) = params.signing_time {
+            sib.add_signed_attribute(signing_time_attribute(t).unwrap())
+                .unwrap();
+        }
+        sib.add_signed_attribute(
+            SigningCertificateV2::for_certificate(signer_cert)
+                .unwrap()
+                .to_attribute()
+                .unwrap(),
+        )
+        .unwrap();
+        let signer_info: SignerInfo = sib.build::<Sig>().unwrap();
+        let econtent = content
+            .map(|c| Any::from_der(&OctetString::new(c).unwrap().to_der().unwrap()).unwrap());
+        let mut certs = Vec::new();
+        if params.include_signer_cert {
+            certs.push(CertificateChoices::Certificate(signer_cert.clone()));
+        }
+        certs.extend(
+            params
+                .extra_certs
+                .iter()
+                .cloned()
+                .map(CertificateChoices::Certificate),
+        );
+        let mut digest_algorithms = SetOfVec::new();
+        digest_algorithms
+            .insert(params.digest_algorithm.algorithm_identifier())
+            .unwrap();
+        let signed_data = SignedData {
+            version: if params.content_type == ContentType::Data {
+                CmsVersion::V1
+            } else {
+                CmsVersion::V3
+            },
+            digest_algorithms,
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: params.content_type.oid(),
+                econtent,
+            },
+            certificates: if certs.is_empty() {
+                None
+            } else {
+                Some(CertificateSet(SetOfVec::try_from(certs).unwrap()))
+            },
+            crls: None,
+            signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info]).unwrap()),
+        };
+        ContentInfo {
+            content_type: oids::ID_SIGNED_DATA,
+            content: Any::from_der(&signed_data.to_der().unwrap()).unwrap(),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    /// The DER with the certificates taken out, and the certificate encodings sorted. The `cms`
+    /// crate orders a `CertificateSet` by comparing each certificate's DER re-encoded as a SEQUENCE
+    /// OF INTEGER (its `ValueOrd for CertificateChoices`), which is not X.690's order of the
+    /// encodings; the direct writer uses X.690's. Only the order of several certificates differs.
+    fn split_certs(der: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut sd = decode_signed_data(der).unwrap();
+        let mut certs: Vec<Vec<u8>> = sd
+            .certificates
+            .take()
+            .iter()
+            .flat_map(|c| c.0.iter())
+            .map(|c| c.to_der().unwrap())
+            .collect();
+        certs.sort();
+        (encode_signed_data(&sd).unwrap(), certs)
+    }
+
+    #[test]
+    fn direct_der_matches_the_cms_builder() {
+        // RFC 6979 signatures are deterministic, so both paths must give the same bytes (up to the
+        // order of several certificates, see `split_certs`).
+        let (k, cert) = p256_signer();
+        let (ca_key, _) = (p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap(), ());
+        let ca_spki = SubjectPublicKeyInfoOwned::from_key(*ca_key.verifying_key()).unwrap();
+        let extra = cert_for::<_, p256::ecdsa::DerSignature>(&ca_key, ca_spki);
+        let ctx = SignerContext::new(&k, &cert).unwrap();
+        let tst = b"\x30\x03\x02\x01\x01 pretend TSTInfo".to_vec();
+        for content_type in [ContentType::Data, ContentType::TstInfo] {
+            for time in [
+                None,
+                Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+                Some(UNIX_EPOCH + Duration::from_secs(2_600_000_000)),
+            ] {
+                for include in [false, true] {
+                    for extra_certs in [&[][..], std::slice::from_ref(&extra)] {
+                        for content in [None, Some(tst.as_slice())] {
+                            let digest =
+                                DigestAlgorithm::Sha256.digest(content.unwrap_or(b"external"));
+                            let params = SignParams {
+                                content_type,
+                                digest_algorithm: DigestAlgorithm::Sha256,
+                                digest: &digest,
+                                signing_time: time,
+                                extra_certs,
+                                include_signer_cert: include,
+                            };
+                            let ours = ctx
+                                .sign::<_, p256::ecdsa::DerSignature>(&k, &params, content)
+                                .unwrap();
+                            let reference = reference_sign::<_, p256::ecdsa::DerSignature>(
+                                &k, &cert, &params, content,
+                            );
+                            assert_eq!(
+                                split_certs(&ours),
+                                split_certs(&reference),
+                                "{content_type:?} time {time:?} cert {include} extra {} content {}",
+                                extra_certs.len(),
+                                content.is_some()
+                            );
+                            // On the wire, certificates in X.690 §11.6 order (encodings
+                            // ascending). (Decoding re-sorts a SET OF, so look at the bytes.)
+                            let (_, mut ders) = split_certs(&ours);
+                            ders.sort_by_key(|d| {
+                                ours.windows(d.len()).position(|w| w == d.as_slice())
+                            });
+                            assert!(ders.windows(2).all(|w| w[0] < w[1]));
+                            if ders.len() < 2 {
+                                assert_eq!(ours, reference);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The same certificate twice is refused, as SetOfVec refuses it.
+        let d = DigestAlgorithm::Sha256.digest(b"x");
+        let mut p = params(&d, DigestAlgorithm::Sha256);
+        let twice = [cert.clone()];
+        p.extra_certs = &twice;
+        assert!(
+            ctx.sign::<_, p256::ecdsa::DerSignature>(&k, &p, None)
+                .is_err()
+        );
+        // Another signer than the context's is refused.
+        let other = p256::ecdsa::SigningKey::from_slice(&[9; 32]).unwrap();
+        assert!(matches!(
+            ctx.sign::<_, p256::ecdsa::DerSignature>(
+                &other,
+                &params(&d, DigestAlgorithm::Sha256),
+                None
+            ),
+            Err(CmsError::Invalid(_))
+        ));
     }
 }

@@ -6,6 +6,8 @@ pub mod cms;
 /// RFC 3161 time-stamp protocol messages (owned by the CMS/TSA helper).
 pub mod tsp;
 
+mod der_write;
+
 /// Error type of the X.509 modules (CSR, certificate, CRL, OCSP, PEM, identity).
 pub mod x509_error;
 pub use x509_error::X509Error;

@@ -293,16 +293,23 @@ pub struct TimeStampResp {
 
 impl TimeStampResp {
     /// Granted response around `token_der` (a TimeStampToken / ContentInfo DER); returns the DER.
+    ///
+    /// The token is copied as it is, not decoded and re-encoded: only its outer TLV is checked (one
+    /// DER SEQUENCE spanning the whole input). Pass tokens made by [`sign_token`] or
+    /// [`cms::SignerContext`].
     pub fn granted_der(token_der: &[u8]) -> Result<Vec<u8>, TspError> {
-        Ok(Self {
-            status: PkiStatusInfo {
-                status: PkiStatus::Granted,
-                status_string: None,
-                fail_info: None,
-            },
-            time_stamp_token: Some(ContentInfo::from_der(token_der)?),
+        use crate::der_write::{put_header, tlv_len};
+        // PKIStatusInfo { status granted(0) }.
+        const GRANTED: [u8; 5] = [0x30, 0x03, 0x02, 0x01, 0x00];
+        if der::asn1::AnyRef::from_der(token_der)?.tag() != Tag::Sequence {
+            return Err(TspError::Invalid("time-stamp token is not a ContentInfo"));
         }
-        .to_der()?)
+        let len = GRANTED.len() + token_der.len();
+        let mut out = Vec::with_capacity(tlv_len(len));
+        put_header(&mut out, 0x30, len);
+        out.extend_from_slice(&GRANTED);
+        out.extend_from_slice(token_der);
+        Ok(out)
     }
 
     /// Rejection response with `fail_info` and an optional short (client-visible) text; returns the DER.
@@ -362,15 +369,30 @@ where
     S::VerifyingKey: EncodePublicKey,
     Sig: SignatureBitStringEncoding,
 {
+    let ctx = cms::SignerContext::new(signer, tsa_cert)?;
+    sign_token_with::<S, Sig>(&ctx, signer, tst_info, include_cert)
+}
+
+/// [`sign_token`] with the TSA certificate's parts encoded once ([`cms::SignerContext::new`] with the
+/// signer and the TSA certificate): what a TSA signing many tokens uses.
+pub fn sign_token_with<S, Sig>(
+    ctx: &cms::SignerContext,
+    signer: &S,
+    tst_info: &TstInfo,
+    include_cert: bool,
+) -> Result<Vec<u8>, TspError>
+where
+    S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+    S::VerifyingKey: EncodePublicKey,
+    Sig: SignatureBitStringEncoding,
+{
     let content = tst_info.to_der()?;
-    Ok(cms::sign_encapsulated::<S, Sig>(
+    Ok(ctx.sign_encapsulated::<S, Sig>(
         signer,
-        tsa_cert,
         ContentType::TstInfo,
         &content,
         Some(tst_info.gen_time.to_system_time()),
         include_cert,
-        &[],
     )?)
 }
 
@@ -431,6 +453,35 @@ pub fn imprint_algorithm(imprint: &MessageImprint) -> Option<DigestAlgorithm> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn granted_der_is_the_encoded_structure() {
+        // A real-looking ContentInfo, long enough for a two-octet length.
+        let token = ContentInfo {
+            content_type: oids::ID_SIGNED_DATA,
+            content: der::asn1::Any::new(Tag::OctetString, vec![0x5a; 300]).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        let want = TimeStampResp {
+            status: PkiStatusInfo {
+                status: PkiStatus::Granted,
+                status_string: None,
+                fail_info: None,
+            },
+            time_stamp_token: Some(ContentInfo::from_der(&token).unwrap()),
+        }
+        .to_der()
+        .unwrap();
+        assert_eq!(TimeStampResp::granted_der(&token).unwrap(), want);
+        // Not one SEQUENCE spanning the input: refused.
+        let mut trailing = token.clone();
+        trailing.push(0);
+        assert!(TimeStampResp::granted_der(&trailing).is_err());
+        assert!(TimeStampResp::granted_der(&[0x04, 0x00]).is_err());
+        assert!(TimeStampResp::granted_der(&token[..10]).is_err());
+        assert!(TimeStampResp::granted_der(&[]).is_err());
+    }
 
     #[test]
     fn failure_info_named_bit_list_der() {

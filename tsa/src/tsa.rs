@@ -256,6 +256,9 @@ pub struct IssuedToken {
 pub struct Tsa<S, Sig, Ser, C> {
     config: TsaConfig,
     cert: Certificate,
+    // The TSA certificate, its ESS signing-certificate-v2 attribute and issuerAndSerialNumber,
+    // encoded once instead of for every token.
+    cms: esigd_pki::cms::SignerContext,
     signer: S,
     serials: Ser,
     clock: C,
@@ -322,6 +325,8 @@ where
         esigd_pki::cms::signer_digest_algorithm(&signer).map_err(|_| {
             ConfigError::Certificate("signer's signature algorithm is not supported")
         })?;
+        let cms = esigd_pki::cms::SignerContext::new(&signer, &tsa_cert)
+            .map_err(|_| ConfigError::Certificate("cannot encode the TSA certificate for CMS"))?;
         let eku = tsa_cert
             .tbs_certificate
             .extensions
@@ -343,6 +348,7 @@ where
         Ok(Self {
             config,
             cert: tsa_cert,
+            cms,
             signer,
             serials,
             clock,
@@ -508,8 +514,9 @@ where
             tsa: self.config.tsa_name.clone(),
             extensions: None,
         };
-        let token_der = tsp::sign_token::<S, Sig>(&self.signer, &self.cert, &tst, g.include_cert)
-            .map_err(Rejection::Token)?;
+        let token_der =
+            tsp::sign_token_with::<S, Sig>(&self.cms, &self.signer, &tst, g.include_cert)
+                .map_err(Rejection::Token)?;
         Ok(IssuedToken {
             token_der,
             record: ImprintRecord {

@@ -23,6 +23,8 @@ pub struct PeerInfo {
     pub spki_sha256: [u8; 32],
     /// Subject DN of the leaf, RFC 4514 string form (e.g. `CN=client,O=Land Registry`).
     pub subject: String,
+    /// Issuer DN of the leaf, same form as `subject`.
+    pub issuer: String,
 }
 
 impl PeerInfo {
@@ -40,6 +42,7 @@ impl PeerInfo {
             cert_sha256: Sha256::digest(leaf.as_ref()).into(),
             spki_sha256: Sha256::digest(&spki).into(),
             subject: cert.tbs_certificate.subject.to_string(),
+            issuer: cert.tbs_certificate.issuer.to_string(),
         })
     }
 

@@ -128,6 +128,12 @@ impl RocksImprintLog {
         }
     }
 
+    /// The writes that record `record`, for a caller that commits them together with its own (the
+    /// signing pipeline stores a signature and its time-stamp record in one durable batch).
+    pub fn batch_for(&self, record: &ImprintRecord) -> Result<Batch, PersistError> {
+        record_batch(record)
+    }
+
     /// Blocking append (same as [`ImprintLog::append`], with the typed error).
     pub fn append_blocking(&self, record: &ImprintRecord) -> Result<(), PersistError> {
         Ok(self.store.commit_blocking(record_batch(record)?)?)

@@ -1,3 +1,5 @@
 //! HTTP routes of the two listeners.
 
+pub mod eservice;
+pub mod metrics;
 pub mod public;

@@ -45,6 +45,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/ocsp/{*request}", get(ocsp_get))
         .route("/tsa", post(tsa).layer(DefaultBodyLimit::max(MAX_TSA_BODY)))
+        .route("/v1/openapi.yaml", get(openapi))
+        .route("/v1/client/esig.js", get(esig_js))
         .with_state(state)
 }
 
@@ -71,6 +73,33 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| text_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+/// The OpenAPI document of what esigd implements.
+pub const OPENAPI_YAML: &str = include_str!("../../assets/openapi.yaml");
+/// The e-Service client library (ES module).
+pub const ESIG_JS: &str = include_str!("../../assets/esig.js");
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+        OPENAPI_YAML,
+    )
+        .into_response()
+}
+
+/// Served cross-origin: e-Service pages import it from here.
+async fn esig_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        ESIG_JS,
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

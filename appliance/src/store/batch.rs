@@ -90,6 +90,13 @@ impl Batch {
         self
     }
 
+    /// Appends every operation of `other` (applied in the same atomic write).
+    pub fn extend(&mut self, other: Batch) -> &mut Self {
+        self.bytes += other.bytes;
+        self.ops.extend(other.ops);
+        self
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()

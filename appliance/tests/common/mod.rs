@@ -3,6 +3,9 @@
 //! Each test file is its own crate and uses only part of this module.
 #![allow(dead_code)]
 
+pub mod idp;
+pub mod pki;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -76,6 +79,8 @@ pub struct Daemon {
     child: Child,
     /// `host:port` of the public listener, from the banner.
     pub public: String,
+    /// `host:port` of the e-Service (mTLS) listener, from the banner.
+    pub eservice: String,
     /// stdout up to and including the line `ready` (the banner).
     pub stdout: String,
     /// Where stderr (the log) goes, if not to a pipe.
@@ -107,6 +112,7 @@ impl Daemon {
         let deadline = Instant::now() + wait;
         let mut stdout = String::new();
         let mut public = None;
+        let mut eservice = None;
         loop {
             let mut line = String::new();
             if out.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
@@ -126,6 +132,9 @@ impl Daemon {
             if let Some(rest) = line.trim().strip_prefix("public listener    http://") {
                 public = rest.split_whitespace().next().map(str::to_string);
             }
+            if let Some(rest) = line.trim().strip_prefix("e-Service listener https://") {
+                eservice = rest.split_whitespace().next().map(str::to_string);
+            }
             if line.trim() == "ready" {
                 break;
             }
@@ -138,6 +147,7 @@ impl Daemon {
         Daemon {
             child,
             public: public.expect("public address printed"),
+            eservice: eservice.expect("e-Service address printed"),
             stdout,
             log,
         }
@@ -200,4 +210,20 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The Python virtualenv with the validators (pyHanko, pkilint): `$ESIGD_VENV`, else
+/// `~/.cache/esigd-venv` (where `scripts/install-deps.sh --with-test-tools` puts it). Panics with
+/// the fix when it is missing: validator checks are never skipped silently.
+pub fn venv() -> PathBuf {
+    let p = std::env::var_os("ESIGD_VENV")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/esigd-venv")))
+        .expect("ESIGD_VENV or HOME is set");
+    assert!(
+        p.join("bin/python").exists(),
+        "{} has no Python: run `scripts/install-deps.sh --with-test-tools`",
+        p.display()
+    );
+    p
 }

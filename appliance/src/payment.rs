@@ -1,0 +1,272 @@
+//! Payment BB tokens: e-Services with `payment_required` must present a JWT signed by the
+//! configured Payment BB key (PEM file or JWKS URL), with `aud` = `payment.audience`, not expired,
+//! with a `jti`, and used once. JWT checks are done by the `jsonwebtoken` crate; single use is a
+//! durable record of the token's `jti` hash in the store (`meta` column family, `pay/` prefix).
+//!
+//! Tokens are never logged.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::config::{Config, PaymentSection};
+use crate::registry::Eservice;
+use crate::routes::eservice::ApiError;
+use crate::store::{Batch, Cf, Store};
+
+const USED: &[u8] = b"pay/";
+const JWKS_TTL: Duration = Duration::from_secs(600);
+
+/// Why a payment token was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    /// No token was presented.
+    #[error("a payment token is required for this e-Service")]
+    Missing,
+    /// Payment is required but no Payment BB is configured.
+    #[error("payment is required but no Payment BB is configured ([payment] section)")]
+    NotConfigured,
+    /// The token failed a check.
+    #[error("payment token rejected: {0}")]
+    Invalid(String),
+    /// The token was used before.
+    #[error("payment token already used")]
+    Reused,
+    /// The Payment BB's keys cannot be read, or the store failed.
+    #[error("payment verification unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Deserialize)]
+struct PaymentClaims {
+    jti: String,
+    exp: u64,
+}
+
+enum Keys {
+    Pem(Vec<DecodingKey>),
+    Jwks {
+        url: String,
+        cache: tokio::sync::Mutex<Option<(Instant, JwkSet)>>,
+    },
+}
+
+/// Verifies Payment BB tokens.
+pub struct PaymentVerifier {
+    section: PaymentSection,
+    algorithms: Vec<Algorithm>,
+    keys: Keys,
+    http: openidconnect::reqwest::Client,
+    store: Store,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for PaymentVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentVerifier")
+            .field("audience", &self.section.audience)
+            .finish()
+    }
+}
+
+impl PaymentVerifier {
+    /// Builds the verifier from `[payment]` (reads the PEM key file now).
+    pub fn new(cfg: &Config, section: &PaymentSection, store: Store) -> anyhow::Result<Self> {
+        let algorithms = section
+            .algorithms
+            .iter()
+            .map(|a| Algorithm::from_str(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("payment.algorithms: {e}"))?;
+        let keys = match (&section.key_file, &section.jwks_url) {
+            (Some(f), _) => {
+                let path = cfg.data_path(f);
+                let pem = std::fs::read(&path)
+                    .map_err(|e| anyhow::anyhow!("payment.key_file {}: {e}", path.display()))?;
+                let mut keys = Vec::new();
+                if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
+                    keys.push(k);
+                }
+                if let Ok(k) = DecodingKey::from_rsa_pem(&pem) {
+                    keys.push(k);
+                }
+                if let Ok(k) = DecodingKey::from_ed_pem(&pem) {
+                    keys.push(k);
+                }
+                if keys.is_empty() {
+                    anyhow::bail!(
+                        "payment.key_file {}: not an EC, RSA or Ed25519 public key in PEM",
+                        path.display()
+                    );
+                }
+                Keys::Pem(keys)
+            }
+            (None, Some(url)) => Keys::Jwks {
+                url: url.clone(),
+                cache: tokio::sync::Mutex::new(None),
+            },
+            (None, None) => anyhow::bail!("payment: give key_file or jwks_url"),
+        };
+        let http = openidconnect::reqwest::Client::builder()
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(PaymentVerifier {
+            section: section.clone(),
+            algorithms,
+            keys,
+            http,
+            store,
+            lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn candidate_keys(&self, kid: Option<&str>) -> Result<Vec<DecodingKey>, PaymentError> {
+        match &self.keys {
+            Keys::Pem(k) => Ok(k.clone()),
+            Keys::Jwks { url, cache } => {
+                let mut c = cache.lock().await;
+                let stale = c.as_ref().is_none_or(|(t, _)| t.elapsed() > JWKS_TTL);
+                let unknown_kid = kid.is_some_and(|k| {
+                    c.as_ref().is_some_and(|(t, set)| {
+                        set.find(k).is_none() && t.elapsed() > Duration::from_secs(10)
+                    })
+                });
+                if stale || unknown_kid {
+                    let unavailable = |e: &dyn std::fmt::Display| {
+                        PaymentError::Unavailable(format!("payment.jwks_url: {e}"))
+                    };
+                    let body = self
+                        .http
+                        .get(url)
+                        .send()
+                        .await
+                        .and_then(|r| r.error_for_status())
+                        .map_err(|e| unavailable(&e))?
+                        .bytes()
+                        .await
+                        .map_err(|e| unavailable(&e))?;
+                    let set: JwkSet = serde_json::from_slice(&body).map_err(|e| unavailable(&e))?;
+                    *c = Some((Instant::now(), set));
+                }
+                let Some((_, set)) = c.as_ref() else {
+                    return Ok(Vec::new());
+                };
+                let keys = set
+                    .keys
+                    .iter()
+                    .filter(|j| kid.is_none() || j.common.key_id.as_deref() == kid)
+                    .filter_map(|j| DecodingKey::from_jwk(j).ok())
+                    .collect();
+                Ok(keys)
+            }
+        }
+    }
+
+    /// Verifies `token` and records it as used (durable before this returns `Ok`).
+    pub async fn verify_and_consume(&self, token: &str) -> Result<(), PaymentError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| PaymentError::Invalid(format!("not a JWT: {e}")))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(PaymentError::Invalid(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let mut validation = Validation::new(header.alg);
+        validation.set_audience(&[self.section.audience.as_str()]);
+        if let Some(iss) = &self.section.issuer {
+            validation.set_issuer(&[iss.as_str()]);
+        }
+        validation.set_required_spec_claims(&["exp", "aud", "jti"]);
+        validation.leeway = 30;
+        let keys = self.candidate_keys(header.kid.as_deref()).await?;
+        let mut last = PaymentError::Invalid("no key of the Payment BB matches".into());
+        let mut claims = None;
+        for key in &keys {
+            match jsonwebtoken::decode::<PaymentClaims>(token, key, &validation) {
+                Ok(d) => {
+                    claims = Some(d.claims);
+                    break;
+                }
+                Err(e) => last = PaymentError::Invalid(e.to_string()),
+            }
+        }
+        let claims = claims.ok_or(last)?;
+        if claims.jti.is_empty() {
+            return Err(PaymentError::Invalid("jti is empty".into()));
+        }
+        // Single use: check and record under one lock (the record is durable before we answer).
+        let key = [USED, Sha256::digest(claims.jti.as_bytes()).as_slice()].concat();
+        let _g = self.lock.lock().await;
+        let store = self.store.clone();
+        let k2 = key.clone();
+        let seen = tokio::task::spawn_blocking(move || store.get(Cf::Meta, &k2))
+            .await
+            .map_err(|e| PaymentError::Unavailable(e.to_string()))?
+            .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+        if seen.is_some() {
+            return Err(PaymentError::Reused);
+        }
+        let mut b = Batch::new();
+        b.put(Cf::Meta, key, claims.exp.to_be_bytes().to_vec());
+        self.store
+            .commit(b)
+            .await
+            .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Seconds since the epoch (for tests building tokens).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The check on API calls: nothing to do unless the e-Service has `payment_required`; then the
+/// `X-GovStack-PaymentToken` header must carry a valid, unused token (402 otherwise).
+pub async fn check_api(
+    st: &Arc<AppState>,
+    eservice: &Eservice,
+    token: Option<&str>,
+) -> Result<(), ApiError> {
+    check(st, eservice, token).await.map_err(|e| match e {
+        PaymentError::Unavailable(m) => {
+            tracing::warn!(error = %m, "payment verification unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "payment verification is unavailable; retry shortly",
+            )
+        }
+        other => {
+            tracing::info!(reason = %other, eservice = %eservice.id, "payment token refused");
+            ApiError::new(StatusCode::PAYMENT_REQUIRED, other.to_string())
+        }
+    })
+}
+
+/// The check itself (shared by the API and the interactive pages).
+pub async fn check(
+    st: &Arc<AppState>,
+    eservice: &Eservice,
+    token: Option<&str>,
+) -> Result<(), PaymentError> {
+    if !eservice.payment_required {
+        return Ok(());
+    }
+    let verifier = st.payment.as_ref().ok_or(PaymentError::NotConfigured)?;
+    let token = token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(PaymentError::Missing)?;
+    verifier.verify_and_consume(token).await
+}

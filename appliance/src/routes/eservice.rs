@@ -1,0 +1,640 @@
+//! The e-Service API (mutual TLS listener): the e-Service side of the GovStack v1 contract.
+//!
+//! Every request is tied to a registered client through its verified certificate
+//! ([`crate::registry`]) and re-checked against that client's own `allowed_ips`. Errors use the
+//! contract's body `{"status":{"code":"ERROR","message":"…"}}`; messages name the field or header at
+//! fault and never echo tokens.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Extension;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::identity::IdentityError;
+use crate::net::PeerInfo;
+use crate::observe::RequestId;
+use crate::registry::{Auditor, Client, Eservice};
+use crate::signatures::{AuditEvent, SignatureRecord, rfc3339};
+use crate::store::AuditKey;
+use crate::workflows::HashType;
+use crate::workflows::onetime::{self, OneTimeRequest, SignError};
+
+/// Header carrying the user's ID token from the Identity BB.
+pub const AUTH_TOKEN_HEADER: &str = "x-govstack-authenticationtoken";
+/// Header carrying a Payment BB token.
+pub const PAYMENT_TOKEN_HEADER: &str = "x-govstack-paymenttoken";
+/// Longest `dataToBeDisplayed`, in characters.
+pub const MAX_DISPLAY_CHARS: usize = 256;
+/// Largest audit page.
+pub const MAX_AUDIT_PAGE: usize = 1000;
+
+/// The e-Service router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.cfg.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/sign/onetime", post(sign_onetime))
+        .route("/v1/sign/response/{signature_id}", get(sign_response))
+        .route("/v1/audit/log", get(audit_log))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// An API error: status and the contract's error body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn retry(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            axum::Json(json!({"status": {"code": "ERROR", "message": self.message}})),
+        )
+            .into_response();
+        if let Some(after) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+impl From<SignError> for ApiError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::Busy | SignError::Unavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+                    .retry(onetime::RETRY_AFTER)
+            }
+            SignError::Identity(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            SignError::Internal => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+/// The registered client making the request, with its source IP checked.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Client);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<Arc<PeerInfo>>()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::UNAUTHORIZED, "client certificate required")
+            })?;
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(peer.addr.ip(), |c| c.0.ip());
+        let registry = state.registry.load();
+        let Some(client) = registry.identify(&peer) else {
+            tracing::warn!(cert_sha256 = %peer.cert_sha256_hex(), "client certificate not registered");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "client certificate is not registered for any e-Service or auditor",
+            ));
+        };
+        let ok = match &client {
+            Client::Eservice(e) => e.ip_allowed(ip),
+            Client::Auditor(a) => a.ip_allowed(ip),
+        };
+        if !ok {
+            tracing::warn!(%ip, "request from an address outside the client's allowed_ips");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("source address {ip} is not in this client's allowed_ips"),
+            ));
+        }
+        Ok(Caller(client))
+    }
+}
+
+impl Caller {
+    fn eservice(&self) -> Result<&Arc<Eservice>, ApiError> {
+        match &self.0 {
+            Client::Eservice(e) => Ok(e),
+            Client::Auditor(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this route is for e-Services; the client certificate belongs to an auditor",
+            )),
+        }
+    }
+
+    fn auditor(&self) -> Result<&Arc<Auditor>, ApiError> {
+        match &self.0 {
+            Client::Auditor(a) => Ok(a),
+            Client::Eservice(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "only auditor clients may read the audit log",
+            )),
+        }
+    }
+}
+
+/// Body of `POST /v1/sign/onetime` (every field optional here so that a missing one gets the
+/// contract's 422 with its name rather than a generic parse error).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignBody {
+    format: Option<String>,
+    hash: Option<String>,
+    hash_type: Option<String>,
+    data_to_be_displayed: Option<String>,
+    request_timestamp: Option<String>,
+}
+
+/// A validated signing request body.
+#[derive(Debug, Clone)]
+pub struct SignInput {
+    /// Hash type.
+    pub hash_type: HashType,
+    /// Digest bytes.
+    pub digest: Vec<u8>,
+    /// Display text (≤ 256 characters).
+    pub display: Option<String>,
+}
+
+/// Validates the fields every signing entry point shares (API body and interactive redirect).
+pub fn validate_sign_input(
+    format: Option<&str>,
+    hash: Option<&str>,
+    hash_type: Option<&str>,
+    display: Option<&str>,
+    request_timestamp: Option<&str>,
+    max_age: Duration,
+) -> Result<SignInput, ApiError> {
+    let missing =
+        |f: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{f} is required"));
+    let format = format.ok_or_else(|| missing("format"))?;
+    if !format.eq_ignore_ascii_case("CAdES") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("format {format:?} is not supported yet; supported: CAdES"),
+        ));
+    }
+    let hash_type = hash_type.ok_or_else(|| missing("hashType"))?;
+    let hash_type = HashType::parse(hash_type)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+    let hash = hash.ok_or_else(|| missing("hash"))?;
+    let digest = decode_b64(hash)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "hash is not valid base64"))?;
+    if digest.len() != hash_type.len() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "hash is {} bytes; {} needs {}",
+                digest.len(),
+                hash_type.name(),
+                hash_type.len()
+            ),
+        ));
+    }
+    if let Some(d) = display
+        && d.chars().count() > MAX_DISPLAY_CHARS
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("dataToBeDisplayed is longer than {MAX_DISPLAY_CHARS} characters"),
+        ));
+    }
+    if let Some(ts) = request_timestamp {
+        let at = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z'))
+            .or_else(|_| humantime::parse_rfc3339(ts))
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "requestTimestamp is not an ISO 8601 / RFC 3339 UTC time",
+                )
+            })?;
+        let now = SystemTime::now();
+        let age = now.duration_since(at).unwrap_or_else(|e| e.duration());
+        if age > max_age {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "requestTimestamp is more than {} away from the server time",
+                    humantime::format_duration(max_age)
+                ),
+            ));
+        }
+    }
+    Ok(SignInput {
+        hash_type,
+        digest,
+        display: display.map(str::to_owned),
+    })
+}
+
+/// Standard base64 (padding optional), or base64url as a courtesy.
+pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let t = s.trim();
+    B64.decode(t)
+        .ok()
+        .or_else(|| STANDARD_NO_PAD.decode(t).ok())
+        .or_else(|| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn request_id(id: &Option<Extension<RequestId>>) -> String {
+    id.as_ref()
+        .map(|Extension(r)| r.0.clone())
+        .unwrap_or_default()
+}
+
+async fn sign_onetime(
+    State(st): State<Arc<AppState>>,
+    // Checked after the body is read: answering before the request body is consumed makes
+    // hyper reset the HTTP/2 stream, which clients (curl) report as a transport error instead of
+    // showing the 403.
+    caller: Result<Caller, ApiError>,
+    rid: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = caller?;
+    let eservice = caller.eservice()?.clone();
+    if !eservice.rate_ok() {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("rate limit of e-Service {} exceeded", eservice.id),
+        )
+        .retry(Duration::from_secs(1)));
+    }
+    let token = header_str(&headers, AUTH_TOKEN_HEADER).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "X-GovStack-AuthenticationToken header (the user's ID token) is required",
+        )
+    })?;
+    crate::payment::check_api(&st, &eservice, header_str(&headers, PAYMENT_TOKEN_HEADER)).await?;
+    let body: SignBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("request body is not the expected JSON object: {e}"),
+        )
+    })?;
+    let input = validate_sign_input(
+        body.format.as_deref(),
+        body.hash.as_deref(),
+        body.hash_type.as_deref(),
+        body.data_to_be_displayed.as_deref(),
+        body.request_timestamp.as_deref(),
+        st.cfg.limits.request_max_age,
+    )?;
+    let provider = st.identity.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Identity BB is configured ([identity] section)",
+        )
+    })?;
+    let verified = provider
+        .verify_id_token(token, &eservice.id_token_audiences, None)
+        .await
+        .map_err(identity_error)?;
+    let identity = crate::identity::map_claims(&provider.config().claims, &verified.claims);
+    let record = onetime::sign(
+        &st,
+        OneTimeRequest {
+            eservice: eservice.id.clone(),
+            identity,
+            hash_type: input.hash_type,
+            digest: input.digest,
+            request_id: request_id(&rid),
+        },
+    )
+    .await?;
+    Ok(axum::Json(signature_json(&record, true)).into_response())
+}
+
+/// Maps an identity failure to the contract's status codes.
+pub fn identity_error(e: IdentityError) -> ApiError {
+    match e {
+        IdentityError::Unavailable(m) => {
+            tracing::warn!(error = %m, "identity provider unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the Identity BB cannot be reached; retry shortly",
+            )
+            .retry(Duration::from_secs(5))
+        }
+        IdentityError::Claims(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+        other => {
+            tracing::info!(reason = %other, "ID token refused");
+            ApiError::new(StatusCode::UNAUTHORIZED, other.to_string())
+        }
+    }
+}
+
+/// The contract's signature response.
+pub fn signature_json(r: &SignatureRecord, with_id: bool) -> Value {
+    let cert_pem = der_to_pem("CERTIFICATE", &r.certificate);
+    let mut v = json!({
+        "signature": B64.encode(&r.signature),
+        "certificate": cert_pem,
+        "signatureTimestamp": B64.encode(&r.timestamp),
+        "responseTimestamp": rfc3339(SystemTime::now()),
+        "status": {"code": "OK", "message": "Signature generated successfully"},
+        "format": r.format,
+        "hashType": r.hash_type,
+        "signatureType": r.signature_type,
+        "certificateId": r.certificate_serial,
+    });
+    if with_id && let Value::Object(m) = &mut v {
+        m.insert("signatureId".into(), Value::String(r.id_hex()));
+    }
+    v
+}
+
+fn der_to_pem(label: &str, der: &[u8]) -> String {
+    let b = B64.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Parses a signatureId (64 hex digits).
+pub fn parse_signature_id(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    hex::decode(s).ok()?.try_into().ok()
+}
+
+async fn sign_response(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    rid: Option<Extension<RequestId>>,
+    Path(signature_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let eservice = caller.eservice()?.clone();
+    let id = parse_signature_id(&signature_id.to_ascii_lowercase()).ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "signatureId must be 64 hex digits")
+    })?;
+    let store = st.signatures.clone();
+    let found = tokio::task::spawn_blocking(move || store.get(&id))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading a signature");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        })?;
+    // Unknown and someone else's look the same: no oracle for valid IDs.
+    let record = match found {
+        Some(r) if r.owner == eservice.id => r,
+        other => {
+            if other.is_some() {
+                tracing::warn!(eservice = %eservice.id, "fetch of another e-Service's signature refused");
+            }
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no signature with this signatureId",
+            ));
+        }
+    };
+    let record = if record.fetched.is_none() {
+        let now = SystemTime::now();
+        let mut event = AuditEvent::new("signature.fetched", now);
+        event.request_id = Some(request_id(&rid));
+        event.eservice = Some(eservice.id.clone());
+        event.signature_id = Some(record.id_hex());
+        event.signature_type = Some(record.signature_type);
+        event.certificate_serial = Some(record.certificate_serial.clone());
+        st.signatures
+            .mark_fetched(
+                &record,
+                st.cfg.store.retention_unfetched,
+                st.cfg.store.retention_after_fetch,
+                now,
+                &event,
+            )
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "recording the first fetch");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
+                    .retry(Duration::from_secs(1))
+            })?
+    } else {
+        record
+    };
+    Ok(axum::Json(signature_json(&record, true)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn parse_time(name: &str, s: &str) -> Result<SystemTime, ApiError> {
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
+        .or_else(|_| humantime::parse_rfc3339(s))
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{name} is not an ISO 8601 / RFC 3339 UTC time (e.g. 2026-11-28T09:12:28Z)"
+                ),
+            )
+        })
+}
+
+async fn audit_log(
+    State(st): State<Arc<AppState>>,
+    caller: Caller,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let auditor = caller.auditor()?.clone();
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("query string: {e}")))?;
+    let start = match &q.start {
+        Some(s) => parse_time("start", s)?,
+        None => SystemTime::UNIX_EPOCH,
+    };
+    let end = match &q.end {
+        Some(s) => parse_time("end", s)?,
+        None => SystemTime::now() + Duration::from_secs(1),
+    };
+    if end < start {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "end is before start",
+        ));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_AUDIT_PAGE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1..={MAX_AUDIT_PAGE}"),
+        ));
+    }
+    let after = match &q.cursor {
+        Some(c) => Some(
+            hex::decode(c)
+                .ok()
+                .and_then(|b| AuditKey::from_bytes(&b))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "cursor is not one this API returned",
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let store = st.signatures.clone();
+    let (events, last) =
+        tokio::task::spawn_blocking(move || store.audit_range(start, end, after, limit))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading the audit log");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            })?;
+    tracing::info!(auditor = %auditor.name, n = events.len(), "audit log read");
+    let items: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                // The contract's item fields, next to ours.
+                m.insert("responseTimestamp".into(), Value::String(e.time.clone()));
+                let (code, message) = match &e.message {
+                    Some(msg) if e.event.ends_with(".refused") => ("ERROR", msg.clone()),
+                    _ => ("OK", e.event.clone()),
+                };
+                m.insert("status".into(), json!({"code": code, "message": message}));
+            }
+            v
+        })
+        .collect();
+    let mut resp = axum::Json(items).into_response();
+    if events.len() == limit
+        && let Some(k) = last
+        && let Ok(v) = HeaderValue::from_str(&hex::encode(k.to_bytes()))
+    {
+        resp.headers_mut().insert("x-next-cursor", v);
+    }
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_input_errors_name_the_field() {
+        let age = Duration::from_secs(600);
+        let h = B64.encode([0u8; 32]);
+        let e = validate_sign_input(None, Some(&h), Some("SHA2-256"), None, None, age).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(e.message.contains("format"));
+        let e = validate_sign_input(Some("PAdES"), Some(&h), Some("SHA2-256"), None, None, age)
+            .unwrap_err();
+        assert!(e.message.contains("not supported yet"));
+        let e = validate_sign_input(Some("CAdES"), Some(&h), Some("SHA2-512"), None, None, age)
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("64"), "{}", e.message);
+        let e = validate_sign_input(
+            Some("CAdES"),
+            Some("%%%"),
+            Some("SHA2-256"),
+            None,
+            None,
+            age,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("base64"));
+        let long = "x".repeat(257);
+        let e = validate_sign_input(
+            Some("CAdES"),
+            Some(&h),
+            Some("SHA2-256"),
+            Some(&long),
+            None,
+            age,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("dataToBeDisplayed"));
+        let e = validate_sign_input(
+            Some("CAdES"),
+            Some(&h),
+            Some("SHA2-256"),
+            None,
+            Some("2001-01-01T00:00:00Z"),
+            age,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("requestTimestamp"));
+        let now = rfc3339(SystemTime::now());
+        let ok = validate_sign_input(
+            Some("CAdES"),
+            Some(&h),
+            Some("SHA2-256"),
+            Some("ok"),
+            Some(&now),
+            age,
+        )
+        .unwrap();
+        assert_eq!(ok.digest.len(), 32);
+    }
+
+    #[test]
+    fn signature_ids_are_64_hex() {
+        assert!(parse_signature_id(&"ab".repeat(32)).is_some());
+        assert!(parse_signature_id("ab").is_none());
+        assert!(parse_signature_id(&"zz".repeat(32)).is_none());
+    }
+}

@@ -1,0 +1,420 @@
+//! Stored signatures (`signatures` column family) and the audit trail (`audit` column family).
+//!
+//! # Key layout
+//!
+//! `signatures`:
+//!
+//! | key                                   | value                         |
+//! |---------------------------------------|-------------------------------|
+//! | `s/` signatureId (32 bytes)           | signature record              |
+//! | `e/` expiry (u64 BE Unix ns) id       | empty: retention index        |
+//!
+//! A record is created with an expiry of `store.retention_unfetched`; its first fetch moves the
+//! expiry to `fetched + store.retention_after_fetch`. The sweeper scans `e/` up to now, so neither
+//! start-up nor sweeping reads records that are not due.
+//!
+//! `audit`: [`crate::store::AuditKey`] (time, sequence) → JSON [`AuditEvent`].
+//!
+//! Value format of a signature record: `[1][u32 BE n][n bytes JSON metadata][blobs]` where the
+//! blobs are the CMS signature, the signer certificate and the time-stamp token, each
+//! `[u32 BE len][bytes]` (no base64 inflation on disk).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::persist::PersistError;
+use crate::store::{AuditKey, Batch, Cf, Order, Store};
+
+const BY_ID: &[u8] = b"s/";
+const BY_EXPIRY: &[u8] = b"e/";
+const FORMAT_V1: u8 = 1;
+
+/// One-time or SCD signature (the audit API's `signatureType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignatureType {
+    /// One-time key and certificate.
+    #[serde(rename = "ONETIME")]
+    OneTime,
+    /// The user's own signature creation device.
+    #[serde(rename = "SCD")]
+    Scd,
+}
+
+/// A stored signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureRecord {
+    /// signatureId: 32 random bytes.
+    pub id: [u8; 32],
+    /// The e-Service that requested it (only it may fetch it).
+    pub owner: String,
+    /// One-time or SCD.
+    pub signature_type: SignatureType,
+    /// Format (`CAdES`).
+    pub format: String,
+    /// Hash type as the request named it (`SHA2-256`).
+    pub hash_type: String,
+    /// The signed digest.
+    pub digest: Vec<u8>,
+    /// The signature (CMS DER for CAdES).
+    pub signature: Vec<u8>,
+    /// The signer certificate (DER).
+    pub certificate: Vec<u8>,
+    /// The signature time-stamp token (DER).
+    pub timestamp: Vec<u8>,
+    /// Certificate serial (hex).
+    pub certificate_serial: String,
+    /// When the signature was made.
+    pub created: SystemTime,
+    /// First fetch by the owner.
+    pub fetched: Option<SystemTime>,
+}
+
+impl SignatureRecord {
+    /// Lowercase hex signatureId.
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.id)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MetaV1 {
+    owner: String,
+    signature_type: SignatureType,
+    format: String,
+    hash_type: String,
+    digest: String,
+    certificate_serial: String,
+    created_ns: u64,
+    fetched_ns: Option<u64>,
+}
+
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn from_nanos(n: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(n)
+}
+
+fn id_key(id: &[u8; 32]) -> Vec<u8> {
+    [BY_ID, id.as_slice()].concat()
+}
+
+fn expiry_key(at: SystemTime, id: &[u8; 32]) -> Vec<u8> {
+    [BY_EXPIRY, &nanos(at).to_be_bytes(), id.as_slice()].concat()
+}
+
+fn encode(r: &SignatureRecord) -> Result<Vec<u8>, PersistError> {
+    let meta = MetaV1 {
+        owner: r.owner.clone(),
+        signature_type: r.signature_type,
+        format: r.format.clone(),
+        hash_type: r.hash_type.clone(),
+        digest: hex::encode(&r.digest),
+        certificate_serial: r.certificate_serial.clone(),
+        created_ns: nanos(r.created),
+        fetched_ns: r.fetched.map(nanos),
+    };
+    let json = serde_json::to_vec(&meta).map_err(|e| PersistError::Encode(e.to_string()))?;
+    let mut out = vec![FORMAT_V1];
+    for part in [json.as_slice(), &r.signature, &r.certificate, &r.timestamp] {
+        let len = u32::try_from(part.len())
+            .map_err(|_| PersistError::Encode("field longer than 4 GiB".into()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    Ok(out)
+}
+
+fn decode(id: [u8; 32], value: &[u8]) -> Result<SignatureRecord, PersistError> {
+    let corrupt = |m: &str| PersistError::corrupt(Cf::Signatures, &id_key(&id), m);
+    let (&version, mut rest) = value.split_first().ok_or_else(|| corrupt("empty value"))?;
+    if version != FORMAT_V1 {
+        return Err(corrupt(
+            "unknown format version (written by a newer esigd?)",
+        ));
+    }
+    let mut parts = Vec::with_capacity(4);
+    for _ in 0..4 {
+        let len: [u8; 4] = rest
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| corrupt("truncated"))?;
+        let len = u32::from_be_bytes(len) as usize;
+        let part = rest.get(4..4 + len).ok_or_else(|| corrupt("truncated"))?;
+        parts.push(part);
+        rest = &rest[4 + len..];
+    }
+    let meta: MetaV1 = serde_json::from_slice(parts[0]).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(SignatureRecord {
+        id,
+        owner: meta.owner,
+        signature_type: meta.signature_type,
+        format: meta.format,
+        hash_type: meta.hash_type,
+        digest: hex::decode(&meta.digest).map_err(|_| corrupt("digest is not hex"))?,
+        signature: parts[1].to_vec(),
+        certificate: parts[2].to_vec(),
+        timestamp: parts[3].to_vec(),
+        certificate_serial: meta.certificate_serial,
+        created: from_nanos(meta.created_ns),
+        fetched: meta.fetched_ns.map(from_nanos),
+    })
+}
+
+/// One audit event. Personal data stays in certificates; the event carries thumbprints and IDs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// What happened: `signature.created`, `signature.fetched`, `signature.refused`, ...
+    pub event: String,
+    /// When (RFC 3339, UTC).
+    pub time: String,
+    /// Correlation ID of the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The e-Service concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eservice: Option<String>,
+    /// The signature concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_id: Option<String>,
+    /// `ONETIME` or `SCD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_type: Option<SignatureType>,
+    /// Certificate serial (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_serial: Option<String>,
+    /// SHA-256 thumbprint of the signer certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_sha256: Option<String>,
+    /// SHA-256 thumbprint of the destroyed one-time key's SPKI and when it was destroyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_destroyed: Option<KeyDestroyed>,
+    /// TSA serial of the signature time-stamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tsa_serial: Option<u64>,
+    /// Hash type and digest (hex) that were signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_type: Option<String>,
+    /// Digest (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Outcome message (for refusals: why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Proof of one-time key destruction, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyDestroyed {
+    /// SHA-256 of the key's SPKI (hex).
+    pub key_sha256: String,
+    /// When `C_DestroyObject` returned (RFC 3339).
+    pub at: String,
+    /// Signatures the key made.
+    pub signatures: u32,
+}
+
+impl AuditEvent {
+    /// An event of `kind` at `at` with every optional field empty.
+    pub fn new(kind: &str, at: SystemTime) -> Self {
+        AuditEvent {
+            event: kind.into(),
+            time: rfc3339(at),
+            request_id: None,
+            eservice: None,
+            signature_id: None,
+            signature_type: None,
+            certificate_serial: None,
+            certificate_sha256: None,
+            key_destroyed: None,
+            tsa_serial: None,
+            hash_type: None,
+            digest: None,
+            message: None,
+        }
+    }
+}
+
+/// RFC 3339 UTC with seconds (`2026-11-28T11:09:53Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Signature records and audit events on the store.
+#[derive(Clone)]
+pub struct SignatureStore {
+    store: Store,
+}
+
+impl std::fmt::Debug for SignatureStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignatureStore").finish()
+    }
+}
+
+impl SignatureStore {
+    /// Over `store` (no I/O).
+    pub fn new(store: Store) -> Self {
+        SignatureStore { store }
+    }
+
+    /// The writes that store a new record (expiring `unfetched` after creation).
+    pub fn create_batch(
+        &self,
+        r: &SignatureRecord,
+        unfetched: Duration,
+    ) -> Result<Batch, PersistError> {
+        let mut b = Batch::new();
+        b.put(Cf::Signatures, id_key(&r.id), encode(r)?);
+        b.put(
+            Cf::Signatures,
+            expiry_key(r.created + unfetched, &r.id),
+            Vec::new(),
+        );
+        Ok(b)
+    }
+
+    /// The write of one audit event.
+    pub fn audit_batch(&self, e: &AuditEvent, at: SystemTime) -> Result<Batch, PersistError> {
+        let json = serde_json::to_vec(e).map_err(|e| PersistError::Encode(e.to_string()))?;
+        let mut b = Batch::new();
+        b.put(
+            Cf::Audit,
+            self.store.audit_key(at).to_bytes().to_vec(),
+            json,
+        );
+        Ok(b)
+    }
+
+    /// Commits `batch` and resolves once it is durable.
+    pub async fn commit(&self, batch: Batch) -> Result<(), PersistError> {
+        Ok(self.store.commit(batch).await?)
+    }
+
+    /// Reads a record.
+    pub fn get(&self, id: &[u8; 32]) -> Result<Option<SignatureRecord>, PersistError> {
+        match self.store.get(Cf::Signatures, &id_key(id))? {
+            Some(v) => decode(*id, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Marks the first fetch: the record now expires `after_fetch` from `now` (durable on return).
+    pub async fn mark_fetched(
+        &self,
+        r: &SignatureRecord,
+        unfetched: Duration,
+        after_fetch: Duration,
+        now: SystemTime,
+        audit: &AuditEvent,
+    ) -> Result<SignatureRecord, PersistError> {
+        let mut updated = r.clone();
+        updated.fetched = Some(now);
+        let mut b = Batch::new();
+        b.put(Cf::Signatures, id_key(&r.id), encode(&updated)?);
+        b.delete(Cf::Signatures, expiry_key(r.created + unfetched, &r.id));
+        b.put(
+            Cf::Signatures,
+            expiry_key(now + after_fetch, &r.id),
+            Vec::new(),
+        );
+        b.extend(self.audit_batch(audit, now)?);
+        self.store.commit(b).await?;
+        Ok(updated)
+    }
+
+    /// Removes up to `limit` records whose retention ended before `now`; returns how many.
+    pub fn sweep_blocking(&self, now: SystemTime, limit: usize) -> Result<usize, PersistError> {
+        let end = [BY_EXPIRY, &nanos(now).to_be_bytes()].concat();
+        let due = self.store.scan_range(
+            Cf::Signatures,
+            BY_EXPIRY,
+            Some(&end),
+            Order::Ascending,
+            limit,
+        )?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut b = Batch::new();
+        for (k, _) in &due {
+            if let Some(id) = k.get(BY_EXPIRY.len() + 8..) {
+                b.delete(Cf::Signatures, [BY_ID, id].concat());
+            }
+            b.delete(Cf::Signatures, k.clone());
+        }
+        self.store.commit_blocking(b)?;
+        Ok(due.len())
+    }
+
+    /// Audit events with `from <= time < to`, oldest first, at most `limit`, starting after the
+    /// cursor `after` (a key returned earlier). Returns the events and the cursor of the last.
+    pub fn audit_range(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+        after: Option<AuditKey>,
+        limit: usize,
+    ) -> Result<(Vec<AuditEvent>, Option<AuditKey>), PersistError> {
+        let start = match after {
+            Some(k) => AuditKey {
+                unix_nanos: k.unix_nanos,
+                seq: k.seq.saturating_add(1),
+            },
+            None => AuditKey::lower_bound(from),
+        }
+        .to_bytes();
+        let end = AuditKey::lower_bound(to).to_bytes();
+        if start >= end {
+            return Ok((Vec::new(), None));
+        }
+        let rows = self
+            .store
+            .scan_range(Cf::Audit, &start, Some(&end), Order::Ascending, limit)?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for (k, v) in rows {
+            let key = AuditKey::from_bytes(&k);
+            match serde_json::from_slice::<AuditEvent>(&v) {
+                Ok(e) => out.push(e),
+                // Rows written by other components (TSA, CA) with another shape are skipped
+                // here rather than failing the whole page.
+                Err(e) => tracing::warn!(error = %e, "audit row not readable as an event"),
+            }
+            last = key;
+        }
+        Ok((out, last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let r = SignatureRecord {
+            id: [7; 32],
+            owner: "demo".into(),
+            signature_type: SignatureType::OneTime,
+            format: "CAdES".into(),
+            hash_type: "SHA2-256".into(),
+            digest: vec![1; 32],
+            signature: vec![2; 700],
+            certificate: vec![3; 500],
+            timestamp: vec![4; 900],
+            certificate_serial: "0a".into(),
+            created: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            fetched: None,
+        };
+        let v = encode(&r).unwrap();
+        assert_eq!(decode(r.id, &v).unwrap(), r);
+        assert!(decode(r.id, &v[..v.len() - 1]).is_err());
+        assert!(decode(r.id, &[]).is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! The workflows of the GovStack eSignature specification, one file each, each reading top to
+//! bottom like its sequence diagram.
+//!
+//! * [`onetime`] — 9.1 one-time signing: one-time key, one-time certificate, CAdES, time-stamp.
+
+pub mod onetime;
+
+use esigd_hsm::SignatureScheme;
+use esigd_pki::cms::DigestAlgorithm;
+
+/// A `hashType` we can sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashType {
+    /// `SHA2-256`.
+    Sha256,
+    /// `SHA2-384`.
+    Sha384,
+    /// `SHA2-512`.
+    Sha512,
+}
+
+/// The `hashType` values we sign, as the contract names them.
+pub const SUPPORTED_HASH_TYPES: &str = "SHA2-256, SHA2-384, SHA2-512";
+
+impl HashType {
+    /// Parses a contract `hashType` (`SHA2-256`; `SHA-256` and `SHA256` are accepted too).
+    /// SHA-3 and BLAKE2B are named by the contract but not signable here: the one-time key signs
+    /// with ECDSA and the HSM path has no SHA-3 signature algorithms, so they get a message saying
+    /// what is supported.
+    pub fn parse(s: &str) -> Result<HashType, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "SHA2-256" | "SHA-256" | "SHA256" => Ok(HashType::Sha256),
+            "SHA2-384" | "SHA-384" | "SHA384" => Ok(HashType::Sha384),
+            "SHA2-512" | "SHA-512" | "SHA512" => Ok(HashType::Sha512),
+            "SHA3-256" | "SHA3-384" | "SHA3-512" | "BLAKE2B" => Err(format!(
+                "hashType {s} is not supported for signing; supported: {SUPPORTED_HASH_TYPES}"
+            )),
+            _ => Err(format!(
+                "hashType {s:?} is unknown; supported: {SUPPORTED_HASH_TYPES}"
+            )),
+        }
+    }
+
+    /// The contract name.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashType::Sha256 => "SHA2-256",
+            HashType::Sha384 => "SHA2-384",
+            HashType::Sha512 => "SHA2-512",
+        }
+    }
+
+    /// Digest length in bytes.
+    pub fn len(self) -> usize {
+        self.digest_algorithm().output_len()
+    }
+
+    /// Always false (a digest is never empty); present because `len` is.
+    pub fn is_empty(self) -> bool {
+        false
+    }
+
+    /// The CMS digest algorithm.
+    pub fn digest_algorithm(self) -> DigestAlgorithm {
+        match self {
+            HashType::Sha256 => DigestAlgorithm::Sha256,
+            HashType::Sha384 => DigestAlgorithm::Sha384,
+            HashType::Sha512 => DigestAlgorithm::Sha512,
+        }
+    }
+
+    /// The ECDSA signature scheme whose hash matches (CMS verifiers hash the signed attributes
+    /// with the SignerInfo's digest algorithm).
+    pub fn ecdsa_scheme(self) -> SignatureScheme {
+        match self {
+            HashType::Sha256 => SignatureScheme::EcdsaSha256,
+            HashType::Sha384 => SignatureScheme::EcdsaSha384,
+            HashType::Sha512 => SignatureScheme::EcdsaSha512,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_types_follow_the_contract() {
+        assert_eq!(HashType::parse("SHA2-256"), Ok(HashType::Sha256));
+        assert_eq!(HashType::parse("sha-512"), Ok(HashType::Sha512));
+        assert!(
+            HashType::parse("SHA3-256")
+                .unwrap_err()
+                .contains("SHA2-256")
+        );
+        assert!(HashType::parse("MD5").unwrap_err().contains("unknown"));
+        assert_eq!(HashType::Sha384.len(), 48);
+    }
+}

@@ -1,0 +1,318 @@
+//! Workflow 9.1 — one-time signing, the part after the user is identified.
+//!
+//! The e-Service has hashed the document; the Identity BB has told us who the user is (an ID
+//! token, verified before this point). Then, as in the sequence diagram:
+//!
+//! 1. wait for a signing slot (back-pressure: `limits.max_concurrent_signatures`, else 503);
+//! 2. take a pre-generated one-time key from the HSM;
+//! 3. make a CSR signed by that key;
+//! 4. the CA issues the one-time certificate (validity `ca.one_time_validity`, subject from the
+//!    identity claims; proof of possession and pre-issuance lint inside the CA);
+//! 5. sign the given digest: CMS/CAdES detached SignedData, signed attributes content-type
+//!    id-data, message-digest = the given hash, signing-time, signing-certificate-v2; the
+//!    one-time key signs in the HSM;
+//! 6. destroy the key and keep the destruction receipt;
+//! 7. the TSA time-stamps the signature value; the token becomes the unsigned attribute
+//!    signature-time-stamp (CAdES-B-T);
+//! 8. store the signature, the TSA record and the audit event in one durable batch;
+//! 9. return the signature ID (the caller answers only after step 8).
+//!
+//! Steps 2–7 block on PKCS#11 and run on the blocking pool, never on the async executor.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use esigd_hsm::HsmError;
+use esigd_pki::X509Error;
+use esigd_pki::cms::{self, ContentType, SignParams};
+use esigd_pki::identity::{DnBuilder, IdentityClaims};
+use esigd_tsa::DigestAlgorithm;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use x509_cert::Certificate;
+use x509_cert::der::Encode;
+
+use super::HashType;
+use crate::app::AppState;
+use crate::metrics::Op;
+use crate::signatures::{AuditEvent, KeyDestroyed, SignatureRecord, SignatureType, rfc3339};
+
+/// What the e-Service asked for, with the user already identified.
+#[derive(Debug, Clone)]
+pub struct OneTimeRequest {
+    /// The e-Service (owner of the signature).
+    pub eservice: String,
+    /// The user's identity for the certificate subject.
+    pub identity: IdentityClaims,
+    /// Hash type of `digest`.
+    pub hash_type: HashType,
+    /// The document digest.
+    pub digest: Vec<u8>,
+    /// Correlation ID (audit).
+    pub request_id: String,
+}
+
+/// Why no signature was made. Messages never contain secrets or personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// Every signing slot is taken and none freed within `limits.queue_timeout`.
+    #[error("too many signatures in progress; retry shortly")]
+    Busy,
+    /// A dependency (HSM, one-time keys, TSA clock, store) cannot serve now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The identity does not make a valid certificate subject.
+    #[error("{0}")]
+    Identity(String),
+    /// Anything else (a bug or a corrupt dependency); details are in the log.
+    #[error("internal error while signing")]
+    Internal,
+}
+
+fn internal(step: &'static str, e: impl std::fmt::Display) -> SignError {
+    tracing::error!(step, error = %e, "one-time signature failed");
+    SignError::Internal
+}
+
+/// The `esigd_errors_total` kind of a failure.
+pub fn error_kind(e: &SignError) -> &'static str {
+    match e {
+        SignError::Busy => "signing_busy",
+        SignError::Unavailable(_) => "signing_unavailable",
+        SignError::Identity(_) => "identity_claims",
+        SignError::Internal => "internal",
+    }
+}
+
+fn hsm_failure(step: &'static str, e: &HsmError) -> SignError {
+    match e {
+        HsmError::Busy(_) | HsmError::Unavailable(_) => {
+            tracing::warn!(step, error = %e, "HSM cannot serve the one-time signature");
+            SignError::Unavailable(format!("the HSM is busy or unavailable ({step})"))
+        }
+        other => internal(step, other),
+    }
+}
+
+/// Everything steps 2–7 produce.
+struct Made {
+    cades: Vec<u8>,
+    certificate_der: Vec<u8>,
+    certificate_serial: String,
+    token: esigd_tsa::IssuedToken,
+    receipt: esigd_hsm::DestructionReceipt,
+    created: SystemTime,
+}
+
+/// Runs the workflow and returns the stored record (durable when this returns).
+pub async fn sign(app: &Arc<AppState>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
+    // 1. A signing slot, or 503 after the queue timeout.
+    let _slot = tokio::time::timeout(
+        app.cfg.limits.queue_timeout,
+        app.signing_slots.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| SignError::Busy)
+    .and_then(|r| r.map_err(|_| SignError::Busy))
+    .inspect_err(|e| app.metrics.error(error_kind(e)))?;
+
+    // 2.–7. In the HSM.
+    let worker = app.clone();
+    let (identity, hash_type, digest) = (req.identity.clone(), req.hash_type, req.digest.clone());
+    let made =
+        tokio::task::spawn_blocking(move || make_signature(&worker, &identity, hash_type, &digest))
+            .await
+            .map_err(|e| internal("signing task", e))??;
+
+    // 8. One durable batch: the signature, the TSA's record of its token, the audit event.
+    let mut id = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let record = SignatureRecord {
+        id,
+        owner: req.eservice.clone(),
+        signature_type: SignatureType::OneTime,
+        format: "CAdES".into(),
+        hash_type: req.hash_type.name().into(),
+        digest: req.digest.clone(),
+        signature: made.cades,
+        certificate: made.certificate_der,
+        timestamp: made.token.token_der.clone(),
+        certificate_serial: made.certificate_serial,
+        created: made.created,
+        fetched: None,
+    };
+    let mut event = AuditEvent::new("signature.created", made.created);
+    event.request_id = Some(req.request_id.clone());
+    event.eservice = Some(req.eservice.clone());
+    event.signature_id = Some(record.id_hex());
+    event.signature_type = Some(SignatureType::OneTime);
+    event.certificate_serial = Some(record.certificate_serial.clone());
+    event.certificate_sha256 = Some(hex::encode(Sha256::digest(&record.certificate)));
+    event.key_destroyed = Some(KeyDestroyed {
+        key_sha256: made.receipt.key_thumbprint.clone(),
+        at: rfc3339(made.receipt.destroyed_at),
+        signatures: made.receipt.signatures,
+    });
+    event.tsa_serial = Some(made.token.record.serial);
+    event.hash_type = Some(record.hash_type.clone());
+    event.digest = Some(hex::encode(&record.digest));
+    let mut batch = app
+        .signatures
+        .create_batch(&record, app.cfg.store.retention_unfetched)
+        .map_err(|e| internal("encoding the record", e))?;
+    batch.extend(
+        app.imprints
+            .batch_for(&made.token.record)
+            .map_err(|e| internal("encoding the TSA record", e))?,
+    );
+    batch.extend(
+        app.signatures
+            .audit_batch(&event, made.created)
+            .map_err(|e| internal("encoding the audit event", e))?,
+    );
+    let timer = app.metrics.timer(Op::StoreWrite);
+    app.signatures.commit(batch).await.map_err(|e| {
+        if e.is_busy() {
+            SignError::Unavailable("the store is busy; retry shortly".into())
+        } else {
+            internal("storing the signature", e)
+        }
+    })?;
+
+    timer.finish();
+    app.metrics.signature_created("cades");
+
+    // 9. The signature ID.
+    tracing::info!(
+        signature_id = %record.id_hex(),
+        certificate_serial = %record.certificate_serial,
+        tsa_serial = made.token.record.serial,
+        key = %made.receipt.key_thumbprint,
+        "one-time signature created"
+    );
+    Ok(record)
+}
+
+/// Steps 2–7 (blocking).
+fn make_signature(
+    app: &AppState,
+    identity: &IdentityClaims,
+    hash_type: HashType,
+    digest: &[u8],
+) -> Result<Made, SignError> {
+    let now = SystemTime::now();
+
+    // 2. A one-time key generated in advance in the HSM; dropping it on any error below destroys it.
+    let mut key = app
+        .onetime
+        .take()
+        .map_err(|e| hsm_failure("one-time key", &e))?;
+    key.set_scheme(hash_type.ecdsa_scheme())
+        .map_err(|e| internal("one-time key scheme", e))?;
+
+    // 3. A CSR signed by the one-time key (its proof of possession for the CA).
+    let csr_subject = DnBuilder::new()
+        .common_name("esigd one-time key")
+        .map_err(|e| internal("CSR subject", e))?
+        .build();
+    let csr = esigd_pki::csr::build_csr::<_, esigd_hsm::HsmSignature>(&key, csr_subject)
+        .map_err(|e| signer_failure("CSR", e))?;
+    let csr_der = csr.to_der().map_err(|e| internal("CSR encoding", e))?;
+
+    // 4. The CA issues the one-time certificate for the user's identity.
+    let timer = app.metrics.timer(Op::CaIssue);
+    let issued = app
+        .ca
+        .issue_one_time(&csr_der, identity, now)
+        .map_err(|e| match e {
+            esigd_ca::CaError::Pki(X509Error::Identity { .. }) => {
+                SignError::Identity(format!("the identity cannot be put in a certificate: {e}"))
+            }
+            other => signer_failure_ca(other),
+        })?;
+    timer.finish();
+    app.metrics.ca_issued(esigd_ca::ProfileKind::OneTime);
+
+    // 5. CAdES: detached SignedData over the given digest, signed in the HSM by the one-time key.
+    let chain = intermediates(app.ca.chain());
+    let cms_der = cms::sign_detached_digest::<_, esigd_hsm::HsmSignature>(
+        &key,
+        &issued.certificate,
+        &SignParams {
+            content_type: ContentType::Data,
+            digest_algorithm: hash_type.digest_algorithm(),
+            digest,
+            signing_time: Some(now),
+            extra_certs: &chain,
+            include_signer_cert: true,
+        },
+    )
+    .map_err(|e| internal("CMS signature", e))?;
+
+    // 6. The key is destroyed; the receipt goes into the audit event.
+    let receipt = key
+        .destroy()
+        .map_err(|e| hsm_failure("destroying the one-time key", &e))?;
+
+    // 7. Signature time-stamp over the signature value (CAdES-B-T).
+    let signature_value =
+        cms::signature_value(&cms_der).map_err(|e| internal("signature value", e))?;
+    let imprint = Sha256::digest(&signature_value);
+    let timer = app.metrics.timer(Op::TsaStamp);
+    let token = app
+        .tsa
+        .stamp_imprint(DigestAlgorithm::Sha256, &imprint, SystemTime::now())
+        .map_err(|r| {
+            tracing::warn!(reason = %r, "the TSA refused the signature time-stamp");
+            app.metrics.tsa_rejected(&r);
+            SignError::Unavailable(format!("the time-stamping authority cannot stamp now: {r}"))
+        })?;
+    timer.finish();
+    app.metrics.tsa_granted();
+    let cades = cms::add_signature_timestamp(&cms_der, &token.token_der)
+        .map_err(|e| internal("adding the time-stamp", e))?;
+
+    Ok(Made {
+        cades,
+        certificate_der: issued.der,
+        certificate_serial: issued.record.serial_hex(),
+        token,
+        receipt,
+        created: now,
+    })
+}
+
+/// Certificates between the signer's issuer and a root: the CA chain without self-signed roots
+/// (verifiers bring their own trust anchors).
+fn intermediates(chain: &[Certificate]) -> Vec<Certificate> {
+    chain
+        .iter()
+        .filter(|c| c.tbs_certificate.subject != c.tbs_certificate.issuer)
+        .cloned()
+        .collect()
+}
+
+fn signer_failure(step: &'static str, e: X509Error) -> SignError {
+    match &e {
+        X509Error::Signer(s) => match esigd_hsm::hsm_error_of(s) {
+            Some(h) => hsm_failure(step, h),
+            None => internal(step, e),
+        },
+        _ => internal(step, e),
+    }
+}
+
+fn signer_failure_ca(e: esigd_ca::CaError) -> SignError {
+    match e {
+        esigd_ca::CaError::Pki(x) => signer_failure("one-time certificate", x),
+        esigd_ca::CaError::Store(s) => {
+            tracing::warn!(error = %s, "certificate record not stored");
+            SignError::Unavailable("the certificate store is unavailable; retry shortly".into())
+        }
+        other => internal("one-time certificate", other),
+    }
+}
+
+/// How long a caller should wait before retrying after [`SignError::Busy`] or
+/// [`SignError::Unavailable`].
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);

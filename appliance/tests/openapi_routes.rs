@@ -1,0 +1,125 @@
+//! `/v1/openapi.yaml` stays true: it is a valid OpenAPI 3 document (openapi-spec-validator, from
+//! PyPI), and every path it lists answers on a running daemon (embedded defaults) with something
+//! other than "no such route".
+
+mod common;
+
+use std::process::Command;
+
+use common::{Daemon, SERVE, curl, esigd, venv};
+
+/// The `paths:` keys of the document (two-space indented lines under `paths:` that start with `/`).
+fn documented_paths(yaml: &str) -> Vec<String> {
+    let mut in_paths = false;
+    let mut out = Vec::new();
+    for line in yaml.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_paths = line.trim_end() == "paths:";
+            continue;
+        }
+        if in_paths
+            && let Some(p) = line.strip_prefix("  /")
+            && !line.starts_with("   ")
+        {
+            out.push(format!("/{}", p.trim_end().trim_end_matches(':')));
+        }
+    }
+    out
+}
+
+/// Methods documented for `path` (the keys right under it).
+fn methods(yaml: &str, path: &str) -> Vec<String> {
+    let header = format!("  {path}:");
+    let mut lines = yaml.lines().skip_while(|l| l.trim_end() != header).skip(1);
+    let mut out = Vec::new();
+    for l in lines.by_ref() {
+        if !l.starts_with("    ") {
+            break;
+        }
+        if !l.starts_with("     ")
+            && let Some(m) = l.trim().strip_suffix(':')
+        {
+            out.push(m.to_uppercase());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_openapi_document_is_valid_and_every_path_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut cmd = esigd();
+    cmd.args(["--data-dir"]).arg(&data).args(SERVE);
+    let d = Daemon::start(cmd);
+
+    let (status, yaml) = d.get("/v1/openapi.yaml", &[]);
+    assert_eq!(status, 200);
+    let yaml = String::from_utf8(yaml).unwrap();
+    let file = dir.path().join("openapi.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let out = Command::new(venv().join("bin/openapi-spec-validator"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let paths = documented_paths(&yaml);
+    for p in [
+        "/v1/sign/onetime",
+        "/v1/sign/response/{signatureId}",
+        "/v1/audit/log",
+        "/tsa",
+    ] {
+        assert!(
+            paths.iter().any(|x| x == p),
+            "{p} not documented: {paths:?}"
+        );
+    }
+    let pki = data.join("pki");
+    let cert = pki.join("demo-eservice.pem");
+    let key = pki.join("demo-eservice.key");
+    let ca = pki.join("eservice-client-ca.pem");
+    for path in &paths {
+        let concrete = path
+            .replace("{signatureId}", &"0".repeat(64))
+            .replace("{serial}", "01")
+            .replace("{request}", "MAA=");
+        let eservice_api = path.starts_with("/v1/sign/") && path != "/v1/sign/interactive"
+            || path.starts_with("/v1/audit/");
+        for method in methods(&yaml, path) {
+            let (status, body) = if eservice_api {
+                let url = format!("https://{}{concrete}", d.eservice);
+                curl(&[
+                    "-X",
+                    &method,
+                    "--cacert",
+                    ca.to_str().unwrap(),
+                    "--cert",
+                    cert.to_str().unwrap(),
+                    "--key",
+                    key.to_str().unwrap(),
+                    "--data-binary",
+                    if method == "POST" { "{}" } else { "" },
+                    &url,
+                ])
+            } else if method == "POST" {
+                d.get(&concrete, &["-X", "POST", "--data-binary", "x"])
+            } else {
+                d.get(&concrete, &[])
+            };
+            let text = String::from_utf8_lossy(&body);
+            assert!(
+                status != 0
+                    && !(status == 404 && (text.is_empty() || text.contains("no such route"))),
+                "{method} {path} does not exist: {status} {text}"
+            );
+        }
+    }
+    d.stop();
+}

@@ -1,0 +1,463 @@
+#!/usr/bin/env node
+// Example e-Service for esigd (GovStack eSignature workflow 9.1, one-time signing). Node stdlib only.
+//
+//   node examples/eservice/server.mjs [--port 8090] [--host 127.0.0.1]
+//     [--esigd-public http://127.0.0.1:8080] [--esigd-api https://127.0.0.1:8443]
+//     [--data ./data] [--service-id demo]
+//
+// Prints one JSON line {"url":"http://127.0.0.1:8090/","ready":true} on stdout when listening;
+// logs go to stderr.
+//
+// Routes:
+//   GET  /               the start page (index.html): digest in the browser, then redirect to esigd
+//   POST /start          {hash, hashType, fileName} -> new session (cookie) + {state, nonce, callbackUrl, ...}
+//   GET  /callback       esigd sends the user back here; state check, mTLS fetch of the signature
+//   GET  /signature.p7s  the detached CMS signature of this session
+
+import http from 'node:http';
+import https from 'node:https';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// The same client library esigd serves at /v1/client/esig.js; it also runs in Node. A real
+// e-Service would vendor a copy of that file.
+import { verifyBasic, toP7s, parseCallback } from '../../appliance/assets/esig.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SESSION_COOKIE = 'esvc_session';
+const SESSION_TTL_MS = 30 * 60 * 1000;
+const MAX_SESSIONS = 10_000;
+const HASH_LENGTH = { 'SHA2-256': 32, 'SHA2-384': 48, 'SHA2-512': 64 };
+
+// ---------------------------------------------------------------------------------------------
+// options
+
+function parseArgs(argv) {
+  const opts = {
+    port: 8090, host: '127.0.0.1', esigdPublic: 'http://127.0.0.1:8080',
+    esigdApi: 'https://127.0.0.1:8443', data: './data', serviceId: 'demo',
+  };
+  const names = {
+    '--port': 'port', '--host': 'host', '--esigd-public': 'esigdPublic', '--esigd-api': 'esigdApi',
+    '--data': 'data', '--service-id': 'serviceId',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
+    const key = names[flag];
+    if (!key) throw new Error(`unknown option ${flag}`);
+    const v = inline !== undefined ? inline : argv[++i];
+    if (v === undefined) throw new Error(`${flag} needs a value`);
+    opts[key] = v;
+  }
+  opts.port = Number(opts.port);
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new Error('--port must be 0..65535');
+  for (const [k, proto] of [['esigdPublic', /^https?:$/], ['esigdApi', /^https:$/]]) {
+    let u;
+    try { u = new URL(opts[k]); } catch { throw new Error(`${k}: not a URL: ${opts[k]}`); }
+    if (!proto.test(u.protocol) || u.search || u.hash) throw new Error(`${k}: unexpected URL ${opts[k]}`);
+    opts[k] = `${u.origin}${u.pathname.replace(/\/+$/, '')}`;
+  }
+  opts.esigJs = `${opts.esigdPublic}/v1/client/esig.js`;
+  opts.esigdOrigin = new URL(opts.esigdPublic).origin;
+  // esigd's development defaults (`esigd serve` with no config) put the demo client certificate
+  // and the CA of the e-Service listener here.
+  opts.tls = {
+    cert: path.join(opts.data, 'pki', 'demo-eservice.pem'),
+    key: path.join(opts.data, 'pki', 'demo-eservice.key'),
+    ca: path.join(opts.data, 'pki', 'eservice-client-ca.pem'),
+  };
+  return opts;
+}
+
+// ---------------------------------------------------------------------------------------------
+// small helpers
+
+const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/** JSON that is safe inside <script type="application/json">: no '<' can close the element. */
+const jsonForHtml = (v) => JSON.stringify(v)
+  .replace(/</g, '\\u003c').replace(/>/g, '\\u003e').replace(/&/g, '\\u0026')
+  .replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+
+/** Single-quoted POSIX shell word. */
+const shellQuote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
+
+function safeEqual(a, b) {
+  if (typeof a !== 'string' || typeof b !== 'string') return false;
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && crypto.timingSafeEqual(x, y);
+}
+
+function cookies(req) {
+  const out = {};
+  for (const part of (req.headers.cookie || '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
+  }
+  return out;
+}
+
+function readBody(req, limit) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size > limit) { reject(Object.assign(new Error('body too large'), { status: 413 })); req.destroy(); } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function truncateChars(s, n) {
+  const cp = [...s];
+  return cp.length <= n ? s : `${cp.slice(0, n - 1).join('')}…`;
+}
+
+const isoOrDash = (d) => (d instanceof Date && !Number.isNaN(+d) ? d.toISOString() : '—');
+
+// ---------------------------------------------------------------------------------------------
+// mutual-TLS call to esigd
+
+function readTls(opts) {
+  try {
+    return {
+      cert: fs.readFileSync(opts.tls.cert), key: fs.readFileSync(opts.tls.key), ca: fs.readFileSync(opts.tls.ca),
+    };
+  } catch (e) {
+    throw new Error(`cannot read the client TLS material under ${opts.data}/pki (run esigd serve once): ${e.message}`);
+  }
+}
+
+/** GET {esigd-api}/v1/sign/response/{id} with the e-Service client certificate. */
+function fetchSignature(opts, signatureId) {
+  // Read on each call: esigd may create the files after this server started.
+  const tls = readTls(opts);
+  const url = new URL(`${opts.esigdApi}/v1/sign/response/${signatureId}`);
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, {
+      method: 'GET', headers: { accept: 'application/json' }, timeout: 10_000,
+      cert: tls.cert, key: tls.key, ca: tls.ca, // ca: trust only esigd's CA, not the public roots
+    }, (res) => {
+      const chunks = [];
+      let size = 0;
+      res.on('data', (c) => {
+        size += c.length;
+        if (size > 5 * 1024 * 1024) req.destroy(new Error('esigd response too large'));
+        else chunks.push(c);
+      });
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 200) return reject(new Error(`esigd answered HTTP ${res.statusCode}: ${body.slice(0, 300)}`));
+        try { resolve(JSON.parse(body)); } catch { reject(new Error('esigd answered something that is not JSON')); }
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('esigd did not answer within 10 s')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// pages
+
+function securityHeaders(opts, nonce) {
+  return {
+    // Scripts: only our nonce'd inline script and esig.js from esigd. fetch() only to ourselves.
+    'content-security-policy': [
+      "default-src 'none'", `script-src 'nonce-${nonce}' ${opts.esigdOrigin}`, `style-src 'nonce-${nonce}'`,
+      "connect-src 'self'", "img-src 'self' data:", "form-action 'self'", "base-uri 'none'", "frame-ancestors 'none'",
+    ].join('; '),
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'same-origin',
+    'cache-control': 'no-store',
+  };
+}
+
+function sendHtml(res, opts, status, title, body, script = '', config = null) {
+  const nonce = crypto.randomBytes(16).toString('base64');
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)}</title>
+<style nonce="${nonce}">
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 0 auto; padding: 1rem; color: #1b1b1b; }
+  h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; }
+  dt { font-weight: bold; } dd { margin: 0 0 .5rem 0; overflow-wrap: anywhere; }
+  pre { white-space: pre-wrap; background: #f3f3f3; padding: .75rem; border-radius: .3rem; overflow-wrap: anywhere; }
+  .bad, #error { color: #a00000; } .good { color: #0a6b0a; }
+</style></head>
+<body>
+${body}
+${config ? `<script type="application/json" id="config">${jsonForHtml(config)}</script>` : ''}
+${script ? `<script type="module" nonce="${nonce}">${script}</script>` : ''}
+</body></html>
+`;
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', ...securityHeaders(opts, nonce) });
+  res.end(html);
+}
+
+function sendError(res, opts, status, code, description) {
+  sendHtml(res, opts, status, 'Signing did not complete', `
+<h1>Signing did not complete</h1>
+<section id="error" role="alert">
+  <p>Error: <code id="error-code">${escapeHtml(code)}</code></p>
+  <p id="error-description">${escapeHtml(description)}</p>
+</section>
+<p><a id="again" href="/">Start again</a></p>`);
+}
+
+function serveIndex(req, res, opts) {
+  const nonce = crypto.randomBytes(16).toString('base64');
+  const template = fs.readFileSync(path.join(HERE, 'index.html'), 'utf8');
+  const config = { esigJs: opts.esigJs, esigdPublic: opts.esigdPublic };
+  // Function replacers: no `$&`-style patterns are interpreted in the inserted text.
+  const html = template.replace(/\{\{NONCE\}\}/g, () => nonce).replace('{{CONFIG}}', () => jsonForHtml(config));
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...securityHeaders(opts, nonce) });
+  res.end(html);
+}
+
+// Runs in the browser on the result page: esig.js from esigd checks the signature against the
+// digest the page computed before the redirect, and offers the document kept in sessionStorage.
+const RESULT_SCRIPT = `
+const config = JSON.parse(document.getElementById('config').textContent);
+const $ = (id) => document.getElementById(id);
+const out = $('verify');
+try {
+  const esig = await import(config.esigJs);
+  const r = esig.verifyBasic(config.response, { hash: config.hash, hashType: config.hashType });
+  out.dataset.ok = String(r.ok);
+  out.className = r.ok ? 'good' : 'bad';
+  out.textContent = r.ok ? 'esig.js verifyBasic in this browser: OK'
+    : 'esig.js verifyBasic in this browser found problems: ' + r.problems.join('; ');
+  const kept = JSON.parse(sessionStorage.getItem('esig-example-doc') || 'null');
+  if (kept && kept.data && kept.hash === config.hash) {
+    const blob = new Blob([esig.fromBase64(kept.data)], { type: kept.type });
+    const a = $('download-doc');
+    a.href = URL.createObjectURL(blob);
+    a.download = kept.fileName;
+    a.textContent = 'Download the document (' + kept.fileName + ')';
+    a.hidden = false;
+  }
+} catch (e) {
+  out.dataset.ok = 'false';
+  out.className = 'bad';
+  out.textContent = 'Could not run esig.js from ' + config.esigJs + ': ' + e.message;
+}
+`;
+
+function renderResult(res, opts, s) {
+  const resp = s.response;
+  const check = verifyBasic(resp, { hash: s.hash, hashType: s.hashType });
+  let cert = null;
+  try { cert = new crypto.X509Certificate(resp.certificate); } catch { /* shown as "—" */ }
+  const dn = (x) => (x ? x.split('\n').join(', ') : '—');
+  const validFrom = cert ? new Date(cert.validFrom) : null;
+  const validTo = cert ? new Date(cert.validTo) : null;
+  // The one-time certificate is valid for about a minute: verify "as of" the signing time.
+  const at = check.signedAt || check.timestampedAt || validFrom;
+  const attime = at ? ` -attime ${Math.floor(at.getTime() / 1000)}` : '';
+  const opensslCmd = [
+    `curl -s -o chain.pem ${shellQuote(`${opts.esigdPublic}/pki/chain.pem`)}`,
+    `openssl cms -verify -binary -inform DER -in signature.p7s -content ${shellQuote(s.fileName)} \\`,
+    `  -CAfile chain.pem -purpose any${attime} -out /dev/null`,
+  ].join('\n');
+  const ts = check.timestamped
+    ? `present (RFC 3161), time-stamped at ${escapeHtml(isoOrDash(check.timestampedAt))}`
+    : 'missing';
+
+  sendHtml(res, opts, 200, 'Document signed', `
+<h1>Document signed</h1>
+<section id="result" data-ok="${check.ok}">
+<dl>
+  <dt>Document</dt><dd id="document">${escapeHtml(s.fileName)}</dd>
+  <dt>Digest (${escapeHtml(s.hashType)}, base64)</dt><dd id="doc-hash">${escapeHtml(s.hash)}</dd>
+  <dt>Signer</dt><dd id="subject">${escapeHtml(dn(cert && cert.subject))}</dd>
+  <dt>Certificate issuer</dt><dd id="issuer">${escapeHtml(dn(cert && cert.issuer))}</dd>
+  <dt>Certificate valid</dt><dd id="validity"><span id="valid-from">${escapeHtml(isoOrDash(validFrom))}</span>
+    to <span id="valid-to">${escapeHtml(isoOrDash(validTo))}</span></dd>
+  <dt>Signing time</dt><dd id="signed-at">${escapeHtml(isoOrDash(check.signedAt))}</dd>
+  <dt>Time-stamp</dt><dd id="timestamp" data-present="${check.timestamped}">${ts}</dd>
+  <dt>Signature id</dt><dd id="signature-id">${escapeHtml(s.signatureId)}</dd>
+</dl>
+<p><a id="download" href="/signature.p7s" download="signature.p7s">Download signature.p7s</a></p>
+<p><a id="download-doc" hidden></a></p>
+</section>
+<h2>Checks</h2>
+<p id="server-check" data-ok="${check.ok}" class="${check.ok ? 'good' : 'bad'}">${check.ok
+    ? 'esig.js verifyBasic on the e-Service back end: OK'
+    : `esig.js verifyBasic on the e-Service back end found problems: ${escapeHtml(check.problems.join('; '))}`}</p>
+<p id="verify" role="status">Checking in the browser…</p>
+<p>These are sanity checks, not a cryptographic verification. Verify with OpenSSL:</p>
+<pre id="openssl">${escapeHtml(opensslCmd)}</pre>
+<p><a id="again" href="/">Sign another document</a></p>`, RESULT_SCRIPT, {
+    esigJs: opts.esigJs, response: resp, hash: s.hash, hashType: s.hashType,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// handlers
+
+function sessionOf(req, sessions) {
+  const id = cookies(req)[SESSION_COOKIE];
+  const s = id && sessions.get(id);
+  if (!s || Date.now() - s.created > SESSION_TTL_MS) return null;
+  return s;
+}
+
+/** The origin the user's browser sees us at: the session cookie only works on that host. */
+function ownOrigin(req, opts, port) {
+  const host = req.headers.host;
+  const allowed = [`127.0.0.1:${port}`, `localhost:${port}`];
+  return `http://${allowed.includes(host) ? host : allowed[0]}`;
+}
+
+async function handleStart(req, res, opts, sessions, port) {
+  const origin = ownOrigin(req, opts, port);
+  // CSRF: only our own page may start a session (JSON content type forces a CORS preflight cross-site).
+  if (req.headers.origin && req.headers.origin !== origin) return sendJson(res, 403, { error: 'bad origin' });
+  if (!/^application\/json\b/.test(req.headers['content-type'] || '')) return sendJson(res, 415, { error: 'expected application/json' });
+  let body;
+  try { body = JSON.parse(await readBody(req, 4096)); } catch (e) { return sendJson(res, e.status || 400, { error: 'bad JSON body' }); }
+  const { hash, hashType, fileName } = body || {};
+  if (!(hashType in HASH_LENGTH)) return sendJson(res, 400, { error: 'hashType must be SHA2-256, SHA2-384 or SHA2-512' });
+  if (typeof hash !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(hash)
+    || Buffer.from(hash, 'base64').length !== HASH_LENGTH[hashType]) {
+    return sendJson(res, 400, { error: `hash must be the base64 of a ${hashType} digest` });
+  }
+  const name = typeof fileName === 'string' ? fileName.replace(/[\u0000-\u001f\u007f/\\]/g, '_').slice(0, 200) : '';
+  if (!name) return sendJson(res, 400, { error: 'fileName is required' });
+
+  // Expire old sessions and replace any previous one of this browser.
+  for (const [k, v] of sessions) if (Date.now() - v.created > SESSION_TTL_MS) sessions.delete(k);
+  const old = cookies(req)[SESSION_COOKIE];
+  if (old) sessions.delete(old);
+  if (sessions.size >= MAX_SESSIONS) return sendJson(res, 503, { error: 'too many sessions' });
+
+  const id = crypto.randomBytes(32).toString('base64url');
+  const s = {
+    created: Date.now(), hash, hashType, fileName: name,
+    // GovStack describes state and nonce as hex strings.
+    state: crypto.randomBytes(32).toString('hex'),
+    nonce: crypto.randomBytes(32).toString('hex'),
+    callbackUrl: `${origin}/callback`,
+    signatureId: null, response: null,
+  };
+  sessions.set(id, s);
+  // HttpOnly: scripts cannot read it. SameSite=Lax: still sent on the top-level GET navigation
+  // back from esigd to /callback. Add `Secure` when serving over HTTPS.
+  res.setHeader('set-cookie', `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${SESSION_TTL_MS / 1000}`);
+  sendJson(res, 200, {
+    serviceId: opts.serviceId, state: s.state, nonce: s.nonce, callbackUrl: s.callbackUrl,
+    dataToBeDisplayed: truncateChars(`Demo e-Service: sign "${name}"`, 256), hash, hashType,
+  });
+}
+
+async function handleCallback(req, res, opts, sessions, url) {
+  const s = sessionOf(req, sessions);
+  if (!s) return sendError(res, opts, 400, 'no_session', 'No signing session in this browser (expired, or cookies are blocked). Start again.');
+  const q = url.searchParams;
+  // The state proves that this callback answers the request this browser started (CSRF); the
+  // nonce is echoed too and must match.
+  if (!safeEqual(q.get('state'), s.state) || !safeEqual(q.get('nonce'), s.nonce)) {
+    return sendError(res, opts, 400, 'state_mismatch', 'The callback does not belong to the signing session of this browser.');
+  }
+  let cb;
+  try { cb = parseCallback(q); } catch (e) { return sendError(res, opts, 400, 'bad_callback', e.message); }
+  if (cb.error) {
+    const text = {
+      access_denied: 'You cancelled the signing.', login_failed: 'Login with the National ID failed.',
+      signing_failed: 'The eSignature service could not create the signature.',
+      payment_required: 'Payment is required.', expired: 'The signing request expired.',
+    }[cb.error] || 'The eSignature service reported an error.';
+    return sendError(res, opts, 200, cb.error, `${text} ${cb.errorDescription}`.trim());
+  }
+  // Re-display on reload; a session accepts one signature only.
+  if (s.signatureId) {
+    if (s.signatureId === cb.signatureId && s.response) return renderResult(res, opts, s);
+    return sendError(res, opts, 400, 'already_completed', 'This signing session already completed.');
+  }
+  let resp;
+  try {
+    resp = await fetchSignature(opts, cb.signatureId);
+  } catch (e) {
+    console.error(`esigd fetch failed: ${e.message}`);
+    return sendError(res, opts, 502, 'esigd_unreachable', `Could not fetch the signature from esigd: ${e.message}`);
+  }
+  if (!resp || !resp.status || resp.status.code !== 'OK') {
+    return sendError(res, opts, 502, 'signing_failed', `esigd status: ${resp && resp.status ? `${resp.status.code} ${resp.status.message || ''}` : 'missing'}`);
+  }
+  // The signature must be over the digest this session asked for, whatever else is wrong with it.
+  const check = verifyBasic(resp, { hash: s.hash, hashType: s.hashType });
+  if (!check.hashMatches) {
+    return sendError(res, opts, 502, 'wrong_signature', `The signature is not over this document: ${check.problems.join('; ')}`);
+  }
+  s.signatureId = cb.signatureId;
+  s.response = resp;
+  renderResult(res, opts, s);
+}
+
+function sendJson(res, status, obj) {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+  res.end(JSON.stringify(obj));
+}
+
+// ---------------------------------------------------------------------------------------------
+// server
+
+export function createServer(opts) {
+  const sessions = new Map();
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    const port = server.address().port;
+    try {
+      if (req.method === 'GET' && url.pathname === '/') return serveIndex(req, res, opts);
+      if (req.method === 'POST' && url.pathname === '/start') return await handleStart(req, res, opts, sessions, port);
+      if (req.method === 'GET' && url.pathname === '/callback') return await handleCallback(req, res, opts, sessions, url);
+      if (req.method === 'GET' && url.pathname === '/signature.p7s') {
+        const s = sessionOf(req, sessions);
+        if (!s || !s.response) return sendJson(res, 404, { error: 'no signature in this session' });
+        res.writeHead(200, {
+          'content-type': 'application/pkcs7-signature', 'content-disposition': 'attachment; filename="signature.p7s"',
+          'cache-control': 'no-store', 'x-content-type-options': 'nosniff',
+        });
+        return res.end(Buffer.from(toP7s(s.response)));
+      }
+      if (req.method === 'GET' && url.pathname === '/favicon.ico') { res.writeHead(204); return res.end(); }
+      sendJson(res, 404, { error: 'not found' });
+    } catch (e) {
+      console.error(e);
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error' });
+      else res.destroy();
+    }
+  });
+  return server;
+}
+
+function main() {
+  let opts;
+  try { opts = parseArgs(process.argv.slice(2)); } catch (e) {
+    console.error(`server.mjs: ${e.message}`);
+    process.exit(2);
+  }
+  for (const f of Object.values(opts.tls)) {
+    if (!fs.existsSync(f)) console.error(`warning: ${f} does not exist yet (start esigd serve with --data ${opts.data})`);
+  }
+  const server = createServer(opts);
+  server.listen(opts.port, opts.host, () => {
+    const { port } = server.address();
+    const host = ['0.0.0.0', '::'].includes(opts.host) ? '127.0.0.1' : opts.host;
+    console.log(JSON.stringify({ url: `http://${host.includes(':') ? `[${host}]` : host}:${port}/`, ready: true }));
+    console.error(`e-Service example: esig.js from ${opts.esigJs}, signatures from ${opts.esigdApi} as service "${opts.serviceId}"`);
+  });
+  const stop = () => server.close(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main();

@@ -1,0 +1,235 @@
+// Tests for the example e-Service: `node --test examples/eservice/`
+//
+// server.mjs runs as a child process against a fake esigd: a local HTTPS server with a CA,
+// server and client certificates made here with openssl, that requires the client certificate
+// and answers GET /v1/sign/response/{id} with a real detached CAdES signature made by openssl.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
+import { once } from 'node:events';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const opensslOk = (() => {
+  try { execFileSync('openssl', ['version'], { stdio: 'ignore' }); return true; } catch { return false; }
+})();
+
+const ID_OK = '1'.repeat(64);
+const ID_OTHER_DOC = '2'.repeat(64);
+const ID_MISSING = '3'.repeat(64);
+const DOC = 'Consent form\n\nI agree.\n';
+const HASH = createHash('sha256').update(DOC).digest('base64');
+
+let dir; let fake; let child; let base; let port;
+const fakeSeen = []; // client certificate CNs of the requests the fake esigd received
+
+function ossl(...args) {
+  return execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Minimal HTTP client: full control over Host/Origin/Cookie headers. */
+function request(method, path, { headers = {}, body } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const buf = Buffer.concat(chunks);
+        resolve({ status: res.statusCode, headers: res.headers, buf, text: buf.toString('utf8') });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const json = { 'content-type': 'application/json' };
+const byId = (html, id) => (new RegExp(`id="${id}"[^>]*>([^<]*)<`).exec(html) || [])[1];
+
+async function start(extraHeaders = {}, hash = HASH) {
+  const r = await request('POST', '/start', {
+    headers: { ...json, ...extraHeaders }, body: JSON.stringify({ hash, hashType: 'SHA2-256', fileName: 'consent.txt' }),
+  });
+  assert.equal(r.status, 200, r.text);
+  const cookie = r.headers['set-cookie'][0].split(';')[0];
+  return { ...JSON.parse(r.text), cookie, setCookie: r.headers['set-cookie'][0] };
+}
+
+before(async () => {
+  if (!opensslOk) return;
+  dir = mkdtempSync(join(tmpdir(), 'esvc-'));
+  mkdirSync(join(dir, 'data', 'pki'), { recursive: true });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  ossl('req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=Fake esigd CA', '-days', '2');
+  const leaf = (name, cn, ext) => {
+    writeFileSync(join(dir, `${name}.ext`), ext);
+    ossl('req', '-new', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`);
+    ossl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial',
+      '-days', '2', '-extfile', `${name}.ext`, '-out', `${name}.pem`);
+  };
+  leaf('server', 'localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  leaf('client', 'Demo e-Service', 'extendedKeyUsage=clientAuth\n');
+  const read = (f) => readFileSync(join(dir, f));
+  writeFileSync(join(dir, 'data/pki/demo-eservice.pem'), read('client.pem'));
+  writeFileSync(join(dir, 'data/pki/demo-eservice.key'), read('client.key'));
+  writeFileSync(join(dir, 'data/pki/eservice-client-ca.pem'), read('ca.pem'));
+
+  // Signatures over DOC and over another document.
+  ossl('req', '-x509', ...ec, '-keyout', 'signer.key', '-out', 'signer.pem', '-subj', '/CN=Test Signer/O=Citizens', '-days', '2');
+  writeFileSync(join(dir, 'doc.txt'), DOC);
+  writeFileSync(join(dir, 'other.txt'), 'something else');
+  for (const d of ['doc', 'other']) {
+    ossl('cms', '-sign', '-cades', '-binary', '-md', 'sha256', '-in', `${d}.txt`, '-signer', 'signer.pem',
+      '-inkey', 'signer.key', '-outform', 'DER', '-out', `${d}.p7s`);
+  }
+  const response = (p7s) => ({
+    signature: read(p7s).toString('base64'), certificate: read('signer.pem').toString('utf8'),
+    responseTimestamp: new Date().toISOString(), status: { code: 'OK', message: 'Signature generated successfully' },
+  });
+  const answers = { [ID_OK]: response('doc.p7s'), [ID_OTHER_DOC]: response('other.p7s') };
+
+  fake = https.createServer({
+    key: read('server.key'), cert: read('server.pem'), ca: read('ca.pem'), requestCert: true, rejectUnauthorized: true,
+  }, (req, res) => {
+    fakeSeen.push(req.socket.getPeerCertificate().subject.CN);
+    const m = /^\/v1\/sign\/response\/([0-9a-f]{64})$/.exec(req.url);
+    const a = m && answers[m[1]];
+    res.writeHead(a ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(a || { error: 'not found' }));
+  });
+  fake.listen(0, '127.0.0.1');
+  await once(fake, 'listening');
+
+  child = spawn(process.execPath, [join(HERE, 'server.mjs'), '--port', '0',
+    '--esigd-public', 'http://127.0.0.1:9/', '--esigd-api', `https://127.0.0.1:${fake.address().port}`,
+    '--data', join(dir, 'data'), '--service-id', 'demo'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = await new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (c) => { buf += c; if (buf.includes('\n')) resolve(buf.split('\n')); });
+    child.on('exit', (code) => reject(new Error(`server.mjs exited with ${code}`)));
+  });
+  const ready = JSON.parse(line);
+  assert.equal(ready.ready, true);
+  base = ready.url;
+  port = Number(new URL(base).port);
+});
+
+after(() => {
+  if (child) child.kill('SIGTERM');
+  if (fake) fake.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const skip = opensslOk ? false : 'openssl CLI not found';
+
+test('ready line and start page with injected esigd URL and CSP', { skip }, async () => {
+  assert.match(base, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  const r = await request('GET', '/');
+  assert.equal(r.status, 200);
+  const csp = r.headers['content-security-policy'];
+  const nonce = /'nonce-([^']+)'/.exec(csp)[1];
+  assert.match(csp, /script-src 'nonce-[^']+' http:\/\/127\.0\.0\.1:9;/);
+  assert.ok(r.text.includes(`<script type="module" nonce="${nonce}">`));
+  const config = JSON.parse(/<script type="application\/json" id="config">(.*?)<\/script>/s.exec(r.text)[1]);
+  assert.deepEqual(config, { esigJs: 'http://127.0.0.1:9/v1/client/esig.js', esigdPublic: 'http://127.0.0.1:9' });
+  for (const id of ['file', 'sign', 'sample-text', 'status', 'hash', 'error']) assert.ok(r.text.includes(`id="${id}"`), id);
+});
+
+test('/start validates and creates a session', { skip }, async () => {
+  const body = JSON.stringify({ hash: HASH, hashType: 'SHA2-256', fileName: 'a.txt' });
+  assert.equal((await request('POST', '/start', { body })).status, 415);
+  assert.equal((await request('POST', '/start', { headers: { ...json, origin: 'http://evil.example' }, body })).status, 403);
+  for (const bad of [{ hash: 'abc', hashType: 'SHA2-256' }, { hash: HASH, hashType: 'SHA3-256' }, { hash: HASH, hashType: 'SHA2-256' }]) {
+    assert.equal((await request('POST', '/start', { headers: json, body: JSON.stringify(bad) })).status, 400, JSON.stringify(bad));
+  }
+  const s = await start({ origin: `http://127.0.0.1:${port}` });
+  assert.match(s.state, /^[0-9a-f]{64}$/);
+  assert.match(s.nonce, /^[0-9a-f]{64}$/);
+  assert.notEqual(s.state, s.nonce);
+  assert.equal(s.serviceId, 'demo');
+  assert.equal(s.callbackUrl, `http://127.0.0.1:${port}/callback`);
+  assert.match(s.dataToBeDisplayed, /consent\.txt/);
+  assert.match(s.setCookie, /HttpOnly/);
+  assert.match(s.setCookie, /SameSite=Lax/);
+  // The callback goes back to the host name the browser used (the cookie is per host).
+  const l = await start({ host: `localhost:${port}` });
+  assert.equal(l.callbackUrl, `http://localhost:${port}/callback`);
+  const e = await start({ host: 'evil.example' });
+  assert.equal(e.callbackUrl, `http://127.0.0.1:${port}/callback`);
+});
+
+test('/callback checks session and state, shows errors', { skip }, async () => {
+  const s = await start();
+  const q = (o) => `/callback?${new URLSearchParams({ state: s.state, nonce: s.nonce, ...o })}`;
+  const noSession = await request('GET', q({ signatureId: ID_OK }));
+  assert.equal(noSession.status, 400);
+  assert.equal(byId(noSession.text, 'error-code'), 'no_session');
+  const headers = { cookie: s.cookie };
+  const wrongState = await request('GET', q({ signatureId: ID_OK, state: 'x'.repeat(64) }), { headers });
+  assert.equal(wrongState.status, 400);
+  assert.equal(byId(wrongState.text, 'error-code'), 'state_mismatch');
+  const wrongNonce = await request('GET', q({ signatureId: ID_OK, nonce: 'x' }), { headers });
+  assert.equal(byId(wrongNonce.text, 'error-code'), 'state_mismatch');
+  const cancelled = await request('GET', q({ error: 'access_denied', error_description: '<b>User</b> cancelled' }), { headers });
+  assert.equal(cancelled.status, 200);
+  assert.equal(byId(cancelled.text, 'error-code'), 'access_denied');
+  assert.ok(cancelled.text.includes('&#60;b&#62;User&#60;/b&#62; cancelled'), 'escaped');
+  const badId = await request('GET', q({ signatureId: 'ABC' }), { headers });
+  assert.equal(byId(badId.text, 'error-code'), 'bad_callback');
+});
+
+test('/callback fetches the signature over mTLS and renders the result', { skip }, async () => {
+  const s = await start();
+  const headers = { cookie: s.cookie };
+  const path = `/callback?${new URLSearchParams({ signatureId: ID_OK, state: s.state, nonce: s.nonce })}`;
+  const seen = fakeSeen.length;
+  const r = await request('GET', path, { headers });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(fakeSeen.slice(seen), ['Demo e-Service']);
+  assert.equal(byId(r.text, 'subject'), 'CN=Test Signer, O=Citizens');
+  assert.match(byId(r.text, 'valid-from'), /^\d{4}-\d\d-\d\dT/);
+  assert.match(byId(r.text, 'signed-at'), /^\d{4}-\d\d-\d\dT/);
+  assert.match(r.text, /id="timestamp" data-present="false">missing/);
+  // openssl made no time-stamp: verifyBasic reports exactly that.
+  assert.match(byId(r.text, 'server-check'), /found problems: no signature-time-stamp/);
+  assert.match(byId(r.text, 'openssl'), /openssl cms -verify -binary -inform DER -in signature.p7s -content &#39;consent.txt&#39;/);
+  assert.match(r.text, /id="download" href="\/signature.p7s"/);
+  const config = JSON.parse(/<script type="application\/json" id="config">(.*?)<\/script>/s.exec(r.text)[1]);
+  assert.equal(config.hash, HASH);
+  assert.equal(config.response.status.code, 'OK');
+
+  const p7s = await request('GET', '/signature.p7s', { headers });
+  assert.equal(p7s.status, 200);
+  assert.equal(p7s.headers['content-type'], 'application/pkcs7-signature');
+  assert.deepEqual(p7s.buf, readFileSync(join(dir, 'doc.p7s')));
+  assert.equal((await request('GET', '/signature.p7s')).status, 404);
+
+  // Reload shows the stored result without another fetch; another signatureId is refused.
+  const again = await request('GET', path, { headers });
+  assert.equal(again.status, 200);
+  assert.equal(fakeSeen.length, seen + 1);
+  const other = await request('GET', path.replace(ID_OK, ID_OTHER_DOC), { headers });
+  assert.equal(byId(other.text, 'error-code'), 'already_completed');
+});
+
+test('/callback refuses a signature over another document and esigd errors', { skip }, async () => {
+  let s = await start();
+  let r = await request('GET', `/callback?${new URLSearchParams({ signatureId: ID_OTHER_DOC, state: s.state, nonce: s.nonce })}`,
+    { headers: { cookie: s.cookie } });
+  assert.equal(r.status, 502);
+  assert.equal(byId(r.text, 'error-code'), 'wrong_signature');
+  assert.match(byId(r.text, 'error-description'), /messageDigest does not match/);
+  s = await start();
+  r = await request('GET', `/callback?${new URLSearchParams({ signatureId: ID_MISSING, state: s.state, nonce: s.nonce })}`,
+    { headers: { cookie: s.cookie } });
+  assert.equal(r.status, 502);
+  assert.equal(byId(r.text, 'error-code'), 'esigd_unreachable');
+  assert.match(byId(r.text, 'error-description'), /HTTP 404/);
+});
