@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Settings, env_num, median};
+use common::{Settings, cpu_us_per_op, env_num, median, process_cpu, process_cpu_of};
 use der::asn1::{Int, OctetString};
 use der::{Decode, Encode};
 use esigd_hsm::testing::{TestToken, raw};
@@ -304,7 +304,7 @@ fn main() {
             "--eservice",
             "127.0.0.1:0",
         ]);
-    let (_esigd, esigd_addr) = start(cmd, |l| {
+    let (esigd, esigd_addr) = start(cmd, |l| {
         l.strip_prefix("public listener    http://")
             .and_then(|r| r.split_whitespace().next())
             .map(str::to_string)
@@ -351,8 +351,11 @@ fn main() {
     let openssl_clients = 2 * cores;
     let (mut raw_s, mut esigd_s, mut openssl_s) = (Vec::new(), Vec::new(), Vec::new());
     let (mut p50_s, mut p99_s) = (Vec::new(), Vec::new());
+    let (mut server_cpu_s, mut client_cpu_s) = (Vec::new(), Vec::new());
+    let esigd_pid = esigd.0.id();
     for _ in 0..rounds {
         raw_s.push(raw::sign_loop(&token, "bench", cores, dur));
+        let (server0, client0) = (process_cpu_of(esigd_pid), process_cpu());
         let s = run_load(
             &esigd_addr,
             "/tsa",
@@ -362,6 +365,9 @@ fn main() {
             &reqs,
             &esigd_kept,
         );
+        let tokens = s.lat_ms.len() as f64;
+        server_cpu_s.push((process_cpu_of(esigd_pid) - server0).as_secs_f64() * 1e6 / tokens);
+        client_cpu_s.push((process_cpu() - client0).as_secs_f64() * 1e6 / tokens);
         esigd_s.push(s.per_sec);
         p50_s.push(quantile(&s.lat_ms, 0.50));
         p99_s.push(quantile(&s.lat_ms, 0.99));
@@ -400,6 +406,9 @@ fn main() {
     }
     let (hp50, hp99, hrate) = (median(hp50_s), median(hp99_s), median(hrate_s));
 
+    let (raw_cpu, stamp_cpu) = in_process_cpu(&token, dur, rounds, &reqs);
+    let (server_cpu, client_cpu) = (median(server_cpu_s), median(client_cpu_s));
+
     let verified_esigd = verify_sample(&esigd_kept, &data.join("pki/ca.pem"), 20);
     let verified_openssl = verify_sample(&openssl_kept, &baseline_dir.join("ca.pem"), 10);
 
@@ -424,7 +433,90 @@ fn main() {
         ok(esigd_m >= 60.0 * openssl_m)
     );
     println!();
+    println!("CPU per token (process CPU time, medians; all on the same {cores} cores):");
+    println!();
+    println!("| where | CPU µs per token |");
+    println!("|---|---|");
+    println!("| raw HSM sign (C_Sign, 1 thread) | {raw_cpu:.1} |");
+    println!(
+        "| in-process `Tsa::stamp` (request checks, TSTInfo, CMS, HSM sign; 1 thread) | {stamp_cpu:.1} |"
+    );
+    println!("| esigd process over HTTP (closed loop above) | {server_cpu:.1} |");
+    println!("| load clients (this process, closed loop above) | {client_cpu:.1} |");
+    println!();
     println!(
         "openssl ts -verify: {verified_esigd} esigd replies and {verified_openssl} baseline replies: Verification: OK"
     );
+}
+
+/// CPU µs of one raw HSM signature and of one in-process `Tsa::stamp` (same SoftHSM, ECDSA P-256,
+/// a TSA certificate issued by a throw-away CA, in-memory serials, a synchronised fixed clock): the
+/// floor of a token's CPU without HTTP, threads and the audit log.
+fn in_process_cpu(
+    token: &TestToken,
+    dur: Duration,
+    rounds: usize,
+    reqs: &Arc<Vec<(Vec<u8>, [u8; 32])>>,
+) -> (f64, f64) {
+    use esigd_ca::{Authority, CaConfig, MemoryStore, ceremony::create_root};
+    use esigd_hsm::{HsmSignature, KeyRef};
+    use esigd_pki::identity::DnBuilder;
+    let hsm = Hsm::open(token.config()).unwrap();
+    hsm.generate_key_pair("in-process-ca", KeyKind::EcP256)
+        .unwrap();
+    let ca_signer = hsm
+        .signer(&KeyRef::label("in-process-ca"), "ca.key", None)
+        .unwrap();
+    let tsa_signer = hsm
+        .signer(&KeyRef::label("bench"), "tsa.key", None)
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    let dn = |cn: &str| DnBuilder::new().common_name(cn).unwrap().build();
+    let root = create_root::<_, HsmSignature>(
+        &ca_signer,
+        dn("bench CA"),
+        Duration::from_secs(86_400),
+        now - Duration::from_secs(60),
+        &mut rand_core::OsRng,
+    )
+    .unwrap();
+    let ca = Authority::<_, HsmSignature, _>::new(
+        root,
+        ca_signer,
+        CaConfig::with_base_url("http://127.0.0.1"),
+        MemoryStore::new(),
+    )
+    .unwrap();
+    let tsa_cert = ca
+        .issue_tsa(
+            spki::SubjectPublicKeyInfoOwned::from_der(tsa_signer.public_key().spki_der()).unwrap(),
+            dn("bench TSA"),
+            Duration::from_secs(3600),
+            now,
+        )
+        .unwrap()
+        .certificate;
+    let tsa = esigd_tsa::Tsa::<_, HsmSignature, _, _>::new(
+        esigd_tsa::TsaConfig::new(const_oid::ObjectIdentifier::new_unwrap(
+            "1.3.6.1.4.1.99999.1",
+        )),
+        tsa_cert,
+        tsa_signer,
+        esigd_tsa::InMemorySerials::starting_at(1),
+        esigd_tsa::FixedClock::synchronized(Duration::from_millis(1)),
+    )
+    .unwrap();
+    let (mut raw_s, mut stamp_s) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (c0, t0) = (process_cpu(), Instant::now());
+        let rate = raw::sign_loop(token, "bench", 1, dur);
+        raw_s.push((process_cpu() - c0).as_secs_f64() * 1e6 / (rate * t0.elapsed().as_secs_f64()));
+        let mut i = 0;
+        stamp_s.push(cpu_us_per_op(dur, || {
+            i = (i + 1) % reqs.len();
+            let out = tsa.stamp(&reqs[i].0, std::time::SystemTime::now()).unwrap();
+            assert!(out.rejection.is_none());
+        }));
+    }
+    (median(raw_s), median(stamp_s))
 }

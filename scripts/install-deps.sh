@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(softhsm2 opensc libclang-dev clang openssl curl python3-venv prometheus)
+# Node runs the development Identity BB and the example e-Service (scripts/run-dev.sh) and the
+# browser tests.
+command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 if [ "${1:-}" = "--with-test-tools" ]; then
   # Browser tests drive Debian's Chromium through playwright-core (never a downloaded browser).
   APT_PACKAGES+=(chromium)
-  command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -21,6 +23,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The development Identity BB (tests/e2e/idp.mjs) and the browser-test tooling: npm packages
+# pinned by the lock file.
+if [ ! -d tests/e2e/node_modules ] || ! cmp -s tests/e2e/package-lock.json tests/e2e/node_modules/.esigd-lock; then
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/e2e --no-audit --no-fund
+  cp tests/e2e/package-lock.json tests/e2e/node_modules/.esigd-lock
+fi
+
 if [ "${1:-}" = "--with-test-tools" ]; then
   venv="${ESIGD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-venv}"
   if [ ! -x "$venv/bin/python" ]; then
@@ -30,11 +39,6 @@ if [ "${1:-}" = "--with-test-tools" ]; then
     "$venv/bin/pip" install -q --upgrade pip
     "$venv/bin/pip" install -q -r tests/requirements.txt
     cp tests/requirements.txt "$venv/.esigd-requirements"
-  fi
-  # The development Identity BB (tests/e2e/idp.mjs) and the browser-test tooling: npm packages pinned by the lock.
-  if [ ! -d tests/e2e/node_modules ] || ! cmp -s tests/e2e/package-lock.json tests/e2e/node_modules/.esigd-lock; then
-    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix tests/e2e --no-audit --no-fund
-    cp tests/e2e/package-lock.json tests/e2e/node_modules/.esigd-lock
   fi
   if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install cargo-nextest --locked

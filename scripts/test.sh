@@ -12,5 +12,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "== node --test (esig.js, example e-Service, development Identity BB)"
+node --test appliance/assets/ examples/eservice/ tests/e2e/
 echo "== cargo nextest"
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"

@@ -76,6 +76,8 @@ pub struct AppState {
     pub payment: Option<PaymentVerifier>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The signing pages (templates, browser sessions, OIDC client credentials).
+    pub pages: crate::routes::interactive::Pages,
     crl_cache: Mutex<Option<(SystemTime, Arc<[u8]>)>>,
 }
 
@@ -216,6 +218,7 @@ impl AppState {
                 cfg.limits.max_concurrent_signatures,
             )),
             registry: Reloadable::new(Registry::from_config(&cfg)),
+            pages: crate::routes::interactive::Pages::new(&cfg)?,
             identity,
             payment,
             metrics,

@@ -88,6 +88,9 @@ pub struct Config {
     /// The Payment BB whose tokens e-Services with `payment_required` must present.
     #[serde(default)]
     pub payment: Option<PaymentSection>,
+    /// Look of the pages users see.
+    #[serde(default)]
+    pub ui: UiSection,
     /// True for the embedded development defaults (not settable in a file).
     #[serde(skip)]
     pub dev: bool,
@@ -221,6 +224,8 @@ pub struct IdentitySection {
     /// Which claims fill the certificate subject.
     #[serde(default)]
     pub claims: ClaimMapping,
+    /// Our redirect URI registered at the provider; default `<ca.base_url>/v1/oidc/callback`.
+    pub redirect_url: Option<String>,
 }
 
 fn default_client_auth() -> String {
@@ -448,6 +453,58 @@ pub struct PaymentSection {
 
 fn default_payment_algs() -> Vec<String> {
     vec!["ES256".into(), "RS256".into()]
+}
+
+/// `[ui]`: what the operator may brand on the signing pages.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UiSection {
+    /// Service name in page titles and headers.
+    #[serde(default = "default_ui_name")]
+    pub name: String,
+    /// A logo file (PNG or SVG; relative paths under `data_dir`), served at `/v1/ui/logo`.
+    pub logo: Option<PathBuf>,
+    /// Main colour (`#rrggbb`).
+    #[serde(default = "default_ui_primary")]
+    pub primary_color: String,
+    /// Background colour (`#rrggbb`).
+    #[serde(default = "default_ui_background")]
+    pub background_color: String,
+    /// How long a signing session (the browser's visit) may last.
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Signing sessions kept at once (more are refused with 503 until some end).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+}
+
+fn default_ui_name() -> String {
+    "eSignature service".into()
+}
+fn default_ui_primary() -> String {
+    "#0b5394".into()
+}
+fn default_ui_background() -> String {
+    "#f5f7fa".into()
+}
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_sessions() -> usize {
+    10_000
+}
+
+impl Default for UiSection {
+    fn default() -> Self {
+        UiSection {
+            name: default_ui_name(),
+            logo: None,
+            primary_color: default_ui_primary(),
+            background_color: default_ui_background(),
+            session_ttl: default_session_ttl(),
+            max_sessions: default_max_sessions(),
+        }
+    }
 }
 
 /// `[metrics]`.
@@ -709,6 +766,7 @@ impl Config {
                     default_country: Some("EE".into()),
                     ..ClaimMapping::default()
                 },
+                redirect_url: None,
             }),
             // The demo e-Service's certificate fingerprint is filled in by `devsetup` once its
             // certificate exists.
@@ -731,6 +789,10 @@ impl Config {
             store: StoreSection::default(),
             metrics: MetricsSection::default(),
             payment: None,
+            ui: UiSection {
+                name: "esigd (development)".into(),
+                ..UiSection::default()
+            },
             dev: true,
             source: PathBuf::from("<embedded defaults>"),
         }
@@ -822,6 +884,20 @@ impl Config {
         if self.limits.max_concurrent_signatures == 0 {
             return Err(self.invalid("limits.max_concurrent_signatures", "must be at least 1"));
         }
+        for (key, c) in [
+            ("ui.primary_color", &self.ui.primary_color),
+            ("ui.background_color", &self.ui.background_color),
+        ] {
+            if !(c.len() == 7
+                && c.starts_with('#')
+                && c[1..].bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(self.invalid(key, "must be a #rrggbb colour"));
+            }
+        }
+        if self.ui.max_sessions == 0 {
+            return Err(self.invalid("ui.max_sessions", "must be at least 1"));
+        }
         if self.store.sweep_interval < Duration::from_secs(1) {
             return Err(self.invalid("store.sweep_interval", "must be at least 1s"));
         }
@@ -832,6 +908,11 @@ impl Config {
         match url::Url::parse(&id.issuer) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
             _ => return Err(self.invalid("identity.issuer", "must be an http(s) URL")),
+        }
+        if let Some(r) = &id.redirect_url
+            && !matches!(url::Url::parse(r), Ok(u) if matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(self.invalid("identity.redirect_url", "must be an http(s) URL"));
         }
         if id.client_id.is_empty() {
             return Err(self.invalid("identity.client_id", "must not be empty"));
@@ -1019,6 +1100,19 @@ impl Config {
             return Err(fail("the secret is empty".into()));
         }
         Ok(secrecy::SecretString::from(trimmed.to_owned()))
+    }
+
+    /// Our OIDC redirect URI (`identity.redirect_url`, else `<ca.base_url>/v1/oidc/callback`).
+    pub fn oidc_redirect_url(&self) -> String {
+        self.identity
+            .as_ref()
+            .and_then(|i| i.redirect_url.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "{}/v1/oidc/callback",
+                    self.ca.base_url.trim_end_matches('/')
+                )
+            })
     }
 
     /// The CA key reference (`ca.key`).

@@ -13,6 +13,7 @@ pub mod devsetup;
 pub mod identity;
 pub mod metrics;
 pub mod observe;
+pub mod oidc_flow;
 pub mod payment;
 pub mod registry;
 pub mod routes;

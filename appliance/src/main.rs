@@ -285,6 +285,7 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
     let (public_opts, eservice_opts) = (ServeOptions::default(), ServeOptions::default());
     install_probes(&state, &public_opts, &eservice_opts);
     let public_app = esigd::routes::public::router(state.clone())
+        .merge(esigd::routes::interactive::router(state.clone()))
         .merge(esigd::routes::metrics::router(
             metrics.clone(),
             cfg.metrics.allowed_ips.clone(),

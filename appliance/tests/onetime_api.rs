@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use common::api::{Reply, check_one_time_certificate, mtls, sha256_of_cert, verify_with_openssl};
 use common::idp::Idp;
-use common::pki::{Ca, openssl_out};
+use common::pki::Ca;
 use common::{Daemon, config, esigd, text, venv};
 use esigd_hsm::testing::TestToken;
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -27,18 +28,6 @@ struct Clients {
     unregistered: (PathBuf, PathBuf),
     expired: (PathBuf, PathBuf),
     foreign: (PathBuf, PathBuf),
-}
-
-fn sha256_of_cert(pem: &Path) -> String {
-    let dir = pem.parent().unwrap();
-    let out = openssl_out(
-        dir,
-        &format!(
-            "openssl x509 -in {} -outform DER | openssl dgst -sha256 -r",
-            pem.display()
-        ),
-    );
-    out.split_whitespace().next().unwrap().to_string()
 }
 
 fn clients(root: &Path) -> Clients {
@@ -179,35 +168,6 @@ impl Env {
     }
 }
 
-/// Result of one curl call against the e-Service listener.
-#[derive(Debug)]
-struct Reply {
-    /// curl's exit code (0 = HTTP exchange happened).
-    rc: i32,
-    status: u16,
-    body: Vec<u8>,
-    headers: String,
-}
-
-impl Reply {
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {} {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn message(&self) -> String {
-        self.json()["status"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
 fn api(
     d: &Daemon,
     env: &Env,
@@ -216,32 +176,7 @@ fn api(
     path: &str,
     extra: &[&str],
 ) -> Reply {
-    let tmp = tempfile::tempdir().unwrap();
-    let hdr = tmp.path().join("h");
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-D"])
-        .arg(&hdr)
-        .args(["--max-time", "30", "--cacert"])
-        .arg(&env.pki.ca)
-        .args(["-X", method]);
-    if let Some((c, k)) = cert {
-        cmd.arg("--cert").arg(c).arg("--key").arg(k);
-    }
-    cmd.args(extra).arg(format!("https://{}{path}", d.eservice));
-    let out = cmd.output().unwrap();
-    let body = out.stdout;
-    let split = body.iter().rposition(|b| *b == b'\n').unwrap_or(0);
-    let status = std::str::from_utf8(&body[(split + 1).min(body.len())..])
-        .unwrap_or("0")
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    Reply {
-        rc: out.status.code().unwrap_or(-1),
-        status,
-        body: body[..split].to_vec(),
-        headers: std::fs::read_to_string(&hdr).unwrap_or_default(),
-    }
+    mtls(&d.eservice, &env.pki.ca, cert, method, path, extra)
 }
 
 fn sign_body(hash_type: &str, digest: &[u8]) -> String {
@@ -274,78 +209,28 @@ fn sign(d: &Daemon, env: &Env, cert: &(PathBuf, PathBuf), token: &str, body: &st
     )
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{t}");
-    t
-}
-
 /// Verifies a returned signature with openssl (CMS against the document; time-stamp against the
 /// signature value), pyHanko, and checks the certificate; returns the CMS DER.
 fn check_signature(env: &Env, resp: &serde_json::Value, doc: &Path, work: &Path) -> Vec<u8> {
     assert_eq!(resp["status"]["code"], "OK", "{resp}");
     let p7s = B64.decode(resp["signature"].as_str().unwrap()).unwrap();
-    let sig = work.join("sig.p7s");
-    std::fs::write(&sig, &p7s).unwrap();
     let ca = env.ca_pem();
-    // openssl: the CAdES signature verifies against the document itself (ESS attribute checked).
-    let t = run_ok(
-        Command::new("openssl")
-            .args([
-                "cms", "-verify", "-cades", "-binary", "-inform", "DER", "-in",
-            ])
-            .arg(&sig)
-            .arg("-content")
-            .arg(doc)
-            .arg("-CAfile")
-            .arg(&ca)
-            .args(["-purpose", "any", "-out", "/dev/null"]),
+    let verified = verify_with_openssl(
+        &ca,
+        &env.dir.path().join("data/pki/tsa.pem"),
+        &p7s,
+        doc,
+        work,
+        None,
     );
-    assert!(t.contains("Verification successful"), "{t}");
-    // ... and fails for a changed document.
-    let changed = work.join("changed.bin");
-    let mut bytes = std::fs::read(doc).unwrap();
-    bytes.push(b'!');
-    std::fs::write(&changed, bytes).unwrap();
-    let out = Command::new("openssl")
-        .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
-        .arg(&sig)
-        .arg("-content")
-        .arg(&changed)
-        .arg("-CAfile")
-        .arg(&ca)
-        .args(["-purpose", "any", "-out", "/dev/null"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a changed document must not verify");
-
-    // The signature-time-stamp token: the same as signatureTimestamp, and openssl ts -verify
-    // accepts it over SHA-256 of the SignerInfo signature value.
+    // The signature-time-stamp token is the same as signatureTimestamp.
     let token = B64
         .decode(resp["signatureTimestamp"].as_str().unwrap())
         .unwrap();
-    let verified = esigd_pki::cms::verify_detached_digest(&p7s, None).unwrap();
-    assert_eq!(verified.timestamp_tokens, vec![token.clone()]);
-    let tst = work.join("tst.der");
-    std::fs::write(&tst, &token).unwrap();
-    let digest = hex::encode(Sha256::digest(&verified.signature));
-    let t = run_ok(
-        Command::new("openssl")
-            .args(["ts", "-verify", "-token_in", "-in"])
-            .arg(&tst)
-            .args(["-digest", &digest, "-CAfile"])
-            .arg(&ca)
-            .arg("-untrusted")
-            .arg(env.dir.path().join("data/pki/tsa.pem")),
-    );
-    assert!(t.contains("Verification: OK"), "{t}");
+    assert_eq!(verified.timestamp_tokens, vec![token]);
 
     // pyHanko validates the detached CAdES signature with its time-stamp.
+    let sig = work.join("sig.p7s");
     let out = Command::new(venv().join("bin/pyhanko"))
         .args(["sign", "validate", "--pretty-print", "--detached"])
         .arg(&sig)
@@ -367,28 +252,7 @@ fn check_signature(env: &Env, resp: &serde_json::Value, doc: &Path, work: &Path)
     );
 
     // The certificate: the test user's identity, valid for 60 s.
-    let pem = resp["certificate"].as_str().unwrap();
-    let cert_path = work.join("signer.pem");
-    std::fs::write(&cert_path, pem).unwrap();
-    let subject = openssl_out(
-        work,
-        &format!(
-            "openssl x509 -in {} -noout -subject -nameopt RFC2253",
-            cert_path.display()
-        ),
-    );
-    assert!(subject.contains("CN=Mari Maasikas"), "{subject}");
-    assert!(
-        subject.contains("serialNumber=PNOEE-49005170001"),
-        "{subject}"
-    );
-    let cert = <x509_cert::Certificate as der::DecodePem>::from_pem(pem).unwrap();
-    let v = &cert.tbs_certificate.validity;
-    let secs = v.not_after.to_unix_duration().as_secs() - v.not_before.to_unix_duration().as_secs();
-    assert!(
-        (60..=90).contains(&secs),
-        "one-time certificate valid for {secs} s (60 s + backdating expected)"
-    );
+    check_one_time_certificate(resp["certificate"].as_str().unwrap(), work);
     p7s
 }
 

@@ -101,16 +101,24 @@ pub fn hsm_with_key(label: &str, pool_size: usize) -> (TestToken, Hsm) {
 /// `/proc/self/stat` (`utime + stime`, clock ticks of 10 ms). Unlike wall-clock rates, CPU time
 /// per operation is hardly affected by other processes competing for the cores.
 pub fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_of("self")
+}
+
+/// [`process_cpu`] of another process (e.g. the server under load).
+pub fn process_cpu_of(pid: u32) -> Duration {
+    cpu_of(&pid.to_string())
+}
+
+fn cpu_of(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the `(comm)` one; utime and stime are fields 14 and 15 of the whole line.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
+    let ticks: u64 = rest
         .split_whitespace()
         .skip(11)
         .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let ticks = f.iter().sum::<u64>();
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
     Duration::from_millis(ticks * 10)
 }
 

@@ -71,6 +71,16 @@ impl ApiError {
         }
     }
 
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     fn retry(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self

@@ -1,5 +1,6 @@
 //! HTTP routes of the two listeners.
 
 pub mod eservice;
+pub mod interactive;
 pub mod metrics;
 pub mod public;

@@ -1,0 +1,233 @@
+//! The browser half of logging in at the Identity BB: OpenID Connect authorization code flow
+//! with PKCE (S256), `state` and `nonce`, client authentication `client_secret_basic` or
+//! `private_key_jwt` (RFC 7523 client assertion, as MOSIP eSignet requires), ID token validation
+//! (JWKS signature, iss, aud, exp, nonce) and the userinfo response (plain JSON or a signed JWT).
+//!
+//! The protocol work is the `openidconnect` crate's; the client assertion JWT is signed with
+//! `jsonwebtoken`.
+
+use std::time::Duration;
+
+use jsonwebtoken::{EncodingKey, Header};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreGenderClaim};
+use openidconnect::{
+    AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SubjectIdentifier, TokenResponse,
+    UserInfoClaims,
+};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value};
+
+use crate::config::Config;
+use crate::identity::{IdentityError, IdentityProvider, RawClaims, chain};
+
+/// What must be remembered between the redirect to the provider and its callback. Single use.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The OAuth `state` we sent.
+    pub state: String,
+    /// The OIDC `nonce` we sent.
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub pkce_verifier: String,
+}
+
+/// How the client authenticates at the token endpoint (secrets read once at start).
+pub enum ClientAuth {
+    /// `client_secret_basic`.
+    Secret(secrecy::SecretString),
+    /// `private_key_jwt`: key and JWS algorithm of the client assertion.
+    PrivateKeyJwt(EncodingKey, jsonwebtoken::Algorithm),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientAuth::Secret(_) => "ClientAuth::Secret",
+            ClientAuth::PrivateKeyJwt(..) => "ClientAuth::PrivateKeyJwt",
+        })
+    }
+}
+
+impl ClientAuth {
+    /// Reads the secret or key named by `[identity]`.
+    pub fn from_config(cfg: &Config) -> anyhow::Result<Option<ClientAuth>> {
+        let Some(id) = &cfg.identity else {
+            return Ok(None);
+        };
+        match id.client_auth.as_str() {
+            "private_key_jwt" => {
+                let path = id
+                    .client_key
+                    .as_ref()
+                    .map(|p| cfg.data_path(p))
+                    .ok_or_else(|| anyhow::anyhow!("identity.client_key is required"))?;
+                let pem = std::fs::read(&path)
+                    .map_err(|e| anyhow::anyhow!("identity.client_key {}: {e}", path.display()))?;
+                if let Ok(k) = EncodingKey::from_ec_pem(&pem) {
+                    return Ok(Some(ClientAuth::PrivateKeyJwt(
+                        k,
+                        jsonwebtoken::Algorithm::ES256,
+                    )));
+                }
+                let k = EncodingKey::from_rsa_pem(&pem).map_err(|_| {
+                    anyhow::anyhow!(
+                        "identity.client_key {}: not an EC P-256 or RSA private key in PEM",
+                        path.display()
+                    )
+                })?;
+                Ok(Some(ClientAuth::PrivateKeyJwt(
+                    k,
+                    jsonwebtoken::Algorithm::RS256,
+                )))
+            }
+            _ => {
+                let spec = id
+                    .client_secret
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("identity.client_secret is required"))?;
+                Ok(Some(ClientAuth::Secret(
+                    cfg.read_secret("identity.client_secret", spec)?,
+                )))
+            }
+        }
+    }
+}
+
+fn unavailable(what: &str, e: &dyn std::error::Error) -> IdentityError {
+    IdentityError::Unavailable(format!("{what}: {}", chain(e)))
+}
+
+/// Builds the typed `openidconnect` client from the discovered metadata (a macro because the
+/// client's type, with its endpoint type-states, cannot be named briefly).
+macro_rules! make_client {
+    ($provider:expr, $auth:expr, $redirect:expr) => {{
+        let metadata = $provider.metadata().await?;
+        let id = ClientId::new($provider.config().client_id.clone());
+        let secret = match $auth {
+            ClientAuth::Secret(s) => Some(ClientSecret::new(s.expose_secret().to_owned())),
+            ClientAuth::PrivateKeyJwt(..) => None,
+        };
+        let redirect = RedirectUrl::new($redirect.to_owned())
+            .map_err(|e| IdentityError::Unavailable(format!("identity.redirect_url: {e}")))?;
+        let c = CoreClient::from_provider_metadata(metadata, id, secret).set_redirect_uri(redirect);
+        match $auth {
+            ClientAuth::Secret(_) => c.set_auth_type(AuthType::BasicAuth),
+            ClientAuth::PrivateKeyJwt(..) => c.set_auth_type(AuthType::RequestBody),
+        }
+    }};
+}
+
+/// The URL to send the browser to, and what to remember for the callback.
+pub async fn authorization_url(
+    provider: &IdentityProvider,
+    auth: &ClientAuth,
+    redirect: &str,
+) -> Result<(url::Url, Pending), IdentityError> {
+    let c = make_client!(provider, auth, redirect);
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = c.authorize_url(
+        CoreAuthenticationFlow::AuthorizationCode,
+        CsrfToken::new_random,
+        Nonce::new_random,
+    );
+    for s in provider.config().scopes.iter().filter(|s| *s != "openid") {
+        req = req.add_scope(Scope::new(s.clone()));
+    }
+    let (url, state, nonce) = req.set_pkce_challenge(challenge).url();
+    Ok((
+        url,
+        Pending {
+            state: state.secret().clone(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier.secret().clone(),
+        },
+    ))
+}
+
+/// RFC 7523 client assertion for `private_key_jwt`.
+fn client_assertion(
+    client_id: &str,
+    audience: &str,
+    key: &EncodingKey,
+    alg: jsonwebtoken::Algorithm,
+) -> Result<String, IdentityError> {
+    let now = crate::payment::unix_now();
+    let mut jti = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut jti);
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": audience,
+        "iat": now, "exp": now + 60, "jti": hex::encode(jti),
+    });
+    jsonwebtoken::encode(&Header::new(alg), &claims, key)
+        .map_err(|e| IdentityError::Unavailable(format!("signing the client assertion: {e}")))
+}
+
+/// Exchanges the code, validates the ID token (with `pending.nonce`), reads userinfo, and
+/// returns all claims (userinfo over ID token for the same name).
+pub async fn complete(
+    provider: &IdentityProvider,
+    auth: &ClientAuth,
+    redirect: &str,
+    pending: &Pending,
+    code: &str,
+) -> Result<Map<String, Value>, IdentityError> {
+    let c = make_client!(provider, auth, redirect);
+    let mut req = c
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .map_err(|e| unavailable("token endpoint", &e))?
+        .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
+    if let ClientAuth::PrivateKeyJwt(key, alg) = auth {
+        let token_url = provider
+            .metadata()
+            .await?
+            .token_endpoint()
+            .map(|u| u.url().to_string())
+            .ok_or_else(|| {
+                IdentityError::Unavailable("the provider has no token endpoint".into())
+            })?;
+        let assertion = client_assertion(&provider.config().client_id, &token_url, key, *alg)?;
+        req = req
+            .add_extra_param(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            )
+            .add_extra_param("client_assertion", assertion);
+    }
+    let tokens = req.request_async(provider.http()).await.map_err(|e| {
+        // A refused code (replayed, expired) is the user's problem, not an outage.
+        IdentityError::Rejected(format!("code exchange: {}", chain(&e)))
+    })?;
+    let id_token = tokens
+        .id_token()
+        .ok_or_else(|| IdentityError::Rejected("the token response has no ID token".into()))?
+        .to_string();
+    let verified = provider
+        .verify_id_token(
+            &id_token,
+            std::slice::from_ref(&provider.config().client_id),
+            Some(&pending.nonce),
+        )
+        .await?;
+    let mut claims = verified.claims;
+    let info = c
+        .user_info(
+            tokens.access_token().clone(),
+            Some(SubjectIdentifier::new(verified.subject.clone())),
+        )
+        .map_err(|e| unavailable("userinfo endpoint", &e))?;
+    let info: Result<UserInfoClaims<RawClaims, CoreGenderClaim>, IdentityError> =
+        match tokio::time::timeout(Duration::from_secs(10), info.request_async(provider.http()))
+            .await
+        {
+            Err(_) => Err(IdentityError::Unavailable("userinfo timed out".into())),
+            Ok(r) => r.map_err(|e| IdentityError::Rejected(format!("userinfo: {}", chain(&e)))),
+        };
+    match info.map(|i| serde_json::to_value(&i)) {
+        Ok(Ok(Value::Object(extra))) => claims.extend(extra),
+        Ok(_) => tracing::warn!("userinfo claims are not an object; using the ID token's claims"),
+        Err(e) => tracing::warn!(error = %e, "userinfo not read; using the ID token's claims"),
+    }
+    Ok(claims)
+}

@@ -1,0 +1,698 @@
+//! Workflow 9.1 in the user's browser (public listener):
+//!
+//! 1. the e-Service redirects the browser to `GET /v1/sign/interactive?serviceId&hash&hashType&
+//!    format&dataToBeDisplayed&callbackUrl&state&nonce&requestTimestamp[&paymentToken]`;
+//! 2. we validate everything *before* showing anything: known e-Service, `callbackUrl` under one
+//!    of its registered prefixes (an invalid callback gets an error page, never a redirect), hash
+//!    length, display text, payment token; then a short-lived session cookie and the choice page
+//!    (National ID one-time signature, or the user's SCD);
+//! 3. National ID: redirect to the Identity BB (authorization code + PKCE, `state`, `nonce`);
+//! 4. `GET /v1/oidc/callback`: the `state` must be the one this browser's session is waiting
+//!    for (single use), the code is exchanged, the ID token and userinfo read;
+//! 5. the signing pipeline ([`crate::workflows::onetime`]);
+//! 6. a result page that sends the browser to `callbackUrl?signatureId=…&state=…&nonce=…`.
+//!
+//! On cancellation or failure after step 2 the browser goes back to
+//! `callbackUrl?error=<code>&error_description=…&state=…&nonce=…` with code `access_denied` (the
+//! user cancelled, here or at the Identity BB), `login_failed` (the Identity BB or its answer
+//! failed) or `signing_failed` (no signature could be made); never with a `signatureId`.
+//!
+//! Pages are server-rendered with auto-escaping templates, no inline script, and a strict CSP.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use minijinja::{Environment, context};
+use rand::RngCore;
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::identity::IdentityError;
+use crate::observe::RequestId;
+use crate::oidc_flow::{self, ClientAuth, Pending};
+use crate::payment::{self, PaymentError};
+use crate::registry::Eservice;
+use crate::routes::eservice::{SignInput, validate_sign_input};
+use crate::workflows::onetime::{self, OneTimeRequest};
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "esigd_session";
+/// Longest `state` / `nonce` echoed back to the e-Service.
+pub const MAX_ECHO: usize = 512;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+const STYLE_CSS: &str = include_str!("../../templates/style.css");
+
+/// One browser's signing visit.
+#[derive(Debug, Clone)]
+struct Session {
+    created: Instant,
+    eservice: String,
+    eservice_name: String,
+    input: SignInput,
+    callback: url::Url,
+    state: Option<String>,
+    nonce: Option<String>,
+    /// Guards the links on our pages (bound to the cookie).
+    csrf: String,
+    /// Set while the browser is at the Identity BB.
+    oidc: Option<Pending>,
+}
+
+/// Templates, sessions and the OIDC client credentials of the pages.
+pub struct Pages {
+    env: Environment<'static>,
+    sessions: Mutex<HashMap<String, Session>>,
+    auth: Option<ClientAuth>,
+    logo: Option<(Vec<u8>, &'static str)>,
+    theme_css: String,
+    ttl: Duration,
+    max: usize,
+    secure_cookie: bool,
+    redirect_url: String,
+    ui_name: String,
+}
+
+impl std::fmt::Debug for Pages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pages").finish()
+    }
+}
+
+impl Pages {
+    /// Loads the templates, the logo and the OIDC client credentials.
+    pub fn new(cfg: &Config) -> anyhow::Result<Pages> {
+        let mut env = Environment::new();
+        for (name, src) in [
+            ("base.html", include_str!("../../templates/base.html")),
+            ("choice.html", include_str!("../../templates/choice.html")),
+            ("error.html", include_str!("../../templates/error.html")),
+            ("payment.html", include_str!("../../templates/payment.html")),
+            ("scd.html", include_str!("../../templates/scd.html")),
+            ("result.html", include_str!("../../templates/result.html")),
+        ] {
+            env.add_template(name, src)?;
+        }
+        let logo = match &cfg.ui.logo {
+            Some(p) => {
+                let path = cfg.data_path(p);
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| anyhow::anyhow!("ui.logo {}: {e}", path.display()))?;
+                let kind = if bytes.starts_with(b"\x89PNG") {
+                    "image/png"
+                } else if bytes.windows(4).take(512).any(|w| w == b"<svg") {
+                    "image/svg+xml"
+                } else {
+                    anyhow::bail!("ui.logo {}: not a PNG or SVG file", path.display());
+                };
+                Some((bytes, kind))
+            }
+            None => None,
+        };
+        Ok(Pages {
+            env,
+            sessions: Mutex::new(HashMap::new()),
+            auth: ClientAuth::from_config(cfg)?,
+            logo,
+            theme_css: format!(
+                ":root {{ --primary: {}; --bg: {}; }}\n",
+                cfg.ui.primary_color, cfg.ui.background_color
+            ),
+            ttl: cfg.ui.session_ttl,
+            max: cfg.ui.max_sessions,
+            secure_cookie: cfg.ca.base_url.starts_with("https://"),
+            redirect_url: cfg.oidc_redirect_url(),
+            ui_name: cfg.ui.name.clone(),
+        })
+    }
+
+    fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+        let base = context! { ui_name => self.ui_name.clone(), has_logo => self.logo.is_some() };
+        match self
+            .env
+            .get_template(name)
+            .and_then(|t| t.render(context! { ..base, ..ctx }))
+        {
+            Ok(html) => html_response(status, html),
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "page not rendered");
+                html_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><title>Error</title><p>Internal error.</p>".into(),
+                )
+            }
+        }
+    }
+
+    fn error_page(&self, status: StatusCode, message: &str, rid: &str) -> Response {
+        self.render(
+            status,
+            "error.html",
+            context! { message => message, request_id => rid },
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a new session; `None` when `ui.max_sessions` live sessions exist.
+    fn insert(&self, s: Session) -> Option<String> {
+        let mut map = self.lock();
+        if map.len() >= self.max {
+            let ttl = self.ttl;
+            map.retain(|_, s| s.created.elapsed() < ttl);
+            if map.len() >= self.max {
+                return None;
+            }
+        }
+        let id = random_token(32);
+        map.insert(id.clone(), s);
+        Some(id)
+    }
+
+    fn get(&self, id: &str) -> Option<Session> {
+        let mut map = self.lock();
+        match map.get(id) {
+            Some(s) if s.created.elapsed() < self.ttl => Some(s.clone()),
+            Some(_) => {
+                map.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Session)) {
+        if let Some(s) = self.lock().get_mut(id) {
+            f(s);
+        }
+    }
+
+    fn remove(&self, id: &str) -> Option<Session> {
+        self.lock().remove(id)
+    }
+}
+
+fn random_token(n: usize) -> String {
+    use base64::Engine;
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn html_response(status: StatusCode, html: String) -> Response {
+    let mut r = (status, html).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn redirect(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(v) => {
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            r.headers_mut().insert(header::LOCATION, v);
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// The public routes of the signing pages.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/sign/interactive", get(interactive))
+        .route("/v1/sign/interactive/national-id", get(national_id))
+        .route("/v1/sign/interactive/scd", get(scd))
+        .route("/v1/sign/interactive/cancel", get(cancel))
+        .route("/v1/oidc/callback", get(oidc_callback))
+        .route("/v1/ui/style.css", get(style_css))
+        .route("/v1/ui/theme.css", get(theme_css))
+        .route("/v1/ui/logo", get(logo))
+        // Browsers ask for it on every page; answer without a 404 in their console.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .with_state(state)
+}
+
+fn rid(r: &Option<Extension<RequestId>>) -> String {
+    r.as_ref()
+        .map(|Extension(r)| r.0.clone())
+        .unwrap_or_default()
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn echo_param(name: &str, v: Option<&String>) -> Result<Option<String>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.len() <= MAX_ECHO && s.chars().all(|c| c.is_ascii_graphic()) => {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(format!(
+            "{name} must be at most {MAX_ECHO} visible ASCII characters"
+        )),
+    }
+}
+
+/// `callback?k=v&…&state=…&nonce=…`.
+fn callback_url(s: &Session, params: &[(&str, &str)]) -> String {
+    let mut u = s.callback.clone();
+    {
+        let mut q = u.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+        if let Some(st) = &s.state {
+            q.append_pair("state", st);
+        }
+        if let Some(n) = &s.nonce {
+            q.append_pair("nonce", n);
+        }
+    }
+    u.to_string()
+}
+
+fn fingerprint(digest: &[u8]) -> String {
+    let h = hex::encode(digest);
+    h.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn interactive(
+    State(st): State<Arc<AppState>>,
+    r: Option<Extension<RequestId>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let pages = &st.pages;
+    let rid = rid(&r);
+    let bad = |m: &str| pages.error_page(StatusCode::BAD_REQUEST, m, &rid);
+    let Some(service_id) = q.get("serviceId") else {
+        return bad("serviceId is required");
+    };
+    let Some(eservice) = st.registry.load().eservice(service_id) else {
+        return bad("serviceId is not a registered e-Service");
+    };
+    let Some(callback) = q.get("callbackUrl") else {
+        return bad("callbackUrl is required");
+    };
+    let Some(callback) = eservice.callback(callback) else {
+        tracing::warn!(eservice = %eservice.id, "interactive request with an unregistered callbackUrl");
+        return bad("callbackUrl is not registered for this e-Service");
+    };
+    // A '+' of standard base64 that was not percent-encoded arrives as a space.
+    let hash = q.get("hash").map(|h| h.replace(' ', "+"));
+    let input = match validate_sign_input(
+        q.get("format").map(String::as_str),
+        hash.as_deref(),
+        q.get("hashType").map(String::as_str),
+        q.get("dataToBeDisplayed").map(String::as_str),
+        q.get("requestTimestamp").map(String::as_str),
+        st.cfg.limits.request_max_age,
+    ) {
+        Ok(i) => i,
+        Err(e) => return bad(&e.message().to_owned()),
+    };
+    let (state, nonce) = match (
+        echo_param("state", q.get("state")),
+        echo_param("nonce", q.get("nonce")),
+    ) {
+        (Ok(s), Ok(n)) => (s, n),
+        (Err(m), _) | (_, Err(m)) => return bad(&m),
+    };
+    if let Err(e) = payment::check(&st, &eservice, q.get("paymentToken").map(String::as_str)).await
+    {
+        return payment_page(&st, &eservice, e, &rid);
+    }
+    let csrf = random_token(16);
+    let session = Session {
+        created: Instant::now(),
+        eservice: eservice.id.clone(),
+        eservice_name: eservice.name.clone(),
+        input: input.clone(),
+        callback,
+        state,
+        nonce,
+        csrf: csrf.clone(),
+        oidc: None,
+    };
+    let Some(sid) = pages.insert(session) else {
+        tracing::warn!("ui.max_sessions reached");
+        return pages.error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is busy. Please try again in a few minutes.",
+            &rid,
+        );
+    };
+    let mut resp = pages.render(
+        StatusCode::OK,
+        "choice.html",
+        context! {
+            eservice_name => eservice.name.clone(),
+            display => input.display.clone(),
+            hash_type => input.hash_type.name(),
+            fingerprint => fingerprint(&input.digest),
+            csrf => csrf,
+        },
+    );
+    let cookie = format!(
+        "{SESSION_COOKIE}={sid}; Path=/v1/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        pages.ttl.as_secs(),
+        if pages.secure_cookie { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+fn payment_page(st: &AppState, eservice: &Eservice, e: PaymentError, rid: &str) -> Response {
+    match e {
+        PaymentError::Unavailable(m) => {
+            tracing::warn!(error = %m, "payment verification unavailable");
+            st.pages.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Payment cannot be checked right now. Please try again later.",
+                rid,
+            )
+        }
+        other => {
+            tracing::info!(reason = %other, eservice = %eservice.id, "interactive request without a valid payment");
+            st.pages.render(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment.html",
+                context! { eservice_name => eservice.name.clone(), message => other.to_string() },
+            )
+        }
+    }
+}
+
+/// The session of this browser whose link token is `t`.
+fn session_for(
+    st: &AppState,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+) -> Result<(String, Session), &'static str> {
+    let sid =
+        session_id(headers).ok_or("Your signing session has expired or cookies are blocked.")?;
+    let s = st
+        .pages
+        .get(&sid)
+        .ok_or("Your signing session has expired. Start again from the service.")?;
+    let t = q.get("t").map(String::as_str).unwrap_or_default();
+    if !constant_time_eq(t.as_bytes(), s.csrf.as_bytes()) {
+        return Err("This link does not belong to your signing session.");
+    }
+    Ok((sid, s))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn national_id(
+    State(st): State<Arc<AppState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let rid = rid(&r);
+    let (sid, session) = match session_for(&st, &headers, &q) {
+        Ok(x) => x,
+        Err(m) => return st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid),
+    };
+    let (Some(provider), Some(auth)) = (st.identity.as_ref(), st.pages.auth.as_ref()) else {
+        return st.pages.error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Login with National ID is not configured on this service.",
+            &rid,
+        );
+    };
+    match oidc_flow::authorization_url(provider, auth, &st.pages.redirect_url).await {
+        Ok((url, pending)) => {
+            st.pages.update(&sid, |s| s.oidc = Some(pending));
+            tracing::info!(eservice = %session.eservice, "user sent to the Identity BB");
+            redirect(url.as_str())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Identity BB unavailable");
+            st.pages.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The National ID login service cannot be reached. Please try again in a few minutes.",
+                &rid,
+            )
+        }
+    }
+}
+
+async fn scd(
+    State(st): State<Arc<AppState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match session_for(&st, &headers, &q) {
+        Ok((_, s)) => st.pages.render(
+            StatusCode::OK,
+            "scd.html",
+            context! { eservice_name => s.eservice_name, csrf => s.csrf },
+        ),
+        Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
+    }
+}
+
+async fn cancel(
+    State(st): State<Arc<AppState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match session_for(&st, &headers, &q) {
+        Ok((sid, s)) => {
+            st.pages.remove(&sid);
+            redirect(&callback_url(
+                &s,
+                &[
+                    ("error", "access_denied"),
+                    ("error_description", "The user cancelled the signature."),
+                ],
+            ))
+        }
+        Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
+    }
+}
+
+async fn oidc_callback(
+    State(st): State<Arc<AppState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let rid = rid(&r);
+    let refuse = |m: &str| st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid);
+    let Some(sid) = session_id(&headers) else {
+        return refuse("Your signing session has expired or cookies are blocked.");
+    };
+    let Some(session) = st.pages.get(&sid) else {
+        return refuse("Your signing session has expired. Start again from the service.");
+    };
+    let Some(pending) = session.oidc.clone() else {
+        return refuse("This sign-in response was not expected (already used?).");
+    };
+    let given = q.get("state").map(String::as_str).unwrap_or_default();
+    if !constant_time_eq(given.as_bytes(), pending.state.as_bytes()) {
+        tracing::warn!(eservice = %session.eservice, "OIDC callback with a wrong state refused");
+        return refuse("This sign-in response does not belong to your signing session.");
+    }
+    // Single use: whatever happens next, this state cannot be used again.
+    st.pages.update(&sid, |s| s.oidc = None);
+
+    if let Some(err) = q.get("error") {
+        st.pages.remove(&sid);
+        let code = if err == "access_denied" {
+            "access_denied"
+        } else {
+            "login_failed"
+        };
+        tracing::info!(eservice = %session.eservice, error = %err, "login at the Identity BB not completed");
+        return redirect(&callback_url(
+            &session,
+            &[
+                ("error", code),
+                (
+                    "error_description",
+                    "The login at the Identity BB was not completed.",
+                ),
+            ],
+        ));
+    }
+    let Some(code) = q.get("code") else {
+        return refuse("The sign-in response has no authorization code.");
+    };
+    let (Some(provider), Some(auth)) = (st.identity.as_ref(), st.pages.auth.as_ref()) else {
+        return refuse("Login with National ID is not configured on this service.");
+    };
+    let claims =
+        match oidc_flow::complete(provider, auth, &st.pages.redirect_url, &pending, code).await {
+            Ok(c) => c,
+            Err(e) => {
+                st.pages.remove(&sid);
+                let kind = match e {
+                    IdentityError::Unavailable(_) => "identity_unavailable",
+                    _ => "login_failed",
+                };
+                st.metrics.error(kind);
+                tracing::warn!(error = %e, "login at the Identity BB failed");
+                return redirect(&callback_url(
+                    &session,
+                    &[
+                        ("error", "login_failed"),
+                        ("error_description", "The login could not be verified."),
+                    ],
+                ));
+            }
+        };
+    let identity = crate::identity::map_claims(&provider.config().claims, &claims);
+    let result = onetime::sign(
+        &st,
+        OneTimeRequest {
+            eservice: session.eservice.clone(),
+            identity,
+            hash_type: session.input.hash_type,
+            digest: session.input.digest.clone(),
+            request_id: rid.clone(),
+        },
+    )
+    .await;
+    st.pages.remove(&sid);
+    match result {
+        Ok(record) => {
+            let id = record.id_hex();
+            let to = callback_url(&session, &[("signatureId", &id)]);
+            st.pages.render(
+                StatusCode::OK,
+                "result.html",
+                context! {
+                    eservice_name => session.eservice_name.clone(),
+                    signature_id => id,
+                    continue_url => to,
+                },
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "interactive one-time signature failed");
+            redirect(&callback_url(
+                &session,
+                &[
+                    ("error", "signing_failed"),
+                    ("error_description", &e.to_string()),
+                ],
+            ))
+        }
+    }
+}
+
+async fn style_css() -> Response {
+    css(STYLE_CSS.to_owned())
+}
+
+async fn theme_css(State(st): State<Arc<AppState>>) -> Response {
+    css(st.pages.theme_css.clone())
+}
+
+fn css(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn logo(State(st): State<Arc<AppState>>) -> Response {
+    match &st.pages.logo {
+        Some((bytes, kind)) => (
+            [
+                (header::CONTENT_TYPE, *kind),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                // An SVG must not run script even if opened directly.
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
+            ],
+            bytes.clone(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// A digest's short SHA-256 display form, for tests.
+pub fn display_fingerprint(digest: &[u8]) -> String {
+    fingerprint(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_params_are_bounded_visible_ascii() {
+        assert_eq!(echo_param("state", None), Ok(None));
+        assert!(echo_param("state", Some(&"a".repeat(600))).is_err());
+        assert!(echo_param("state", Some(&"a b".to_string())).is_err());
+        assert_eq!(
+            echo_param("state", Some(&"abc-_.~".to_string())),
+            Ok(Some("abc-_.~".into()))
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_grouped() {
+        assert_eq!(fingerprint(&[0xab, 0xcd, 0xef, 0x01, 0x23]), "abcd ef01 23");
+    }
+}

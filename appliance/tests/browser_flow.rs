@@ -1,0 +1,868 @@
+//! Workflow 9.1 end to end in a real browser: Debian's Chromium driven by npm `playwright-core`
+//! (`tests/e2e/sign-flow.mjs`), the example e-Service (`examples/eservice/server.mjs`) with its
+//! mutual-TLS back end, a real OpenID provider as the Identity BB (`tests/e2e/idp.mjs`, npm
+//! `oidc-provider`) whose login form the browser fills, and the real `esigd` binary on a SoftHSM
+//! token. The signature the browser downloads is checked with `openssl cms -verify` and
+//! `openssl ts -verify`.
+//!
+//! Screenshots of every page go to `$ESIGD_TEST_ARTIFACTS/<test>/` (default: under cargo's
+//! `CARGO_TARGET_TMPDIR`, `browser-flow/<test>/`); the tests print the folder.
+//! `scripts/screenshots.sh` copies the happy-path ones to `docs/screenshots/`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::api::{check_one_time_certificate, mtls, run_ok, sha256_of_cert, verify_with_openssl};
+use common::idp::{Idp, e2e_dir, repo_root, require_node_modules};
+use common::pki::{Ca, openssl};
+use common::{Daemon, config, esigd, text};
+use esigd_hsm::testing::TestToken;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The OIDC client secret of esigd at the test IdP.
+const OIDC_SECRET: &str = "esigd-browser-test-secret";
+/// The e-Service the example server plays.
+const SERVICE: &str = "demo-svc";
+const SERVICE_NAME: &str = "Demo e-Service (browser test)";
+/// An e-Service that must present payment tokens (its callbacks go to the same example server).
+const PAID: &str = "paid-svc";
+const PAID_NAME: &str = "Paid e-Service (browser test)";
+/// `payment.audience`.
+const PAYMENT_AUD: &str = "esigd";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Panics with the fix when the browser tooling is missing: these tests never skip.
+fn require_browser() {
+    require_node_modules();
+    let pw = e2e_dir()
+        .join("node_modules")
+        .join("playwright-core")
+        .join("package.json");
+    assert!(
+        pw.is_file(),
+        "{} is missing: run `scripts/install-deps.sh --with-test-tools` (it runs `npm ci --prefix tests/e2e`)",
+        pw.display()
+    );
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "Chromium is not installed at {CHROMIUM}: run `scripts/install-deps.sh --with-test-tools` \
+         (Debian package `chromium`)"
+    );
+}
+
+/// A port that was free a moment ago (for addresses that must be known before the process starts).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The (emptied) artifacts folder of `test`.
+fn artifacts(test: &str) -> PathBuf {
+    let base = std::env::var_os("ESIGD_TEST_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-flow"));
+    let dir = base.join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    println!("browser-flow artifacts (screenshots): {}", dir.display());
+    dir
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn random_hex() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The last `n` lines of `s`.
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A Node process that prints one JSON ready line on stdout; killed on drop.
+struct NodeServer {
+    child: Child,
+    ready: Value,
+    log: PathBuf,
+}
+
+impl NodeServer {
+    fn start(mut cmd: Command, what: &str, log: PathBuf) -> NodeServer {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run `node` ({e}): run `scripts/install-deps.sh --with-test-tools`")
+            });
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = BufReader::new(out);
+            let mut line = String::new();
+            let _ = tx.send(out.read_line(&mut line).map(|_| line));
+            let mut sink = Vec::new();
+            let _ = out.read_to_end(&mut sink);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20));
+        let ready = match line {
+            Ok(Ok(l)) => serde_json::from_str::<Value>(l.trim()).ok(),
+            _ => None,
+        };
+        match ready {
+            Some(ready) if ready["ready"] == true => NodeServer { child, ready, log },
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{what} did not start:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Client certificates and the e-Service listener's server certificate (one test CA).
+struct Pki {
+    ca: PathBuf,
+    server: (PathBuf, PathBuf),
+    eservice: (PathBuf, PathBuf),
+    paid: (PathBuf, PathBuf),
+    auditor: (PathBuf, PathBuf),
+}
+
+/// IdP, a configured and running esigd, and the example e-Service.
+struct Env {
+    eservice: NodeServer,
+    daemon: Daemon,
+    idp: Idp,
+    pki: Pki,
+    /// `http://127.0.0.1:<port>`: esigd's public listener = `ca.base_url`.
+    public: String,
+    /// `http://127.0.0.1:<port>`: the example e-Service.
+    eservice_origin: String,
+    /// PKCS#8 PEM private keys: the Payment BB's, and one esigd does not know.
+    payment_key: PathBuf,
+    stranger_key: PathBuf,
+    _token: TestToken,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn start() -> Env {
+        require_browser();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let token = TestToken::create();
+        let public_port = free_port();
+        let mut eservice_port = free_port();
+        while eservice_port == public_port {
+            eservice_port = free_port();
+        }
+        let public = format!("http://127.0.0.1:{public_port}");
+        let eservice_origin = format!("http://127.0.0.1:{eservice_port}");
+
+        let idp = Idp::start_with(&serde_json::json!({
+            "clients": [{
+                "client_id": "esigd",
+                "client_name": "esigd eSignature service",
+                "client_secret": OIDC_SECRET,
+                "token_endpoint_auth_method": "client_secret_basic",
+                "redirect_uris": [format!("{public}/v1/oidc/callback")],
+            }]
+        }));
+
+        let ca = Ca::new(root, "eservice-ca");
+        let pki = Pki {
+            server: ca.issue("server", "/CN=esigd.test", "server_ext", None),
+            eservice: ca.issue("demo", "/CN=demo-eservice/O=Demo", "client_ext", None),
+            paid: ca.issue("paid", "/CN=paid-eservice/O=Demo", "client_ext", None),
+            auditor: ca.issue("auditor", "/CN=auditor/O=Audit Office", "client_ext", None),
+            ca: ca.pem(),
+        };
+        for name in ["payment", "stranger"] {
+            openssl(
+                root,
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "EC",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-out",
+                    &format!("{name}.key"),
+                ],
+            );
+            openssl(
+                root,
+                &[
+                    "pkey",
+                    "-in",
+                    &format!("{name}.key"),
+                    "-pubout",
+                    "-out",
+                    &format!("{name}.pub.pem"),
+                ],
+            );
+        }
+
+        let toml = format!(
+            r#"
+[ca]
+base_url = {public:?}
+
+[tls]
+cert = {server:?}
+key = {server_key:?}
+client_ca = {ca:?}
+
+[tsa]
+allow_unsynchronized_clock = true
+
+[identity]
+issuer = {issuer:?}
+client_id = "esigd"
+client_secret = {{ env = "ESIGD_TEST_OIDC_SECRET" }}
+[identity.claims]
+default_country = "EE"
+
+[payment]
+audience = "{PAYMENT_AUD}"
+key_file = {pay:?}
+
+[[eservice]]
+id = "{SERVICE}"
+name = "{SERVICE_NAME}"
+client_cert_sha256 = {es_fp:?}
+allowed_ips = ["127.0.0.1/32"]
+callback_prefixes = ["{eservice_origin}/"]
+
+[[eservice]]
+id = "{PAID}"
+name = "{PAID_NAME}"
+client_cert_sha256 = {paid_fp:?}
+allowed_ips = ["127.0.0.1/32"]
+callback_prefixes = ["{eservice_origin}/"]
+payment_required = true
+
+[[auditor]]
+name = "Audit Office"
+client_cert_sha256 = {aud_fp:?}
+allowed_ips = ["127.0.0.1/32"]
+"#,
+            server = pki.server.0,
+            server_key = pki.server.1,
+            ca = pki.ca,
+            issuer = idp.issuer,
+            pay = root.join("payment.pub.pem"),
+            es_fp = sha256_of_cert(&pki.eservice.0),
+            paid_fp = sha256_of_cert(&pki.paid.0),
+            aud_fp = sha256_of_cert(&pki.auditor.0),
+        );
+        let cfg = config(root, &token, &toml);
+        let o = esigd()
+            .arg("--config")
+            .arg(&cfg)
+            .arg("init")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "esigd init: {}", text(&o));
+        let mut cmd = esigd();
+        cmd.arg("--config").arg(&cfg).args([
+            "serve",
+            "--public",
+            &format!("127.0.0.1:{public_port}"),
+            "--eservice",
+            "127.0.0.1:0",
+        ]);
+        cmd.env("ESIGD_TEST_OIDC_SECRET", OIDC_SECRET);
+        let daemon = Daemon::start_logged(cmd, root.join("esigd.log"));
+
+        // The example e-Service: its mTLS client certificate and the CA of esigd's server certificate.
+        let data = root.join("eservice");
+        std::fs::create_dir_all(data.join("pki")).unwrap();
+        for (from, to) in [
+            (&pki.eservice.0, "demo-eservice.pem"),
+            (&pki.eservice.1, "demo-eservice.key"),
+            (&pki.ca, "eservice-client-ca.pem"),
+        ] {
+            std::fs::copy(from, data.join("pki").join(to)).unwrap();
+        }
+        let mut cmd = Command::new("node");
+        cmd.arg(repo_root().join("examples/eservice/server.mjs"))
+            .args(["--port", &eservice_port.to_string(), "--host", "127.0.0.1"])
+            .args(["--esigd-public", &public])
+            .args(["--esigd-api", &format!("https://{}", daemon.eservice)])
+            .arg("--data")
+            .arg(&data)
+            .args(["--service-id", SERVICE]);
+        let eservice = NodeServer::start(cmd, "the example e-Service", root.join("eservice.log"));
+        assert_eq!(
+            eservice.ready["url"].as_str(),
+            Some(format!("{eservice_origin}/").as_str())
+        );
+
+        Env {
+            eservice,
+            daemon,
+            idp,
+            pki,
+            public,
+            eservice_origin,
+            payment_key: root.join("payment.key"),
+            stranger_key: root.join("stranger.key"),
+            _token: token,
+            dir,
+        }
+    }
+
+    /// Logs of everything involved, for failure messages.
+    fn diagnostics(&self) -> String {
+        format!(
+            "--- esigd log (tail) ---\n{}\n--- e-Service log (tail) ---\n{}\n--- IdP log (tail) ---\n{}",
+            tail(&self.daemon.log_text(), 60),
+            tail(&self.eservice.log_text(), 30),
+            tail(&self.idp.log(), 40)
+        )
+    }
+
+    /// Runs `tests/e2e/sign-flow.mjs` with `args`; returns its JSON report (panics on failure).
+    fn drive(&self, out: &Path, args: &[&str]) -> Value {
+        let o = Command::new("node")
+            .arg(e2e_dir().join("sign-flow.mjs"))
+            .arg("--out")
+            .arg(out)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run node tests/e2e/sign-flow.mjs");
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let report = stdout
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str::<Value>(l).ok());
+        match report {
+            Some(r) if o.status.success() && r["ok"] == true => r,
+            _ => panic!(
+                "sign-flow.mjs {args:?} failed ({}); screenshots in {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n{}",
+                o.status,
+                out.display(),
+                self.diagnostics()
+            ),
+        }
+    }
+
+    fn callback_url(&self) -> String {
+        format!("{}/callback", self.eservice_origin)
+    }
+
+    /// `GET /v1/sign/interactive` for `service` with valid defaults; `set` replaces or adds parameters.
+    fn interactive_url(&self, service: &str, set: &[(&str, &str)]) -> String {
+        let hash = B64.encode(Sha256::digest(b"browser flow: negative cases"));
+        let ts = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let (state, nonce, callback) = (random_hex(), random_hex(), self.callback_url());
+        let mut params: Vec<(&str, &str)> = vec![
+            ("serviceId", service),
+            ("hash", &hash),
+            ("hashType", "SHA2-256"),
+            ("format", "CAdES"),
+            ("dataToBeDisplayed", "Consent form 1234"),
+            ("callbackUrl", &callback),
+            ("state", &state),
+            ("nonce", &nonce),
+            ("requestTimestamp", &ts),
+        ];
+        for (k, v) in set {
+            match params.iter_mut().find(|(n, _)| n == k) {
+                Some(p) => p.1 = v,
+                None => params.push((k, v)),
+            }
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        format!("{}/v1/sign/interactive?{query}", self.public)
+    }
+
+    /// A Payment BB token (ES256) signed with `key`, expiring `ttl` seconds from now (negative: expired).
+    fn payment_token(&self, key: &Path, aud: &str, ttl: i64) -> String {
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(key).unwrap()).unwrap();
+        let claims = serde_json::json!({
+            "aud": aud,
+            "iat": now(),
+            "exp": now() + ttl,
+            "jti": random_hex(),
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &claims,
+            &key,
+        )
+        .unwrap()
+    }
+
+    /// The auditor's view of the audit log.
+    fn audit_log(&self) -> Vec<Value> {
+        let r = mtls(
+            &self.daemon.eservice,
+            &self.pki.ca,
+            Some(&self.pki.auditor),
+            "GET",
+            "/v1/audit/log?limit=1000",
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json().as_array().unwrap().clone()
+    }
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+fn is_signature_id(v: &Value) -> bool {
+    let id = s(v);
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Every main-frame navigation in `report` stayed on `origin`.
+fn stayed_on(report: &Value, origin: &str) -> bool {
+    report["navigations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| s(&n["url"]).starts_with(origin))
+}
+
+#[test]
+fn one_time_signature_in_a_real_browser() {
+    let env = Env::start();
+    let out = artifacts("happy");
+    let doc = env.dir.path().join("contract.txt");
+    std::fs::write(
+        &doc,
+        "Land sale contract no. 77\nSeller: Jaan Tamm\nBuyer: Mari Maasikas\n",
+    )
+    .unwrap();
+    let r = env.drive(
+        &out,
+        &[
+            "--scenario",
+            "happy",
+            "--eservice",
+            s(&env.eservice.ready["url"]),
+            "--user",
+            "mari",
+            "--document",
+            doc.to_str().unwrap(),
+        ],
+    );
+    let ctx = format!("report: {r:#}\n{}", env.diagnostics());
+    let start = &r["start"];
+    let (state, nonce) = (s(&start["state"]), s(&start["nonce"]));
+    assert!(!state.is_empty() && !nonce.is_empty(), "{ctx}");
+
+    // The esigd choice page: who asks, what is signed, the two ways to sign; the session cookie.
+    let choice = &r["choice"];
+    assert_eq!(choice["status"], 200, "{ctx}");
+    assert_eq!(s(&choice["eserviceName"]), SERVICE_NAME, "{ctx}");
+    assert_eq!(
+        s(&choice["displayText"]),
+        "Demo e-Service: sign \"contract.txt\"",
+        "{ctx}"
+    );
+    assert!(!s(&choice["hashFingerprint"]).is_empty(), "{ctx}");
+    assert!(
+        s(&choice["nationalIdText"]).contains("National ID"),
+        "{ctx}"
+    );
+    assert!(s(&choice["scdText"]).contains("signing device"), "{ctx}");
+    assert_eq!(s(&choice["query"]["state"]), state, "{ctx}");
+    assert_eq!(s(&choice["query"]["nonce"]), nonce, "{ctx}");
+    let cookie = &choice["cookies"][0];
+    assert_eq!(cookie["name"], "esigd_session", "{ctx}");
+    assert_eq!(cookie["httpOnly"], true, "{ctx}");
+    assert_eq!(cookie["sameSite"], "Lax", "{ctx}");
+
+    // The authorization request at the Identity BB: code flow with PKCE (S256), esigd's own state and
+    // nonce (not the e-Service's), our registered redirect URI.
+    let q = &r["idp"]["query"];
+    assert_eq!(s(&q["client_id"]), "esigd", "{ctx}");
+    assert_eq!(s(&q["response_type"]), "code", "{ctx}");
+    assert_eq!(s(&q["code_challenge_method"]), "S256", "{ctx}");
+    assert!(s(&q["code_challenge"]).len() >= 43, "{ctx}");
+    assert_eq!(
+        s(&q["redirect_uri"]),
+        format!("{}/v1/oidc/callback", env.public),
+        "{ctx}"
+    );
+    assert!(
+        s(&q["state"]).len() >= 16 && s(&q["state"]) != state,
+        "{ctx}"
+    );
+    assert!(
+        s(&q["nonce"]).len() >= 16 && s(&q["nonce"]) != nonce,
+        "{ctx}"
+    );
+    assert!(s(&q["scope"]).split(' ').any(|x| x == "openid"), "{ctx}");
+
+    // The esigd result page links to the callback (and refreshes to it).
+    let res = &r["esigdResult"];
+    assert!(
+        s(&res["continueHref"]).starts_with(&env.callback_url()),
+        "{ctx}"
+    );
+    assert!(!s(&res["metaRefresh"]).is_empty(), "{ctx}");
+
+    // Back at the e-Service callback with signatureId, state and nonce intact.
+    let cb = &r["callback"];
+    let id = s(&cb["query"]["signatureId"]).to_string();
+    assert!(is_signature_id(&cb["query"]["signatureId"]), "{ctx}");
+    assert_eq!(s(&cb["query"]["state"]), state, "{ctx}");
+    assert_eq!(s(&cb["query"]["nonce"]), nonce, "{ctx}");
+    assert!(cb["query"]["error"].is_null(), "{ctx}");
+    assert!(s(&res["continueHref"]).contains(&id), "{ctx}");
+    // The e-Service's back end fetched the signature over mTLS and checked it against its hash;
+    // esig.js did the same in the browser.
+    assert_eq!(s(&cb["signatureId"]), id, "{ctx}");
+    assert_eq!(cb["serverCheckOk"], "true", "{ctx}");
+    assert_eq!(cb["browserCheckOk"], "true", "{ctx}");
+    assert_eq!(cb["timestampPresent"], "true", "{ctx}");
+    assert!(s(&cb["subject"]).contains("Mari Maasikas"), "{ctx}");
+    let events = env.audit_log();
+    for kind in ["signature.created", "signature.fetched"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event"] == kind && e["signatureId"] == id.as_str()),
+            "{kind} of {id} missing from the audit log: {events:#?}\n{ctx}"
+        );
+    }
+
+    // The signature the user downloaded: openssl verifies it against the document, its time-stamp,
+    // and the one-time certificate names the user and lives 60 s.
+    let p7s = std::fs::read(s(&r["signature"])).unwrap();
+    let doc_digest = Sha256::digest(std::fs::read(&doc).unwrap());
+    let verified =
+        esigd_pki::cms::verify_detached_digest(&p7s, Some(doc_digest.as_slice())).unwrap();
+    let signed_at = verified
+        .signing_time
+        .map(|t| t.duration_since(UNIX_EPOCH).unwrap().as_secs());
+    let work = env.dir.path().join("verify");
+    verify_with_openssl(
+        &env.dir.path().join("data/pki/ca.pem"),
+        &env.dir.path().join("data/pki/tsa.pem"),
+        &p7s,
+        &doc,
+        &work,
+        signed_at,
+    );
+    let pem = der::EncodePem::to_pem(&verified.signer_cert, der::pem::LineEnding::LF).unwrap();
+    check_one_time_certificate(&pem, &work);
+    run_ok(
+        Command::new("openssl")
+            .args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"])
+            .arg(s(&r["signature"]))
+            .arg("-out")
+            .arg(out.join("signature.txt")),
+    );
+
+    // The OIDC callback replayed (same code, same state): refused, no second trip to the e-Service.
+    let replay = &r["replay"];
+    assert!(!replay.is_null(), "the OIDC callback was not seen\n{ctx}");
+    assert_eq!(replay["status"], 400, "{ctx}");
+    assert!(!s(&replay["error"]).is_empty(), "{ctx}");
+    assert!(stayed_on(replay, &env.public), "{ctx}");
+
+    assert_eq!(r["dialogs"], serde_json::json!([]), "{ctx}");
+    assert_eq!(r["pageErrors"], serde_json::json!([]), "{ctx}");
+    let shots: Vec<&str> = r["screenshots"].as_array().unwrap().iter().map(s).collect();
+    for name in [
+        "01-eservice-start.png",
+        "02-esigd-choice.png",
+        "03-idp-login.png",
+        "04-esigd-result.png",
+        "05-eservice-result.png",
+    ] {
+        assert!(
+            shots.iter().any(|p| p.ends_with(name)) && out.join(name).is_file(),
+            "{name} missing: {shots:?}"
+        );
+    }
+
+    // Nothing secret or personal reached esigd's log: not the authorization code, not the user's name.
+    let code = url::Url::parse(s(&r["oidcCallback"]))
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let log = env.daemon.log_text();
+    assert!(
+        code.is_empty() || !log.contains(&code),
+        "the authorization code was logged"
+    );
+    assert!(!log.contains("Mari Maasikas"), "personal data was logged");
+    if !r["consoleErrors"].as_array().unwrap().is_empty() {
+        println!("browser console errors: {:#}", r["consoleErrors"]);
+    }
+    println!(
+        "browser-flow artifacts (screenshots, signature.p7s): {}",
+        out.display()
+    );
+}
+
+#[test]
+fn refused_cancelled_and_unpaid_requests_in_a_real_browser() {
+    let env = Env::start();
+    let out = artifacts("negative");
+    let unregistered = format!("http://127.0.0.1:{}/callback", free_port());
+    let short_hash = B64.encode([7u8; 20]);
+    let long_text = "x".repeat(257);
+    let script = "<script>alert(1)</script>";
+    let expired = env.payment_token(&env.payment_key, PAYMENT_AUD, -600);
+    let stranger = env.payment_token(&env.stranger_key, PAYMENT_AUD, 300);
+    let wrong_aud = env.payment_token(&env.payment_key, "someone-else", 300);
+    let pages: Vec<(&str, String)> = vec![
+        (
+            "unregistered-callback",
+            env.interactive_url(SERVICE, &[("callbackUrl", &unregistered)]),
+        ),
+        (
+            "foreign-callback",
+            env.interactive_url(SERVICE, &[("callbackUrl", "http://attacker.test/callback")]),
+        ),
+        (
+            "unknown-service",
+            env.interactive_url("no-such-service", &[]),
+        ),
+        (
+            "bad-hash",
+            env.interactive_url(SERVICE, &[("hash", &short_hash)]),
+        ),
+        (
+            "display-too-long",
+            env.interactive_url(SERVICE, &[("dataToBeDisplayed", &long_text)]),
+        ),
+        (
+            "script-display-text",
+            env.interactive_url(SERVICE, &[("dataToBeDisplayed", script)]),
+        ),
+        ("payment-missing", env.interactive_url(PAID, &[])),
+        (
+            "payment-expired",
+            env.interactive_url(PAID, &[("paymentToken", &expired)]),
+        ),
+        (
+            "payment-unknown-key",
+            env.interactive_url(PAID, &[("paymentToken", &stranger)]),
+        ),
+        (
+            "payment-wrong-audience",
+            env.interactive_url(PAID, &[("paymentToken", &wrong_aud)]),
+        ),
+    ];
+    let mut args = vec!["--scenario", "page", "--scd"];
+    for (name, url) in &pages {
+        args.extend(["--url", url.as_str(), "--name", name]);
+    }
+    let r = env.drive(&out.join("pages"), &args);
+    let diag = env.diagnostics();
+    let report = |name: &str| -> &Value {
+        r["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+    };
+
+    // Invalid requests: an error page with a message, never a redirect (no open redirect).
+    for name in [
+        "unregistered-callback",
+        "foreign-callback",
+        "unknown-service",
+        "bad-hash",
+        "display-too-long",
+    ] {
+        let p = report(name);
+        let ctx = format!("{name}: {p:#}\n{diag}");
+        assert_eq!(p["status"], 400, "{ctx}");
+        assert!(!s(&p["error"]).is_empty(), "{ctx}");
+        assert!(p["redirectedFrom"].is_null(), "{ctx}");
+        assert_eq!(p["navigations"].as_array().unwrap().len(), 1, "{ctx}");
+        assert!(stayed_on(p, &env.public), "{ctx}");
+        assert_eq!(s(&p["url"]), s(&p["requested"]), "{ctx}");
+        assert!(p["choiceNationalId"].is_null(), "{ctx}");
+    }
+    for name in ["unregistered-callback", "foreign-callback"] {
+        let p = report(name);
+        assert!(
+            s(&p["error"]).to_lowercase().contains("callback"),
+            "{name}: the error should say what is wrong: {p:#}"
+        );
+    }
+
+    // Display text with markup is shown as text; nothing runs. Security headers are set. The SCD path
+    // says it is not available yet.
+    let p = report("script-display-text");
+    let ctx = format!("script-display-text: {p:#}\n{diag}");
+    assert_eq!(p["status"], 200, "{ctx}");
+    assert_eq!(s(&p["displayText"]), script, "{ctx}");
+    assert_eq!(p["displayTextScripts"], 0, "{ctx}");
+    assert_eq!(p["dialogs"], serde_json::json!([]), "{ctx}");
+    assert_eq!(s(&p["eserviceName"]), SERVICE_NAME, "{ctx}");
+    assert_eq!(
+        s(&p["headers"]["x-frame-options"]).to_ascii_uppercase(),
+        "DENY",
+        "{ctx}"
+    );
+    assert!(
+        !s(&p["headers"]["content-security-policy"]).is_empty(),
+        "{ctx}"
+    );
+    assert!(
+        s(&p["scd"]["unavailable"]).contains("not available"),
+        "{ctx}"
+    );
+
+    // Payment required: no token, an expired one, one signed by another key, one for someone else.
+    for name in [
+        "payment-missing",
+        "payment-expired",
+        "payment-unknown-key",
+        "payment-wrong-audience",
+    ] {
+        let p = report(name);
+        let ctx = format!("{name}: {p:#}\n{diag}");
+        assert_eq!(p["status"], 402, "{ctx}");
+        assert!(!s(&p["paymentRequired"]).is_empty(), "{ctx}");
+        assert!(p["choiceNationalId"].is_null(), "{ctx}");
+        assert!(stayed_on(p, &env.public), "{ctx}");
+    }
+
+    // The user cancels at the Identity BB: back at the e-Service with error=access_denied, its state
+    // and nonce, and no signature.
+    let c = env.drive(
+        &out.join("cancel"),
+        &[
+            "--scenario",
+            "cancel",
+            "--eservice",
+            s(&env.eservice.ready["url"]),
+        ],
+    );
+    let ctx = format!("cancel: {c:#}\n{diag}");
+    let q = &c["callback"]["query"];
+    assert!(
+        s(&c["callback"]["url"]).starts_with(&env.callback_url()),
+        "{ctx}"
+    );
+    assert_eq!(s(&q["error"]), "access_denied", "{ctx}");
+    assert!(q["signatureId"].is_null(), "{ctx}");
+    assert_eq!(q["state"], c["start"]["state"], "{ctx}");
+    assert_eq!(q["nonce"], c["start"]["nonce"], "{ctx}");
+    assert_eq!(s(&c["callback"]["errorCode"]), "access_denied", "{ctx}");
+
+    // A tampered state on the OIDC callback (the genuine callback never reached esigd): refused.
+    let t = env.drive(
+        &out.join("tampered-state"),
+        &[
+            "--scenario",
+            "tampered-state",
+            "--eservice",
+            s(&env.eservice.ready["url"]),
+            "--user",
+            "mari",
+        ],
+    );
+    let tampered = &t["tampered"];
+    let ctx = format!("tampered state: {t:#}\n{}", env.diagnostics());
+    assert_eq!(tampered["status"], 400, "{ctx}");
+    assert!(!s(&tampered["error"]).is_empty(), "{ctx}");
+    assert!(stayed_on(tampered, &env.public), "{ctx}");
+    assert!(
+        s(&tampered["url"]).starts_with(&format!("{}/v1/oidc/callback", env.public)),
+        "{ctx}"
+    );
+
+    // With a valid payment token the paid e-Service gets a signature; the same token again: 402.
+    let token = env.payment_token(&env.payment_key, PAYMENT_AUD, 300);
+    let (state, nonce) = (random_hex(), random_hex());
+    let url = env.interactive_url(
+        PAID,
+        &[
+            ("paymentToken", &token),
+            ("state", &state),
+            ("nonce", &nonce),
+        ],
+    );
+    let p = env.drive(
+        &out.join("paid"),
+        &[
+            "--scenario",
+            "paid",
+            "--url",
+            &url,
+            "--user",
+            "mari",
+            "--callback-prefix",
+            &env.callback_url(),
+        ],
+    );
+    let ctx = format!("paid: {p:#}\n{}", env.diagnostics());
+    assert_eq!(p["first"]["status"], 200, "{ctx}");
+    assert_eq!(s(&p["first"]["eserviceName"]), PAID_NAME, "{ctx}");
+    let q = &p["callback"]["query"];
+    assert!(is_signature_id(&q["signatureId"]), "{ctx}");
+    assert_eq!(s(&q["state"]), state, "{ctx}");
+    assert_eq!(s(&q["nonce"]), nonce, "{ctx}");
+    assert_eq!(p["reused"]["status"], 402, "{ctx}");
+    assert!(!s(&p["reused"]["paymentRequired"]).is_empty(), "{ctx}");
+
+    // Only the paid request produced a signature: not the cancelled, tampered or refused ones.
+    let created: Vec<Value> = env
+        .audit_log()
+        .into_iter()
+        .filter(|e| e["event"] == "signature.created")
+        .collect();
+    assert_eq!(created.len(), 1, "{created:#?}\n{ctx}");
+    assert_eq!(created[0]["signatureId"], q["signatureId"], "{ctx}");
+    assert!(
+        !env.daemon.log_text().contains(&token),
+        "the payment token was logged"
+    );
+    println!("browser-flow artifacts (screenshots): {}", out.display());
+}
