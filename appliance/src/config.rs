@@ -1188,6 +1188,59 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/esigd.example.toml"
+        ));
+        let c = Config::load(path).unwrap();
+        assert_eq!(c.eservices.len(), 1);
+        assert_eq!(c.auditors.len(), 1);
+        assert!(c.identity.is_some() && c.payment.is_some());
+        assert!(!c.tsa.allow_unsynchronized_clock);
+    }
+
+    #[test]
+    fn client_sections_are_checked() {
+        let base = "[hsm]\npin = { env = \"X\" }\n";
+        let e = parse(&format!(
+            "{base}[[eservice]]\nid = \"a\"\nname = \"A\"\nallowed_ips = []\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("eservice[0].client_cert_sha256"), "{e}");
+        let fp = "ab".repeat(32);
+        let e = parse(&format!(
+            "{base}[[eservice]]\nid = \"a\"\nname = \"A\"\nclient_cert_sha256 = \"{fp}\"\nallowed_ips = []\ncallback_prefixes = [\"javascript:x\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("callback_prefixes[0]"), "{e}");
+        let e = parse(&format!(
+            "{base}[[eservice]]\nid = \"a\"\nname = \"A\"\nclient_cert_sha256 = \"{fp}\"\nallowed_ips = []\n[[eservice]]\nid = \"a\"\nname = \"B\"\nclient_cert_sha256 = \"{fp}\"\nallowed_ips = []\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("eservice[1].id") && e.contains("twice"), "{e}");
+        let e = parse(&format!(
+            "{base}[identity]\nissuer = \"https://id\"\nclient_id = \"x\"\nclient_auth = \"private_key_jwt\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("identity.client_key"), "{e}");
+        let e = parse(&format!(
+            "{base}[identity]\nissuer = \"https://id\"\nclient_id = \"x\"\nclient_secret = {{ env = \"S\" }}\nallowed_algs = [\"HS256\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("identity.allowed_algs"), "{e}");
+        let e = parse(&format!("{base}[ui]\nprimary_color = \"red\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ui.primary_color"), "{e}");
+    }
+
+    #[test]
     fn dev_defaults_are_valid() {
         let c = Config::dev_defaults(Path::new("./data"));
         c.validate().unwrap();

@@ -307,6 +307,72 @@ fn one_time_signatures_verify_with_openssl_and_pyhanko_and_can_be_fetched_once_s
         ids.push(id);
     }
 
+    // The caller's correlation ID is honoured: echoed, in the log lines and in the audit event.
+    let r = api(
+        &d,
+        &env,
+        Some(&env.pki.a),
+        "POST",
+        "/v1/sign/onetime",
+        &[
+            "-H",
+            &format!("X-GovStack-AuthenticationToken: {token}"),
+            "-H",
+            "X-Request-ID: corr-4711.test",
+            "--data-binary",
+            &sign_body("SHA2-256", &Sha256::digest(&data)),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.message());
+    assert!(
+        r.headers
+            .to_ascii_lowercase()
+            .contains("x-request-id: corr-4711.test"),
+        "{}",
+        r.headers
+    );
+    signature_values.push(r.json()["signature"].as_str().unwrap().to_string());
+
+    // /metrics (public listener) passes promtool and counts what happened.
+    let (status, body) = d.get("/metrics", &[]);
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(body).unwrap();
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/install-deps.sh)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "esigd_signatures_created_total{format=\"cades\"} 4",
+        "esigd_ca_certificates_issued_total{profile=\"one-time\"} 4",
+        "esigd_operation_duration_seconds_count{op=\"hsm_keygen\"}",
+        "esigd_operation_duration_seconds_count{op=\"ca_issue\"} 4",
+        "esigd_http_requests_total{listener=\"eservice\",route=\"/v1/sign/onetime\",status=\"200\"} 4",
+        "esigd_onetime_keys_ready",
+        "esigd_hsm_sessions",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from /metrics:\n{metrics}"
+        );
+    }
+
     // Another e-Service asking for A's signature gets exactly what an unknown ID gets.
     let theirs = api(
         &d,
@@ -366,6 +432,12 @@ fn one_time_signatures_verify_with_openssl_and_pyhanko_and_can_be_fetched_once_s
     assert_eq!(created["signatureType"], "ONETIME");
     assert_eq!(created["status"]["code"], "OK");
     assert!(created["keyDestroyed"]["keySha256"].as_str().unwrap().len() == 64);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "signature.created" && e["requestId"] == "corr-4711.test"),
+        "the correlation ID is not in the audit event"
+    );
     let page = api(
         &d,
         &env,
@@ -412,6 +484,11 @@ fn one_time_signatures_verify_with_openssl_and_pyhanko_and_can_be_fetched_once_s
     d.stop();
     let log = std::fs::read_to_string(env.dir.path().join("esigd.log")).unwrap();
     assert!(log.contains("one-time signature created"), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("corr-4711.test") && l.contains("one-time signature created")),
+        "the workflow's log line does not carry the request ID:\n{log}"
+    );
     assert!(!log.contains(&token), "the ID token was logged");
     let payload = token.split('.').nth(1).unwrap();
     assert!(!log.contains(payload), "the ID token payload was logged");

@@ -13,7 +13,7 @@
 //                   as happy, but presses "Cancel" at the IdP; ends on the e-Service callback.
 //   tampered-state  --eservice URL --user U [--password P]
 //                   as happy up to the IdP login; the IdP's redirect to esigd's OIDC callback is held back
-//                   (never reaches esigd) and a copy with a changed `state` is opened instead.
+//                   (the genuine code never reaches esigd) and a copy with a changed `state` is opened.
 //   page            --url URL [--url URL ...] [--name NAME ...] [--scd]
 //                   opens each URL in its own fresh context and reports what it shows (status, redirects,
 //                   #error, #payment-required, #display-text, dialogs); --scd also follows #choice-scd.
@@ -371,23 +371,48 @@ async function tamperedState(browser, opts, shots) {
   const page = await context.newPage();
   const seen = watch(page);
   const { start, choice } = await eserviceToChoice(page, opts, shots);
-  const esigdOrigin = origin(choice.url);
+  // Redirects are not routed, so the login form's POST is: its redirects inside the IdP are followed here
+  // (same cookie jar), and the one to esigd is captured instead of followed.
   let captured;
   const held = new Promise((resolve) => { captured = resolve; });
-  const isCallback = (u) => u.origin === esigdOrigin && u.pathname.endsWith('/v1/oidc/callback');
-  await page.route(isCallback, async (route) => {
-    captured(route.request().url());
-    await route.abort('aborted'); // the genuine callback never reaches esigd
+  let idpOrigin = null;
+  const isLoginPost = (u) => idpOrigin !== null && u.origin === idpOrigin && u.pathname.startsWith('/interaction/');
+  await page.route(isLoginPost, async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    let url = route.request().url();
+    let response = await route.fetch({ maxRedirects: 0 });
+    for (let hop = 0; hop < 10; hop += 1) {
+      const location = response.headers().location;
+      if (!location) break;
+      const next = new URL(location, url);
+      if (next.origin !== idpOrigin) {
+        captured(next.href);
+        break;
+      }
+      url = next.href;
+      response = await context.request.get(url, { maxRedirects: 0 });
+    }
+    captured(null);
+    return route.fulfill({
+      status: 200,
+      contentType: 'text/html',
+      body: '<!doctype html><title>held</title><p id="held">The test held back the redirect to esigd.</p>',
+    });
   });
   await page.click('#choice-national-id');
+  await page.locator('input[name="login"]').waitFor({ timeout: opts.timeout });
+  idpOrigin = origin(page.url());
   const idp = await idpLogin(page, opts, shots);
   const genuine = await Promise.race([
     held,
     new Promise((_, reject) => setTimeout(() => reject(new StepError(
-      `the Identity BB did not redirect to esigd's /v1/oidc/callback within ${opts.timeout} ms (at ${page.url()})`,
+      `the Identity BB did not redirect to esigd within ${opts.timeout} ms (at ${page.url()})`,
     )), opts.timeout)),
   ]);
-  await page.unroute(isCallback);
+  if (!genuine || !new URL(genuine).pathname.endsWith('/v1/oidc/callback')) {
+    throw new StepError(`the Identity BB did not redirect to esigd's /v1/oidc/callback but to ${genuine}`);
+  }
+  await page.unroute(isLoginPost);
   const u = new URL(genuine);
   const state = u.searchParams.get('state') ?? '';
   // Same length, last character changed: a state esigd never issued.
