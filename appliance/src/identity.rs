@@ -167,6 +167,17 @@ impl IdentityProvider {
         Ok(self.discovered(false).await?.metadata.clone())
     }
 
+    /// The provider's signing keys (JWKS) as JSON, for verifying other JWTs it signs (userinfo).
+    pub async fn jwks_json(&self) -> Result<Value, IdentityError> {
+        let d = self.discovered(false).await?;
+        serde_json::to_value(&d.jwks).map_err(|e| IdentityError::Malformed(e.to_string()))
+    }
+
+    /// The configured algorithm names (`identity.allowed_algs`).
+    pub fn allowed_algs(&self) -> &[String] {
+        &self.cfg.allowed_algs
+    }
+
     async fn discovered(&self, force: bool) -> Result<Arc<Discovered>, IdentityError> {
         if !force && let Some(d) = self.cached() {
             return Ok(d);

@@ -9,18 +9,17 @@
 use std::time::Duration;
 
 use jsonwebtoken::{EncodingKey, Header};
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreGenderClaim};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
 use openidconnect::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SubjectIdentifier, TokenResponse,
-    UserInfoClaims,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
 use crate::config::Config;
-use crate::identity::{IdentityError, IdentityProvider, RawClaims, chain};
+use crate::identity::{IdentityError, IdentityProvider, chain};
 
 /// What must be remembered between the redirect to the provider and its callback. Single use.
 #[derive(Debug, Clone)]
@@ -211,23 +210,104 @@ pub async fn complete(
         )
         .await?;
     let mut claims = verified.claims;
-    let info = c
-        .user_info(
-            tokens.access_token().clone(),
-            Some(SubjectIdentifier::new(verified.subject.clone())),
-        )
-        .map_err(|e| unavailable("userinfo endpoint", &e))?;
-    let info: Result<UserInfoClaims<RawClaims, CoreGenderClaim>, IdentityError> =
-        match tokio::time::timeout(Duration::from_secs(10), info.request_async(provider.http()))
-            .await
-        {
-            Err(_) => Err(IdentityError::Unavailable("userinfo timed out".into())),
-            Ok(r) => r.map_err(|e| IdentityError::Rejected(format!("userinfo: {}", chain(&e)))),
-        };
-    match info.map(|i| serde_json::to_value(&i)) {
-        Ok(Ok(Value::Object(extra))) => claims.extend(extra),
-        Ok(_) => tracing::warn!("userinfo claims are not an object; using the ID token's claims"),
+    match userinfo(provider, tokens.access_token().secret(), &verified.subject).await {
+        Ok(extra) => claims.extend(extra),
         Err(e) => tracing::warn!(error = %e, "userinfo not read; using the ID token's claims"),
     }
     Ok(claims)
+}
+
+/// Reads the userinfo endpoint: plain JSON, or a JWT signed with the provider's keys (checked
+/// here with `jsonwebtoken`, because `openidconnect` 4.0 accepts only RS256 for signed userinfo).
+/// `sub` must be the ID token's subject (OIDC Core 5.3.2).
+async fn userinfo(
+    provider: &IdentityProvider,
+    access_token: &str,
+    subject: &str,
+) -> Result<Map<String, Value>, IdentityError> {
+    let md = provider.metadata().await?;
+    let Some(endpoint) = md.userinfo_endpoint() else {
+        return Ok(Map::new());
+    };
+    let resp = tokio::time::timeout(
+        Duration::from_secs(10),
+        provider
+            .http()
+            .get(endpoint.url().as_str())
+            .bearer_auth(access_token)
+            .header("accept", "application/json, application/jwt")
+            .send(),
+    )
+    .await
+    .map_err(|_| IdentityError::Unavailable("userinfo timed out".into()))?
+    .map_err(|e| unavailable("userinfo", &e))?;
+    if !resp.status().is_success() {
+        return Err(IdentityError::Rejected(format!(
+            "userinfo answered HTTP {}",
+            resp.status()
+        )));
+    }
+    let is_jwt = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/jwt"));
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| unavailable("userinfo body", &e))?;
+    let claims: Map<String, Value> = if is_jwt {
+        verify_userinfo_jwt(provider, &body).await?
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| IdentityError::Malformed(format!("userinfo JSON: {e}")))?
+    };
+    if claims.get("sub").and_then(Value::as_str) != Some(subject) {
+        return Err(IdentityError::Rejected(
+            "userinfo is about another subject than the ID token".into(),
+        ));
+    }
+    Ok(claims)
+}
+
+async fn verify_userinfo_jwt(
+    provider: &IdentityProvider,
+    body: &[u8],
+) -> Result<Map<String, Value>, IdentityError> {
+    let token = std::str::from_utf8(body)
+        .map_err(|_| IdentityError::Malformed("userinfo JWT is not text".into()))?
+        .trim();
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| IdentityError::Malformed(format!("userinfo JWT: {e}")))?;
+    let alg_name = serde_json::to_value(header.alg)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    if !provider.allowed_algs().iter().any(|a| *a == alg_name) {
+        return Err(IdentityError::Rejected(format!(
+            "userinfo JWT algorithm {alg_name} is not in identity.allowed_algs"
+        )));
+    }
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(provider.jwks_json().await?)
+        .map_err(|e| IdentityError::Malformed(format!("provider JWKS: {e}")))?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[provider.config().client_id.as_str()]);
+    validation.set_issuer(&[provider.config().issuer.as_str()]);
+    validation.set_required_spec_claims(&["sub"]);
+    validation.leeway = provider.config().clock_skew.as_secs();
+    let mut last = IdentityError::Rejected("userinfo JWT: no key of the provider matches".into());
+    for jwk in set
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+    {
+        let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation) {
+            Ok(d) => return Ok(d.claims),
+            Err(e) => last = IdentityError::Rejected(format!("userinfo JWT: {e}")),
+        }
+    }
+    Err(last)
 }

@@ -350,7 +350,7 @@ async fn interactive(
         st.cfg.limits.request_max_age,
     ) {
         Ok(i) => i,
-        Err(e) => return bad(&e.message().to_owned()),
+        Err(e) => return bad(e.message()),
     };
     let (state, nonce) = match (
         echo_param("state", q.get("state")),
