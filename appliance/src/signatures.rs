@@ -396,6 +396,122 @@ impl SignatureStore {
 mod tests {
     use super::*;
 
+    fn record(id: u8, created: SystemTime) -> SignatureRecord {
+        SignatureRecord {
+            id: [id; 32],
+            owner: "demo".into(),
+            signature_type: SignatureType::OneTime,
+            format: "CAdES".into(),
+            hash_type: "SHA2-256".into(),
+            digest: vec![1; 32],
+            signature: vec![2; 10],
+            certificate: vec![3; 10],
+            timestamp: vec![4; 10],
+            certificate_serial: "0a".into(),
+            created,
+            fetched: None,
+        }
+    }
+
+    #[test]
+    fn retention_removes_due_records_and_a_fetch_moves_the_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db"), Default::default()).unwrap();
+        let sigs = SignatureStore::new(store.clone());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let unfetched = Duration::from_secs(100);
+        let after_fetch = Duration::from_secs(1000);
+        for id in [1u8, 2, 3] {
+            store
+                .commit_blocking(sigs.create_batch(&record(id, t0), unfetched).unwrap())
+                .unwrap();
+        }
+        // Record 2 is fetched at t0 + 50: it now lives until t0 + 1050.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r2 = sigs.get(&[2; 32]).unwrap().unwrap();
+        let fetched = rt
+            .block_on(sigs.mark_fetched(
+                &r2,
+                unfetched,
+                after_fetch,
+                t0 + Duration::from_secs(50),
+                &AuditEvent::new("signature.fetched", t0),
+            ))
+            .unwrap();
+        assert_eq!(fetched.fetched, Some(t0 + Duration::from_secs(50)));
+        assert_eq!(
+            sigs.get(&[2; 32]).unwrap().unwrap().fetched,
+            fetched.fetched
+        );
+        // Nothing is due before t0 + 100.
+        assert_eq!(
+            sigs.sweep_blocking(t0 + Duration::from_secs(99), 10)
+                .unwrap(),
+            0
+        );
+        // At t0 + 101 the two unfetched records go, the fetched one stays.
+        assert_eq!(
+            sigs.sweep_blocking(t0 + Duration::from_secs(101), 10)
+                .unwrap(),
+            2
+        );
+        assert!(sigs.get(&[1; 32]).unwrap().is_none());
+        assert!(sigs.get(&[3; 32]).unwrap().is_none());
+        assert!(sigs.get(&[2; 32]).unwrap().is_some());
+        // The sweep is bounded by its limit.
+        assert_eq!(
+            sigs.sweep_blocking(t0 + Duration::from_secs(2000), 10)
+                .unwrap(),
+            1
+        );
+        assert!(sigs.get(&[2; 32]).unwrap().is_none());
+        assert_eq!(
+            sigs.sweep_blocking(t0 + Duration::from_secs(3000), 10)
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn audit_pages_follow_the_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("db"), Default::default()).unwrap();
+        let sigs = SignatureStore::new(store.clone());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 0..5u64 {
+            let at = t0 + Duration::from_secs(i);
+            let mut e = AuditEvent::new("signature.created", at);
+            e.tsa_serial = Some(i);
+            store
+                .commit_blocking(sigs.audit_batch(&e, at).unwrap())
+                .unwrap();
+        }
+        let end = t0 + Duration::from_secs(10);
+        let (p1, c1) = sigs.audit_range(t0, end, None, 2).unwrap();
+        let (p2, c2) = sigs.audit_range(t0, end, c1, 2).unwrap();
+        let (p3, _) = sigs.audit_range(t0, end, c2, 2).unwrap();
+        let serials: Vec<_> = p1
+            .iter()
+            .chain(&p2)
+            .chain(&p3)
+            .map(|e| e.tsa_serial)
+            .collect();
+        assert_eq!(serials, (0..5).map(Some).collect::<Vec<_>>());
+        // The time window is honoured.
+        let (w, _) = sigs
+            .audit_range(
+                t0 + Duration::from_secs(1),
+                t0 + Duration::from_secs(3),
+                None,
+                10,
+            )
+            .unwrap();
+        assert_eq!(w.len(), 2);
+    }
+
     #[test]
     fn records_round_trip() {
         let r = SignatureRecord {
