@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::api::{Reply, check_one_time_certificate, mtls, sha256_of_cert, verify_with_openssl};
 use common::idp::Idp;
-use common::pki::Ca;
+use common::pki::{Ca, openssl_out};
 use common::{Daemon, config, esigd, text, venv};
 use esigd_hsm::testing::TestToken;
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -28,6 +28,32 @@ struct Clients {
     unregistered: (PathBuf, PathBuf),
     expired: (PathBuf, PathBuf),
     foreign: (PathBuf, PathBuf),
+}
+
+/// SHA-256 of the certificate's SubjectPublicKeyInfo (the `client_spki_sha256` form).
+fn sha256_of_spki(pem: &Path) -> String {
+    let out = openssl_out(
+        pem.parent().unwrap(),
+        &format!(
+            "openssl x509 -in {} -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r",
+            pem.display()
+        ),
+    );
+    out.split_whitespace().next().unwrap().to_string()
+}
+
+/// The certificate's subject or issuer as `openssl x509 -nameopt RFC2253` prints it.
+fn dn(pem: &Path, which: &str) -> String {
+    openssl_out(
+        pem.parent().unwrap(),
+        &format!(
+            "openssl x509 -in {} -noout -{which} -nameopt RFC2253",
+            pem.display()
+        ),
+    )
+    .trim()
+    .trim_start_matches(&format!("{which}="))
+    .to_string()
 }
 
 fn clients(root: &Path) -> Clients {
@@ -116,13 +142,14 @@ id_token_audiences = ["{A_AUD}", "short-lived"]
 [[eservice]]
 id = "svc-b"
 name = "Tax Board"
-client_cert_sha256 = {b_fp:?}
+client_spki_sha256 = {b_spki:?}
 allowed_ips = ["127.0.0.1/32", "127.0.0.2/32"]
 id_token_audiences = ["{A_AUD}"]
 
 [[auditor]]
 name = "Audit Office"
-client_cert_sha256 = {aud_fp:?}
+client_subject = {aud_subject:?}
+client_issuer = {aud_issuer:?}
 allowed_ips = ["127.0.0.1/32"]
 {extra}
 "#,
@@ -131,8 +158,9 @@ allowed_ips = ["127.0.0.1/32"]
         ca = pki.ca,
         issuer = idp.issuer,
         a_fp = sha256_of_cert(&pki.a.0),
-        b_fp = sha256_of_cert(&pki.b.0),
-        aud_fp = sha256_of_cert(&pki.auditor.0),
+        b_spki = sha256_of_spki(&pki.b.0),
+        aud_subject = dn(&pki.auditor.0, "subject"),
+        aud_issuer = dn(&pki.auditor.0, "issuer"),
     );
     let cfg = config(dir.path(), &token, &toml);
     let o = esigd()
