@@ -256,33 +256,9 @@ impl AppState {
     /// after its audit record is durable; if that fails, the client gets a systemFailure
     /// rejection instead (its serial stays unused). Blocking.
     pub fn stamp_http(&self, request: &[u8], now: SystemTime) -> Vec<u8> {
-        let outcome = match self.tsa.stamp(request, now) {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "time-stamp response could not be encoded");
-                return esigd_pki::tsp::TimeStampResp::rejection_der(
-                    esigd_pki::tsp::FailureInfo::SYSTEM_FAILURE,
-                    None,
-                )
-                .unwrap_or_default();
-            }
-        };
-        if let Some(rejection) = &outcome.rejection {
-            tracing::info!(reason = %rejection, kind = rejection.kind(), "time-stamp request rejected");
-        }
-        let stored = outcome
-            .record
-            .as_ref()
-            .map(|r| (r.serial, self.imprints.append_blocking(r)));
-        if let Some((serial, Err(e))) = stored {
-            tracing::error!(error = %e, serial, "time-stamp audit record not stored; token withheld");
-            return esigd_pki::tsp::TimeStampResp::rejection_der(
-                esigd_pki::tsp::FailureInfo::SYSTEM_FAILURE,
-                Some("audit store unavailable"),
-            )
-            .unwrap_or_default();
-        }
-        outcome.response_der
+        // Same replies as `self.imprints.deliver(self.tsa.stamp(..)).await`, which a request task
+        // can use to wait for the audit commit without parking a blocking thread.
+        self.imprints.deliver_blocking(self.tsa.stamp(request, now))
     }
 
     /// Readiness checks for `/readyz` and `esigd check`: HSM session, store writable, clock.

@@ -476,6 +476,14 @@ pub struct UiSection {
     /// Signing sessions kept at once (more are refused with 503 until some end).
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Live signing sessions from one source address (behind a reverse proxy this is the
+    /// proxy's address: raise it there).
+    #[serde(default = "default_max_sessions_per_ip")]
+    pub max_sessions_per_ip: usize,
+}
+
+fn default_max_sessions_per_ip() -> usize {
+    50
 }
 
 fn default_ui_name() -> String {
@@ -503,6 +511,7 @@ impl Default for UiSection {
             background_color: default_ui_background(),
             session_ttl: default_session_ttl(),
             max_sessions: default_max_sessions(),
+            max_sessions_per_ip: default_max_sessions_per_ip(),
         }
     }
 }
@@ -897,6 +906,9 @@ impl Config {
         }
         if self.ui.max_sessions == 0 {
             return Err(self.invalid("ui.max_sessions", "must be at least 1"));
+        }
+        if self.ui.max_sessions_per_ip == 0 {
+            return Err(self.invalid("ui.max_sessions_per_ip", "must be at least 1"));
         }
         if self.store.sweep_interval < Duration::from_secs(1) {
             return Err(self.invalid("store.sweep_interval", "must be at least 1s"));

@@ -283,7 +283,7 @@ async fn verify_userinfo_jwt(
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
-    if !provider.allowed_algs().iter().any(|a| *a == alg_name) {
+    if !provider.allowed_algs().contains(&alg_name) {
         return Err(IdentityError::Rejected(format!(
             "userinfo JWT algorithm {alg_name} is not in identity.allowed_algs"
         )));

@@ -170,8 +170,9 @@ impl PaymentVerifier {
         }
     }
 
-    /// Verifies `token` and records it as used (durable before this returns `Ok`).
-    pub async fn verify_and_consume(&self, token: &str) -> Result<(), PaymentError> {
+    /// Verifies `token` (signature, `aud`, `iss`, `exp`, `jti`) and that it was not used yet;
+    /// does not use it up: see [`PaymentVerifier::consume`].
+    pub async fn verify(&self, token: &str) -> Result<Payment, PaymentError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| PaymentError::Invalid(format!("not a JWT: {e}")))?;
         if !self.algorithms.contains(&header.alg) {
@@ -203,26 +204,59 @@ impl PaymentVerifier {
         if claims.jti.is_empty() {
             return Err(PaymentError::Invalid("jti is empty".into()));
         }
-        // Single use: check and record under one lock (the record is durable before we answer).
-        let key = [USED, Sha256::digest(claims.jti.as_bytes()).as_slice()].concat();
-        let _g = self.lock.lock().await;
+        let payment = Payment {
+            key: [USED, Sha256::digest(claims.jti.as_bytes()).as_slice()].concat(),
+            exp: claims.exp,
+        };
+        if self.is_used(&payment).await? {
+            return Err(PaymentError::Reused);
+        }
+        Ok(payment)
+    }
+
+    async fn is_used(&self, p: &Payment) -> Result<bool, PaymentError> {
         let store = self.store.clone();
-        let k2 = key.clone();
-        let seen = tokio::task::spawn_blocking(move || store.get(Cf::Meta, &k2))
-            .await
-            .map_err(|e| PaymentError::Unavailable(e.to_string()))?
-            .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
-        if seen.is_some() {
+        let key = p.key.clone();
+        Ok(
+            tokio::task::spawn_blocking(move || store.get(Cf::Meta, &key))
+                .await
+                .map_err(|e| PaymentError::Unavailable(e.to_string()))?
+                .map_err(|e| PaymentError::Unavailable(e.to_string()))?
+                .is_some(),
+        )
+    }
+
+    /// Uses the payment up (durable when this returns `Ok`); `Reused` if another request used it
+    /// meanwhile. Called right before the signature is made.
+    pub async fn consume(&self, p: &Payment) -> Result<(), PaymentError> {
+        // Check and record under one lock, so two requests cannot both use one token.
+        let _g = self.lock.lock().await;
+        if self.is_used(p).await? {
             return Err(PaymentError::Reused);
         }
         let mut b = Batch::new();
-        b.put(Cf::Meta, key, claims.exp.to_be_bytes().to_vec());
+        b.put(Cf::Meta, p.key.clone(), p.exp.to_be_bytes().to_vec());
         self.store
             .commit(b)
             .await
-            .map_err(|e| PaymentError::Unavailable(e.to_string()))?;
-        Ok(())
+            .map_err(|e| PaymentError::Unavailable(e.to_string()))
     }
+
+    /// Gives a consumed payment back when no signature could be made with it.
+    pub async fn release(&self, p: &Payment) {
+        let mut b = Batch::new();
+        b.delete(Cf::Meta, p.key.clone());
+        if let Err(e) = self.store.commit(b).await {
+            tracing::warn!(error = %e, "a payment could not be given back after a failed signature");
+        }
+    }
+}
+
+/// A verified, not yet used payment token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    key: Vec<u8>,
+    exp: u64,
 }
 
 /// Seconds since the epoch (for tests building tokens).
@@ -232,14 +266,21 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The check on API calls: nothing to do unless the e-Service has `payment_required`; then the
+/// The check on API calls: `Ok(None)` unless the e-Service has `payment_required`; then the
 /// `X-GovStack-PaymentToken` header must carry a valid, unused token (402 otherwise).
 pub async fn check_api(
     st: &Arc<AppState>,
     eservice: &Eservice,
     token: Option<&str>,
-) -> Result<(), ApiError> {
-    check(st, eservice, token).await.map_err(|e| match e {
+) -> Result<Option<Payment>, ApiError> {
+    check(st, eservice, token)
+        .await
+        .map_err(|e| api_error(eservice, e))
+}
+
+/// The API status of a refused payment.
+pub fn api_error(eservice: &Eservice, e: PaymentError) -> ApiError {
+    match e {
         PaymentError::Unavailable(m) => {
             tracing::warn!(error = %m, "payment verification unavailable");
             ApiError::new(
@@ -251,22 +292,38 @@ pub async fn check_api(
             tracing::info!(reason = %other, eservice = %eservice.id, "payment token refused");
             ApiError::new(StatusCode::PAYMENT_REQUIRED, other.to_string())
         }
-    })
+    }
 }
 
-/// The check itself (shared by the API and the interactive pages).
+/// The check itself (shared by the API and the interactive pages): verifies without using up.
 pub async fn check(
     st: &Arc<AppState>,
     eservice: &Eservice,
     token: Option<&str>,
-) -> Result<(), PaymentError> {
+) -> Result<Option<Payment>, PaymentError> {
     if !eservice.payment_required {
-        return Ok(());
+        return Ok(None);
     }
     let verifier = st.payment.as_ref().ok_or(PaymentError::NotConfigured)?;
     let token = token
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(PaymentError::Missing)?;
-    verifier.verify_and_consume(token).await
+    verifier.verify(token).await.map(Some)
+}
+
+/// Uses up `payment` (if any) right before signing.
+pub async fn consume(st: &AppState, payment: Option<&Payment>) -> Result<(), PaymentError> {
+    match (payment, st.payment.as_ref()) {
+        (Some(p), Some(v)) => v.consume(p).await,
+        (Some(_), None) => Err(PaymentError::NotConfigured),
+        (None, _) => Ok(()),
+    }
+}
+
+/// Gives `payment` (if any) back after a failed signature.
+pub async fn release(st: &AppState, payment: Option<&Payment>) {
+    if let (Some(p), Some(v)) = (payment, st.payment.as_ref()) {
+        v.release(p).await;
+    }
 }

@@ -66,7 +66,16 @@ impl CallbackPrefix {
             && callback.port_or_known_default() == self.port
             && callback.username().is_empty()
             && callback.password().is_none()
-            && callback.path().starts_with(&self.path)
+            && path_under(callback.path(), &self.path)
+    }
+}
+
+/// `path` equals `prefix` or lies under it at a segment boundary: a prefix `/cb` admits `/cb`
+/// and `/cb/x` but not `/cbx`.
+fn path_under(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
     }
 }
 
@@ -300,6 +309,11 @@ mod tests {
         assert!(!ok("http://land.example.gov/esign/cb"));
         assert!(!ok("https://land.example.gov:8443/esign/cb"));
         assert!(!ok("https://land.example.gov/other"));
+        let p = CallbackPrefix::parse("https://land.example.gov/cb").unwrap();
+        let ok = |u: &str| p.matches(&url::Url::parse(u).unwrap());
+        assert!(ok("https://land.example.gov/cb"));
+        assert!(ok("https://land.example.gov/cb/x?y=1"));
+        assert!(!ok("https://land.example.gov/cbx"));
         assert!(CallbackPrefix::parse("javascript:alert(1)").is_err());
         assert!(CallbackPrefix::parse("https://x.test/?a=1").is_err());
     }

@@ -359,6 +359,7 @@ allowed_ips = ["127.0.0.1/32"]
 
     /// Runs `tests/e2e/sign-flow.mjs` with `args`; returns its JSON report (panics on failure).
     fn drive(&self, out: &Path, args: &[&str]) -> Value {
+        let started = std::time::Instant::now();
         let o = Command::new("node")
             .arg(e2e_dir().join("sign-flow.mjs"))
             .arg("--out")
@@ -367,6 +368,11 @@ allowed_ips = ["127.0.0.1/32"]
             .stdin(Stdio::null())
             .output()
             .expect("run node tests/e2e/sign-flow.mjs");
+        println!(
+            "sign-flow.mjs {}: {:.1} s",
+            args.get(1).unwrap_or(&""),
+            started.elapsed().as_secs_f64()
+        );
         let stdout = String::from_utf8_lossy(&o.stdout);
         let stderr = String::from_utf8_lossy(&o.stderr);
         let report = stdout
@@ -677,6 +683,10 @@ fn refused_cancelled_and_unpaid_requests_in_a_real_browser() {
             env.interactive_url(SERVICE, &[("dataToBeDisplayed", &long_text)]),
         ),
         (
+            "stale-request",
+            env.interactive_url(SERVICE, &[("requestTimestamp", "2020-01-01T00:00:00Z")]),
+        ),
+        (
             "script-display-text",
             env.interactive_url(SERVICE, &[("dataToBeDisplayed", script)]),
         ),
@@ -716,6 +726,7 @@ fn refused_cancelled_and_unpaid_requests_in_a_real_browser() {
         "unknown-service",
         "bad-hash",
         "display-too-long",
+        "stale-request",
     ] {
         let p = report(name);
         let ctx = format!("{name}: {p:#}\n{diag}");
@@ -749,10 +760,12 @@ fn refused_cancelled_and_unpaid_requests_in_a_real_browser() {
         "DENY",
         "{ctx}"
     );
+    let csp = s(&p["headers"]["content-security-policy"]);
     assert!(
-        !s(&p["headers"]["content-security-policy"]).is_empty(),
+        csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
         "{ctx}"
     );
+    assert!(csp.contains("frame-ancestors 'none'"), "{ctx}");
     assert!(
         s(&p["scd"]["unavailable"]).contains("not available"),
         "{ctx}"
@@ -817,6 +830,11 @@ fn refused_cancelled_and_unpaid_requests_in_a_real_browser() {
         s(&tampered["url"]).starts_with(&format!("{}/v1/oidc/callback", env.public)),
         "{ctx}"
     );
+    // The genuine callback opened in another browser (no session cookie): refused as well.
+    let forged = &t["withoutSession"];
+    assert_eq!(forged["status"], 400, "{ctx}");
+    assert!(!s(&forged["error"]).is_empty(), "{ctx}");
+    assert!(stayed_on(forged, &env.public), "{ctx}");
 
     // With a valid payment token the paid e-Service gets a signature; the same token again: 402.
     let token = env.payment_token(&env.payment_key, PAYMENT_AUD, 300);

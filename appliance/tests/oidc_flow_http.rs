@@ -132,6 +132,9 @@ base_url = "http://{public}"
 [tsa]
 allow_unsynchronized_clock = true
 
+[ui]
+max_sessions_per_ip = 8
+
 [identity]
 issuer = {issuer:?}
 client_id = "esigd-jwt"
@@ -343,6 +346,44 @@ fn private_key_jwt_login_with_signed_userinfo_signs_and_returns_to_the_callback(
         .replace("shop.example.test", "shop.example.test.evil.test");
     let e = env.flow(&evil, "login").unwrap_err();
     assert!(e.contains("HTTP 400") && e.contains("callbackUrl"), "{e}");
+
+    // Two signing requests open in one browser (one cookie) stay independent.
+    let jar = env.dir.path().join("cookies.txt");
+    let jar = jar.to_str().unwrap();
+    let tokens: Vec<String> = (0..2)
+        .map(|_| {
+            let (status, body) = common::curl(&[
+                "-b",
+                jar,
+                "-c",
+                jar,
+                &env.interactive_url("shop", &digest, &[]),
+            ]);
+            assert_eq!(status, 200);
+            let page = String::from_utf8(body).unwrap();
+            let at = page.find("/v1/sign/interactive/scd?t=").unwrap();
+            page[at + 27..].split('"').next().unwrap().to_string()
+        })
+        .collect();
+    assert_ne!(tokens[0], tokens[1]);
+    for t in &tokens {
+        let url = format!("http://{}/v1/sign/interactive/scd?t={t}", env.public);
+        let (status, body) = common::curl(&["-b", jar, &url]);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    // Without the cookie the link is refused.
+    let url = format!(
+        "http://{}/v1/sign/interactive/scd?t={}",
+        env.public, tokens[0]
+    );
+    assert_eq!(common::curl(&[&url]).0, 400);
+
+    // Live sessions from one address are capped (ui.max_sessions_per_ip = 8 here).
+    let statuses: Vec<u16> = (0..8)
+        .map(|_| common::curl(&[&env.interactive_url("shop", &digest, &[])]).0)
+        .collect();
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert_eq!(statuses[0], 200, "{statuses:?}");
 }
 
 #[test]
@@ -375,6 +416,12 @@ fn payment_tokens_are_required_checked_and_single_use_on_both_entry_points() {
         .unwrap_err();
     assert!(e.contains("HTTP 402"), "wrong audience: {e}");
     let good = env.payment_token("esigd", 300, "jti-browser-1");
+    // Opening (or reloading) the page does not use the payment up; only signing does.
+    for _ in 0..2 {
+        let (status, _) =
+            common::curl(&[&env.interactive_url("paid", &digest, &[("paymentToken", &good)])]);
+        assert_eq!(status, 200);
+    }
     let params = env
         .flow(
             &env.interactive_url("paid", &digest, &[("paymentToken", &good)]),

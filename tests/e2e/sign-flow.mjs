@@ -13,7 +13,8 @@
 //                   as happy, but presses "Cancel" at the IdP; ends on the e-Service callback.
 //   tampered-state  --eservice URL --user U [--password P]
 //                   as happy up to the IdP login; the IdP's redirect to esigd's OIDC callback is held back
-//                   (the genuine code never reaches esigd) and a copy with a changed `state` is opened.
+//                   (the genuine code never reaches esigd) and a copy with a changed `state` is opened; then
+//                   the genuine callback is opened in a fresh context (no esigd session cookie).
 //   page            --url URL [--url URL ...] [--name NAME ...] [--scd]
 //                   opens each URL in its own fresh context and reports what it shows (status, redirects,
 //                   #error, #payment-required, #display-text, dialogs); --scd also follows #choice-scd.
@@ -403,12 +404,15 @@ async function tamperedState(browser, opts, shots) {
   await page.locator('input[name="login"]').waitFor({ timeout: opts.timeout });
   idpOrigin = origin(page.url());
   const idp = await idpLogin(page, opts, shots);
+  let timer;
   const genuine = await Promise.race([
     held,
-    new Promise((_, reject) => setTimeout(() => reject(new StepError(
-      `the Identity BB did not redirect to esigd within ${opts.timeout} ms (at ${page.url()})`,
-    )), opts.timeout)),
-  ]);
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new StepError(
+        `the Identity BB did not redirect to esigd within ${opts.timeout} ms (at ${page.url()})`,
+      )), opts.timeout);
+    }),
+  ]).finally(() => clearTimeout(timer));
   if (!genuine || !new URL(genuine).pathname.endsWith('/v1/oidc/callback')) {
     throw new StepError(`the Identity BB did not redirect to esigd's /v1/oidc/callback but to ${genuine}`);
   }
@@ -426,7 +430,18 @@ async function tamperedState(browser, opts, shots) {
   tampered.genuineState = state;
   await shots.shot(page, 'esigd-tampered-state');
   await context.close();
-  return { start, choice, idp, genuineCallback: genuine, tampered, navigations: seen.navigations };
+
+  // The genuine callback in another browser (no esigd session cookie): a forged callback, refused.
+  const other = await browser.newContext();
+  const otherPage = await other.newPage();
+  const otherSeen = watch(otherPage);
+  const otherResponse = await otherPage.goto(genuine);
+  await otherPage.waitForLoadState('load');
+  const withoutSession = await pageReport(otherPage, otherResponse, otherSeen);
+  withoutSession.requested = genuine;
+  await shots.shot(otherPage, 'esigd-callback-without-session');
+  await other.close();
+  return { start, choice, idp, genuineCallback: genuine, tampered, withoutSession, navigations: seen.navigations };
 }
 
 async function pages(browser, opts, shots) {

@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use der::oid::ObjectIdentifier;
-use esigd_tsa::{DigestAlgorithm, ImprintLog, ImprintRecord, SerialError, SerialStore};
+use esigd_tsa::{
+    DigestAlgorithm, ImprintLog, ImprintRecord, SerialError, SerialStore, StampOutcome, TsaError,
+};
 use serde::{Deserialize, Serialize};
 
 use super::PersistError;
@@ -134,6 +136,42 @@ impl RocksImprintLog {
         record_batch(record)
     }
 
+    /// The reply to a time-stamp request, given what [`esigd_tsa::Tsa::stamp`] returned: a granted
+    /// token only once its audit record is durable; if the record cannot be stored, or the
+    /// response could not be encoded, a systemFailure rejection instead (the token is withheld and
+    /// its serial stays a gap). Rejections are logged (info), store failures too (error).
+    ///
+    /// Async: the request's task waits for the group commit without holding a thread. Sign on a
+    /// blocking thread (`spawn_blocking(|| tsa.stamp(..))`), then `deliver(..).await` on the task.
+    pub async fn deliver(&self, stamped: Result<StampOutcome, TsaError>) -> Vec<u8> {
+        let outcome = match granted_or_reply(stamped) {
+            Ok(o) => o,
+            Err(reply) => return reply,
+        };
+        let Some(record) = &outcome.record else {
+            return outcome.response_der;
+        };
+        match self.append_async(record).await {
+            Ok(()) => outcome.response_der,
+            Err(e) => withheld(record.serial, &e),
+        }
+    }
+
+    /// [`RocksImprintLog::deliver`] for a blocking thread (waits for the group commit parked).
+    pub fn deliver_blocking(&self, stamped: Result<StampOutcome, TsaError>) -> Vec<u8> {
+        let outcome = match granted_or_reply(stamped) {
+            Ok(o) => o,
+            Err(reply) => return reply,
+        };
+        let Some(record) = &outcome.record else {
+            return outcome.response_der;
+        };
+        match self.append_blocking(record) {
+            Ok(()) => outcome.response_der,
+            Err(e) => withheld(record.serial, &e),
+        }
+    }
+
     /// Blocking append (same as [`ImprintLog::append`], with the typed error).
     pub fn append_blocking(&self, record: &ImprintRecord) -> Result<(), PersistError> {
         Ok(self.store.commit_blocking(record_batch(record)?)?)
@@ -206,6 +244,37 @@ impl ImprintLog for RocksImprintLog {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Ok(self.append_blocking(record)?)
     }
+}
+
+/// `Ok` with the outcome when there is a granted token or a rejection to send; `Err` with the
+/// reply when not even a rejection could be encoded (then a bare systemFailure).
+fn granted_or_reply(stamped: Result<StampOutcome, TsaError>) -> Result<StampOutcome, Vec<u8>> {
+    match stamped {
+        Ok(o) => {
+            if let Some(rejection) = &o.rejection {
+                tracing::info!(reason = %rejection, kind = rejection.kind(), "time-stamp request rejected");
+            }
+            Ok(o)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "time-stamp response could not be encoded");
+            Err(esigd_pki::tsp::TimeStampResp::rejection_der(
+                esigd_pki::tsp::FailureInfo::SYSTEM_FAILURE,
+                None,
+            )
+            .unwrap_or_default())
+        }
+    }
+}
+
+/// The systemFailure reply sent instead of a token whose audit record was not stored.
+fn withheld(serial: u64, e: &PersistError) -> Vec<u8> {
+    tracing::error!(error = %e, serial, "time-stamp audit record not stored; token withheld");
+    esigd_pki::tsp::TimeStampResp::rejection_der(
+        esigd_pki::tsp::FailureInfo::SYSTEM_FAILURE,
+        Some("audit store unavailable"),
+    )
+    .unwrap_or_default()
 }
 
 fn serial_key(serial: u64) -> Vec<u8> {

@@ -322,7 +322,9 @@ async fn sign_onetime(
             "X-GovStack-AuthenticationToken header (the user's ID token) is required",
         )
     })?;
-    crate::payment::check_api(&st, &eservice, header_str(&headers, PAYMENT_TOKEN_HEADER)).await?;
+    let payment =
+        crate::payment::check_api(&st, &eservice, header_str(&headers, PAYMENT_TOKEN_HEADER))
+            .await?;
     let body: SignBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -348,6 +350,10 @@ async fn sign_onetime(
         .await
         .map_err(identity_error)?;
     let identity = crate::identity::map_claims(&provider.config().claims, &verified.claims);
+    // The payment is used up right before signing and given back if no signature is made.
+    crate::payment::consume(&st, payment.as_ref())
+        .await
+        .map_err(|e| crate::payment::api_error(&eservice, e))?;
     let record = onetime::sign(
         &st,
         OneTimeRequest {
@@ -358,7 +364,14 @@ async fn sign_onetime(
             request_id: request_id(&rid),
         },
     )
-    .await?;
+    .await;
+    let record = match record {
+        Ok(r) => r,
+        Err(e) => {
+            crate::payment::release(&st, payment.as_ref()).await;
+            return Err(e.into());
+        }
+    };
     Ok(axum::Json(signature_json(&record, true)).into_response())
 }
 

@@ -20,12 +20,13 @@
 //! Pages are server-rendered with auto-escaping templates, no inline script, and a strict CSP.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,7 +38,7 @@ use crate::config::Config;
 use crate::identity::IdentityError;
 use crate::observe::RequestId;
 use crate::oidc_flow::{self, ClientAuth, Pending};
-use crate::payment::{self, PaymentError};
+use crate::payment::{self, Payment, PaymentError};
 use crate::registry::Eservice;
 use crate::routes::eservice::{SignInput, validate_sign_input};
 use crate::workflows::onetime::{self, OneTimeRequest};
@@ -51,17 +52,24 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
                    frame-ancestors 'none'; base-uri 'none'";
 const STYLE_CSS: &str = include_str!("../../templates/style.css");
 
-/// One browser's signing visit.
+/// One signing visit. Keyed by its link token (`t` on our links), bound to the browser by the
+/// `esigd_session` cookie, so one browser may have several signing tabs open at once.
 #[derive(Debug, Clone)]
 struct Session {
     created: Instant,
+    /// The browser's `esigd_session` cookie value.
+    browser: String,
+    /// Where the visit came from (live sessions per address are capped).
+    ip: IpAddr,
+    /// A verified payment, used up right before signing.
+    payment: Option<Payment>,
     eservice: String,
     eservice_name: String,
     input: SignInput,
     callback: url::Url,
     state: Option<String>,
     nonce: Option<String>,
-    /// Guards the links on our pages (bound to the cookie).
+    /// The link token of our pages (the session's key).
     csrf: String,
     /// Set while the browser is at the Identity BB.
     oidc: Option<Pending>,
@@ -70,12 +78,13 @@ struct Session {
 /// Templates, sessions and the OIDC client credentials of the pages.
 pub struct Pages {
     env: Environment<'static>,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<Sessions>,
     auth: Option<ClientAuth>,
     logo: Option<(Vec<u8>, &'static str)>,
     theme_css: String,
     ttl: Duration,
     max: usize,
+    max_per_ip: usize,
     secure_cookie: bool,
     redirect_url: String,
     ui_name: String,
@@ -119,7 +128,7 @@ impl Pages {
         };
         Ok(Pages {
             env,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             auth: ClientAuth::from_config(cfg)?,
             logo,
             theme_css: format!(
@@ -128,6 +137,7 @@ impl Pages {
             ),
             ttl: cfg.ui.session_ttl,
             max: cfg.ui.max_sessions,
+            max_per_ip: cfg.ui.max_sessions_per_ip,
             secure_cookie: cfg.ca.base_url.starts_with("https://"),
             redirect_url: cfg.oidc_redirect_url(),
             ui_name: cfg.ui.name.clone(),
@@ -160,45 +170,102 @@ impl Pages {
         )
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores a new session; `None` when `ui.max_sessions` live sessions exist.
-    fn insert(&self, s: Session) -> Option<String> {
-        let mut map = self.lock();
-        if map.len() >= self.max {
-            let ttl = self.ttl;
-            map.retain(|_, s| s.created.elapsed() < ttl);
-            if map.len() >= self.max {
-                return None;
+    /// Stores a new session under its link token; the error says which limit was hit.
+    fn insert(&self, s: Session) -> Result<(), &'static str> {
+        let mut all = self.lock();
+        let ttl = self.ttl;
+        if all.by_token.len() >= self.max {
+            all.purge(ttl);
+            if all.by_token.len() >= self.max {
+                return Err("ui.max_sessions");
             }
         }
-        let id = random_token(32);
-        map.insert(id.clone(), s);
-        Some(id)
+        let from_ip = all
+            .by_token
+            .values()
+            .filter(|x| x.ip == s.ip && x.created.elapsed() < ttl)
+            .count();
+        if from_ip >= self.max_per_ip {
+            return Err("ui.max_sessions_per_ip");
+        }
+        all.by_token.insert(s.csrf.clone(), s);
+        Ok(())
     }
 
-    fn get(&self, id: &str) -> Option<Session> {
-        let mut map = self.lock();
-        match map.get(id) {
-            Some(s) if s.created.elapsed() < self.ttl => Some(s.clone()),
-            Some(_) => {
-                map.remove(id);
+    /// The live session with link token `t`, if it belongs to `browser`.
+    fn get(&self, t: &str, browser: &str) -> Option<Session> {
+        let mut all = self.lock();
+        match all.by_token.get(t) {
+            Some(s) if s.created.elapsed() >= self.ttl => {
+                all.remove(t);
                 None
             }
-            None => None,
+            Some(s) if constant_time_eq(s.browser.as_bytes(), browser.as_bytes()) => {
+                Some(s.clone())
+            }
+            _ => None,
         }
     }
 
-    fn update(&self, id: &str, f: impl FnOnce(&mut Session)) {
-        if let Some(s) = self.lock().get_mut(id) {
-            f(s);
+    /// The session waiting for OIDC `state` in `browser`.
+    fn by_oidc_state(&self, state: &str, browser: &str) -> Option<Session> {
+        let t = self.lock().by_state.get(state).cloned()?;
+        self.get(&t, browser)
+    }
+
+    fn set_pending(&self, t: &str, pending: Option<Pending>) {
+        let mut all = self.lock();
+        if let Some(old) = all
+            .by_token
+            .get(t)
+            .and_then(|s| s.oidc.as_ref())
+            .map(|p| p.state.clone())
+        {
+            all.by_state.remove(&old);
+        }
+        if let Some(p) = &pending {
+            all.by_state.insert(p.state.clone(), t.to_owned());
+        }
+        if let Some(s) = all.by_token.get_mut(t) {
+            s.oidc = pending;
         }
     }
 
-    fn remove(&self, id: &str) -> Option<Session> {
-        self.lock().remove(id)
+    fn remove(&self, t: &str) {
+        self.lock().remove(t);
+    }
+}
+
+/// Live sessions by link token, and the OIDC `state` index.
+#[derive(Debug, Default)]
+struct Sessions {
+    by_token: HashMap<String, Session>,
+    by_state: HashMap<String, String>,
+}
+
+impl Sessions {
+    fn remove(&mut self, t: &str) {
+        if let Some(s) = self.by_token.remove(t)
+            && let Some(p) = s.oidc
+        {
+            self.by_state.remove(&p.state);
+        }
+    }
+
+    fn purge(&mut self, ttl: Duration) {
+        let old: Vec<String> = self
+            .by_token
+            .iter()
+            .filter(|(_, s)| s.created.elapsed() >= ttl)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in old {
+            self.remove(&t);
+        }
     }
 }
 
@@ -321,6 +388,8 @@ fn fingerprint(digest: &[u8]) -> String {
 async fn interactive(
     State(st): State<Arc<AppState>>,
     r: Option<Extension<RequestId>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let pages = &st.pages;
@@ -359,13 +428,22 @@ async fn interactive(
         (Ok(s), Ok(n)) => (s, n),
         (Err(m), _) | (_, Err(m)) => return bad(&m),
     };
-    if let Err(e) = payment::check(&st, &eservice, q.get("paymentToken").map(String::as_str)).await
-    {
-        return payment_page(&st, &eservice, e, &rid);
-    }
-    let csrf = random_token(16);
+    // Verified now, used up only right before the signature is made.
+    let payment =
+        match payment::check(&st, &eservice, q.get("paymentToken").map(String::as_str)).await {
+            Ok(p) => p,
+            Err(e) => return payment_page(&st, &eservice, e, &rid),
+        };
+    let (browser, new_cookie) = match browser_id(&headers) {
+        Some(b) => (b, false),
+        None => (random_token(32), true),
+    };
+    let csrf = random_token(24);
     let session = Session {
         created: Instant::now(),
+        browser: browser.clone(),
+        ip: peer.ip().to_canonical(),
+        payment,
         eservice: eservice.id.clone(),
         eservice_name: eservice.name.clone(),
         input: input.clone(),
@@ -375,14 +453,14 @@ async fn interactive(
         csrf: csrf.clone(),
         oidc: None,
     };
-    let Some(sid) = pages.insert(session) else {
-        tracing::warn!("ui.max_sessions reached");
+    if let Err(limit) = pages.insert(session) {
+        tracing::warn!(limit, ip = %peer.ip(), "signing session refused");
         return pages.error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "The service is busy. Please try again in a few minutes.",
             &rid,
         );
-    };
+    }
     let mut resp = pages.render(
         StatusCode::OK,
         "choice.html",
@@ -394,15 +472,26 @@ async fn interactive(
             csrf => csrf,
         },
     );
-    let cookie = format!(
-        "{SESSION_COOKIE}={sid}; Path=/v1/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        pages.ttl.as_secs(),
-        if pages.secure_cookie { "; Secure" } else { "" }
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
+    if new_cookie {
+        let cookie = format!(
+            "{SESSION_COOKIE}={browser}; Path=/v1/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            pages.ttl.as_secs(),
+            if pages.secure_cookie { "; Secure" } else { "" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
     }
     resp
+}
+
+/// The browser's `esigd_session` cookie, if it looks like one we set.
+fn browser_id(headers: &HeaderMap) -> Option<String> {
+    session_id(headers).filter(|v| {
+        (32..=64).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 fn payment_page(st: &AppState, eservice: &Eservice, e: PaymentError, rid: &str) -> Response {
@@ -431,18 +520,13 @@ fn session_for(
     st: &AppState,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
-) -> Result<(String, Session), &'static str> {
-    let sid =
-        session_id(headers).ok_or("Your signing session has expired or cookies are blocked.")?;
-    let s = st
-        .pages
-        .get(&sid)
-        .ok_or("Your signing session has expired. Start again from the service.")?;
+) -> Result<Session, &'static str> {
+    let browser =
+        browser_id(headers).ok_or("Your signing session has expired or cookies are blocked.")?;
     let t = q.get("t").map(String::as_str).unwrap_or_default();
-    if !constant_time_eq(t.as_bytes(), s.csrf.as_bytes()) {
-        return Err("This link does not belong to your signing session.");
-    }
-    Ok((sid, s))
+    st.pages
+        .get(t, &browser)
+        .ok_or("Your signing session has expired, or this link is not yours. Start again from the service.")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -456,7 +540,7 @@ async fn national_id(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let rid = rid(&r);
-    let (sid, session) = match session_for(&st, &headers, &q) {
+    let session = match session_for(&st, &headers, &q) {
         Ok(x) => x,
         Err(m) => return st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid),
     };
@@ -469,7 +553,7 @@ async fn national_id(
     };
     match oidc_flow::authorization_url(provider, auth, &st.pages.redirect_url).await {
         Ok((url, pending)) => {
-            st.pages.update(&sid, |s| s.oidc = Some(pending));
+            st.pages.set_pending(&session.csrf, Some(pending));
             tracing::info!(eservice = %session.eservice, "user sent to the Identity BB");
             redirect(url.as_str())
         }
@@ -491,7 +575,7 @@ async fn scd(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     match session_for(&st, &headers, &q) {
-        Ok((_, s)) => st.pages.render(
+        Ok(s) => st.pages.render(
             StatusCode::OK,
             "scd.html",
             context! { eservice_name => s.eservice_name, csrf => s.csrf },
@@ -507,8 +591,8 @@ async fn cancel(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     match session_for(&st, &headers, &q) {
-        Ok((sid, s)) => {
-            st.pages.remove(&sid);
+        Ok(s) => {
+            st.pages.remove(&s.csrf);
             redirect(&callback_url(
                 &s,
                 &[
@@ -521,6 +605,20 @@ async fn cancel(
     }
 }
 
+/// A fixed, user-facing description for each way a signature can fail (internal details stay
+/// in the log; the e-Service gets the code and this text).
+fn failure_description(e: &onetime::SignError) -> &'static str {
+    match e {
+        onetime::SignError::Busy | onetime::SignError::Unavailable(_) => {
+            "The signing service is busy or temporarily unavailable."
+        }
+        onetime::SignError::Identity(_) => {
+            "The identity from the login cannot be put in a certificate."
+        }
+        onetime::SignError::Internal => "The signature could not be made.",
+    }
+}
+
 async fn oidc_callback(
     State(st): State<Arc<AppState>>,
     r: Option<Extension<RequestId>>,
@@ -529,25 +627,25 @@ async fn oidc_callback(
 ) -> Response {
     let rid = rid(&r);
     let refuse = |m: &str| st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid);
-    let Some(sid) = session_id(&headers) else {
+    let Some(browser) = browser_id(&headers) else {
         return refuse("Your signing session has expired or cookies are blocked.");
     };
-    let Some(session) = st.pages.get(&sid) else {
-        return refuse("Your signing session has expired. Start again from the service.");
+    let given = q.get("state").map(String::as_str).unwrap_or_default();
+    // The session must be waiting for exactly this state, in this browser.
+    let Some(session) = st.pages.by_oidc_state(given, &browser) else {
+        tracing::warn!("OIDC callback with an unknown, used or foreign state refused");
+        return refuse(
+            "This sign-in response does not belong to a signing session of this browser (expired, used already, or forged).",
+        );
     };
     let Some(pending) = session.oidc.clone() else {
-        return refuse("This sign-in response was not expected (already used?).");
+        return refuse("This sign-in response was not expected.");
     };
-    let given = q.get("state").map(String::as_str).unwrap_or_default();
-    if !constant_time_eq(given.as_bytes(), pending.state.as_bytes()) {
-        tracing::warn!(eservice = %session.eservice, "OIDC callback with a wrong state refused");
-        return refuse("This sign-in response does not belong to your signing session.");
-    }
     // Single use: whatever happens next, this state cannot be used again.
-    st.pages.update(&sid, |s| s.oidc = None);
+    st.pages.set_pending(&session.csrf, None);
 
     if let Some(err) = q.get("error") {
-        st.pages.remove(&sid);
+        st.pages.remove(&session.csrf);
         let code = if err == "access_denied" {
             "access_denied"
         } else {
@@ -575,7 +673,7 @@ async fn oidc_callback(
         match oidc_flow::complete(provider, auth, &st.pages.redirect_url, &pending, code).await {
             Ok(c) => c,
             Err(e) => {
-                st.pages.remove(&sid);
+                st.pages.remove(&session.csrf);
                 let kind = match e {
                     IdentityError::Unavailable(_) => "identity_unavailable",
                     _ => "login_failed",
@@ -591,7 +689,22 @@ async fn oidc_callback(
                 ));
             }
         };
+    st.pages.remove(&session.csrf);
     let identity = crate::identity::map_claims(&provider.config().claims, &claims);
+    // The payment is used up right before signing and given back if no signature is made.
+    if let Err(e) = payment::consume(&st, session.payment.as_ref()).await {
+        tracing::info!(reason = %e, eservice = %session.eservice, "payment not usable at signing time");
+        return redirect(&callback_url(
+            &session,
+            &[
+                ("error", "payment_required"),
+                (
+                    "error_description",
+                    "The payment token was used already or cannot be checked.",
+                ),
+            ],
+        ));
+    }
     let result = onetime::sign(
         &st,
         OneTimeRequest {
@@ -603,7 +716,6 @@ async fn oidc_callback(
         },
     )
     .await;
-    st.pages.remove(&sid);
     match result {
         Ok(record) => {
             let id = record.id_hex();
@@ -619,12 +731,13 @@ async fn oidc_callback(
             )
         }
         Err(e) => {
+            payment::release(&st, session.payment.as_ref()).await;
             tracing::warn!(error = %e, "interactive one-time signature failed");
             redirect(&callback_url(
                 &session,
                 &[
                     ("error", "signing_failed"),
-                    ("error_description", &e.to_string()),
+                    ("error_description", failure_description(&e)),
                 ],
             ))
         }
