@@ -154,7 +154,26 @@ impl AppState {
             ceremony::init_root(&cfg, &hsm)?;
             tracing::info!(path = %files.ca.display(), "created the development root CA");
         }
-        let ca = open_authority(&cfg, &hsm, &store)?;
+        let mut ca = open_authority(&cfg, &hsm, &store)?;
+        if let Some(signer) = ceremony::ocsp_signer(&cfg, &hsm)? {
+            if !files.ocsp.exists() {
+                if !cfg.dev {
+                    bail!(
+                        "{} is missing: run `esigd init ocsp` first (ca.ocsp_key is set)",
+                        files.ocsp.display()
+                    );
+                }
+                ceremony::init_ocsp(&cfg, &hsm, &ca)?;
+            }
+            let cert = ceremony::read_certificate(&files.ocsp)?;
+            ca = ca.with_ocsp_responder(cert, signer).with_context(|| {
+                format!(
+                    "{}: not a responder certificate for ca.ocsp_key",
+                    files.ocsp.display()
+                )
+            })?;
+            tracing::info!("OCSP responses are signed by the delegated responder");
+        }
         let ca_cert = ca.ca_certificate().clone();
         let chain = ca.chain().to_vec();
         if !files.tsa.exists() {

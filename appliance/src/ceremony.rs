@@ -25,6 +25,8 @@ pub struct PkiFiles {
     pub chain: PathBuf,
     /// The TSA certificate (PEM).
     pub tsa: PathBuf,
+    /// Delegated OCSP responder certificate (`ca.ocsp_key`).
+    pub ocsp: PathBuf,
 }
 
 impl PkiFiles {
@@ -35,6 +37,7 @@ impl PkiFiles {
             ca: d.join("ca.pem"),
             chain: d.join("chain.pem"),
             tsa: d.join("tsa.pem"),
+            ocsp: d.join("ocsp.pem"),
         }
     }
 }
@@ -77,6 +80,44 @@ fn ensure_key(hsm: &Hsm, key: &KeyRef, setting: &str) -> Result<bool> {
 /// The CA signer.
 pub fn ca_signer(cfg: &Config, hsm: &Hsm) -> Result<HsmSigner> {
     Ok(hsm.signer(&cfg.ca_key()?, "ca.key", None)?)
+}
+
+/// The delegated OCSP responder's signer, when `ca.ocsp_key` is configured.
+pub fn ocsp_signer(cfg: &Config, hsm: &Hsm) -> Result<Option<HsmSigner>> {
+    match cfg.ocsp_key()? {
+        Some(k) => Ok(Some(hsm.signer(&k, "ca.ocsp_key", None)?)),
+        None => Ok(None),
+    }
+}
+
+/// Creates the delegated OCSP responder: key in the HSM (if missing) and a certificate from our
+/// CA with id-kp-OCSPSigning and id-pkix-ocsp-nocheck, written to `pki/ocsp.pem`.
+pub fn init_ocsp<St: CertStore>(
+    cfg: &Config,
+    hsm: &Hsm,
+    authority: &Authority<HsmSigner, HsmSignature, St>,
+) -> Result<Certificate> {
+    let files = PkiFiles::of(cfg);
+    let Some(key) = cfg.ocsp_key()? else {
+        bail!("ca.ocsp_key is not set: OCSP responses are signed with the CA key");
+    };
+    if files.ocsp.exists() {
+        bail!(
+            "{} exists: the OCSP responder is already initialised",
+            files.ocsp.display()
+        );
+    }
+    ensure_key(hsm, &key, "ca.ocsp_key")?;
+    let signer = hsm.signer(&key, "ca.ocsp_key", None)?;
+    let spki = SubjectPublicKeyInfoOwned::try_from(signer.public_key().spki_der())?;
+    let issued = authority.issue_ocsp_responder(
+        spki,
+        subject(cfg, "esigd OCSP Responder")?,
+        cfg.ca.ocsp_certificate_validity,
+        SystemTime::now(),
+    )?;
+    std::fs::write(&files.ocsp, certificate_to_pem(&issued.certificate)?)?;
+    Ok(issued.certificate)
 }
 
 /// The TSA signer.

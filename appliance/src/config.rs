@@ -588,6 +588,17 @@ pub struct CaSection {
     /// Validity of SCD certificates.
     #[serde(default = "default_scd_validity", with = "humantime_serde")]
     pub scd_validity: Duration,
+    /// A delegated OCSP responder key on the token; when set, `esigd init ocsp` has the CA issue
+    /// it an id-kp-OCSPSigning certificate and OCSP responses are signed with it instead of the
+    /// CA key.
+    pub ocsp_key: Option<String>,
+    /// Validity of the delegated OCSP responder certificate.
+    #[serde(default = "default_ocsp_validity", with = "humantime_serde")]
+    pub ocsp_certificate_validity: Duration,
+}
+
+fn default_ocsp_validity() -> Duration {
+    Duration::from_secs(365 * 86_400)
 }
 
 fn default_ca_key() -> String {
@@ -626,6 +637,8 @@ impl Default for CaSection {
             root_validity: default_root_validity(),
             one_time_validity: default_one_time_validity(),
             scd_validity: default_scd_validity(),
+            ocsp_key: None,
+            ocsp_certificate_validity: default_ocsp_validity(),
         }
     }
 }
@@ -828,6 +841,7 @@ impl Config {
         }
         self.ca_key()?;
         self.tsa_key()?;
+        self.ocsp_key()?;
         if !(self.ca.base_url.starts_with("http://") || self.ca.base_url.starts_with("https://")) {
             return Err(self.invalid("ca.base_url", "must start with http:// or https://"));
         }
@@ -1130,6 +1144,18 @@ impl Config {
     /// The CA key reference (`ca.key`).
     pub fn ca_key(&self) -> Result<KeyRef, ConfigError> {
         KeyRef::parse("ca.key", &self.ca.key).map_err(|e| self.invalid("ca.key", e.to_string()))
+    }
+
+    /// The delegated OCSP responder key (`ca.ocsp_key`), if configured.
+    pub fn ocsp_key(&self) -> Result<Option<KeyRef>, ConfigError> {
+        self.ca
+            .ocsp_key
+            .as_deref()
+            .map(|k| {
+                KeyRef::parse("ca.ocsp_key", k)
+                    .map_err(|e| self.invalid("ca.ocsp_key", e.to_string()))
+            })
+            .transpose()
     }
 
     /// The TSA key reference (`tsa.key`).

@@ -69,6 +69,9 @@ enum InitWhat {
     },
     /// The TSA: key in the HSM and a certificate from our CA (EKU timeStamping, critical).
     Tsa,
+    /// The delegated OCSP responder (`ca.ocsp_key`): key in the HSM and an OCSP-signing
+    /// certificate from our CA.
+    Ocsp,
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -167,6 +170,15 @@ fn init(cfg: Config, what: Option<&InitWhat>) -> Result<()> {
             ceremony::init_root(&cfg, &hsm)?;
             println!("root CA created: {}", files.ca.display());
         }
+        Some(InitWhat::Ocsp) => {
+            let store = esigd::store::Store::open(cfg.store_dir(), Default::default())?;
+            let authority = esigd::app::open_authority(&cfg, &hsm, &store)?;
+            ceremony::init_ocsp(&cfg, &hsm, &authority)?;
+            println!(
+                "OCSP responder certificate created: {}",
+                files.ocsp.display()
+            );
+        }
         Some(InitWhat::Tsa) | None => {
             if what.is_none() && !files.ca.exists() {
                 ceremony::init_root(&cfg, &hsm)?;
@@ -177,6 +189,13 @@ fn init(cfg: Config, what: Option<&InitWhat>) -> Result<()> {
             let authority = esigd::app::open_authority(&cfg, &hsm, &store)?;
             ceremony::init_tsa(&cfg, &hsm, &authority)?;
             println!("TSA certificate created: {}", files.tsa.display());
+            if what.is_none() && cfg.ca.ocsp_key.is_some() {
+                ceremony::init_ocsp(&cfg, &hsm, &authority)?;
+                println!(
+                    "OCSP responder certificate created: {}",
+                    files.ocsp.display()
+                );
+            }
         }
     }
     Ok(())
@@ -226,6 +245,32 @@ fn check(cfg: Config) -> Result<()> {
                     }
                 }
             }
+        }
+    }
+    if cfg.ca.ocsp_key.is_some()
+        && let Ok(hsm) = open_hsm(&cfg)
+    {
+        let files = PkiFiles::of(&cfg);
+        match (
+            ceremony::ocsp_signer(&cfg, &hsm),
+            ceremony::read_certificate(&files.ocsp),
+        ) {
+            (Ok(Some(s)), Ok(cert)) => {
+                let spki = der::Encode::to_der(&cert.tbs_certificate.subject_public_key_info)
+                    .unwrap_or_default();
+                if s.public_key().spki_der() == spki.as_slice() && s.sign_message(b"check").is_ok()
+                {
+                    println!("ocsp: {} matches ca.ocsp_key", files.ocsp.display());
+                } else {
+                    problems.push(format!(
+                        "ocsp: {} does not match ca.ocsp_key",
+                        files.ocsp.display()
+                    ));
+                }
+            }
+            (Err(e), _) => problems.push(format!("{e:#}")),
+            (_, Err(e)) => problems.push(format!("ocsp: {e:#} (run `esigd init ocsp`)")),
+            (Ok(None), _) => {}
         }
     }
     if problems.is_empty() {

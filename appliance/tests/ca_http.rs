@@ -897,3 +897,80 @@ fn subordinate_ca_chains_to_an_external_root() {
     let o = ok(esigd_cfg().arg("check"));
     assert!(o.contains("all checks passed"), "{o}");
 }
+
+#[test]
+fn a_delegated_ocsp_responder_signs_the_answers_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    let token = esigd_hsm::testing::TestToken::create();
+    let tls = common::pki::Ca::new(t, "eservice-ca");
+    let (server, server_key) = tls.issue("server", "/CN=esigd.test", "server_ext", None);
+    let cfg = common::config(
+        t,
+        &token,
+        &format!(
+            "[tls]\ncert = {server:?}\nkey = {server_key:?}\nclient_ca = {:?}\n[ca]\nocsp_key = \"pkcs11:object=ocsp-key\"\nocsp_certificate_validity = \"30days\"\n[tsa]\nallow_unsynchronized_clock = true\n",
+            tls.pem()
+        ),
+    );
+    // `esigd init` makes the CA, the TSA and the delegated responder.
+    let o = esigd()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("OCSP responder certificate created"),
+        "{}",
+        text(&o)
+    );
+    let data = t.join("data");
+    let responder = data.join("pki/ocsp.pem");
+    let info = openssl(&[
+        "x509",
+        "-in",
+        s(&responder),
+        "-noout",
+        "-subject",
+        "-ext",
+        "extendedKeyUsage",
+    ]);
+    assert!(
+        info.contains("OCSP Signing") && info.contains("esigd OCSP Responder"),
+        "{info}"
+    );
+    // A second init of the responder is refused.
+    let o = esigd()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["init", "ocsp"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("already initialised"),
+        "{}",
+        text(&o)
+    );
+
+    let mut cmd = esigd();
+    cmd.arg("--config").arg(&cfg);
+    let d = Daemon::start(cmd, &data);
+    let (serial, a) = d.issue(t, "a", &ec_csr(t, "a"));
+    // openssl accepts the answer signed by the responder (chained to the CA by -CAfile) ...
+    let out = ocsp(&d, &["-cert", s(&a), "-resp_text"], true);
+    assert!(out.contains(&format!("{}: good", s(&a))), "{out}");
+    // Responder ID by key hash, and the responder's certificate in the answer.
+    assert!(
+        out.contains("Responder Id: ")
+            && out.contains("Subject: C=EE, O=esigd development, CN=esigd OCSP Responder"),
+        "the answer is not from the delegated responder:\n{out}"
+    );
+    // ... and follows a revocation.
+    let (good, _, out) = d.cli(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    assert!(good, "{out}");
+    let out = ocsp(&d, &["-cert", s(&a)], false);
+    assert!(out.contains(&format!("{}: revoked", s(&a))), "{out}");
+    d.stop();
+}
