@@ -273,6 +273,38 @@ fn check(cfg: Config) -> Result<()> {
             (Ok(None), _) => {}
         }
     }
+    if let Some(id) = &cfg.identity {
+        match esigd::oidc_flow::ClientAuth::from_config(&cfg) {
+            Ok(_) => println!(
+                "identity: client credentials of {:?} readable",
+                id.client_id
+            ),
+            Err(e) => problems.push(format!("{e:#}")),
+        }
+        // Reachability is reported, not required: the Identity BB may be down while esigd
+        // starts (TSA, CA and OCSP do not need it).
+        let reach = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(async {
+                    let ca = match &id.ca_file {
+                        Some(f) => Some(std::fs::read(cfg.data_path(f))?),
+                        None => None,
+                    };
+                    let p = esigd::identity::IdentityProvider::new(id, ca.as_deref())?;
+                    tokio::time::timeout(std::time::Duration::from_secs(10), p.metadata())
+                        .await
+                        .map_err(|_| anyhow::anyhow!("timed out"))??;
+                    Ok::<_, anyhow::Error>(())
+                })
+            });
+        match reach {
+            Ok(()) => println!("identity: discovery document of {} read", id.issuer),
+            Err(e) => println!("warning: identity: {} not reachable now: {e:#}", id.issuer),
+        }
+    }
     if problems.is_empty() {
         println!("all checks passed");
         Ok(())
