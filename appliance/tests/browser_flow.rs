@@ -12,7 +12,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -23,7 +22,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use common::api::{check_one_time_certificate, mtls, run_ok, sha256_of_cert, verify_with_openssl};
 use common::idp::{Idp, e2e_dir, repo_root, require_node_modules};
 use common::pki::{Ca, openssl};
-use common::{Daemon, config, esigd, text};
+use common::{Daemon, config, esigd, free_port};
 use esigd_hsm::testing::TestToken;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -60,13 +59,6 @@ fn require_browser() {
 }
 
 /// A port that was free a moment ago (for addresses that must be known before the process starts).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The (emptied) artifacts folder of `test`.
 fn artifacts(test: &str) -> PathBuf {
@@ -291,13 +283,7 @@ allowed_ips = ["127.0.0.1/32"]
             aud_fp = sha256_of_cert(&pki.auditor.0),
         );
         let cfg = config(root, &token, &toml);
-        let o = esigd()
-            .arg("--config")
-            .arg(&cfg)
-            .arg("init")
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "esigd init: {}", text(&o));
+        common::init(&cfg);
         let mut cmd = esigd();
         cmd.arg("--config").arg(&cfg).args([
             "serve",

@@ -914,18 +914,8 @@ fn a_delegated_ocsp_responder_signs_the_answers_when_configured() {
         ),
     );
     // `esigd init` makes the CA, the TSA and the delegated responder.
-    let o = esigd()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains("OCSP responder certificate created"),
-        "{}",
-        text(&o)
-    );
+    let out = common::init(&cfg);
+    assert!(out.contains("OCSP responder certificate created"), "{out}");
     let data = t.join("data");
     let responder = data.join("pki/ocsp.pem");
     let info = openssl(&[

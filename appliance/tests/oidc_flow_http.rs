@@ -12,37 +12,16 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use common::api::sha256_of_cert;
 use common::idp::{Idp, e2e_dir};
 use common::pki::{Ca, openssl, openssl_out};
-use common::{Daemon, config, esigd, text};
+use common::{Daemon, config, esigd, free_port};
 use esigd_hsm::testing::TestToken;
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::DecodePrivateKey;
 use sha2::{Digest, Sha256};
 
 const CALLBACK: &str = "https://shop.example.test/cb/";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sha256_of_cert(pem: &Path) -> String {
-    openssl_out(
-        pem.parent().unwrap(),
-        &format!(
-            "openssl x509 -in {} -outform DER | openssl dgst -sha256 -r",
-            pem.display()
-        ),
-    )
-    .split_whitespace()
-    .next()
-    .unwrap()
-    .to_string()
-}
 
 /// An EC P-256 key made by openssl: (PKCS#8 PEM path, public PEM path, public JWK).
 fn ec_key(dir: &Path, name: &str) -> (PathBuf, PathBuf, serde_json::Value) {
@@ -171,13 +150,7 @@ id_token_audiences = ["api-client"]
         b_fp = sha256_of_cert(&b.0),
     );
     let cfg = config(dir.path(), &token, &toml);
-    let o = esigd()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "esigd init: {}", text(&o));
+    common::init(&cfg);
     let mut cmd = esigd();
     cmd.arg("--config")
         .arg(&cfg)

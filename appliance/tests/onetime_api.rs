@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use common::api::{Reply, check_one_time_certificate, mtls, sha256_of_cert, verify_with_openssl};
 use common::idp::Idp;
 use common::pki::{Ca, openssl_out};
-use common::{Daemon, config, esigd, text, venv};
+use common::{Daemon, config, esigd, venv};
 use esigd_hsm::testing::TestToken;
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
@@ -163,13 +163,7 @@ allowed_ips = ["127.0.0.1/32"]
         aud_issuer = dn(&pki.auditor.0, "issuer"),
     );
     let cfg = config(dir.path(), &token, &toml);
-    let o = esigd()
-        .arg("--config")
-        .arg(&cfg)
-        .arg("init")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "esigd init: {}", text(&o));
+    common::init(&cfg);
     Env {
         dir,
         _token: token,

@@ -228,3 +228,24 @@ pub fn venv() -> PathBuf {
     );
     p
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released: for listeners whose address must be known
+/// before they start, e.g. an OIDC redirect URI).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// `esigd --config <cfg> init`, asserting success; returns its output.
+pub fn init(cfg: &Path) -> String {
+    let o = esigd()
+        .arg("--config")
+        .arg(cfg)
+        .arg("init")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "esigd init: {}", text(&o));
+    text(&o)
+}
