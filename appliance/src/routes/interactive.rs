@@ -358,6 +358,15 @@ fn echo_param(name: &str, v: Option<&String>) -> Result<Option<String>, String> 
     }
 }
 
+/// Sends the browser back to the e-Service with `error` and `error_description` (and its
+/// `state` and `nonce`), never with a signature ID.
+fn fail_back(s: &Session, code: &str, description: &str) -> Response {
+    redirect(&callback_url(
+        s,
+        &[("error", code), ("error_description", description)],
+    ))
+}
+
 /// `callback?k=v&…&state=…&nonce=…`.
 fn callback_url(s: &Session, params: &[(&str, &str)]) -> String {
     let mut u = s.callback.clone();
@@ -593,13 +602,7 @@ async fn cancel(
     match session_for(&st, &headers, &q) {
         Ok(s) => {
             st.pages.remove(&s.csrf);
-            redirect(&callback_url(
-                &s,
-                &[
-                    ("error", "access_denied"),
-                    ("error_description", "The user cancelled the signature."),
-                ],
-            ))
+            fail_back(&s, "access_denied", "The user cancelled the signature.")
         }
         Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
     }
@@ -652,16 +655,11 @@ async fn oidc_callback(
             "login_failed"
         };
         tracing::info!(eservice = %session.eservice, error = %err, "login at the Identity BB not completed");
-        return redirect(&callback_url(
+        return fail_back(
             &session,
-            &[
-                ("error", code),
-                (
-                    "error_description",
-                    "The login at the Identity BB was not completed.",
-                ),
-            ],
-        ));
+            code,
+            "The login at the Identity BB was not completed.",
+        );
     }
     let Some(code) = q.get("code") else {
         return refuse("The sign-in response has no authorization code.");
@@ -680,13 +678,7 @@ async fn oidc_callback(
                 };
                 st.metrics.error(kind);
                 tracing::warn!(error = %e, "login at the Identity BB failed");
-                return redirect(&callback_url(
-                    &session,
-                    &[
-                        ("error", "login_failed"),
-                        ("error_description", "The login could not be verified."),
-                    ],
-                ));
+                return fail_back(&session, "login_failed", "The login could not be verified.");
             }
         };
     st.pages.remove(&session.csrf);
@@ -694,16 +686,11 @@ async fn oidc_callback(
     // The payment is used up right before signing and given back if no signature is made.
     if let Err(e) = payment::consume(&st, session.payment.as_ref()).await {
         tracing::info!(reason = %e, eservice = %session.eservice, "payment not usable at signing time");
-        return redirect(&callback_url(
+        return fail_back(
             &session,
-            &[
-                ("error", "payment_required"),
-                (
-                    "error_description",
-                    "The payment token was used already or cannot be checked.",
-                ),
-            ],
-        ));
+            "payment_required",
+            "The payment token was used already or cannot be checked.",
+        );
     }
     let result = onetime::sign(
         &st,
@@ -733,13 +720,7 @@ async fn oidc_callback(
         Err(e) => {
             payment::release(&st, session.payment.as_ref()).await;
             tracing::warn!(error = %e, "interactive one-time signature failed");
-            redirect(&callback_url(
-                &session,
-                &[
-                    ("error", "signing_failed"),
-                    ("error_description", failure_description(&e)),
-                ],
-            ))
+            fail_back(&session, "signing_failed", failure_description(&e))
         }
     }
 }
