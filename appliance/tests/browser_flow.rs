@@ -58,8 +58,6 @@ fn require_browser() {
     );
 }
 
-/// A port that was free a moment ago (for addresses that must be known before the process starts).
-
 /// The (emptied) artifacts folder of `test`.
 fn artifacts(test: &str) -> PathBuf {
     let base = std::env::var_os("ESIGD_TEST_ARTIFACTS")
