@@ -119,6 +119,10 @@ fn ca_config(cfg: &Config) -> CaConfig {
     let mut c = CaConfig::with_base_url(&cfg.ca.base_url);
     c.one_time.validity = cfg.ca.one_time_validity;
     c.scd.validity = cfg.ca.scd_validity;
+    c.signature_check = match std::num::NonZeroU32::new(cfg.ca.verify_signatures_one_in) {
+        Some(n) if n.get() > 1 => esigd_ca::config::SignatureCheck::Sampled { ecdsa_one_in: n },
+        _ => esigd_ca::config::SignatureCheck::Every,
+    };
     c
 }
 

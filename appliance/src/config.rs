@@ -595,6 +595,14 @@ pub struct CaSection {
     /// Validity of the delegated OCSP responder certificate.
     #[serde(default = "default_ocsp_validity", with = "humantime_serde")]
     pub ocsp_certificate_validity: Duration,
+    /// Check of the HSM's certificate signatures before a certificate is released: verify one in
+    /// N for an ECDSA CA key (every one for RSA, and every one after any failure); 1 = always.
+    #[serde(default = "default_verify_one_in")]
+    pub verify_signatures_one_in: u32,
+}
+
+fn default_verify_one_in() -> u32 {
+    64
 }
 
 fn default_ocsp_validity() -> Duration {
@@ -639,6 +647,7 @@ impl Default for CaSection {
             scd_validity: default_scd_validity(),
             ocsp_key: None,
             ocsp_certificate_validity: default_ocsp_validity(),
+            verify_signatures_one_in: default_verify_one_in(),
         }
     }
 }
@@ -842,6 +851,12 @@ impl Config {
         self.ca_key()?;
         self.tsa_key()?;
         self.ocsp_key()?;
+        if self.ca.verify_signatures_one_in == 0 {
+            return Err(self.invalid(
+                "ca.verify_signatures_one_in",
+                "must be at least 1 (1 = verify every signature)",
+            ));
+        }
         if !(self.ca.base_url.starts_with("http://") || self.ca.base_url.starts_with("https://")) {
             return Err(self.invalid("ca.base_url", "must start with http:// or https://"));
         }

@@ -3,6 +3,7 @@
 
 use std::{
     marker::PhantomData,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::{Duration, SystemTime},
 };
 
@@ -10,9 +11,9 @@ use der::flagset::FlagSet;
 use esigd_pki::{
     X509Error,
     certificate::{
-        CertificateTemplate, random_serial, sign_tbs_certificate, signer_algorithm,
-        signer_public_key, subject_key_id_of, tbs_certificate, truncate_to_seconds,
-        verify_certificate_signature,
+        CertificateTemplate, SignedCertificate, random_serial, sign_certificate_der,
+        signer_algorithm, signer_public_key, subject_key_id_of, tbs_certificate,
+        truncate_to_seconds, verify_certificate_signature,
     },
     crl::{CrlParams, RevokedEntry, build_crl},
     csr::parse_csr,
@@ -22,12 +23,12 @@ use esigd_pki::{
         extended_key_usage, key_usage, no_rev_avail, ocsp_nocheck, qc_statements,
         subject_key_identifier,
     },
-    identity::{IdentityClaims, subject_from_claims},
-    keys::classify_key,
+    identity::{IdentityClaims, name_to_string, subject_from_claims},
+    keys::{KeyKind, check_ecdsa_signature_form, classify_key, verify_signature},
     ocsp::{
         CertIdMatch, OcspAnswer, OcspStatus, build_ocsp_response, match_cert_id, parse_ocsp_request,
     },
-    pem::{certificate_to_der, serial_bytes},
+    pem::serial_bytes,
 };
 use rand_core::OsRng;
 use signature::{Keypair, Signer};
@@ -48,7 +49,7 @@ use x509_cert::{
 
 use crate::{
     ceremony::check_ca_certificate,
-    config::CaConfig,
+    config::{CaConfig, SignatureCheck},
     error::CaError,
     lifecycle::{Transition, plan_transition},
     lint::{LintContext, LintKind, lint_tbs},
@@ -87,10 +88,15 @@ pub struct Authority<S, Sig, St> {
     ca_cert: Certificate,
     chain: Vec<Certificate>,
     ca_key_id: Vec<u8>,
+    ca_key_kind: Option<KeyKind>,
     signer: S,
     config: CaConfig,
     store: St,
     responder: Option<Responder<S>>,
+    /// Certificates signed so far (selects the sampled signature checks).
+    signed: AtomicU64,
+    /// Set by a failed signature check: from then on every signature is verified.
+    verify_all: AtomicBool,
     _sig: PhantomData<fn() -> Sig>,
 }
 
@@ -112,14 +118,19 @@ where
         config.validate()?;
         check_ca_certificate(&ca_cert, &signer)?;
         let ca_key_id = subject_key_id_of(&ca_cert)?;
+        // `None` (a key type the subject-key policy does not list): every signature is verified.
+        let ca_key_kind = classify_key(&ca_cert.tbs_certificate.subject_public_key_info).ok();
         Ok(Authority {
             chain: vec![ca_cert.clone()],
             ca_cert,
             ca_key_id,
+            ca_key_kind,
             signer,
             config,
             store,
             responder: None,
+            signed: AtomicU64::new(0),
+            verify_all: AtomicBool::new(false),
             _sig: PhantomData,
         })
     }
@@ -379,15 +390,18 @@ where
                 digital_signature: req.digital_signature,
             },
         )?;
-        let cert = sign_tbs_certificate(&self.signer, tbs)?;
-        // Post-signing check: a faulty signer (HSM) must never produce a certificate that does not verify.
-        verify_certificate_signature(&cert, &self.ca_cert.tbs_certificate.subject_public_key_info)?;
-        let der = certificate_to_der(&cert)?;
+        let signed = sign_certificate_der(&self.signer, tbs)?;
+        self.check_signature(&signed)?;
+        let SignedCertificate {
+            certificate: cert,
+            der,
+            ..
+        } = signed;
         let tbs = &cert.tbs_certificate;
         let record = CertRecord {
             serial: serial_bytes(&tbs.serial_number).to_vec(),
             profile: req.profile,
-            subject: tbs.subject.to_string(),
+            subject: name_to_string(&tbs.subject),
             not_before: tbs.validity.not_before.to_system_time(),
             not_after: tbs.validity.not_after.to_system_time(),
             status: StoredStatus::Active,
@@ -401,6 +415,60 @@ where
             der,
             record,
         })
+    }
+
+    /// Post-signing check of what the signer returned, per [`CaConfig::signature_check`] (see
+    /// [`SignatureCheck`] for why ECDSA is sampled and RSA is not). A certificate that fails is an
+    /// error, never returned or stored, and switches the CA to verifying every signature.
+    fn check_signature(&self, signed: &SignedCertificate) -> Result<(), CaError> {
+        let n = self.signed.fetch_add(1, Ordering::Relaxed);
+        // `Some(kind)`: this certificate gets the form check only (an ECDSA CA key, sampling on,
+        // not this certificate's turn, no failure seen).
+        let form_only = match (self.config.signature_check, self.ca_key_kind) {
+            (
+                SignatureCheck::Sampled { ecdsa_one_in },
+                Some(kind @ (KeyKind::EcdsaP256 | KeyKind::EcdsaP384)),
+            ) if !n.is_multiple_of(u64::from(ecdsa_one_in.get()))
+                && !self.verify_all.load(Ordering::Relaxed) =>
+            {
+                Some(kind)
+            }
+            _ => None,
+        };
+        let cert = &signed.certificate;
+        let invalid = |reason: &str| X509Error::Invalid {
+            what: "certificate signature",
+            reason: reason.into(),
+        };
+        let result = if cert.signature_algorithm != cert.tbs_certificate.signature {
+            Err(invalid(
+                "signatureAlgorithm differs from the TBSCertificate signature field",
+            ))
+        } else if let Some(kind) = form_only {
+            cert.signature
+                .as_bytes()
+                .ok_or_else(|| invalid("signature bit string has unused bits"))
+                .and_then(|sig| check_ecdsa_signature_form(kind, sig))
+        } else {
+            verify_signature(
+                "certificate signature",
+                &self.ca_cert.tbs_certificate.subject_public_key_info,
+                &cert.signature_algorithm,
+                signed.tbs_der(),
+                &cert.signature,
+            )
+            .map(|_| ())
+        };
+        if let Err(e) = &result
+            && !self.verify_all.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(
+                error = %e,
+                "the signer returned a certificate signature that fails the check; \
+                 verifying every certificate signature from now on"
+            );
+        }
+        Ok(result?)
     }
 
     fn unused_serial(&self) -> Result<SerialNumber, CaError> {

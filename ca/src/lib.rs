@@ -17,7 +17,7 @@ pub mod lint;
 pub mod store;
 
 pub use authority::{Authority, IssuedCertificate};
-pub use config::{CaConfig, OneTimeProfile, ScdProfile};
+pub use config::{CaConfig, OneTimeProfile, ScdProfile, SignatureCheck};
 pub use error::CaError;
 pub use lifecycle::{RevocationReason, Transition};
 pub use store::{

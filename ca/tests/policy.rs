@@ -16,7 +16,9 @@ use esigd_ca::{
 };
 use esigd_pki::{
     X509Error,
-    certificate::{decode_extension, find_extension, signer_algorithm},
+    certificate::{
+        decode_extension, find_extension, signer_algorithm, verify_certificate_signature,
+    },
     extensions::{
         ID_CE_AUTHORITY_KEY_IDENTIFIER, ID_CE_CERTIFICATE_POLICIES, ID_CE_CRL_DISTRIBUTION_POINTS,
         ID_CE_KEY_USAGE, ID_CE_NO_REV_AVAIL, ID_CE_SUBJECT_KEY_IDENTIFIER,
@@ -606,4 +608,68 @@ fn config_validation_names_the_setting() {
         err.to_string().contains("not the key of the CA signer"),
         "{err}"
     );
+}
+
+#[test]
+fn faulty_signatures_are_caught_by_the_sampled_and_the_full_check() {
+    use esigd_ca::SignatureCheck;
+    use std::num::NonZeroU32;
+    let sampled = |n: u32| {
+        let mut cfg = CaConfig::with_base_url(BASE_URL);
+        cfg.signature_check = SignatureCheck::Sampled {
+            ecdsa_one_in: NonZeroU32::new(n).unwrap(),
+        };
+        authority_with(cfg)
+    };
+    let ca_key = |ca: &TestAuthority| {
+        ca.ca_certificate()
+            .tbs_certificate
+            .subject_public_key_info
+            .clone()
+    };
+    let issue = |ca: &TestAuthority| {
+        let (csr, _) = p256_csr();
+        ca.issue_scd(&csr, &claims(), SystemTime::now())
+    };
+
+    // Garbage (r = s = 0) is refused by the form check on every certificate, sampled or not.
+    let ca = sampled(1000);
+    issue(&ca).unwrap(); // the first certificate: fully verified
+    ca.signer().garbage.store(true, Ordering::SeqCst);
+    let err = issue(&ca).unwrap_err();
+    assert!(err.to_string().contains("signature"), "{err}");
+    ca.signer().garbage.store(false, Ordering::SeqCst);
+    // After a failed check every signature is verified: a wrong-key signature is refused at once.
+    ca.signer().wrong_key.store(true, Ordering::SeqCst);
+    assert!(issue(&ca).is_err());
+    ca.signer().wrong_key.store(false, Ordering::SeqCst);
+    issue(&ca).unwrap();
+    assert_eq!(ca.list(&ListQuery::default()).unwrap().len(), 2);
+
+    // Sampled 1 in 4: a well-formed signature by the wrong key passes until the next sample, and
+    // those certificates do not verify with the CA key (worthless to any relying party, not a
+    // risk); the sample refuses its certificate and switches to verifying every signature.
+    let ca = sampled(4);
+    issue(&ca).unwrap(); // #0: verified
+    ca.signer().wrong_key.store(true, Ordering::SeqCst);
+    for _ in 1..4 {
+        let bad = issue(&ca).unwrap(); // #1..#3: form check only
+        assert!(
+            verify_certificate_signature(&bad.certificate, &ca_key(&ca)).is_err(),
+            "a wrong-key certificate never verifies"
+        );
+    }
+    assert!(issue(&ca).is_err()); // #4: sampled, refused
+    assert!(issue(&ca).is_err()); // #5: every signature is verified now
+    ca.signer().wrong_key.store(false, Ordering::SeqCst);
+    issue(&ca).unwrap();
+
+    // Every: the wrong key is refused on the first certificate after a good one.
+    let mut cfg = CaConfig::with_base_url(BASE_URL);
+    cfg.signature_check = SignatureCheck::Every;
+    let ca = authority_with(cfg);
+    issue(&ca).unwrap();
+    ca.signer().wrong_key.store(true, Ordering::SeqCst);
+    assert!(issue(&ca).is_err());
+    assert_eq!(ca.list(&ListQuery::default()).unwrap().len(), 1);
 }

@@ -503,6 +503,9 @@ pub struct SignerContext {
     signature_algorithm: ObjectIdentifier,
     signature_algorithm_der: Vec<u8>,
     spki_der: Vec<u8>,
+    /// RSA signers only: the certificate key and the signature algorithm, to verify every
+    /// signature before it leaves (see [`SignerContext::sign`]).
+    rsa_check: Option<(spki::SubjectPublicKeyInfoOwned, AlgorithmIdentifierOwned)>,
     sid_der: Vec<u8>,
     ess_attribute_der: Vec<u8>,
     cert_der: Vec<u8>,
@@ -543,12 +546,16 @@ impl SignerContext {
             issuer: signer_cert.tbs_certificate.issuer.clone(),
             serial_number: signer_cert.tbs_certificate.serial_number.clone(),
         };
+        let spki = &signer_cert.tbs_certificate.subject_public_key_info;
+        let rsa_check =
+            (spki.algorithm.oid == oids::RSA_ENCRYPTION).then(|| (spki.clone(), sig_alg.clone()));
         Ok(Self {
             digest_algorithm,
             digest_algorithm_der: digest_algorithm.algorithm_identifier().to_der()?,
             signature_algorithm: sig_alg.oid,
             signature_algorithm_der: sig_alg.to_der()?,
             spki_der,
+            rsa_check,
             sid_der: sid.to_der()?,
             ess_attribute_der: SigningCertificateV2::for_certificate(signer_cert)?
                 .to_attribute()?
@@ -654,6 +661,15 @@ impl SignerContext {
             .try_sign(&signed_attrs)
             .map_err(CmsError::Signer)?
             .to_bitstring()?;
+        // RSA: a single faulty RSA-CRT signature discloses the private key, so none leaves
+        // unverified (the reasoning, and why ECDSA signatures are not verified here, is with
+        // `esigd_ca::SignatureCheck`).
+        if let Some((spki, alg)) = &self.rsa_check {
+            crate::keys::verify_signature("CMS signature", spki, alg, &signed_attrs, &signature)
+                .map_err(|_| {
+                    CmsError::Verify("the signer returned an RSA signature that does not verify")
+                })?;
+        }
         let signature = signature.raw_bytes();
 
         // Certificates: a DER SET OF (sorted encodings, no duplicates).
@@ -1388,6 +1404,69 @@ mod tests {
                 None
             ),
             Err(CmsError::Invalid(_))
+        ));
+    }
+
+    /// An RSA signer that can be told to return a corrupted signature (a faulty module).
+    struct RsaSigner {
+        key: rsa::pkcs1v15::SigningKey<sha2::Sha256>,
+        corrupt: bool,
+    }
+
+    impl Keypair for RsaSigner {
+        type VerifyingKey = rsa::pkcs1v15::VerifyingKey<sha2::Sha256>;
+        fn verifying_key(&self) -> Self::VerifyingKey {
+            self.key.verifying_key()
+        }
+    }
+
+    impl DynSignatureAlgorithmIdentifier for RsaSigner {
+        fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
+            self.key.signature_algorithm_identifier()
+        }
+    }
+
+    impl Signer<rsa::pkcs1v15::Signature> for RsaSigner {
+        fn try_sign(&self, msg: &[u8]) -> Result<rsa::pkcs1v15::Signature, signature::Error> {
+            use signature::SignatureEncoding;
+            let sig = self.key.try_sign(msg)?;
+            if !self.corrupt {
+                return Ok(sig);
+            }
+            let mut bytes = sig.to_vec();
+            bytes[10] ^= 0x40;
+            rsa::pkcs1v15::Signature::try_from(bytes.as_slice())
+        }
+    }
+
+    #[test]
+    fn rsa_signatures_are_verified_before_they_leave() {
+        let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap();
+        let mut signer = RsaSigner {
+            key: rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key),
+            corrupt: false,
+        };
+        let spki = SubjectPublicKeyInfoOwned::from_key(signer.verifying_key()).unwrap();
+        let ca = p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap();
+        let cert = cert_for::<_, p256::ecdsa::DerSignature>(&ca, spki);
+        let ctx = SignerContext::new(&signer, &cert).unwrap();
+        let d = DigestAlgorithm::Sha256.digest(b"document");
+        let good = ctx
+            .sign::<_, rsa::pkcs1v15::Signature>(
+                &signer,
+                &params(&d, DigestAlgorithm::Sha256),
+                None,
+            )
+            .unwrap();
+        verify_detached_digest(&good, Some(&d)).unwrap();
+        signer.corrupt = true;
+        assert!(matches!(
+            ctx.sign::<_, rsa::pkcs1v15::Signature>(
+                &signer,
+                &params(&d, DigestAlgorithm::Sha256),
+                None
+            ),
+            Err(CmsError::Verify(_))
         ));
     }
 }

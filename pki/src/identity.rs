@@ -372,3 +372,93 @@ fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), X509Error
     }
     Ok(())
 }
+
+/// The RFC 4514 string of `name`, exactly as `x509_cert`'s `Display` writes it (`CN=…,SERIALNUMBER=…`,
+/// last RDN first), but without its per-attribute search of the whole `const_oid` name database:
+/// the keywords of the attribute types esigd puts in names are looked up once, and only other
+/// types go through the library. That search was about 7 % of a certificate issuance (the CA
+/// records every subject as a string).
+pub fn name_to_string(name: &Name) -> String {
+    use der::Tagged;
+    use std::fmt::Write;
+    use std::sync::OnceLock;
+    // Keywords as the library renders them (the database's shortest name, upper-cased).
+    static KEYWORDS: OnceLock<Vec<(ObjectIdentifier, String)>> = OnceLock::new();
+    let keywords = KEYWORDS.get_or_init(|| {
+        [
+            ID_AT_COMMON_NAME,
+            ID_AT_SURNAME,
+            ID_AT_SERIAL_NUMBER,
+            ID_AT_COUNTRY_NAME,
+            ID_AT_ORGANIZATION_NAME,
+            ID_AT_ORGANIZATIONAL_UNIT_NAME,
+            ID_AT_GIVEN_NAME,
+            ID_AT_ORGANIZATION_IDENTIFIER,
+        ]
+        .into_iter()
+        .filter_map(|oid| {
+            // Rendered once by the library itself, so the keyword is the library's by construction.
+            let probe = AttributeTypeAndValue {
+                oid,
+                value: Any::new(Tag::Utf8String, "x".as_bytes()).ok()?,
+            }
+            .to_string();
+            let keyword = probe.strip_suffix("=x")?;
+            (!keyword.contains('#')).then(|| (oid, keyword.to_string()))
+        })
+        .collect()
+    });
+    let mut out = String::with_capacity(128);
+    for (i, rdn) in name.0.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.0.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let keyword = keywords.iter().find(|(oid, _)| *oid == atv.oid);
+            // The two string types esigd writes, accepted exactly as the library's string types
+            // accept them; anything else is left to the library.
+            let value = match atv.value.tag() {
+                Tag::Utf8String => std::str::from_utf8(atv.value.value()).ok(),
+                Tag::PrintableString => std::str::from_utf8(atv.value.value())
+                    .ok()
+                    .filter(|v| is_printable_string(v)),
+                _ => None,
+            };
+            match (keyword, value) {
+                (Some((_, keyword)), Some(value)) => {
+                    out.push_str(keyword);
+                    out.push('=');
+                    escape_rfc4514(&mut out, value);
+                }
+                // Unknown types, other value types: the library's own rendering.
+                _ => {
+                    let _ = write!(out, "{atv}");
+                }
+            }
+        }
+    }
+    out
+}
+
+/// RFC 4514 §2.4 escaping, as `x509_cert` does it.
+fn escape_rfc4514(out: &mut String, value: &str) {
+    use std::fmt::Write;
+    let mut chars = value.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || chars.peek().is_none() => out.push_str("\\ "),
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\x00'..='\x1f' | '\x7f' => {
+                let _ = write!(out, "\\{:02x}", c as u8);
+            }
+            _ => out.push(c),
+        }
+    }
+}

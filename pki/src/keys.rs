@@ -242,6 +242,25 @@ pub fn verify_signature(
     Ok(key)
 }
 
+/// Checks the form of an ECDSA signature made with a key of `kind`: one DER `ECDSA-Sig-Value` whose
+/// r and s are in 1..n−1. No curve arithmetic (microseconds cheaper than [`verify_signature`]): it
+/// catches a truncated, garbled or wrongly encoded signature, not a wrong key. Other kinds: error.
+pub fn check_ecdsa_signature_form(kind: KeyKind, signature: &[u8]) -> Result<(), X509Error> {
+    let bad = || X509Error::BadSignature {
+        what: "signature encoding",
+        key: "the signer (not a DER ECDSA-Sig-Value with r and s in range)",
+    };
+    match kind {
+        KeyKind::EcdsaP256 => p256::ecdsa::Signature::from_der(signature)
+            .map(|_| ())
+            .map_err(|_| bad()),
+        KeyKind::EcdsaP384 => p384::ecdsa::Signature::from_der(signature)
+            .map(|_| ())
+            .map_err(|_| bad()),
+        KeyKind::Rsa { .. } => Err(X509Error::invalid("signature encoding", "not an ECDSA key")),
+    }
+}
+
 /// The SHA-1 key identifier of a public key (RFC 5280 §4.2.1.2 method 1: SHA-1 over the subjectPublicKey bits).
 pub fn key_identifier(spki: &SubjectPublicKeyInfoOwned) -> Vec<u8> {
     use sha1::Digest as _;

@@ -74,25 +74,37 @@ impl GenTime {
         self.since_epoch
     }
 
-    fn render(&self) -> der::Result<String> {
+    /// `YYYYMMDDhhmmss[.f…]Z` into `buf` (no allocation: genTime is encoded several times per
+    /// token, for lengths and for the bytes); returns the length used.
+    fn render(&self, buf: &mut [u8; 25]) -> der::Result<usize> {
         let dt = DateTime::from_unix_duration(Duration::from_secs(self.since_epoch.as_secs()))?;
-        let mut s = format!(
-            "{:04}{:02}{:02}{:02}{:02}{:02}",
-            dt.year(),
-            dt.month(),
-            dt.day(),
-            dt.hour(),
-            dt.minutes(),
-            dt.seconds()
-        );
-        let nanos = self.since_epoch.subsec_nanos();
-        if nanos != 0 {
-            let frac = format!("{nanos:09}");
-            s.push('.');
-            s.push_str(frac.trim_end_matches('0'));
+        let mut n = 0;
+        let mut put = |value: u32, digits: u32| {
+            for i in (0..digits).rev() {
+                buf[n] = b'0' + (value / 10u32.pow(i) % 10) as u8;
+                n += 1;
+            }
+        };
+        put(u32::from(dt.year()), 4);
+        for v in [dt.month(), dt.day(), dt.hour(), dt.minutes(), dt.seconds()] {
+            put(u32::from(v), 2);
         }
-        s.push('Z');
-        Ok(s)
+        let mut nanos = self.since_epoch.subsec_nanos();
+        if nanos != 0 {
+            let mut digits = 9;
+            while nanos.is_multiple_of(10) {
+                nanos /= 10;
+                digits -= 1;
+            }
+            buf[n] = b'.';
+            n += 1;
+            for i in (0..digits).rev() {
+                buf[n] = b'0' + (nanos / 10u32.pow(i) % 10) as u8;
+                n += 1;
+            }
+        }
+        buf[n] = b'Z';
+        Ok(n + 1)
     }
 }
 
@@ -102,11 +114,13 @@ impl FixedTag for GenTime {
 
 impl EncodeValue for GenTime {
     fn value_len(&self) -> der::Result<Length> {
-        Length::try_from(self.render()?.len())
+        Length::try_from(self.render(&mut [0; 25])?)
     }
 
     fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
-        writer.write(self.render()?.as_bytes())
+        let mut buf = [0; 25];
+        let n = self.render(&mut buf)?;
+        writer.write(&buf[..n])
     }
 }
 
@@ -560,6 +574,14 @@ mod tests {
         assert_eq!(t(123_456_789, 6), "20231114221320.123456Z");
         assert_eq!(t(123_456_789, 0), "20231114221320Z");
         assert_eq!(t(100_000, 6), "20231114221320.0001Z");
+        assert_eq!(t(123_456_789, 9), "20231114221320.123456789Z");
+        assert_eq!(t(1, 9), "20231114221320.000000001Z");
+        assert_eq!(t(999_999_999, 9), "20231114221320.999999999Z");
+        let last = UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999); // 9999-12-31T23:59:59Z
+        let g = GenTime::from_system_time(last, 9).unwrap();
+        assert_eq!(&g.to_der().unwrap()[2..], b"99991231235959.999999999Z");
+        let early = GenTime::from_system_time(UNIX_EPOCH + Duration::from_millis(10), 3).unwrap();
+        assert_eq!(&early.to_der().unwrap()[2..], b"19700101000000.01Z");
         assert!(GenTime::from_system_time(base, 10).is_err());
         let bad = |s: &str| {
             let mut v = vec![0x18, s.len() as u8];

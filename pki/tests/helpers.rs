@@ -117,3 +117,104 @@ fn x509_cert_eku_default_criticality_is_as_documented_and_ours_is_explicit() {
             .critical
     );
 }
+
+#[test]
+fn name_to_string_is_the_library_display() {
+    use der::asn1::{Any, SetOfVec};
+    use esigd_pki::identity::{
+        DnBuilder, IdentityClaims, SubjectMapping, name_to_string, subject_from_claims,
+    };
+    use std::str::FromStr;
+    use x509_cert::attr::AttributeTypeAndValue;
+    use x509_cert::name::{Name, RelativeDistinguishedName};
+
+    let claims = IdentityClaims {
+        name: None,
+        given_name: Some("Mari-Liis".into()),
+        family_name: Some("Männik".into()),
+        personal_identifier: Some("47101010033".into()),
+        country: Some("EE".into()),
+    };
+    let mut names = vec![
+        subject_from_claims(&claims, &SubjectMapping::default()).unwrap(),
+        DnBuilder::new()
+            .country("EE")
+            .unwrap()
+            .organization("esigd, \"bench\" <CA>; a+b \\ c")
+            .unwrap()
+            .common_name("#lead and trail ")
+            .unwrap()
+            .build(),
+        Name::from_str("CN=Unit TSA,O=esigd,OU=ops,L=Tallinn,ST=Harju,DC=example").unwrap(),
+        Name::default(),
+    ];
+    // A multi-valued RDN, an unknown attribute type and a non-string value.
+    let atv = |oid: &str, value: Any| AttributeTypeAndValue {
+        oid: const_oid::ObjectIdentifier::new_unwrap(oid),
+        value,
+    };
+    let utf8 = |s: &str| Any::new(der::Tag::Utf8String, s.as_bytes()).unwrap();
+    let mut rdn = SetOfVec::new();
+    rdn.insert(atv("2.5.4.3", utf8("multi"))).unwrap();
+    rdn.insert(atv("2.5.4.4", utf8("valued\u{1}"))).unwrap();
+    let mut odd = SetOfVec::new();
+    odd.insert(atv("1.3.6.1.4.1.99999.7", utf8("unknown type")))
+        .unwrap();
+    let mut strings = SetOfVec::new();
+    for (tag, value) in [
+        (der::Tag::PrintableString, "not@printable"),
+        (der::Tag::Ia5String, "ia5@example"),
+        (der::Tag::TeletexString, "teletex"),
+    ] {
+        strings
+            .insert(atv("2.5.4.10", Any::new(tag, value.as_bytes()).unwrap()))
+            .unwrap();
+    }
+    let mut binary = SetOfVec::new();
+    binary
+        .insert(atv(
+            "2.5.4.3",
+            Any::new(der::Tag::OctetString, [1u8, 2, 3]).unwrap(),
+        ))
+        .unwrap();
+    names.push(Name::from(vec![
+        RelativeDistinguishedName::from(rdn),
+        RelativeDistinguishedName::from(odd),
+        RelativeDistinguishedName::from(binary),
+        RelativeDistinguishedName::from(strings),
+    ]));
+    for n in names {
+        assert_eq!(name_to_string(&n), n.to_string());
+    }
+}
+
+#[test]
+fn signed_certificate_der_is_the_encoded_certificate() {
+    use der::Encode;
+    use esigd_pki::certificate::{
+        CertificateTemplate, sign_certificate_der, tbs_certificate, verify_certificate_signature,
+    };
+    use esigd_pki::identity::DnBuilder;
+    use spki::SubjectPublicKeyInfoOwned;
+    let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+    let spki = SubjectPublicKeyInfoOwned::from_key(*key.verifying_key()).unwrap();
+    let name = DnBuilder::new().common_name("unit").unwrap().build();
+    let now = SystemTime::now();
+    let tbs = tbs_certificate(
+        &key,
+        CertificateTemplate {
+            serial: random_serial(&mut OsRng).unwrap(),
+            issuer: name.clone(),
+            subject: name,
+            public_key: spki.clone(),
+            not_before: now,
+            not_after: now + Duration::from_secs(60),
+            extensions: vec![esigd_pki::extensions::subject_key_identifier(&spki).unwrap()],
+        },
+    )
+    .unwrap();
+    let signed = sign_certificate_der::<_, p256::ecdsa::DerSignature>(&key, tbs.clone()).unwrap();
+    assert_eq!(signed.der, signed.certificate.to_der().unwrap());
+    assert_eq!(signed.tbs_der(), tbs.to_der().unwrap());
+    verify_certificate_signature(&signed.certificate, &spki).unwrap();
+}

@@ -3,7 +3,9 @@
 //! * [`RocksCertStore`] implements [`esigd_ca::CertStore`] (issued certificates, status history, CRL numbers).
 //! * [`RocksSerialStore`] implements [`esigd_tsa::SerialStore`] (the durable TSA serial reservation mark).
 //! * [`RocksImprintLog`] implements [`esigd_tsa::ImprintLog`] (audit record of every issued time-stamp token)
-//!   and reads the records back by serial and by time.
+//!   and reads the records back by serial and by time; [`RocksImprintLog::deliver`] turns a stamp outcome into
+//!   the reply once the record is durable.
+//! * [`StampQueue`]: `POST /tsa` on a few signing threads that batch requests and their audit commits.
 //!
 //! All three are cheap `Clone` handles around a shared [`Store`](crate::store::Store). Their trait methods are
 //! synchronous and block until the write is durable ([`Store::commit_blocking`](crate::store::Store::commit_blocking)):
@@ -53,7 +55,7 @@ mod codec;
 mod tsa;
 
 pub use certs::RocksCertStore;
-pub use tsa::{RocksImprintLog, RocksSerialStore};
+pub use tsa::{RocksImprintLog, RocksSerialStore, StampFn, StampQueue};
 
 use crate::store::StoreError;
 

@@ -21,11 +21,17 @@ use signature::{Keypair, Signer};
 use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier};
 use x509_cert::Certificate;
 
-/// An in-memory P-256 signer that counts signatures and can be told to fail like an unavailable HSM.
+/// An in-memory P-256 signer that counts signatures and can be told to fail like an unavailable HSM,
+/// or to misbehave like a faulty one (sign with another key, return a truncated signature).
 pub struct TestSigner {
     pub key: p256::ecdsa::SigningKey,
     pub fail: AtomicBool,
     pub calls: AtomicUsize,
+    /// Sign with this other key instead (well-formed signatures that do not verify).
+    pub wrong_key: AtomicBool,
+    /// Return a well-formed DER `ECDSA-Sig-Value` with r = s = 0 (garbage from a broken module).
+    pub garbage: AtomicBool,
+    other: p256::ecdsa::SigningKey,
 }
 
 impl TestSigner {
@@ -34,6 +40,9 @@ impl TestSigner {
             key: p256::ecdsa::SigningKey::random(&mut OsRng),
             fail: AtomicBool::new(false),
             calls: AtomicUsize::new(0),
+            wrong_key: AtomicBool::new(false),
+            garbage: AtomicBool::new(false),
+            other: p256::ecdsa::SigningKey::random(&mut OsRng),
         }
     }
     pub fn calls(&self) -> usize {
@@ -62,7 +71,15 @@ impl Signer<DerSignature> for TestSigner {
                 "HSM unavailable: CKR_DEVICE_REMOVED",
             ));
         }
-        self.key.try_sign(msg)
+        let key = if self.wrong_key.load(Ordering::SeqCst) {
+            &self.other
+        } else {
+            &self.key
+        };
+        if self.garbage.load(Ordering::SeqCst) {
+            return DerSignature::from_bytes(&[0x30, 0x06, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00]);
+        }
+        key.try_sign(msg)
     }
 }
 
