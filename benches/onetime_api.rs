@@ -47,14 +47,16 @@ mod api;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::{Settings, env_num, median, process_cpu, process_cpu_of};
+use common::{
+    Proc, Settings, env_num, esigd_binary, median, process_cpu, process_cpu_of, quantile, start,
+};
 use esigd_hsm::testing::{TestToken, raw, softhsm_module};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -67,61 +69,6 @@ const CLIENT_SECRET: &str = "bench-eservice-secret";
 const REDIRECT: &str = "http://127.0.0.1:9/cb";
 /// Small files whose SHA-256 the clients have signed (request `i` of client `c` signs `(c + i) % DOCS`).
 const DOCS: usize = 8;
-
-/// Value at quantile `q` of sorted `v`.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    v[((v.len() as f64 - 1.0) * q).round() as usize]
-}
-
-/// A child process killed and reaped on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cmd` (stdout piped), reads stdout until `until(line)` has seen what it needs (it returns
-/// `true` then); keeps draining stdout afterwards. Returns the process and everything read.
-fn start(mut cmd: Command, mut until: impl FnMut(&str) -> bool) -> (Proc, String) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let proc = Proc(child);
-    let mut seen = String::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            panic!("{cmd:?} ended before it was ready:\n{seen}");
-        }
-        seen.push_str(&line);
-        if until(line.trim()) {
-            break;
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = out.read_to_end(&mut sink);
-    });
-    (proc, seen)
-}
-
-fn esigd_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("ESIGD_BIN") {
-        return p.into();
-    }
-    // target/release/deps/onetime_api-<hash> -> target/release/esigd
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().and_then(Path::parent).unwrap().join("esigd");
-    assert!(
-        p.is_file(),
-        "{} missing: cargo build --release --workspace --all-targets --all-features",
-        p.display()
-    );
-    p
-}
 
 /// `tests/e2e` of the repository.
 fn e2e_dir() -> PathBuf {
@@ -148,19 +95,13 @@ fn start_idp(work: &Path) -> (Proc, String) {
         .arg(&cfg)
         .stdin(Stdio::null())
         .stderr(Stdio::null());
-    let issuer = Arc::new(Mutex::new(String::new()));
-    let found = issuer.clone();
-    let (idp, _) = start(cmd, move |l| {
+    let (idp, issuer, _) = start(cmd, |l| {
         let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
         match (v["ready"].as_bool(), v["issuer"].as_str()) {
-            (Some(true), Some(i)) => {
-                *found.lock().unwrap() = i.to_string();
-                true
-            }
-            _ => false,
+            (Some(true), Some(i)) => Some(i.to_string()),
+            _ => None,
         }
     });
-    let issuer = issuer.lock().unwrap().clone();
     (idp, issuer)
 }
 
@@ -715,7 +656,7 @@ id_token_audiences = ["{CLIENT_ID}"]
         .stderr(Stdio::from(
             std::fs::File::create(w.join("esigd.log")).unwrap(),
         ));
-    let (esigd, banner) = start(cmd, |l| l == "ready");
+    let (esigd, (), banner) = start(cmd, |l| (l == "ready").then_some(()));
     let addr_of = |prefix: &str| {
         banner
             .lines()

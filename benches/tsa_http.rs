@@ -26,23 +26,21 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Settings, cpu_us_per_op, env_num, median, process_cpu, process_cpu_of};
+use common::{
+    Settings, cpu_us_per_op, env_num, esigd_binary, median, process_cpu, process_cpu_of, quantile,
+    start,
+};
 use der::asn1::{Int, OctetString};
 use der::{Decode, Encode};
 use esigd_hsm::testing::{TestToken, raw};
 use esigd_hsm::{Hsm, KeyKind};
 use esigd_pki::tsp::{MessageImprint, PkiStatus, TimeStampReq, TimeStampResp, TspVersion};
 use sha2::Digest;
-
-/// Value at quantile `q` of sorted `v`.
-fn quantile(v: &[f64], q: f64) -> f64 {
-    v[((v.len() as f64 - 1.0) * q).round() as usize]
-}
 
 /// One keep-alive HTTP/1.1 connection.
 struct Conn {
@@ -315,57 +313,6 @@ fn closed_loop_tokio(
     }
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `cmd`, reads stdout until `until(line)` yields a value.
-fn start<T>(mut cmd: Command, until: impl Fn(&str) -> Option<T>) -> (Proc, T) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut found = None;
-    let mut seen = String::new();
-    let mut line = String::new();
-    while found.is_none() {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            panic!("{cmd:?} ended before it was ready:\n{seen}");
-        }
-        seen.push_str(&line);
-        found = until(line.trim());
-    }
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = out.read_to_end(&mut sink);
-    });
-    (Proc(child), found.unwrap())
-}
-
-fn esigd_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("ESIGD_BIN") {
-        return p.into();
-    }
-    // target/release/deps/tsa_http-<hash> -> target/release/esigd
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().and_then(Path::parent).unwrap().join("esigd");
-    assert!(
-        p.is_file(),
-        "{} missing: cargo build --release --workspace --all-targets --all-features",
-        p.display()
-    );
-    p
-}
-
 fn verify_sample(kept: &Kept, ca: &Path, n: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
     let kept = kept.lock().unwrap();
@@ -415,7 +362,8 @@ fn main() {
             "--eservice",
             "127.0.0.1:0",
         ]);
-    let (esigd, esigd_addr) = start(cmd, |l| {
+    cmd.stderr(Stdio::null());
+    let (esigd, esigd_addr, _) = start(cmd, |l| {
         l.strip_prefix("public listener    http://")
             .and_then(|r| r.split_whitespace().next())
             .map(str::to_string)
@@ -426,8 +374,9 @@ fn main() {
         env!("CARGO_MANIFEST_DIR"),
         "/benches/openssl_tsa_baseline/http_tsa.py"
     ))
-    .arg(&baseline_dir);
-    let (_baseline, baseline_port) =
+    .arg(&baseline_dir)
+    .stderr(Stdio::null());
+    let (_baseline, baseline_port, _) =
         start(cmd, |l| l.strip_prefix("listening ").map(str::to_string));
     let baseline_addr = format!("127.0.0.1:{baseline_port}");
 

@@ -25,7 +25,6 @@ use p256::ecdsa::{DerSignature, SigningKey};
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use rand::RngCore;
 use rustls::pki_types::pem::PemObject;
-use sha2::Digest;
 use spki::{EncodePublicKey, SubjectPublicKeyInfoOwned};
 use x509_cert::Certificate;
 use x509_cert::ext::Extension;
@@ -273,7 +272,7 @@ pub fn apply_dev_registrations(cfg: &mut Config, tls: &DevTls) -> Result<()> {
         .with_context(|| format!("reading {}", tls.demo_cert.display()))?;
     let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem)
         .with_context(|| format!("{}: not a PEM certificate", tls.demo_cert.display()))?;
-    let fingerprint = hex::encode(sha2::Sha256::digest(der.as_ref()));
+    let fingerprint = esigd_pki::pem::sha256_thumbprint(der.as_ref());
     for e in cfg.eservices.iter_mut().filter(|e| e.id == "demo") {
         e.identity.client_cert_sha256 = Some(fingerprint.clone());
     }

@@ -259,7 +259,7 @@ pub struct Payment {
     exp: u64,
 }
 
-/// Seconds since the epoch (for tests building tokens).
+/// Seconds since the Unix epoch (JWT `iat`/`exp`).
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

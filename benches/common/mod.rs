@@ -3,6 +3,9 @@
 //! Each bench is its own crate and uses only part of this module.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -131,4 +134,60 @@ pub fn cpu_us_per_op(dur: Duration, mut f: impl FnMut()) -> f64 {
         n += 1;
     }
     (process_cpu() - c0).as_secs_f64() * 1e6 / n as f64
+}
+
+/// Value at quantile `q` of sorted `v`.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// A child process killed and reaped on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `cmd` with stdout piped and reads it until `until(line)` yields a value; keeps draining
+/// stdout afterwards. Returns the process, the value and every line read (stderr is the caller's).
+pub fn start<T>(mut cmd: Command, mut until: impl FnMut(&str) -> Option<T>) -> (Proc, T, String) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let proc = Proc(child);
+    let mut seen = String::new();
+    let mut line = String::new();
+    let found = loop {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            panic!("{cmd:?} ended before it was ready:\n{seen}");
+        }
+        seen.push_str(&line);
+        if let Some(v) = until(line.trim()) {
+            break v;
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = out.read_to_end(&mut sink);
+    });
+    (proc, found, seen)
+}
+
+/// The release `esigd` next to the running bench (`target/release/deps/<bench>-<hash>` →
+/// `target/release/esigd`), or `$ESIGD_BIN`.
+pub fn esigd_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("ESIGD_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().and_then(Path::parent).unwrap().join("esigd");
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build --release --workspace --all-targets --all-features",
+        p.display()
+    );
+    p
 }

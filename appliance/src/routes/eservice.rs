@@ -396,7 +396,8 @@ pub fn identity_error(e: IdentityError) -> ApiError {
 
 /// The contract's signature response.
 pub fn signature_json(r: &SignatureRecord, with_id: bool) -> Value {
-    let cert_pem = der_to_pem("CERTIFICATE", &r.certificate);
+    // The record holds DER we encoded; PEM-encoding it cannot fail short of a bug.
+    let cert_pem = esigd_pki::pem::to_pem("CERTIFICATE", &r.certificate).unwrap_or_default();
     let mut v = json!({
         "signature": B64.encode(&r.signature),
         "certificate": cert_pem,
@@ -412,17 +413,6 @@ pub fn signature_json(r: &SignatureRecord, with_id: bool) -> Value {
         m.insert("signatureId".into(), Value::String(r.id_hex()));
     }
     v
-}
-
-fn der_to_pem(label: &str, der: &[u8]) -> String {
-    let b = B64.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }
 
 /// Parses a signatureId (64 hex digits).

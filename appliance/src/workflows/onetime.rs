@@ -147,7 +147,7 @@ pub async fn sign(app: &Arc<AppState>, req: OneTimeRequest) -> Result<SignatureR
     event.signature_id = Some(record.id_hex());
     event.signature_type = Some(SignatureType::OneTime);
     event.certificate_serial = Some(record.certificate_serial.clone());
-    event.certificate_sha256 = Some(hex::encode(Sha256::digest(&record.certificate)));
+    event.certificate_sha256 = Some(esigd_pki::pem::sha256_thumbprint(&record.certificate));
     event.key_destroyed = Some(KeyDestroyed {
         key_sha256: made.receipt.key_thumbprint.clone(),
         at: rfc3339(made.receipt.destroyed_at),
