@@ -12,7 +12,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -572,11 +572,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 #[test]
 fn pyhanko_http_timestamper_gets_and_validates_a_token() {
-    let Some(venv) = std::env::var_os("ESIGD_VENV") else {
-        eprintln!("ESIGD_VENV not set: pyHanko check not run (CI sets it)");
-        return;
-    };
-    let python = PathBuf::from(venv).join("bin/python");
+    let python = common::venv().join("bin/python");
     let dir = tempfile::tempdir().unwrap();
     let d = dev(&dir.path().join("data"));
     let script = dir.path().join("pyhanko_tsa.py");
@@ -591,7 +587,7 @@ fn pyhanko_http_timestamper_gets_and_validates_a_token() {
     let t = text(&o);
     assert!(
         o.status.success() && t.contains("pyhanko ok"),
-        "pyHanko (from $ESIGD_VENV) failed:\n{t}"
+        "pyHanko (from the test venv) failed:\n{t}"
     );
     d.stop();
 }
