@@ -391,8 +391,12 @@ struct StampJob {
 ///
 /// genTime is taken when a signing thread starts on the request. `threads` should be the HSM
 /// session pool size: more threads only wait for sessions.
+///
+/// The signing threads hold the audit log (and so the RocksDB handle): [`StampQueue::close`], or
+/// dropping the queue, waits for them, so the database is never torn down under a running thread.
 pub struct StampQueue {
     tx: Mutex<Option<std::sync::mpsc::Sender<StampJob>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for StampQueue {
@@ -410,15 +414,19 @@ impl StampQueue {
     ) -> std::io::Result<StampQueue> {
         let (tx, rx) = std::sync::mpsc::channel::<StampJob>();
         let rx = Arc::new(Mutex::new(rx));
+        let queue = StampQueue {
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(Vec::new()),
+        };
         for _ in 0..threads.max(1) {
             let (rx, stamp, log) = (rx.clone(), stamp.clone(), log.clone());
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("esigd-tsa-sign".into())
+                // On error `queue` is dropped, which stops and joins the threads already started.
                 .spawn(move || sign_batches(&rx, &*stamp, &log))?;
+            queue.lock_threads().push(thread);
         }
-        Ok(StampQueue {
-            tx: Mutex::new(Some(tx)),
-        })
+        Ok(queue)
     }
 
     /// The DER TimeStampResp for a DER TimeStampReq, once a granted token's audit record is
@@ -449,9 +457,27 @@ impl StampQueue {
         }
     }
 
-    /// Stops taking requests; the signing threads finish the queued ones and exit.
+    /// Stops taking requests and waits until the signing threads have finished the queued ones
+    /// and exited (blocking: at shutdown, or from a blocking thread). Later calls to
+    /// [`StampQueue::stamp`] answer systemFailure.
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let threads = std::mem::take(&mut *self.lock_threads());
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a time-stamp signing thread panicked");
+            }
+        }
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<std::thread::JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for StampQueue {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
