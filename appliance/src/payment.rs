@@ -23,6 +23,9 @@ use crate::store::{Batch, Cf, Store};
 
 const USED: &[u8] = b"pay/";
 const JWKS_TTL: Duration = Duration::from_secs(600);
+/// Least time between two JWKS fetches, whatever triggers them (expiry, an unknown `kid`, a
+/// failed attempt): tokens with made-up key IDs cannot make us hammer the Payment BB.
+const JWKS_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why a payment token was refused.
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +53,20 @@ struct PaymentClaims {
     exp: u64,
 }
 
+/// The Payment BB's key set as last fetched.
+#[derive(Default)]
+struct JwksCache {
+    /// The last set fetched, and when.
+    set: Option<(Instant, JwkSet)>,
+    /// The last fetch attempt, successful or not.
+    attempted: Option<Instant>,
+}
+
 enum Keys {
     Pem(Vec<DecodingKey>),
     Jwks {
         url: String,
-        cache: tokio::sync::Mutex<Option<(Instant, JwkSet)>>,
+        cache: tokio::sync::Mutex<JwksCache>,
     },
 }
 
@@ -66,6 +78,10 @@ pub struct PaymentVerifier {
     http: openidconnect::reqwest::Client,
     store: Store,
     lock: tokio::sync::Mutex<()>,
+    /// How long a fetched JWKS is used before it is fetched again ([`JWKS_TTL`]).
+    jwks_ttl: Duration,
+    /// [`JWKS_MIN_INTERVAL`].
+    jwks_min_interval: Duration,
 }
 
 impl std::fmt::Debug for PaymentVerifier {
@@ -110,7 +126,7 @@ impl PaymentVerifier {
             }
             (None, Some(url)) => Keys::Jwks {
                 url: url.clone(),
-                cache: tokio::sync::Mutex::new(None),
+                cache: tokio::sync::Mutex::new(JwksCache::default()),
             },
             (None, None) => anyhow::bail!("payment: give key_file or jwks_url"),
         };
@@ -125,6 +141,8 @@ impl PaymentVerifier {
             http,
             store,
             lock: tokio::sync::Mutex::new(()),
+            jwks_ttl: JWKS_TTL,
+            jwks_min_interval: JWKS_MIN_INTERVAL,
         })
     }
 
@@ -133,31 +151,32 @@ impl PaymentVerifier {
             Keys::Pem(k) => Ok(k.clone()),
             Keys::Jwks { url, cache } => {
                 let mut c = cache.lock().await;
-                let stale = c.as_ref().is_none_or(|(t, _)| t.elapsed() > JWKS_TTL);
-                let unknown_kid = kid.is_some_and(|k| {
-                    c.as_ref().is_some_and(|(t, set)| {
-                        set.find(k).is_none() && t.elapsed() > Duration::from_secs(10)
-                    })
-                });
-                if stale || unknown_kid {
-                    let unavailable = |e: &dyn std::fmt::Display| {
-                        PaymentError::Unavailable(format!("payment.jwks_url: {e}"))
-                    };
-                    let body = self
-                        .http
-                        .get(url)
-                        .send()
-                        .await
-                        .and_then(|r| r.error_for_status())
-                        .map_err(|e| unavailable(&e))?
-                        .bytes()
-                        .await
-                        .map_err(|e| unavailable(&e))?;
-                    let set: JwkSet = serde_json::from_slice(&body).map_err(|e| unavailable(&e))?;
-                    *c = Some((Instant::now(), set));
+                let stale = c
+                    .set
+                    .as_ref()
+                    .is_none_or(|(t, _)| t.elapsed() > self.jwks_ttl);
+                let unknown_kid = kid
+                    .is_some_and(|k| c.set.as_ref().is_some_and(|(_, set)| set.find(k).is_none()));
+                let may_fetch = c
+                    .attempted
+                    .is_none_or(|t| t.elapsed() >= self.jwks_min_interval);
+                if (stale || unknown_kid) && may_fetch {
+                    c.attempted = Some(Instant::now());
+                    match self.fetch_jwks(url).await {
+                        Ok(set) => c.set = Some((Instant::now(), set)),
+                        // Keep verifying with the keys already known: a Payment BB outage must
+                        // not stop signing.
+                        Err(e) if c.set.is_some() => tracing::warn!(
+                            error = %e,
+                            "payment JWKS refresh failed; the cached keys stay in use"
+                        ),
+                        Err(e) => return Err(e),
+                    }
                 }
-                let Some((_, set)) = c.as_ref() else {
-                    return Ok(Vec::new());
+                let Some((_, set)) = c.set.as_ref() else {
+                    return Err(PaymentError::Unavailable(
+                        "payment.jwks_url: the key set could not be fetched yet".into(),
+                    ));
                 };
                 let keys = set
                     .keys
@@ -168,6 +187,22 @@ impl PaymentVerifier {
                 Ok(keys)
             }
         }
+    }
+
+    async fn fetch_jwks(&self, url: &str) -> Result<JwkSet, PaymentError> {
+        let unavailable =
+            |e: &dyn std::fmt::Display| PaymentError::Unavailable(format!("payment.jwks_url: {e}"));
+        let body = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| unavailable(&e))?
+            .bytes()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        serde_json::from_slice(&body).map_err(|e| unavailable(&e))
     }
 
     /// Verifies `token` (signature, `aud`, `iss`, `exp`, `jti`) and that it was not used yet;
@@ -325,5 +360,157 @@ pub async fn consume(st: &AppState, payment: Option<&Payment>) -> Result<(), Pay
 pub async fn release(st: &AppState, payment: Option<&Payment>) {
     if let (Some(p), Some(v)) = (payment, st.payment.as_ref()) {
         v.release(p).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use jsonwebtoken::{EncodingKey, Header};
+    use p256::pkcs8::EncodePrivateKey;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A P-256 key: its JWT signing key and its public JWK with `kid`.
+    fn key(kid: &str) -> (EncodingKey, serde_json::Value) {
+        let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        let pem = secret
+            .to_pkcs8_pem(p256::pkcs8::LineEnding::LF)
+            .expect("pkcs8");
+        let point = secret.public_key().to_sec1_bytes();
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+        });
+        (EncodingKey::from_ec_pem(pem.as_bytes()).expect("pem"), jwk)
+    }
+
+    fn token(key: &EncodingKey, kid: &str, aud: &str, jti: &str) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        let claims = serde_json::json!({ "aud": aud, "exp": unix_now() + 300, "jti": jti });
+        jsonwebtoken::encode(&header, &claims, key).expect("sign")
+    }
+
+    /// What the test Payment BB publishes: a key set, or `None` for HTTP 500.
+    type Published = Arc<std::sync::Mutex<Option<serde_json::Value>>>;
+
+    /// Serves `published` at `/jwks.json` on 127.0.0.1 and counts the fetches.
+    async fn jwks_server(published: Published) -> (String, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = published.lock().unwrap().as_ref().map(|v| v.to_string());
+                async move { body.ok_or(StatusCode::INTERNAL_SERVER_ERROR) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/jwks.json"), hits)
+    }
+
+    fn publish(keys: &[&serde_json::Value]) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "keys": keys }))
+    }
+
+    fn verifier(jwks_url: &str, store: Store) -> PaymentVerifier {
+        let dir = std::env::temp_dir();
+        let section = PaymentSection {
+            audience: "esigd".into(),
+            issuer: None,
+            key_file: None,
+            jwks_url: Some(jwks_url.into()),
+            algorithms: vec!["ES256".into()],
+        };
+        PaymentVerifier::new(&Config::dev_defaults(&dir), &section, store).unwrap()
+    }
+
+    #[tokio::test]
+    async fn jwks_url_keys_are_fetched_cached_and_matched_by_kid() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (k1, jwk1) = key("k1");
+        let (k2, jwk2) = key("k2");
+        let (foreign, _) = key("k1");
+        let published = Arc::new(std::sync::Mutex::new(publish(&[&jwk1, &jwk2])));
+        let (url, hits) = jwks_server(published).await;
+        let v = verifier(&url, store.clone());
+
+        // Both published keys verify; the set is fetched once and then cached.
+        let p1 = v.verify(&token(&k1, "k1", "esigd", "a")).await.unwrap();
+        v.verify(&token(&k2, "k2", "esigd", "b")).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        // A token claiming k1 but signed by another key, one for another audience, and one with
+        // a kid the Payment BB does not publish are refused (the unknown kid does not refetch
+        // within 10 s of the last fetch).
+        for (bad, why) in [
+            (token(&foreign, "k1", "esigd", "c"), "InvalidSignature"),
+            (token(&k1, "k1", "other", "d"), "InvalidAudience"),
+            (token(&k1, "k9", "esigd", "e"), "no key"),
+        ] {
+            match v.verify(&bad).await {
+                Err(PaymentError::Invalid(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("expected Invalid({why}), got {other:?}"),
+            }
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        // Single use holds for JWKS-verified tokens too.
+        v.consume(&p1).await.unwrap();
+        assert!(matches!(
+            v.verify(&token(&k1, "k1", "esigd", "a")).await,
+            Err(PaymentError::Reused)
+        ));
+    }
+
+    #[tokio::test]
+    async fn new_keys_are_picked_up_and_an_outage_keeps_the_known_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (k1, jwk1) = key("k1");
+        let (k2, jwk2) = key("k2");
+        let published = Arc::new(std::sync::Mutex::new(publish(&[&jwk1])));
+        let (url, hits) = jwks_server(published.clone()).await;
+        let mut v = verifier(&url, store);
+        v.jwks_min_interval = Duration::ZERO;
+        v.verify(&token(&k1, "k1", "esigd", "a")).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        // The Payment BB rotates in k2: a token naming it makes us fetch the set again.
+        *published.lock().unwrap() = publish(&[&jwk1, &jwk2]);
+        v.verify(&token(&k2, "k2", "esigd", "b")).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
+        // The set expires while the Payment BB is down: the refresh fails and the known keys
+        // keep working.
+        v.jwks_ttl = Duration::ZERO;
+        *published.lock().unwrap() = None;
+        v.verify(&token(&k1, "k1", "esigd", "c")).await.unwrap();
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_jwks_url_is_unavailable_not_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        // A port that was free a moment ago: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let v = verifier(&format!("http://127.0.0.1:{port}/jwks.json"), store);
+        let (k1, _) = key("k1");
+        match v.verify(&token(&k1, "k1", "esigd", "a")).await {
+            Err(PaymentError::Unavailable(m)) => assert!(m.contains("payment.jwks_url"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
     }
 }
