@@ -113,6 +113,11 @@ pub struct Listen {
     /// e-Service API listener (mTLS).
     #[serde(default = "default_eservice")]
     pub eservice: SocketAddr,
+    /// Reverse proxies in front of the public listener (CIDR). A request whose TCP peer is one of
+    /// them is treated as coming from the client named in `X-Forwarded-For` (see
+    /// [`crate::net::forwarded`]); empty: the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 fn default_public() -> SocketAddr {
@@ -127,6 +132,7 @@ impl Default for Listen {
         Listen {
             public: default_public(),
             eservice: default_eservice(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

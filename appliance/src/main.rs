@@ -368,6 +368,15 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
             cfg.metrics.allowed_ips.clone(),
         ))
         .layer(esigd::observe::layer(metrics.clone(), "public"));
+    // Outside the observe layer, so logs and metrics see the client behind a trusted proxy too.
+    let public_app = if cfg.listen.trusted_proxies.is_empty() {
+        public_app
+    } else {
+        public_app.layer(axum::middleware::from_fn_with_state(
+            Arc::from(cfg.listen.trusted_proxies.clone()),
+            esigd::net::forwarded::real_client,
+        ))
+    };
     let eservice_app = esigd::routes::eservice::router(state.clone())
         .layer(esigd::observe::layer(metrics.clone(), "eservice"));
     let public_task = tokio::spawn(esigd::net::serve_public(

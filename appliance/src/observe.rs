@@ -4,7 +4,8 @@
 //! per completed request and records `esigd_http_requests_total` and
 //! `esigd_http_request_duration_seconds`.
 //!
-//! What is logged: method, route template (never the raw path), status, latency and peer IP.
+//! What is logged: method, route template (never the raw path), status, latency and peer IP
+//! (the client behind a trusted proxy, with the proxy's IP as `proxy`).
 //! What is never logged or used as a label: the query string, the raw path, headers (other than
 //! a validated `X-Request-ID`/`traceparent` trace-id), and bodies; they carry ID tokens,
 //! payment tokens and document hashes.
@@ -199,6 +200,11 @@ where
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_canonical());
+        // Set by `net::forwarded::real_client` when `peer` is the client behind a trusted proxy.
+        let proxy: Option<IpAddr> = req
+            .extensions()
+            .get::<crate::net::forwarded::ProxiedBy>()
+            .map(|p| p.0.ip().to_canonical());
         let span = tracing::info_span!(
             "request",
             request_id = %id,
@@ -225,6 +231,7 @@ where
                     status = status.as_u16(),
                     latency_ms,
                     peer = peer.map(tracing::field::display),
+                    proxy = proxy.map(tracing::field::display),
                     "request completed"
                 );
             });

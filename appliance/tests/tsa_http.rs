@@ -474,6 +474,118 @@ fn tsa_allowed_ips_refuses_other_addresses() {
     assert!(v.contains("Verification: OK"), "{v}");
 }
 
+/// `listen.trusted_proxies`: behind a trusted proxy the client named in X-Forwarded-For is what
+/// `tsa.allowed_ips` and `ui.max_sessions_per_ip` see; the header from any other peer is ignored.
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_client_is_checked() {
+    let token = TestToken::create();
+    let dir = tempfile::tempdir().unwrap();
+    let d = configured(
+        dir.path(),
+        &token,
+        r#"
+[listen]
+trusted_proxies = ["127.0.0.2/32"]
+[tsa]
+allow_unsynchronized_clock = true
+allowed_ips = ["198.51.100.0/24"]
+[ui]
+max_sessions_per_ip = 1
+[[eservice]]
+id = "shop"
+name = "Web Shop"
+client_cert_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+allowed_ips = ["127.0.0.1/32"]
+callback_prefixes = ["https://shop.example/cb/"]
+"#,
+    );
+    let w = dir.path();
+    std::fs::write(w.join("doc.txt"), b"behind a proxy\n").unwrap();
+    openssl_ok(
+        &[
+            "ts", "-query", "-data", "doc.txt", "-sha256", "-cert", "-out", "q.tsq",
+        ],
+        w,
+    );
+    // (source address, X-Forwarded-For) -> HTTP status
+    let curl = |interface: &str, forwarded: Option<&str>, extra: &[&str], url: &str| {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "--interface",
+            interface,
+            "-o",
+            "r.out",
+            "-w",
+            "%{http_code}",
+        ]);
+        if let Some(f) = forwarded {
+            cmd.args(["-H", &format!("X-Forwarded-For: {f}")]);
+        }
+        let out = cmd.args(extra).arg(url).current_dir(w).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let tsa_body = [
+        "-H",
+        "Content-Type: application/timestamp-query",
+        "--data-binary",
+        "@q.tsq",
+    ];
+    let stamp = |interface: &str, forwarded: Option<&str>| {
+        curl(interface, forwarded, &tsa_body, &d.url("/tsa"))
+    };
+    // Not a trusted proxy: its header is ignored, and 127.0.0.1 is not allowed.
+    assert_eq!(stamp("127.0.0.1", Some("198.51.100.7")), "403");
+    // The trusted proxy forwards an allowed client: granted, and the token verifies.
+    assert_eq!(stamp("127.0.0.2", Some("198.51.100.7")), "200");
+    let v = openssl_ok(
+        &[
+            "ts",
+            "-verify",
+            "-data",
+            "doc.txt",
+            "-in",
+            "r.out",
+            "-CAfile",
+            "data/pki/ca.pem",
+        ],
+        w,
+    );
+    assert!(v.contains("Verification: OK"), "{v}");
+    // The nearest untrusted hop is the client, whatever the client wrote on the left.
+    assert_eq!(stamp("127.0.0.2", Some("198.51.100.7, 203.0.113.5")), "403");
+    // The proxy itself, with no header, is not an allowed client.
+    assert_eq!(stamp("127.0.0.2", None), "403");
+
+    // The per-address session cap counts forwarded clients, not the proxy.
+    let mut page = url::Url::parse(&d.url("/v1/sign/interactive")).unwrap();
+    page.query_pairs_mut()
+        .append_pair("serviceId", "shop")
+        .append_pair(
+            "hash",
+            &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]),
+        )
+        .append_pair("hashType", "SHA2-256")
+        .append_pair("format", "CAdES")
+        .append_pair("dataToBeDisplayed", "Order 42")
+        .append_pair("callbackUrl", "https://shop.example/cb/done")
+        .append_pair("state", "s")
+        .append_pair("nonce", "n");
+    let open = |forwarded: &str| curl("127.0.0.2", Some(forwarded), &[], page.as_str());
+    assert_eq!(open("198.51.100.7"), "200");
+    assert_eq!(open("198.51.100.8"), "200");
+    assert_eq!(
+        open("198.51.100.7"),
+        "503",
+        "a second live session from one client"
+    );
+    let log = std::fs::read_to_string(w.join("esigd.log")).unwrap();
+    assert!(
+        log.contains("ip=198.51.100.7"),
+        "the refusal names the client, not the proxy"
+    );
+}
+
 #[test]
 fn clock_gate_refuses_from_the_kernel_reading() {
     use esigd_tsa::{ClockState, KernelClock};

@@ -28,6 +28,7 @@
 
 mod allow;
 mod error;
+pub mod forwarded;
 mod io;
 mod limits;
 mod peer;
