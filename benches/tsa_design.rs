@@ -1,12 +1,13 @@
 //! EXPERIMENT (not a goal benchmark): three ways for the `POST /tsa` handler to wait, in one esigd
 //! server process built from the real `AppState`, router, accept loop and RocksDB audit log,
 //! compared side by side (interleaved samples; server CPU per token from `/proc/<pid>/stat`):
-//! * `/tsa`: the real route: `spawn_blocking(stamp_http)`, which parks the blocking thread until
-//!   the audit group commit is acknowledged;
+//! * `/tsa`: the real route, `esigd::persist::StampQueue`: a fixed set of signing threads drains
+//!   a queue in batches (no wake-up per request while the queue is not empty) and commits each
+//!   batch's audit records at once;
 //! * `/tsa-async`: `spawn_blocking(tsa.stamp)`, then `imprints.deliver(..).await` on the task;
-//! * `/tsa-queue`: `esigd::persist::StampQueue`: a fixed set of signing threads drains a queue
-//!   in batches (no wake-up per request while the queue is not empty) and commits each batch's
-//!   audit records at once.
+//! * `/tsa-blocking`: the route before the queue: `spawn_blocking` of `tsa.stamp` +
+//!   `imprints.deliver_blocking`, which parks the blocking thread until the audit group commit is
+//!   acknowledged.
 //!
 //! `cargo bench --bench tsa_design` (env `BENCH_SECS`, `BENCH_ROUNDS`, `BENCH_CLIENTS`).
 
@@ -34,8 +35,17 @@ use esigd_hsm::testing::TestToken;
 use esigd_pki::tsp::{MessageImprint, TimeStampReq, TspVersion};
 use sha2::Digest;
 
-async fn tsa_queue(State(queue): State<Arc<esigd::persist::StampQueue>>, body: Bytes) -> Response {
-    reply(queue.stamp(body.into()).await)
+async fn tsa_blocking(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    let state = st.clone();
+    reply(
+        tokio::task::spawn_blocking(move || {
+            state
+                .imprints
+                .deliver_blocking(state.tsa.stamp(&body, SystemTime::now()))
+        })
+        .await
+        .unwrap(),
+    )
 }
 
 fn reply(der: Vec<u8>) -> Response {
@@ -69,15 +79,6 @@ fn server() {
     esigd::devsetup::apply_dev_registrations(&mut cfg, &tls).unwrap();
     let metrics = Arc::new(esigd::metrics::Metrics::new().unwrap());
     let state = Arc::new(AppState::build(cfg, hsm, metrics.clone()).unwrap());
-    let tsa = state.tsa.clone();
-    let queue = Arc::new(
-        esigd::persist::StampQueue::start(
-            Arc::new(move |req: &[u8], now| tsa.stamp(req, now)),
-            state.imprints.clone(),
-            state.hsm.config().pool_size,
-        )
-        .unwrap(),
-    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,9 +95,9 @@ fn server() {
             )
             .merge(
                 Router::new()
-                    .route("/tsa-queue", post(tsa_queue))
+                    .route("/tsa-blocking", post(tsa_blocking))
                     .layer(DefaultBodyLimit::max(128 * 1024))
-                    .with_state(queue),
+                    .with_state(state.clone()),
             )
             .layer(esigd::observe::layer(metrics, "public"));
         esigd::net::serve_public(
@@ -291,7 +292,7 @@ fn main() {
             .collect(),
     );
     let clients = env_num("BENCH_CLIENTS", 32) as usize;
-    let all = ["/tsa", "/tsa-async", "/tsa-queue"];
+    let all = ["/tsa", "/tsa-async", "/tsa-blocking"];
     let only = std::env::var("TSA_DESIGN_PATHS").unwrap_or_default();
     let paths: Vec<&str> = all
         .into_iter()

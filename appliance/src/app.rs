@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::identity::IdentityProvider;
 use crate::net::Reloadable;
 use crate::payment::PaymentVerifier;
-use crate::persist::{RocksCertStore, RocksImprintLog, RocksSerialStore};
+use crate::persist::{RocksCertStore, RocksImprintLog, RocksSerialStore, StampQueue};
 use crate::registry::Registry;
 use crate::signatures::SignatureStore;
 use crate::store::{Store, StoreOptions};
@@ -60,6 +60,8 @@ pub struct AppState {
     pub tsa: Arc<TsaService>,
     /// Audit records of issued time-stamp tokens.
     pub imprints: RocksImprintLog,
+    /// `POST /tsa`: signing threads that batch requests and their audit commits.
+    pub stamp_queue: StampQueue,
     /// Published certificates.
     pub published: Published,
     /// Pre-generated one-time keys (workflow 9.1).
@@ -233,8 +235,18 @@ impl AppState {
             Some(p) => Some(PaymentVerifier::new(&cfg, p, store.clone())?),
             None => None,
         };
+        let imprints = RocksImprintLog::new(store.clone());
+        let tsa = Arc::new(tsa);
+        let signer = tsa.clone();
+        let stamp_queue = StampQueue::start(
+            Arc::new(move |request: &[u8], now| signer.stamp(request, now)),
+            imprints.clone(),
+            hsm.config().pool_size,
+        )
+        .context("tsa: cannot start the time-stamp signing threads")?;
         Ok(AppState {
-            imprints: RocksImprintLog::new(store.clone()),
+            imprints,
+            stamp_queue,
             onetime,
             signatures: SignatureStore::new(store.clone()),
             signing_slots: Arc::new(tokio::sync::Semaphore::new(
@@ -249,7 +261,7 @@ impl AppState {
             hsm,
             store,
             ca: Arc::new(ca),
-            tsa: Arc::new(tsa),
+            tsa,
             published,
             crl_cache: Mutex::new(None),
         })
@@ -273,15 +285,6 @@ impl AppState {
     /// Forces the next CRL request to build a new CRL (after a status change).
     pub fn invalidate_crl(&self) {
         *self.crl_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    /// Answers a DER TimeStampReq with a DER TimeStampResp. A granted token is returned only
-    /// after its audit record is durable; if that fails, the client gets a systemFailure
-    /// rejection instead (its serial stays unused). Blocking.
-    pub fn stamp_http(&self, request: &[u8], now: SystemTime) -> Vec<u8> {
-        // Same replies as `self.imprints.deliver(self.tsa.stamp(..)).await`, which a request task
-        // can use to wait for the audit commit without parking a blocking thread.
-        self.imprints.deliver_blocking(self.tsa.stamp(request, now))
     }
 
     /// Readiness checks for `/readyz` and `esigd check`: HSM session, store writable, clock.

@@ -415,6 +415,8 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
     let _ = admin_task.await;
     let _ = std::fs::remove_file(&admin_socket);
     state.metrics.clear_probes();
+    // The time-stamp signing threads sign with the HSM: stop them before it closes.
+    state.stamp_queue.close();
     state.hsm.close();
     Ok(())
 }

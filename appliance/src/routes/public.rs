@@ -269,16 +269,12 @@ async fn tsa(
             "Content-Type must be application/timestamp-query",
         );
     }
-    let state = st.clone();
-    match blocking(move || state.stamp_http(&body, SystemTime::now())).await {
-        Ok(der) => {
-            let mut r = bytes("application/timestamp-reply", der);
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
-        Err(r) => r,
-    }
+    // A granted token is sent only once its audit record is durable (systemFailure otherwise).
+    let der = st.stamp_queue.stamp(body.to_vec()).await;
+    let mut r = bytes("application/timestamp-reply", der);
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// How long a built CRL is served before a fresh one is signed (it is also rebuilt on every
