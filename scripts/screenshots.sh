@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Refreshes the README screenshots (docs/screenshots/*.png) from the happy-path browser test
-# (appliance/tests/browser_flow.rs): runs it with its artifacts in a temporary folder, then copies the
-# pages of the one-time signing flow.
+# Refreshes the README screenshots (docs/screenshots/*.png) from the browser tests
+# (appliance/tests/browser_flow.rs): runs them with their artifacts in a temporary folder, then copies the
+# pages of the one-time signing flow and the choice page on a phone.
 #
-#   scripts/screenshots.sh            # run the test, copy the screenshots
+#   scripts/screenshots.sh            # run the tests, copy the screenshots
 #   scripts/screenshots.sh DIR        # only copy, from an earlier run's artifacts folder DIR (the folder
-#                                     # the test printed, e.g. .../browser-flow/happy)
+#                                     # above the ones the tests printed, e.g. .../browser-flow)
 #
 # Needs what the test needs: scripts/install-deps.sh --with-test-tools (Chromium, npm packages, nextest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dest=docs/screenshots
-pages=(01-eservice-start 02-esigd-choice 03-idp-login 04-esigd-result 05-eservice-result)
+# source (under the artifacts folder) -> name in docs/screenshots
+pages=(
+  happy/01-eservice-start happy/02-esigd-choice happy/03-idp-login happy/04-esigd-result
+  happy/05-eservice-result negative/phone/01-choice-on-a-phone
+)
+name() { case $1 in negative/phone/01-choice-on-a-phone) echo 06-choice-on-a-phone ;; *) basename "$1" ;; esac; }
 
 if [ $# -ge 1 ]; then
   src=$1
@@ -21,9 +26,8 @@ else
   export ESIGD_VENV="${ESIGD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-venv}"
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/esigd-screenshots.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  ESIGD_TEST_ARTIFACTS="$tmp" cargo nextest run --workspace --all-features \
-    -E 'binary(browser_flow) & test(one_time_signature_in_a_real_browser)'
-  src="$tmp/happy"
+  ESIGD_TEST_ARTIFACTS="$tmp" cargo nextest run --workspace --all-features -E 'binary(browser_flow)'
+  src="$tmp"
 fi
 
 for p in "${pages[@]}"; do
@@ -31,6 +35,6 @@ for p in "${pages[@]}"; do
 done
 mkdir -p "$dest"
 for p in "${pages[@]}"; do
-  cp "$src/$p.png" "$dest/$p.png"
-  echo "screenshots: $dest/$p.png"
+  cp "$src/$p.png" "$dest/$(name "$p").png"
+  echo "screenshots: $dest/$(name "$p").png"
 done

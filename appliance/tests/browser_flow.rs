@@ -755,6 +755,46 @@ fn refused_cancelled_and_unpaid_requests_in_a_real_browser() {
         "{ctx}"
     );
 
+    // Readable on a phone: on a 360 px touch screen the choice page does not scroll sideways, both
+    // choices are whole on screen and at least 44 px tall (WCAG 2.5.5 target size), no text is tiny.
+    let phone = env.drive(
+        &out.join("phone"),
+        &[
+            "--scenario",
+            "page",
+            "--phone",
+            "--url",
+            &env.interactive_url(
+                SERVICE,
+                &[(
+                    "dataToBeDisplayed",
+                    "Contract 2026/118: a long description that has to wrap on a small screen",
+                )],
+            ),
+            "--name",
+            "choice-on-a-phone",
+        ],
+    );
+    let p = &phone["pages"][0];
+    let l = &p["layout"];
+    let ctx = format!("phone: {p:#}\n{diag}");
+    assert_eq!(p["status"], 200, "{ctx}");
+    let width = l["viewportWidth"].as_f64().unwrap();
+    assert_eq!(width, 360.0, "{ctx}");
+    assert!(l["scrollWidth"].as_f64().unwrap() <= width, "{ctx}");
+    for choice in ["nationalId", "scd", "displayText"] {
+        let b = &l[choice];
+        assert!(b["left"].as_f64().unwrap() >= 0.0, "{choice} {ctx}");
+        assert!(b["right"].as_f64().unwrap() <= width, "{choice} {ctx}");
+    }
+    for choice in ["nationalId", "scd"] {
+        assert!(
+            l[choice]["height"].as_f64().unwrap() >= 44.0,
+            "{choice} {ctx}"
+        );
+    }
+    assert!(l["minFontPx"].as_f64().unwrap() >= 12.0, "{ctx}");
+
     // Payment required: no token, an expired one, one signed by another key, one for someone else.
     for name in [
         "payment-missing",

@@ -17,7 +17,9 @@
 //                   the genuine callback is opened in a fresh context (no esigd session cookie).
 //   page            --url URL [--url URL ...] [--name NAME ...] [--scd]
 //                   opens each URL in its own fresh context and reports what it shows (status, redirects,
-//                   #error, #payment-required, #display-text, dialogs); --scd also follows #choice-scd.
+//                   #error, #payment-required, #display-text, dialogs); --scd also follows #choice-scd;
+//                   --phone opens them on a phone-sized touch screen (360x740) and reports the layout
+//                   (horizontal overflow, where the choices are, the smallest text).
 //   paid            --url URL --user U [--password P] --callback-prefix URL
 //                   opens URL (with a payment token), signs with National ID up to the callback, then opens
 //                   URL again in the same browser (the token is spent).
@@ -60,6 +62,7 @@ function parseCli() {
         out: { type: 'string' },
         'callback-prefix': { type: 'string' },
         scd: { type: 'boolean', default: false },
+        phone: { type: 'boolean', default: false },
         'timeout-ms': { type: 'string', default: '60000' },
         chromium: { type: 'string', default: '/usr/bin/chromium' },
         help: { type: 'boolean', short: 'h' },
@@ -444,11 +447,37 @@ async function tamperedState(browser, opts, shots) {
   return { start, choice, idp, genuineCallback: genuine, tampered, withoutSession, navigations: seen.navigations };
 }
 
+/** A small phone: what the signing pages must be usable on. */
+const PHONE = { viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+
+/** Where things are on the page: horizontal overflow, the choice buttons' boxes, the smallest text. */
+async function layout(page) {
+  return page.evaluate(() => {
+    const box = (selector) => {
+      const e = document.querySelector(selector);
+      if (!e) return null;
+      const r = e.getBoundingClientRect();
+      return { left: r.left, right: r.right, width: r.width, height: r.height };
+    };
+    const textSizes = [...document.querySelectorAll('body *')]
+      .filter((e) => [...e.childNodes].some((n) => n.nodeType === Node.TEXT_NODE && n.textContent.trim()))
+      .map((e) => parseFloat(getComputedStyle(e).fontSize));
+    return {
+      viewportWidth: window.innerWidth,
+      scrollWidth: document.documentElement.scrollWidth,
+      nationalId: box('#choice-national-id'),
+      scd: box('#choice-scd'),
+      displayText: box('#display-text'),
+      minFontPx: textSizes.length ? Math.min(...textSizes) : null,
+    };
+  });
+}
+
 async function pages(browser, opts, shots) {
   const reports = [];
   for (const [i, url] of opts.url.entries()) {
     const name = opts.name?.[i] ?? `page-${i + 1}`;
-    const context = await browser.newContext();
+    const context = await browser.newContext(opts.phone ? PHONE : {});
     const page = await context.newPage();
     const seen = watch(page);
     const response = await page.goto(url);
@@ -457,6 +486,7 @@ async function pages(browser, opts, shots) {
     const report = await pageReport(page, response, seen);
     report.name = name;
     report.requested = url;
+    if (opts.phone) report.layout = await layout(page);
     report.cookies = (await context.cookies())
       .filter((c) => c.name === 'esigd_session')
       .map(({ name: n, httpOnly, sameSite, secure }) => ({ name: n, httpOnly, sameSite, secure }));
