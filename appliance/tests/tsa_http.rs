@@ -406,6 +406,64 @@ fn configured(dir: &Path, token: &TestToken, extra: &str) -> Daemon {
     Daemon::start_logged(cmd, dir.join("esigd.log"))
 }
 
+/// curl from the local address `interface` with `args` (headers, body) to `url`, the body saved
+/// as `out` in `dir`: the HTTP status.
+fn curl_from(dir: &Path, interface: &str, args: &[&str], url: &str, out: &str) -> String {
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "--interface",
+            interface,
+            "-o",
+            out,
+            "-w",
+            "%{http_code}",
+        ])
+        .args(args)
+        .arg(url)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// curl arguments that POST the time-stamp query file `q.tsq`.
+const TSQ_BODY: [&str; 4] = [
+    "-H",
+    "Content-Type: application/timestamp-query",
+    "--data-binary",
+    "@q.tsq",
+];
+
+/// Writes `doc.txt` with `text` and an openssl query for it, `q.tsq`, into `dir`.
+fn query_file(dir: &Path, text: &[u8]) {
+    std::fs::write(dir.join("doc.txt"), text).unwrap();
+    openssl_ok(
+        &[
+            "ts", "-query", "-data", "doc.txt", "-sha256", "-cert", "-out", "q.tsq",
+        ],
+        dir,
+    );
+}
+
+/// `openssl ts -verify` of the reply `reply` in `dir` against `doc.txt` and the daemon's CA.
+fn verify_reply(dir: &Path, reply: &str) {
+    let v = openssl_ok(
+        &[
+            "ts",
+            "-verify",
+            "-data",
+            "doc.txt",
+            "-in",
+            reply,
+            "-CAfile",
+            "data/pki/ca.pem",
+        ],
+        dir,
+    );
+    assert!(v.contains("Verification: OK"), "{v}");
+}
+
 /// `tsa.allowed_ips`: only listed source addresses may stamp; others get 403 and no token.
 #[test]
 fn tsa_allowed_ips_refuses_other_addresses() {
@@ -417,36 +475,8 @@ fn tsa_allowed_ips_refuses_other_addresses() {
         "[tsa]\nallow_unsynchronized_clock = true\nallowed_ips = [\"127.0.0.2/32\"]\n",
     );
     let w = dir.path();
-    std::fs::write(w.join("doc.txt"), b"allow list\n").unwrap();
-    openssl_ok(
-        &[
-            "ts", "-query", "-data", "doc.txt", "-sha256", "-cert", "-out", "q.tsq",
-        ],
-        w,
-    );
-    let post = |interface: &str| {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "--interface",
-                interface,
-                "-o",
-                "r.tsr",
-                "-w",
-                "%{http_code}",
-            ])
-            .args([
-                "-H",
-                "Content-Type: application/timestamp-query",
-                "--data-binary",
-                "@q.tsq",
-            ])
-            .arg(d.url("/tsa"))
-            .current_dir(w)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    query_file(w, b"allow list\n");
+    let post = |interface: &str| curl_from(w, interface, &TSQ_BODY, &d.url("/tsa"), "r.tsr");
     assert_eq!(
         post("127.0.0.1"),
         "403",
@@ -458,20 +488,7 @@ fn tsa_allowed_ips_refuses_other_addresses() {
             .contains("tsa.allowed_ips")
     );
     assert_eq!(post("127.0.0.2"), "200");
-    let v = openssl_ok(
-        &[
-            "ts",
-            "-verify",
-            "-data",
-            "doc.txt",
-            "-in",
-            "r.tsr",
-            "-CAfile",
-            "data/pki/ca.pem",
-        ],
-        w,
-    );
-    assert!(v.contains("Verification: OK"), "{v}");
+    verify_reply(w, "r.tsr");
 }
 
 /// `listen.trusted_proxies`: behind a trusted proxy the client named in X-Forwarded-For is what
@@ -500,58 +517,22 @@ callback_prefixes = ["https://shop.example/cb/"]
 "#,
     );
     let w = dir.path();
-    std::fs::write(w.join("doc.txt"), b"behind a proxy\n").unwrap();
-    openssl_ok(
-        &[
-            "ts", "-query", "-data", "doc.txt", "-sha256", "-cert", "-out", "q.tsq",
-        ],
-        w,
-    );
-    // (source address, X-Forwarded-For) -> HTTP status
-    let curl = |interface: &str, forwarded: Option<&str>, extra: &[&str], url: &str| {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-s",
-            "--interface",
-            interface,
-            "-o",
-            "r.out",
-            "-w",
-            "%{http_code}",
-        ]);
-        if let Some(f) = forwarded {
-            cmd.args(["-H", &format!("X-Forwarded-For: {f}")]);
-        }
-        let out = cmd.args(extra).arg(url).current_dir(w).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
+    query_file(w, b"behind a proxy\n");
+    // From `interface` with `X-Forwarded-For: forwarded` (if any): the HTTP status.
+    let curl = |interface: &str, forwarded: Option<&str>, body: &[&str], url: &str| {
+        let header = forwarded.map(|f| format!("X-Forwarded-For: {f}"));
+        let mut args: Vec<&str> = header.iter().flat_map(|h| ["-H", h.as_str()]).collect();
+        args.extend(body);
+        curl_from(w, interface, &args, url, "r.out")
     };
-    let tsa_body = [
-        "-H",
-        "Content-Type: application/timestamp-query",
-        "--data-binary",
-        "@q.tsq",
-    ];
     let stamp = |interface: &str, forwarded: Option<&str>| {
-        curl(interface, forwarded, &tsa_body, &d.url("/tsa"))
+        curl(interface, forwarded, &TSQ_BODY, &d.url("/tsa"))
     };
     // Not a trusted proxy: its header is ignored, and 127.0.0.1 is not allowed.
     assert_eq!(stamp("127.0.0.1", Some("198.51.100.7")), "403");
     // The trusted proxy forwards an allowed client: granted, and the token verifies.
     assert_eq!(stamp("127.0.0.2", Some("198.51.100.7")), "200");
-    let v = openssl_ok(
-        &[
-            "ts",
-            "-verify",
-            "-data",
-            "doc.txt",
-            "-in",
-            "r.out",
-            "-CAfile",
-            "data/pki/ca.pem",
-        ],
-        w,
-    );
-    assert!(v.contains("Verification: OK"), "{v}");
+    verify_reply(w, "r.out");
     // The nearest untrusted hop is the client, whatever the client wrote on the left.
     assert_eq!(stamp("127.0.0.2", Some("198.51.100.7, 203.0.113.5")), "403");
     // The proxy itself, with no header, is not an allowed client.
