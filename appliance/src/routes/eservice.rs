@@ -351,11 +351,9 @@ async fn sign_onetime(
         .map_err(identity_error)?;
     let identity = crate::identity::map_claims(&provider.config().claims, &verified.claims);
     // The payment is used up right before signing and given back if no signature is made.
-    crate::payment::consume(&st, payment.as_ref())
-        .await
-        .map_err(|e| crate::payment::api_error(&eservice, e))?;
-    let record = onetime::sign(
+    let record = onetime::sign_with_payment(
         &st,
+        payment,
         OneTimeRequest {
             eservice: eservice.id.clone(),
             identity,
@@ -364,14 +362,11 @@ async fn sign_onetime(
             request_id: request_id(&rid),
         },
     )
-    .await;
-    let record = match record {
-        Ok(r) => r,
-        Err(e) => {
-            crate::payment::release(&st, payment.as_ref()).await;
-            return Err(e.into());
-        }
-    };
+    .await
+    .map_err(|e| match e {
+        onetime::PaidSignError::Payment(e) => crate::payment::api_error(&eservice, e),
+        onetime::PaidSignError::Sign(e) => e.into(),
+    })?;
     Ok(axum::Json(signature_json(&record, true)).into_response())
 }
 

@@ -684,16 +684,9 @@ async fn oidc_callback(
     st.pages.remove(&session.csrf);
     let identity = crate::identity::map_claims(&provider.config().claims, &claims);
     // The payment is used up right before signing and given back if no signature is made.
-    if let Err(e) = payment::consume(&st, session.payment.as_ref()).await {
-        tracing::info!(reason = %e, eservice = %session.eservice, "payment not usable at signing time");
-        return fail_back(
-            &session,
-            "payment_required",
-            "The payment token was used already or cannot be checked.",
-        );
-    }
-    let result = onetime::sign(
+    let result = onetime::sign_with_payment(
         &st,
+        session.payment.clone(),
         OneTimeRequest {
             eservice: session.eservice.clone(),
             identity,
@@ -717,8 +710,15 @@ async fn oidc_callback(
                 },
             )
         }
-        Err(e) => {
-            payment::release(&st, session.payment.as_ref()).await;
+        Err(onetime::PaidSignError::Payment(e)) => {
+            tracing::info!(reason = %e, eservice = %session.eservice, "payment not usable at signing time");
+            fail_back(
+                &session,
+                "payment_required",
+                "The payment token was used already or cannot be checked.",
+            )
+        }
+        Err(onetime::PaidSignError::Sign(e)) => {
             tracing::warn!(error = %e, "interactive one-time signature failed");
             fail_back(&session, "signing_failed", failure_description(&e))
         }

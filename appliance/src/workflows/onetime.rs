@@ -104,6 +104,43 @@ struct Made {
     created: SystemTime,
 }
 
+/// Why a signature that may need a payment was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum PaidSignError {
+    /// The payment could not be used up (used meanwhile, or cannot be checked): nothing signed.
+    #[error(transparent)]
+    Payment(#[from] crate::payment::PaymentError),
+    /// Signing failed; the payment (if any) was given back.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// The workflow with its payment, as both entry points run it: the payment (if any) is used up
+/// right before signing and given back if no signature is made.
+///
+/// It runs on a task of its own: a browser or client that goes away drops its request future,
+/// which must not stop this halfway (a payment used up and never given back, or a certificate
+/// issued and its key destroyed with no stored signature and no audit event).
+pub async fn sign_with_payment(
+    app: &Arc<AppState>,
+    payment: Option<crate::payment::Payment>,
+    req: OneTimeRequest,
+) -> Result<SignatureRecord, PaidSignError> {
+    let app = app.clone();
+    tokio::spawn(async move {
+        crate::payment::consume(&app, payment.as_ref()).await?;
+        match sign(&app, req).await {
+            Ok(record) => Ok(record),
+            Err(e) => {
+                crate::payment::release(&app, payment.as_ref()).await;
+                Err(e.into())
+            }
+        }
+    })
+    .await
+    .map_err(|e| PaidSignError::Sign(internal("signing task", e)))?
+}
+
 /// Runs the workflow and returns the stored record (durable when this returns).
 pub async fn sign(app: &Arc<AppState>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
     // 1. A signing slot, or 503 after the queue timeout.
