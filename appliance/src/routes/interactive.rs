@@ -43,8 +43,12 @@ use crate::registry::Eservice;
 use crate::routes::eservice::{SignInput, validate_sign_input};
 use crate::workflows::onetime::{self, OneTimeRequest};
 
-/// Name of the session cookie.
+/// Name of the session cookie when the signing pages are served over plain http (development).
 pub const SESSION_COOKIE: &str = "esigd_session";
+/// Name of the session cookie behind https: the `__Host-` prefix makes browsers refuse it unless
+/// it is `Secure`, has `Path=/` and no `Domain`, so neither a sibling (sub)domain nor a plain-http
+/// response can plant one (session fixation).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-esigd_session";
 /// Longest `state` / `nonce` echoed back to the e-Service.
 pub const MAX_ECHO: usize = 512;
 
@@ -138,7 +142,9 @@ impl Pages {
             ttl: cfg.ui.session_ttl,
             max: cfg.ui.max_sessions,
             max_per_ip: cfg.ui.max_sessions_per_ip,
-            secure_cookie: cfg.ca.base_url.starts_with("https://"),
+            // The scheme of the public address of the pages (the OIDC redirect URL), not of the
+            // CRL/OCSP links in certificates, which are usually plain http.
+            secure_cookie: cfg.oidc_redirect_url().starts_with("https://"),
             redirect_url: cfg.oidc_redirect_url(),
             ui_name: cfg.ui.name.clone(),
         })
@@ -335,14 +341,14 @@ fn rid(r: &Option<Extension<RequestId>>) -> String {
         .unwrap_or_default()
 }
 
-fn session_id(headers: &HeaderMap) -> Option<String> {
+fn session_id(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -443,10 +449,9 @@ async fn interactive(
             Ok(p) => p,
             Err(e) => return payment_page(&st, &eservice, e, &rid),
         };
-    let (browser, new_cookie) = match browser_id(&headers) {
-        Some(b) => (b, false),
-        None => (random_token(32), true),
-    };
+    let browser = pages
+        .browser_id(&headers)
+        .unwrap_or_else(|| random_token(32));
     let csrf = random_token(24);
     let session = Session {
         created: Instant::now(),
@@ -481,26 +486,37 @@ async fn interactive(
             csrf => csrf,
         },
     );
-    if new_cookie {
-        let cookie = format!(
-            "{SESSION_COOKIE}={browser}; Path=/v1/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-            pages.ttl.as_secs(),
-            if pages.secure_cookie { "; Secure" } else { "" }
-        );
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            resp.headers_mut().insert(header::SET_COOKIE, v);
-        }
+    // Set on every visit, also to a browser that has the cookie: its lifetime then runs from the
+    // newest signing visit, so a tab opened earlier cannot make a later login find it expired.
+    let cookie = format!(
+        "{}={browser}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        pages.cookie_name(),
+        pages.ttl.as_secs(),
+        if pages.secure_cookie { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
 }
 
-/// The browser's `esigd_session` cookie, if it looks like one we set.
-fn browser_id(headers: &HeaderMap) -> Option<String> {
-    session_id(headers).filter(|v| {
-        (32..=64).contains(&v.len())
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
+impl Pages {
+    fn cookie_name(&self) -> &'static str {
+        if self.secure_cookie {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The browser's session cookie, if it looks like one we set.
+    fn browser_id(&self, headers: &HeaderMap) -> Option<String> {
+        session_id(headers, self.cookie_name()).filter(|v| {
+            (32..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+    }
 }
 
 fn payment_page(st: &AppState, eservice: &Eservice, e: PaymentError, rid: &str) -> Response {
@@ -530,8 +546,10 @@ fn session_for(
     headers: &HeaderMap,
     q: &HashMap<String, String>,
 ) -> Result<Session, &'static str> {
-    let browser =
-        browser_id(headers).ok_or("Your signing session has expired or cookies are blocked.")?;
+    let browser = st
+        .pages
+        .browser_id(headers)
+        .ok_or("Your signing session has expired or cookies are blocked.")?;
     let t = q.get("t").map(String::as_str).unwrap_or_default();
     st.pages
         .get(t, &browser)
@@ -630,7 +648,7 @@ async fn oidc_callback(
 ) -> Response {
     let rid = rid(&r);
     let refuse = |m: &str| st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid);
-    let Some(browser) = browser_id(&headers) else {
+    let Some(browser) = st.pages.browser_id(&headers) else {
         return refuse("Your signing session has expired or cookies are blocked.");
     };
     let given = q.get("state").map(String::as_str).unwrap_or_default();
@@ -773,6 +791,68 @@ pub fn display_fingerprint(digest: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cookies(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn behind_https_the_cookie_is_host_prefixed_and_only_that_one_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "A".repeat(43);
+        let mut cfg = Config::dev_defaults(dir.path());
+        cfg.identity = None;
+        cfg.ca.base_url = "https://sign.example.gov".into();
+        let pages = Pages::new(&cfg).unwrap();
+        assert!(pages.secure_cookie);
+        assert_eq!(pages.cookie_name(), "__Host-esigd_session");
+        // A plain-named cookie (which a sibling domain or an http response could plant) is ignored.
+        assert_eq!(
+            pages.browser_id(&cookies(&format!("esigd_session={id}"))),
+            None
+        );
+        let both = format!(
+            "esigd_session={}; __Host-esigd_session={id}",
+            "B".repeat(43)
+        );
+        assert_eq!(pages.browser_id(&cookies(&both)), Some(id.clone()));
+
+        // Plain http (development): no Secure, so no __Host- prefix is possible.
+        cfg.ca.base_url = "http://127.0.0.1:8080".into();
+        let pages = Pages::new(&cfg).unwrap();
+        assert!(!pages.secure_cookie);
+        assert_eq!(
+            pages.browser_id(&cookies(&format!("esigd_session={id}"))),
+            Some(id)
+        );
+        // The pages' public address (the OIDC redirect URL) decides, not the CRL/OCSP base URL.
+        let file = dir.path().join("esigd.toml");
+        let secret = dir.path().join("client-secret");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                r#"
+[hsm]
+module = "/usr/lib/softhsm/libsofthsm2.so"
+token = "esig"
+pin = {{ file = {secret:?} }}
+[ca]
+base_url = "http://pki.example.gov"
+[identity]
+issuer = "https://idp.example.gov"
+client_id = "esigd"
+client_secret = {{ file = {secret:?} }}
+redirect_url = "https://sign.example.gov/v1/oidc/callback"
+"#
+            ),
+        )
+        .unwrap();
+        let cfg = Config::load(&file).unwrap();
+        assert!(Pages::new(&cfg).unwrap().secure_cookie);
+    }
 
     #[test]
     fn echo_params_are_bounded_visible_ascii() {
