@@ -463,3 +463,41 @@ fn payment_tokens_are_required_checked_and_single_use_on_both_entry_points() {
         "a payment token was logged"
     );
 }
+
+/// A callbackUrl that already has a parameter esigd adds, or is overlong, gets an error page and
+/// no session (no redirect, nothing kept).
+#[test]
+fn callback_urls_with_reserved_parameters_or_overlong_are_refused() {
+    let env = env();
+    let digest = Sha256::digest(b"callback checks");
+    for (callback, says) in [
+        (format!("{CALLBACK}done?signatureId=ffff"), "must not have a"),
+        (format!("{CALLBACK}done?order=1&state=forged"), "must not have a"),
+        (format!("{CALLBACK}done?error=access_denied"), "must not have a"),
+        (
+            format!("{CALLBACK}{}", "a".repeat(2100)),
+            "longer than 2048",
+        ),
+    ] {
+        let url = env.interactive_url("shop", &digest, &[]);
+        // Replace the default callbackUrl with the one under test.
+        let mut u = url::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "callbackUrl" {
+                    callback.clone()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        let (status, body) = common::curl(&["-D", "-", u.as_str()]);
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{callback}: {body}");
+        assert!(body.contains(says), "{callback}: {body}");
+        assert!(!body.to_ascii_lowercase().contains("location:"), "{body}");
+    }
+}

@@ -221,7 +221,11 @@ pub fn validate_sign_input(
     if !format.eq_ignore_ascii_case("CAdES") {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("format {format:?} is not supported yet; supported: CAdES"),
+            format!(
+                "format {:?} is not supported yet; supported: CAdES",
+                // Echo a bounded prefix only: the value comes from the client.
+                format.chars().take(32).collect::<String>()
+            ),
         ));
     }
     let hash_type = hash_type.ok_or_else(|| missing("hashType"))?;

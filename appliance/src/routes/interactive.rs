@@ -51,6 +51,17 @@ pub const SESSION_COOKIE: &str = "esigd_session";
 pub const SECURE_SESSION_COOKIE: &str = "__Host-esigd_session";
 /// Longest `state` / `nonce` echoed back to the e-Service.
 pub const MAX_ECHO: usize = 512;
+/// Longest `callbackUrl` accepted (it is kept in the session until the browser comes back).
+pub const MAX_CALLBACK_URL: usize = 2048;
+/// Query parameters esigd adds to the callback: a `callbackUrl` that has them already is refused,
+/// so the e-Service never sees two values (or a `signatureId` on a failure).
+const RESERVED_CALLBACK_PARAMS: [&str; 5] = [
+    "signatureId",
+    "error",
+    "error_description",
+    "state",
+    "nonce",
+];
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -275,6 +286,19 @@ impl Sessions {
     }
 }
 
+/// What `ui.max_sessions_per_ip` counts: an IPv4 address, or the /64 of an IPv6 address (one
+/// subscriber usually has a whole /64, so counting single IPv6 addresses would limit nothing).
+fn address_bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        v4 => v4,
+    }
+}
+
 fn random_token(n: usize) -> String {
     use base64::Engine;
     let mut b = vec![0u8; n];
@@ -419,10 +443,21 @@ async fn interactive(
     let Some(callback) = q.get("callbackUrl") else {
         return bad("callbackUrl is required");
     };
+    if callback.len() > MAX_CALLBACK_URL {
+        return bad("callbackUrl is longer than 2048 characters");
+    }
     let Some(callback) = eservice.callback(callback) else {
         tracing::warn!(eservice = %eservice.id, "interactive request with an unregistered callbackUrl");
         return bad("callbackUrl is not registered for this e-Service");
     };
+    if let Some((k, _)) = callback
+        .query_pairs()
+        .find(|(k, _)| RESERVED_CALLBACK_PARAMS.contains(&k.as_ref()))
+    {
+        return bad(&format!(
+            "callbackUrl must not have a {k:?} parameter: esigd adds signatureId, error, error_description, state and nonce itself"
+        ));
+    }
     // A '+' of standard base64 that was not percent-encoded arrives as a space.
     let hash = q.get("hash").map(|h| h.replace(' ', "+"));
     let input = match validate_sign_input(
@@ -456,7 +491,7 @@ async fn interactive(
     let session = Session {
         created: Instant::now(),
         browser: browser.clone(),
-        ip: peer.ip().to_canonical(),
+        ip: address_bucket(peer.ip()),
         payment,
         eservice: eservice.id.clone(),
         eservice_name: eservice.name.clone(),
@@ -852,6 +887,18 @@ redirect_url = "https://sign.example.gov/v1/oidc/callback"
         .unwrap();
         let cfg = Config::load(&file).unwrap();
         assert!(Pages::new(&cfg).unwrap().secure_cookie);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_bucket(a), address_bucket(b));
+        assert_ne!(address_bucket(a), address_bucket(other));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(address_bucket(v4), v4);
+        assert_eq!(address_bucket("::ffff:192.0.2.7".parse().unwrap()), v4);
     }
 
     #[test]
