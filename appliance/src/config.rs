@@ -455,6 +455,10 @@ pub struct PaymentSection {
     /// JWS algorithms accepted.
     #[serde(default = "default_payment_algs")]
     pub algorithms: Vec<String>,
+    /// When set, a token must carry this claim (e.g. `"sub"`) with the id of the e-Service it is
+    /// presented for, so a payment made for one e-Service cannot be spent at another.
+    #[serde(default)]
+    pub eservice_claim: Option<String>,
 }
 
 fn default_payment_algs() -> Vec<String> {

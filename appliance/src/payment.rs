@@ -51,7 +51,12 @@ pub enum PaymentError {
 struct PaymentClaims {
     jti: String,
     exp: u64,
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Clock leeway for `exp`, seconds.
+const LEEWAY: u64 = 30;
 
 /// The Payment BB's key set as last fetched.
 #[derive(Default)]
@@ -205,9 +210,10 @@ impl PaymentVerifier {
         serde_json::from_slice(&body).map_err(|e| unavailable(&e))
     }
 
-    /// Verifies `token` (signature, `aud`, `iss`, `exp`, `jti`) and that it was not used yet;
-    /// does not use it up: see [`PaymentVerifier::consume`].
-    pub async fn verify(&self, token: &str) -> Result<Payment, PaymentError> {
+    /// Verifies `token` presented for e-Service `eservice` (signature, `aud`, `iss`, `exp`, `jti`,
+    /// and `payment.eservice_claim` when set) and that it was not used yet; does not use it up:
+    /// see [`PaymentVerifier::consume`].
+    pub async fn verify(&self, token: &str, eservice: &str) -> Result<Payment, PaymentError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| PaymentError::Invalid(format!("not a JWT: {e}")))?;
         if !self.algorithms.contains(&header.alg) {
@@ -222,7 +228,7 @@ impl PaymentVerifier {
             validation.set_issuer(&[iss.as_str()]);
         }
         validation.set_required_spec_claims(&["exp", "aud", "jti"]);
-        validation.leeway = 30;
+        validation.leeway = LEEWAY;
         let keys = self.candidate_keys(header.kid.as_deref()).await?;
         let mut last = PaymentError::Invalid("no key of the Payment BB matches".into());
         let mut claims = None;
@@ -238,6 +244,13 @@ impl PaymentVerifier {
         let claims = claims.ok_or(last)?;
         if claims.jti.is_empty() {
             return Err(PaymentError::Invalid("jti is empty".into()));
+        }
+        if let Some(claim) = &self.section.eservice_claim
+            && claims.other.get(claim).and_then(|v| v.as_str()) != Some(eservice)
+        {
+            return Err(PaymentError::Invalid(format!(
+                "claim {claim:?} does not name this e-Service (payment.eservice_claim)"
+            )));
         }
         let payment = Payment {
             key: [USED, Sha256::digest(claims.jti.as_bytes()).as_slice()].concat(),
@@ -264,6 +277,12 @@ impl PaymentVerifier {
     /// Uses the payment up (durable when this returns `Ok`); `Reused` if another request used it
     /// meanwhile. Called right before the signature is made.
     pub async fn consume(&self, p: &Payment) -> Result<(), PaymentError> {
+        // Checked when the page opened; the login may have taken minutes since.
+        if unix_now() > p.exp.saturating_add(LEEWAY) {
+            return Err(PaymentError::Invalid(
+                "the payment token expired before the signature was made".into(),
+            ));
+        }
         // Check and record under one lock, so two requests cannot both use one token.
         let _g = self.lock.lock().await;
         if self.is_used(p).await? {
@@ -344,7 +363,7 @@ pub async fn check(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(PaymentError::Missing)?;
-    verifier.verify(token).await.map(Some)
+    verifier.verify(token, &eservice.id).await.map(Some)
 }
 
 /// Uses up `payment` (if any) right before signing.
@@ -427,6 +446,7 @@ mod tests {
             key_file: None,
             jwks_url: Some(jwks_url.into()),
             algorithms: vec!["ES256".into()],
+            eservice_claim: None,
         };
         PaymentVerifier::new(&Config::dev_defaults(&dir), &section, store).unwrap()
     }
@@ -443,8 +463,13 @@ mod tests {
         let v = verifier(&url, store.clone());
 
         // Both published keys verify; the set is fetched once and then cached.
-        let p1 = v.verify(&token(&k1, "k1", "esigd", "a")).await.unwrap();
-        v.verify(&token(&k2, "k2", "esigd", "b")).await.unwrap();
+        let p1 = v
+            .verify(&token(&k1, "k1", "esigd", "a"), "shop")
+            .await
+            .unwrap();
+        v.verify(&token(&k2, "k2", "esigd", "b"), "shop")
+            .await
+            .unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 1);
 
         // A token claiming k1 but signed by another key, one for another audience, and one with
@@ -455,7 +480,7 @@ mod tests {
             (token(&k1, "k1", "other", "d"), "InvalidAudience"),
             (token(&k1, "k9", "esigd", "e"), "no key"),
         ] {
-            match v.verify(&bad).await {
+            match v.verify(&bad, "shop").await {
                 Err(PaymentError::Invalid(m)) => assert!(m.contains(why), "{m}"),
                 other => panic!("expected Invalid({why}), got {other:?}"),
             }
@@ -465,7 +490,7 @@ mod tests {
         // Single use holds for JWKS-verified tokens too.
         v.consume(&p1).await.unwrap();
         assert!(matches!(
-            v.verify(&token(&k1, "k1", "esigd", "a")).await,
+            v.verify(&token(&k1, "k1", "esigd", "a"), "shop").await,
             Err(PaymentError::Reused)
         ));
     }
@@ -480,20 +505,64 @@ mod tests {
         let (url, hits) = jwks_server(published.clone()).await;
         let mut v = verifier(&url, store);
         v.jwks_min_interval = Duration::ZERO;
-        v.verify(&token(&k1, "k1", "esigd", "a")).await.unwrap();
+        v.verify(&token(&k1, "k1", "esigd", "a"), "shop")
+            .await
+            .unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 1);
 
         // The Payment BB rotates in k2: a token naming it makes us fetch the set again.
         *published.lock().unwrap() = publish(&[&jwk1, &jwk2]);
-        v.verify(&token(&k2, "k2", "esigd", "b")).await.unwrap();
+        v.verify(&token(&k2, "k2", "esigd", "b"), "shop")
+            .await
+            .unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 2);
 
         // The set expires while the Payment BB is down: the refresh fails and the known keys
         // keep working.
         v.jwks_ttl = Duration::ZERO;
         *published.lock().unwrap() = None;
-        v.verify(&token(&k1, "k1", "esigd", "c")).await.unwrap();
+        v.verify(&token(&k1, "k1", "esigd", "c"), "shop")
+            .await
+            .unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn eservice_binding_and_expiry_at_signing_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (k1, jwk1) = key("k1");
+        let published = Arc::new(std::sync::Mutex::new(publish(&[&jwk1])));
+        let (url, _) = jwks_server(published).await;
+        let mut v = verifier(&url, store);
+        v.section.eservice_claim = Some("sub".into());
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let signed =
+            |claims: serde_json::Value| jsonwebtoken::encode(&header, &claims, &k1).unwrap();
+        let exp = unix_now() + 300;
+        let for_shop =
+            signed(serde_json::json!({"aud": "esigd", "exp": exp, "jti": "1", "sub": "shop"}));
+        let unbound = signed(serde_json::json!({"aud": "esigd", "exp": exp, "jti": "2"}));
+        v.verify(&for_shop, "shop").await.unwrap();
+        for (token, eservice) in [(&for_shop, "other-shop"), (&unbound, "shop")] {
+            match v.verify(token, eservice).await {
+                Err(PaymentError::Invalid(m)) => {
+                    assert!(m.contains("payment.eservice_claim"), "{m}")
+                }
+                other => panic!("expected Invalid, got {other:?}"),
+            }
+        }
+        // Valid when the page opened, expired by the time the user has logged in: not used.
+        let stale = Payment {
+            key: [USED, b"stale".as_slice()].concat(),
+            exp: unix_now() - LEEWAY - 5,
+        };
+        match v.consume(&stale).await {
+            Err(PaymentError::Invalid(m)) => assert!(m.contains("expired"), "{m}"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert!(!v.is_used(&stale).await.unwrap());
     }
 
     #[tokio::test]
@@ -508,7 +577,7 @@ mod tests {
             .port();
         let v = verifier(&format!("http://127.0.0.1:{port}/jwks.json"), store);
         let (k1, _) = key("k1");
-        match v.verify(&token(&k1, "k1", "esigd", "a")).await {
+        match v.verify(&token(&k1, "k1", "esigd", "a"), "shop").await {
             Err(PaymentError::Unavailable(m)) => assert!(m.contains("payment.jwks_url"), "{m}"),
             other => panic!("expected Unavailable, got {other:?}"),
         }

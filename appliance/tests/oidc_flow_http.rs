@@ -471,9 +471,18 @@ fn callback_urls_with_reserved_parameters_or_overlong_are_refused() {
     let env = env();
     let digest = Sha256::digest(b"callback checks");
     for (callback, says) in [
-        (format!("{CALLBACK}done?signatureId=ffff"), "must not have a"),
-        (format!("{CALLBACK}done?order=1&state=forged"), "must not have a"),
-        (format!("{CALLBACK}done?error=access_denied"), "must not have a"),
+        (
+            format!("{CALLBACK}done?signatureId=ffff"),
+            "must not have a",
+        ),
+        (
+            format!("{CALLBACK}done?order=1&state=forged"),
+            "must not have a",
+        ),
+        (
+            format!("{CALLBACK}done?error=access_denied"),
+            "must not have a",
+        ),
         (
             format!("{CALLBACK}{}", "a".repeat(2100)),
             "longer than 2048",

@@ -25,6 +25,7 @@ fn app(dir: &std::path::Path, token: &TestToken, payment_pub: &std::path::Path) 
         key_file: Some(payment_pub.to_path_buf()),
         jwks_url: None,
         algorithms: vec!["ES256".into()],
+        eservice_claim: None,
     });
     let metrics = Arc::new(esigd::metrics::Metrics::new().unwrap());
     Arc::new(AppState::build(cfg, hsm, metrics).unwrap())
@@ -56,7 +57,7 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
     )
     .unwrap();
     let verifier = app.payment.as_ref().unwrap();
-    let payment = verifier.verify(&jwt).await.unwrap();
+    let payment = verifier.verify(&jwt, "demo").await.unwrap();
     let started = SystemTime::now();
     let request = OneTimeRequest {
         eservice: "demo".into(),
@@ -107,7 +108,7 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
     let record = app.signatures.get(&id).unwrap().expect("stored signature");
     assert!(!record.timestamp.is_empty() && !record.signature.is_empty());
     assert!(matches!(
-        verifier.verify(&jwt).await,
+        verifier.verify(&jwt, "demo").await,
         Err(esigd::payment::PaymentError::Reused)
     ));
 }

@@ -228,10 +228,21 @@ impl Pages {
         }
     }
 
-    /// The session waiting for OIDC `state` in `browser`.
-    fn by_oidc_state(&self, state: &str, browser: &str) -> Option<Session> {
-        let t = self.lock().by_state.get(state).cloned()?;
-        self.get(&t, browser)
+    /// The session waiting for OIDC `state` in `browser`, and what it was waiting with; the state
+    /// is used up in the same step (one lock), so two callbacks with one state cannot both pass.
+    fn take_oidc_state(&self, state: &str, browser: &str) -> Option<(Session, Pending)> {
+        let mut all = self.lock();
+        let t = all.by_state.get(state).cloned()?;
+        let s = all.by_token.get_mut(&t)?;
+        if s.created.elapsed() >= self.ttl
+            || !constant_time_eq(s.browser.as_bytes(), browser.as_bytes())
+        {
+            return None;
+        }
+        let pending = s.oidc.take()?;
+        let session = s.clone();
+        all.by_state.remove(state);
+        Some((session, pending))
     }
 
     fn set_pending(&self, t: &str, pending: Option<Pending>) {
@@ -687,18 +698,14 @@ async fn oidc_callback(
         return refuse("Your signing session has expired or cookies are blocked.");
     };
     let given = q.get("state").map(String::as_str).unwrap_or_default();
-    // The session must be waiting for exactly this state, in this browser.
-    let Some(session) = st.pages.by_oidc_state(given, &browser) else {
+    // The session must be waiting for exactly this state, in this browser; whatever happens
+    // next, this state cannot be used again.
+    let Some((session, pending)) = st.pages.take_oidc_state(given, &browser) else {
         tracing::warn!("OIDC callback with an unknown, used or foreign state refused");
         return refuse(
             "This sign-in response does not belong to a signing session of this browser (expired, used already, or forged).",
         );
     };
-    let Some(pending) = session.oidc.clone() else {
-        return refuse("This sign-in response was not expected.");
-    };
-    // Single use: whatever happens next, this state cannot be used again.
-    st.pages.set_pending(&session.csrf, None);
 
     if let Some(err) = q.get("error") {
         st.pages.remove(&session.csrf);
@@ -707,7 +714,9 @@ async fn oidc_callback(
         } else {
             "login_failed"
         };
-        tracing::info!(eservice = %session.eservice, error = %err, "login at the Identity BB not completed");
+        // The value comes from the browser's URL: logged bounded and escaped (Debug), never raw.
+        let err: String = err.chars().take(64).collect();
+        tracing::info!(eservice = %session.eservice, error = ?err, "login at the Identity BB not completed");
         return fail_back(
             &session,
             code,
@@ -887,6 +896,47 @@ redirect_url = "https://sign.example.gov/v1/oidc/callback"
         .unwrap();
         let cfg = Config::load(&file).unwrap();
         assert!(Pages::new(&cfg).unwrap().secure_cookie);
+    }
+
+    #[test]
+    fn an_oidc_state_is_taken_once_and_only_by_its_browser() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::dev_defaults(dir.path());
+        cfg.identity = None;
+        let pages = Pages::new(&cfg).unwrap();
+        let session = Session {
+            created: Instant::now(),
+            browser: "browser-a".into(),
+            ip: "192.0.2.1".parse().unwrap(),
+            payment: None,
+            eservice: "shop".into(),
+            eservice_name: "Shop".into(),
+            input: SignInput {
+                hash_type: crate::workflows::HashType::Sha256,
+                digest: vec![1; 32],
+                display: None,
+            },
+            callback: url::Url::parse("https://shop.example/cb").unwrap(),
+            state: None,
+            nonce: None,
+            csrf: "link-1".into(),
+            oidc: None,
+        };
+        pages.insert(session).unwrap();
+        let pending = Pending {
+            state: "st-1".into(),
+            nonce: "n".into(),
+            pkce_verifier: "v".into(),
+        };
+        pages.set_pending("link-1", Some(pending));
+        // Another browser cannot take it (nor use it up).
+        assert!(pages.take_oidc_state("st-1", "browser-b").is_none());
+        let (s, p) = pages.take_oidc_state("st-1", "browser-a").unwrap();
+        assert_eq!((s.csrf.as_str(), p.state.as_str()), ("link-1", "st-1"));
+        assert!(s.oidc.is_none());
+        // Used up: a second callback with the same state finds nothing.
+        assert!(pages.take_oidc_state("st-1", "browser-a").is_none());
+        assert!(pages.lock().by_state.is_empty());
     }
 
     #[test]
