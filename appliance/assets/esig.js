@@ -163,7 +163,8 @@ function requireHttpUrl(name, v) {
  * @param {string} p.hash standard base64 of the digest; its length must match `hashType`
  * @param {string} p.hashType SHA2-256|SHA2-384|SHA2-512|SHA3-256|SHA3-384|SHA3-512
  * @param {string} [p.format='CAdES'] CAdES|XAdES|PAdES|ASIC|JWS (esigd decides which it supports)
- * @param {string} p.dataToBeDisplayed text shown to the signer, at most 256 characters (code points)
+ * @param {string} p.dataToBeDisplayed text shown to the signer, at most 256 characters (code points);
+ *   sent base64url-encoded (UTF-8), as the GovStack API has it for this redirect
  * @param {string} p.callbackUrl absolute http(s) URL; must match a prefix registered for `serviceId`
  * @param {string} p.state opaque value echoed back on the callback (CSRF protection)
  * @param {string} p.nonce opaque value echoed back on the callback (replay protection)
@@ -205,8 +206,10 @@ export function signUrl({
   }
   if (paymentToken !== undefined && paymentToken !== null) requireString('paymentToken', paymentToken);
 
+  const display = toBase64(new TextEncoder().encode(dataToBeDisplayed))
+    .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   const q = new URLSearchParams({
-    serviceId, hash, hashType, format, dataToBeDisplayed, callbackUrl, state, nonce, requestTimestamp: ts,
+    serviceId, hash, hashType, format, dataToBeDisplayed: display, callbackUrl, state, nonce, requestTimestamp: ts,
   });
   if (paymentToken) q.set('paymentToken', paymentToken);
   const path = baseUrl.pathname.replace(/\/+$/, '') + '/v1/sign/interactive';

@@ -101,9 +101,13 @@ describe('signUrl', () => {
     assert.equal(u.origin + u.pathname, 'http://127.0.0.1:8080/v1/sign/interactive');
     assert.deepEqual(Object.fromEntries(u.searchParams), {
       serviceId: 'demo', hash, hashType: 'SHA2-256', format: 'CAdES',
-      dataToBeDisplayed: base.dataToBeDisplayed, callbackUrl: base.callbackUrl,
+      dataToBeDisplayed: Buffer.from(base.dataToBeDisplayed, 'utf8').toString('base64url'),
+      callbackUrl: base.callbackUrl,
       state: 'st-123', nonce: 'no+/=', requestTimestamp: '2024-01-31T12:00:00Z',
     });
+    // The GovStack redirect carries the display text base64url-encoded (UTF-8).
+    assert.equal(Buffer.from(u.searchParams.get('dataToBeDisplayed'), 'base64url').toString('utf8'),
+      'Consent form – ✓ & more');
   });
 
   test('defaults, Date timestamp, path prefix, payment token', () => {

@@ -297,6 +297,26 @@ impl Sessions {
     }
 }
 
+/// The display text of the redirect: the GovStack API has it base64url-encoded (UTF-8). A value
+/// that is not base64url of printable UTF-8 text is taken as the text itself (e-Services that send
+/// it plain); text with a space or punctuation is never valid base64url, so it stays as it is.
+fn display_text(v: &str) -> String {
+    use base64::Engine;
+    let b64url = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=');
+    if b64url
+        && let Ok(bytes) =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v.trim_end_matches('='))
+        && let Ok(text) = String::from_utf8(bytes)
+        && !text.trim().is_empty()
+        && text.chars().all(|c| !c.is_control() || c == '\n')
+    {
+        return text;
+    }
+    v.to_owned()
+}
+
 /// What `ui.max_sessions_per_ip` counts: an IPv4 address, or the /64 of an IPv6 address (one
 /// subscriber usually has a whole /64, so counting single IPv6 addresses would limit nothing).
 fn address_bucket(ip: IpAddr) -> IpAddr {
@@ -471,11 +491,12 @@ async fn interactive(
     }
     // A '+' of standard base64 that was not percent-encoded arrives as a space.
     let hash = q.get("hash").map(|h| h.replace(' ', "+"));
+    let display = q.get("dataToBeDisplayed").map(|d| display_text(d));
     let input = match validate_sign_input(
         q.get("format").map(String::as_str),
         hash.as_deref(),
         q.get("hashType").map(String::as_str),
-        q.get("dataToBeDisplayed").map(String::as_str),
+        display.as_deref(),
         q.get("requestTimestamp").map(String::as_str),
         st.cfg.limits.request_max_age,
     ) {
@@ -937,6 +958,30 @@ redirect_url = "https://sign.example.gov/v1/oidc/callback"
         // Used up: a second callback with the same state finds nothing.
         assert!(pages.take_oidc_state("st-1", "browser-a").is_none());
         assert!(pages.lock().by_state.is_empty());
+    }
+
+    #[test]
+    fn display_text_is_base64url_as_govstack_has_it_or_plain() {
+        // The GovStack example value.
+        assert_eq!(
+            display_text(
+                "UGxlYXNlIHNpZ24gdGhlIGNvbnNlbnQgZm9ybSBhcyByZXF1ZXN0ZWQgKHRyYW5zYWN0aW9uSWQ6MTIzNCk"
+            ),
+            "Please sign the consent form as requested (transactionId:1234)"
+        );
+        assert_eq!(display_text("SGVsbG8gV29ybGQ"), "Hello World");
+        assert_eq!(display_text("Q29uc2VudCDinJM="), "Consent ✓");
+        // Plain text stays: spaces and punctuation, or words whose decoding is not UTF-8 text.
+        for plain in [
+            "Order 42",
+            "<script>alert(1)</script>",
+            "Order42",
+            "Hello",
+            "test",
+            "abcd",
+        ] {
+            assert_eq!(display_text(plain), plain);
+        }
     }
 
     #[test]

@@ -126,8 +126,9 @@ pub async fn sign_with_payment(
     payment: Option<crate::payment::Payment>,
     req: OneTimeRequest,
 ) -> Result<SignatureRecord, PaidSignError> {
+    use tracing::Instrument;
     let app = app.clone();
-    tokio::spawn(async move {
+    let work = async move {
         crate::payment::consume(&app, payment.as_ref()).await?;
         match sign(&app, req).await {
             Ok(record) => Ok(record),
@@ -136,8 +137,10 @@ pub async fn sign_with_payment(
                 Err(e.into())
             }
         }
-    })
-    .await
+    };
+    // The request's span (request ID) goes along to the task's log lines.
+    tokio::spawn(work.instrument(tracing::Span::current()))
+        .await
     .map_err(|e| PaidSignError::Sign(internal("signing task", e)))?
 }
 
