@@ -232,6 +232,14 @@ pub struct IdentitySection {
     pub claims: ClaimMapping,
     /// Our redirect URI registered at the provider; default `<ca.base_url>/v1/oidc/callback`.
     pub redirect_url: Option<String>,
+    /// Authentication context classes (e.g. eIDAS levels of assurance) asked for as `acr_values`;
+    /// when not empty, an ID token's `acr` must be one of them (browser flow and API).
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    /// Sent as `max_age`; when set, an ID token's `auth_time` must be no older than this (plus
+    /// `clock_skew`): a signature needs a recent login, not an old single sign-on session.
+    #[serde(default, with = "humantime_serde")]
+    pub max_age: Option<Duration>,
 }
 
 fn default_client_auth() -> String {
@@ -808,6 +816,8 @@ impl Config {
                     ..ClaimMapping::default()
                 },
                 redirect_url: None,
+                acr_values: Vec::new(),
+                max_age: None,
             }),
             // The demo e-Service's certificate fingerprint is filled in by `devsetup` once its
             // certificate exists.

@@ -197,8 +197,9 @@ impl IdentityProvider {
 
     /// Verifies an ID token: signature (JWKS, `identity.allowed_algs`), `iss`, `exp` and `iat`
     /// (with `identity.clock_skew`), an `aud` that contains one of `audiences` and nothing
-    /// untrusted (OIDC Core 3.1.3.7), `azp` when there are several audiences, and `nonce` when
-    /// given. JWS checks are `jsonwebtoken`'s (ring).
+    /// untrusted (OIDC Core 3.1.3.7), `azp` when there are several audiences, `nbf` if present,
+    /// `nonce` when given, `acr` against `identity.acr_values` and `auth_time` against
+    /// `identity.max_age` when those are set. JWS checks are `jsonwebtoken`'s (ring).
     pub async fn verify_id_token(
         &self,
         token: &str,
@@ -246,6 +247,7 @@ impl IdentityProvider {
         validation.set_audience(audiences);
         validation.set_required_spec_claims(&["iss", "sub", "aud", "exp", "iat"]);
         validation.leeway = self.cfg.clock_skew.as_secs();
+        validation.validate_nbf = true;
         let candidates: Vec<_> = keys
             .keys
             .iter()
@@ -327,6 +329,36 @@ impl IdentityProvider {
                 Some(n) if n == expected => {}
                 Some(_) => return Err(IdentityError::Rejected("nonce: does not match".into())),
                 None => return Err(IdentityError::Rejected("nonce: missing".into())),
+            }
+        }
+        if !self.cfg.acr_values.is_empty() {
+            match claims.get("acr").and_then(Value::as_str) {
+                Some(acr) if self.cfg.acr_values.iter().any(|a| a == acr) => {}
+                Some(acr) => {
+                    return Err(IdentityError::Rejected(format!(
+                        "acr: {acr:?} is not in identity.acr_values"
+                    )));
+                }
+                None => {
+                    return Err(IdentityError::Rejected(
+                        "acr: missing (identity.acr_values is set)".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(max_age) = self.cfg.max_age {
+            let auth_time = claims
+                .get("auth_time")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| {
+                    IdentityError::Rejected("auth_time: missing (identity.max_age is set)".into())
+                })?;
+            let oldest = crate::payment::unix_now()
+                .saturating_sub(max_age.as_secs() + self.cfg.clock_skew.as_secs());
+            if auth_time < oldest {
+                return Err(IdentityError::Rejected(
+                    "auth_time: the login is older than identity.max_age".into(),
+                ));
             }
         }
         let subject = claims

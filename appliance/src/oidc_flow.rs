@@ -131,8 +131,15 @@ pub async fn authorization_url(
         CsrfToken::new_random,
         Nonce::new_random,
     );
-    for s in provider.config().scopes.iter().filter(|s| *s != "openid") {
+    let cfg = provider.config();
+    for s in cfg.scopes.iter().filter(|s| *s != "openid") {
         req = req.add_scope(Scope::new(s.clone()));
+    }
+    if !cfg.acr_values.is_empty() {
+        req = req.add_extra_param("acr_values", cfg.acr_values.join(" "));
+    }
+    if let Some(max_age) = cfg.max_age {
+        req = req.add_extra_param("max_age", max_age.as_secs().to_string());
     }
     let (url, state, nonce) = req.set_pkce_challenge(challenge).url();
     Ok((

@@ -76,6 +76,11 @@ struct Env {
 }
 
 fn env() -> Env {
+    env_with("")
+}
+
+/// [`env`] with `identity_extra` added to the `[identity]` section.
+fn env_with(identity_extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let token = TestToken::create();
     let port = free_port();
@@ -119,6 +124,7 @@ issuer = {issuer:?}
 client_id = "esigd-jwt"
 client_auth = "private_key_jwt"
 client_key = {client_key:?}
+{identity_extra}
 [identity.claims]
 default_country = "EE"
 
@@ -192,6 +198,11 @@ impl Env {
 
     /// Runs the browserless flow: Ok(callback params) or Err(driver message).
     fn flow(&self, start: &str, action: &str) -> Result<serde_json::Value, String> {
+        self.flow_as(start, action, "mari")
+    }
+
+    /// [`Env::flow`] with the test user `user` logging in.
+    fn flow_as(&self, start: &str, action: &str, user: &str) -> Result<serde_json::Value, String> {
         let out = Command::new("node")
             .arg(e2e_dir().join("http-flow.mjs"))
             .args([
@@ -201,6 +212,8 @@ impl Env {
                 CALLBACK,
                 "--action",
                 action,
+                "--user",
+                user,
             ])
             .output()
             .unwrap();
@@ -509,4 +522,30 @@ fn callback_urls_with_reserved_parameters_or_overlong_are_refused() {
         assert!(body.contains(says), "{callback}: {body}");
         assert!(!body.to_ascii_lowercase().contains("location:"), "{body}");
     }
+}
+
+/// `identity.acr_values` and `identity.max_age`: the login must have the asked-for level of
+/// assurance and be recent. Mari logs in at eIDAS LoA high, Jüri at substantial (the dev IdP's
+/// users); oidc-provider answers max_age with auth_time.
+#[test]
+fn the_login_must_have_the_configured_assurance_level_and_be_recent() {
+    let env = env_with("acr_values = [\"http://eidas.europa.eu/LoA/high\"]\nmax_age = \"5m\"\n");
+    let digest = Sha256::digest(b"assurance");
+    let ok = env
+        .flow_as(&env.interactive_url("shop", &digest, &[]), "login", "mari")
+        .unwrap();
+    assert!(
+        ok["signatureId"].as_str().is_some_and(|s| s.len() == 64),
+        "{ok}"
+    );
+    let refused = env
+        .flow_as(&env.interactive_url("shop", &digest, &[]), "login", "juri")
+        .unwrap();
+    assert_eq!(refused["error"], "login_failed", "{refused}");
+    assert!(refused.get("signatureId").is_none(), "{refused}");
+    let log = std::fs::read_to_string(env.dir.path().join("esigd.log")).unwrap();
+    assert!(
+        log.contains("is not in identity.acr_values"),
+        "the log says why"
+    );
 }

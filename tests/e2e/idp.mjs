@@ -18,8 +18,10 @@
 //            "client_secret_basic" | "private_key_jwt", jwks or jwks_uri, id_token_signed_response_alg (default
 //            ES256), userinfo_signed_response_alg, post_logout_redirect_uris, ...) plus `id_token_ttl` (seconds,
 //            default 600).
-//   users:   { "login": "...", "password": "test", "sub": "...", <any claims> }; password defaults to "test",
-//            sub to "user-<login>". Claims not mapped to a scope are released with the `profile` scope.
+//   users:   { "login": "...", "password": "test", "sub": "...", "acr": "...", <any claims> }; password defaults
+//            to "test", sub to "user-<login>"; `acr` is the login's authentication context (ID token `acr`;
+//            defaults: mari eIDAS LoA high, juri substantial). Claims not mapped to a scope are released with
+//            the `profile` scope.
 //   claims:  extra scope -> claim names mapping (oidc-provider `claims` format), merged over the defaults
 //            openid: sub; profile: name given_name family_name birthdate; national_id: individual_id country.
 
@@ -66,6 +68,8 @@ const DEFAULT_USERS = [
     birthdate: '1990-05-17',
     individual_id: '49005170001',
     country: 'EE',
+    // Authentication context of this user's login (the `acr` claim): eIDAS level of assurance.
+    acr: 'http://eidas.europa.eu/LoA/high',
   },
   {
     login: 'juri',
@@ -77,6 +81,7 @@ const DEFAULT_USERS = [
     birthdate: '1985-01-02',
     individual_id: '38501020002',
     country: 'EE',
+    acr: 'http://eidas.europa.eu/LoA/substantial',
   },
 ];
 
@@ -295,7 +300,7 @@ function buildProvider(issuer, { clients, users, scopeClaims, jwks, log }) {
     accountId: user.sub,
     // oidc-provider filters this down to what the granted scopes / claims allow.
     async claims() {
-      const { login, password, ...claims } = user;
+      const { login, password, acr, ...claims } = user;
       return claims;
     },
   });
@@ -326,6 +331,7 @@ function buildProvider(issuer, { clients, users, scopeClaims, jwks, log }) {
     // Put the claims of the granted scopes into the ID token itself, not only into userinfo.
     conformIdTokenClaims: false,
     responseTypes: ['code'],
+    acrValues: ['http://eidas.europa.eu/LoA/low', 'http://eidas.europa.eu/LoA/substantial', 'http://eidas.europa.eu/LoA/high'],
     pkce: { methods: ['S256'], required: () => true },
     clientAuthMethods: ['client_secret_basic', 'private_key_jwt'],
     features: {
@@ -474,7 +480,7 @@ ${form}
       return;
     }
     await provider.interactionFinished(req, res, {
-      login: { accountId: user.sub, amr: ['pwd'] },
+      login: { accountId: user.sub, amr: ['pwd'], ...(user.acr ? { acr: user.acr } : {}) },
     }, { mergeWithLastSubmission: false });
   }
 

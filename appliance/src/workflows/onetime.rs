@@ -141,7 +141,7 @@ pub async fn sign_with_payment(
     // The request's span (request ID) goes along to the task's log lines.
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
-    .map_err(|e| PaidSignError::Sign(internal("signing task", e)))?
+        .map_err(|e| PaidSignError::Sign(internal("signing task", e)))?
 }
 
 /// Runs the workflow and returns the stored record (durable when this returns).
