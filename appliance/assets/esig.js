@@ -14,12 +14,9 @@
 /** GovStack hash type names that WebCrypto can compute, mapped to WebCrypto names. */
 const WEBCRYPTO_HASH = { 'SHA2-256': 'SHA-256', 'SHA2-384': 'SHA-384', 'SHA2-512': 'SHA-512' };
 
-/** Digest length in bytes of every hash type that may appear in a signing request. */
-const HASH_LENGTH = {
-  'SHA2-256': 32, 'SHA2-384': 48, 'SHA2-512': 64,
-  // esigd may accept SHA-3 digests computed elsewhere; WebCrypto cannot make them.
-  'SHA3-256': 32, 'SHA3-384': 48, 'SHA3-512': 64,
-};
+/** Digest length in bytes of every hash type this esigd signs (the GovStack SHA3-* and BLAKE2B
+ * types are refused by esigd: its signature algorithms are ECDSA with SHA-2). */
+const HASH_LENGTH = { 'SHA2-256': 32, 'SHA2-384': 48, 'SHA2-512': 64 };
 
 /** Digest algorithm OIDs (NIST) to GovStack hash type names. */
 const DIGEST_OID = {
@@ -28,7 +25,12 @@ const DIGEST_OID = {
   '2.16.840.1.101.3.4.2.9': 'SHA3-384', '2.16.840.1.101.3.4.2.10': 'SHA3-512',
 };
 
-const FORMATS = ['CAdES', 'XAdES', 'PAdES', 'ASIC', 'JWS'];
+/** Signature formats this esigd makes (GovStack also names XAdES, PAdES, ASIC and JWS). */
+const FORMATS = ['CAdES'];
+/** esigd's limits on what it echoes and keeps (see its OpenAPI document). */
+const MAX_ECHO = 512;
+const MAX_CALLBACK_URL = 2048;
+const RESERVED_CALLBACK_PARAMS = ['signatureId', 'error', 'error_description', 'state', 'nonce'];
 const MAX_DISPLAY_CHARS = 256; // GovStack DisplayData: "Limited to 256 characters."
 
 const OID = {
@@ -105,8 +107,7 @@ function toBytes(x) {
 // digest
 
 /**
- * Hashes a document with WebCrypto. Only SHA2-256, SHA2-384 and SHA2-512 are supported: WebCrypto
- * has no SHA-3 (esigd may accept SHA3-* digests computed by other means).
+ * Hashes a document with WebCrypto: SHA2-256, SHA2-384 or SHA2-512 (the hash types esigd signs).
  *
  * In browsers WebCrypto exists only in secure contexts: pages served over HTTPS or from
  * `localhost` / `127.0.0.1`.
@@ -118,10 +119,10 @@ function toBytes(x) {
  *   base64 of the digest, `bytes` the digest itself
  */
 export async function digest(fileOrBuffer, hashType = 'SHA2-256') {
-  const algo = WEBCRYPTO_HASH[hashType];
+  const algo = typeof hashType === 'string' && Object.hasOwn(WEBCRYPTO_HASH, hashType) ? WEBCRYPTO_HASH[hashType] : null;
   if (!algo) {
     throw new Error(`digest: unsupported hashType ${JSON.stringify(hashType)}; supported: `
-      + `${Object.keys(WEBCRYPTO_HASH).join(', ')} (WebCrypto cannot compute SHA-3)`);
+      + `${Object.keys(WEBCRYPTO_HASH).join(', ')}`);
   }
   const subtle = globalThis.crypto && globalThis.crypto.subtle;
   if (!subtle) {
@@ -160,14 +161,21 @@ function requireHttpUrl(name, v) {
  * @param {object} p
  * @param {string} p.base esigd public base URL, e.g. `http://127.0.0.1:8080` (may carry a path prefix)
  * @param {string} p.serviceId the e-Service id registered in esigd
- * @param {string} p.hash standard base64 of the digest; its length must match `hashType`
- * @param {string} p.hashType SHA2-256|SHA2-384|SHA2-512|SHA3-256|SHA3-384|SHA3-512
- * @param {string} [p.format='CAdES'] CAdES|XAdES|PAdES|ASIC|JWS (esigd decides which it supports)
- * @param {string} p.dataToBeDisplayed text shown to the signer, at most 256 characters (code points);
- *   sent base64url-encoded (UTF-8), as the GovStack API has it for this redirect
- * @param {string} p.callbackUrl absolute http(s) URL; must match a prefix registered for `serviceId`
- * @param {string} p.state opaque value echoed back on the callback (CSRF protection)
- * @param {string} p.nonce opaque value echoed back on the callback (replay protection)
+ * The rules are esigd's own, so a URL this returns is not refused by esigd for its form (only for
+ * what esigd alone knows: the registered e-Service and callback prefixes, a payment).
+ *
+ * @param {string} p.hash standard base64 of the digest (padded, as {@link digest} returns it); its
+ *   length must match `hashType`
+ * @param {string} p.hashType SHA2-256|SHA2-384|SHA2-512
+ * @param {string} [p.format='CAdES'] CAdES (the one format this esigd makes)
+ * @param {string} p.dataToBeDisplayed text shown to the signer, at most 256 characters (code points),
+ *   no control characters but newline; sent base64url-encoded (UTF-8), as the GovStack API has it
+ * @param {string} p.callbackUrl absolute http(s) URL, at most 2048 characters; must match a prefix
+ *   registered for `serviceId`; its query must not have signatureId, error, error_description,
+ *   state or nonce (esigd adds them)
+ * @param {string} p.state opaque value echoed back on the callback (CSRF protection): 1 to 512
+ *   visible ASCII characters, e.g. {@link randomToken}
+ * @param {string} p.nonce opaque value echoed back on the callback (replay protection): as `state`
  * @param {string|Date} [p.requestTimestamp=new Date().toISOString()] ISO 8601 UTC (`...Z`)
  * @param {string} [p.paymentToken] when the esigd deployment requires payment
  * @returns {string} the URL
@@ -180,13 +188,15 @@ export function signUrl({
   const baseUrl = requireHttpUrl('base', base);
   requireString('serviceId', serviceId);
   requireString('hashType', hashType);
-  if (!(hashType in HASH_LENGTH)) {
+  if (!Object.hasOwn(HASH_LENGTH, hashType)) {
     throw new Error(`signUrl: unsupported hashType ${JSON.stringify(hashType)}; one of ${Object.keys(HASH_LENGTH).join(', ')}`);
   }
   requireString('hash', hash);
   let digestBytes;
-  // Standard base64 only: that is what esigd expects in `hash`.
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(hash)) throw new Error('signUrl: hash must be standard base64');
+  // Standard base64, padded: what digest() returns and what esigd reads without guessing.
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(hash) || hash.length % 4 !== 0) {
+    throw new Error('signUrl: hash must be standard base64 with padding');
+  }
   try { digestBytes = fromBase64(hash); } catch { throw new Error('signUrl: hash must be standard base64'); }
   if (digestBytes.length !== HASH_LENGTH[hashType]) {
     throw new Error(`signUrl: hash is ${digestBytes.length} bytes, ${hashType} needs ${HASH_LENGTH[hashType]}`);
@@ -197,9 +207,23 @@ export function signUrl({
   if (chars > MAX_DISPLAY_CHARS) {
     throw new Error(`signUrl: dataToBeDisplayed is ${chars} characters, at most ${MAX_DISPLAY_CHARS} allowed`);
   }
-  requireHttpUrl('callbackUrl', callbackUrl);
-  requireString('state', state);
-  requireString('nonce', nonce);
+  // esigd shows only text: control characters (but newline) and blank text are refused.
+  if (/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(dataToBeDisplayed) || !dataToBeDisplayed.trim()) {
+    throw new Error('signUrl: dataToBeDisplayed must be text: no control characters but newline, not blank');
+  }
+  const callback = requireHttpUrl('callbackUrl', callbackUrl);
+  if (callbackUrl.length > MAX_CALLBACK_URL) {
+    throw new Error(`signUrl: callbackUrl is longer than ${MAX_CALLBACK_URL} characters`);
+  }
+  for (const k of RESERVED_CALLBACK_PARAMS) {
+    if (callback.searchParams.has(k)) throw new Error(`signUrl: callbackUrl must not have a ${k} parameter: esigd adds it`);
+  }
+  for (const [name, v] of [['state', state], ['nonce', nonce]]) {
+    requireString(name, v);
+    if (v.length > MAX_ECHO || !/^[\x21-\x7e]+$/.test(v)) {
+      throw new Error(`signUrl: ${name} must be 1 to ${MAX_ECHO} visible ASCII characters`);
+    }
+  }
   const ts = requestTimestamp instanceof Date ? requestTimestamp.toISOString() : requestTimestamp;
   if (typeof ts !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(ts) || Number.isNaN(Date.parse(ts))) {
     throw new Error('signUrl: requestTimestamp must be ISO 8601 UTC, e.g. 2024-01-31T12:00:00Z');
@@ -223,8 +247,10 @@ export function signUrl({
  * @returns {{signatureId: string, state?: string, nonce?: string}
  *   | {error: string, errorDescription: string, state?: string, nonce?: string}}
  *   `error` is one of access_denied (user cancelled), login_failed, signing_failed,
- *   payment_required, expired (other codes are passed through)
- * @throws {Error} if neither a valid signatureId (64 lowercase hex) nor an error is present.
+ *   payment_required (other codes are passed through)
+ * @throws {Error} if neither a valid signatureId (64 lowercase hex) nor an error is present, if
+ *   both are (esigd never sends both), if `error` is empty, or if signatureId, error,
+ *   error_description, state or nonce appears more than once (which value would count?).
  *   The caller must still compare `state` (and `nonce`) with the values it sent.
  */
 export function parseCallback(urlOrSearch) {
@@ -234,12 +260,19 @@ export function parseCallback(urlOrSearch) {
   else if (typeof urlOrSearch === 'string') {
     q = /^[a-z][a-z0-9+.-]*:/i.test(urlOrSearch) ? new URL(urlOrSearch).searchParams : new URLSearchParams(urlOrSearch);
   } else throw new Error('parseCallback: expected a URL, URLSearchParams or query string');
+  for (const k of RESERVED_CALLBACK_PARAMS) {
+    if (q.getAll(k).length > 1) throw new Error(`parseCallback: ${k} appears more than once`);
+  }
   const extra = {};
   if (q.has('state')) extra.state = q.get('state');
   if (q.has('nonce')) extra.nonce = q.get('nonce');
   const error = q.get('error');
-  if (error) return { error, errorDescription: q.get('error_description') || '', ...extra };
   const signatureId = q.get('signatureId');
+  if (error !== null && signatureId !== null) {
+    throw new Error('parseCallback: both error and signatureId (esigd never sends both)');
+  }
+  if (error === '') throw new Error('parseCallback: error is empty');
+  if (error !== null) return { error, errorDescription: q.get('error_description') || '', ...extra };
   if (signatureId === null) throw new Error('parseCallback: neither signatureId nor error in the callback');
   if (!/^[0-9a-f]{64}$/.test(signatureId)) throw new Error('parseCallback: signatureId must be 64 lowercase hex characters');
   return { signatureId, ...extra };
@@ -353,13 +386,16 @@ function openSignedData(buf, top) {
   return { encap, certificates, signerInfos };
 }
 
-/** Attributes ([0] or [1] IMPLICIT SET OF Attribute) -> Map(oid -> [value nodes]). */
+/** Attributes ([0] or [1] IMPLICIT SET OF Attribute) -> Map(oid -> [value nodes]). An attribute
+ * type that appears twice is refused (RFC 5652 5.3: a SignedAttributes type appears once). */
 function attributes(buf, node) {
   const map = new Map();
   for (const attr of children(buf, node)) {
     const [type, values] = children(buf, attr);
     if (!type || !values || values.tag !== 0x31) throw new Error('malformed attribute');
-    map.set(oidString(buf, type), children(buf, values));
+    const oid = oidString(buf, type);
+    if (map.has(oid)) throw new Error(`attribute ${oid} appears twice`);
+    map.set(oid, children(buf, values));
   }
   return map;
 }
@@ -421,8 +457,8 @@ export function toP7s(signatureResponse) {
  *   timestamped: boolean, hashMatches?: boolean}}
  *   `signedAt` is the signingTime signed attribute (signer's claim), `timestampedAt` the genTime
  *   of the time-stamp token (TSA's claim); `hashMatches` (only when `hash` is given) is true when
- *   the messageDigest equals `hash` and the digest algorithm is `hashType` (when given): the
- *   signature is over the expected document
+ *   the (unverified) messageDigest attribute equals `hash` and the digest algorithm is `hashType`
+ *   (when given). Whether the signature over those attributes is valid is NOT checked here.
  */
 export function verifyBasic(signatureResponse, { hash, hashType } = {}) {
   const problems = [];
@@ -510,6 +546,7 @@ function checkSignedData(der, { hash, hashType }, problems, result, setCerts) {
   } else {
     const md = signedAttrs.get(OID.messageDigest);
     if (!md || !md[0] || md[0].tag !== 0x04) problems.push('messageDigest signed attribute missing');
+    else if (md.length !== 1) problems.push('messageDigest has more than one value');
     else if (hash !== undefined && hash !== null) {
       let want;
       try { want = typeof hash === 'string' ? fromBase64(hash) : toBytes(hash); } catch { want = null; }

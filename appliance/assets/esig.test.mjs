@@ -54,7 +54,8 @@ describe('digest', () => {
   });
 
   test('unsupported hash types are refused with a clear error', async () => {
-    await assert.rejects(digest('abc', 'SHA3-256'), /unsupported hashType "SHA3-256".*SHA-3/);
+    await assert.rejects(digest('abc', 'SHA3-256'), /unsupported hashType "SHA3-256"; supported: SHA2-256, SHA2-384, SHA2-512/);
+    await assert.rejects(digest('abc', 'constructor'), /unsupported hashType "constructor"/);
     await assert.rejects(digest('abc', 'sha256'), /supported: SHA2-256, SHA2-384, SHA2-512/);
     await assert.rejects(digest(42), /expected a Blob/);
   });
@@ -144,8 +145,33 @@ describe('signUrl', () => {
     assert.throws(() => signUrl({ ...base, requestTimestamp: '2024-01-31 12:00' }), /requestTimestamp/);
     assert.throws(() => signUrl({ ...base, requestTimestamp: '2024-01-31T12:00:00+02:00' }), /requestTimestamp/);
     assert.throws(() => signUrl({ ...base, paymentToken: '' }), /paymentToken/);
-    // SHA-3 digests made elsewhere can still be sent.
-    assert.ok(signUrl({ ...base, hashType: 'SHA3-256' }));
+  });
+
+  test("esigd's own rules: what esigd would refuse is refused here, naming the field", () => {
+    // Hash types and formats esigd does not sign; inherited object keys are not hash types.
+    for (const hashType of ['SHA3-256', 'BLAKE2B', 'constructor', 'toString']) {
+      assert.throws(() => signUrl({ ...base, hashType }), /unsupported hashType/, hashType);
+    }
+    assert.throws(() => signUrl({ ...base, format: 'PAdES' }), /format must be one of CAdES/);
+    // base64 without its padding, or with the base64url alphabet mixed in.
+    assert.throws(() => signUrl({ ...base, hash: hash.replace(/=+$/, '') }), /standard base64 with padding/);
+    assert.throws(() => signUrl({ ...base, hash: `${hash.slice(0, 40)}-${hash.slice(41)}` }), /standard base64/);
+    // Display text: control characters (but newline) and blank text.
+    assert.throws(() => signUrl({ ...base, dataToBeDisplayed: 'a\tb' }), /no control characters/);
+    assert.throws(() => signUrl({ ...base, dataToBeDisplayed: '   ' }), /not blank/);
+    assert.ok(signUrl({ ...base, dataToBeDisplayed: 'line 1\nline 2' }));
+    // state / nonce: 1-512 visible ASCII.
+    assert.throws(() => signUrl({ ...base, state: 'a b' }), /state must be 1 to 512 visible ASCII/);
+    assert.throws(() => signUrl({ ...base, nonce: 'é' }), /nonce must be 1 to 512 visible ASCII/);
+    assert.throws(() => signUrl({ ...base, state: 'x'.repeat(513) }), /state must be/);
+    assert.ok(signUrl({ ...base, state: 'x'.repeat(512) }));
+    // callbackUrl: esigd adds these parameters itself; at most 2048 characters.
+    for (const k of ['signatureId', 'error', 'error_description', 'state', 'nonce']) {
+      assert.throws(() => signUrl({ ...base, callbackUrl: `http://127.0.0.1:8090/cb?${k}=1` }),
+        new RegExp(`callbackUrl must not have a ${k} parameter`), k);
+    }
+    assert.throws(() => signUrl({ ...base, callbackUrl: `http://127.0.0.1:8090/${'a'.repeat(2048)}` }),
+      /callbackUrl is longer than 2048/);
   });
 });
 
@@ -164,7 +190,18 @@ describe('parseCallback', () => {
   test('error', () => {
     assert.deepEqual(parseCallback('?error=access_denied&error_description=User%20cancelled&state=s&nonce=n'),
       { error: 'access_denied', errorDescription: 'User cancelled', state: 's', nonce: 'n' });
-    assert.deepEqual(parseCallback('?error=expired'), { error: 'expired', errorDescription: '' });
+    assert.deepEqual(parseCallback('?error=payment_required'), { error: 'payment_required', errorDescription: '' });
+  });
+
+  test('mixed, duplicated or empty parameters throw (a forged or broken callback)', () => {
+    assert.throws(() => parseCallback(`?error=access_denied&signatureId=${id}`), /both error and signatureId/);
+    assert.throws(() => parseCallback(`?error=&signatureId=${id}`), /both error and signatureId/);
+    assert.throws(() => parseCallback('?error='), /error is empty/);
+    for (const dup of [`signatureId=${id}&signatureId=${'cd'.repeat(32)}`, `signatureId=${id}&state=a&state=b`,
+      `signatureId=${id}&nonce=a&nonce=b`, 'error=login_failed&error=access_denied',
+      'error=login_failed&error_description=a&error_description=b']) {
+      assert.throws(() => parseCallback(`?${dup}`), /appears more than once/, dup);
+    }
   });
 
   test('invalid callbacks throw', () => {

@@ -29,6 +29,8 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SESSION_COOKIE = 'esvc_session';
 const SESSION_TTL_MS = 30 * 60 * 1000;
 const MAX_SESSIONS = 10_000;
+/** Tolerated clock difference between esigd and this server when comparing times. */
+const CLOCK_SKEW_MS = 60 * 1000;
 const HASH_LENGTH = { 'SHA2-256': 32, 'SHA2-384': 48, 'SHA2-512': 64 };
 
 // ---------------------------------------------------------------------------------------------
@@ -325,7 +327,7 @@ async function handleStart(req, res, opts, sessions, port) {
   let body;
   try { body = JSON.parse(await readBody(req, 4096)); } catch (e) { return sendJson(res, e.status || 400, { error: 'bad JSON body' }); }
   const { hash, hashType, fileName } = body || {};
-  if (!(hashType in HASH_LENGTH)) return sendJson(res, 400, { error: 'hashType must be SHA2-256, SHA2-384 or SHA2-512' });
+  if (typeof hashType !== 'string' || !Object.hasOwn(HASH_LENGTH, hashType)) return sendJson(res, 400, { error: 'hashType must be SHA2-256, SHA2-384 or SHA2-512' });
   if (typeof hash !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(hash)
     || Buffer.from(hash, 'base64').length !== HASH_LENGTH[hashType]) {
     return sendJson(res, 400, { error: `hash must be the base64 of a ${hashType} digest` });
@@ -358,7 +360,7 @@ async function handleStart(req, res, opts, sessions, port) {
   });
 }
 
-async function handleCallback(req, res, opts, sessions, url) {
+async function handleCallback(req, res, opts, sessions, used, url) {
   const s = sessionOf(req, sessions);
   if (!s) return sendError(res, opts, 400, 'no_session', 'No signing session in this browser (expired, or cookies are blocked). Start again.');
   const q = url.searchParams;
@@ -373,7 +375,7 @@ async function handleCallback(req, res, opts, sessions, url) {
     const text = {
       access_denied: 'You cancelled the signing.', login_failed: 'Login with the National ID failed.',
       signing_failed: 'The eSignature service could not create the signature.',
-      payment_required: 'Payment is required.', expired: 'The signing request expired.',
+      payment_required: 'Payment is required.',
     }[cb.error] || 'The eSignature service reported an error.';
     return sendError(res, opts, 200, cb.error, `${text} ${cb.errorDescription}`.trim());
   }
@@ -397,6 +399,18 @@ async function handleCallback(req, res, opts, sessions, url) {
   if (!check.hashMatches) {
     return sendError(res, opts, 502, 'wrong_signature', `The signature is not over this document: ${check.problems.join('; ')}`);
   }
+  // state and nonce bind the callback to this browser, not the signatureId next to them: a
+  // signature ID seen elsewhere (history, logs) must not become this session's result. It must
+  // be new to this e-Service and made after this session started. (A real e-Service also
+  // compares the certificate's subject with the user it has logged in.)
+  if (used.has(cb.signatureId)) {
+    return sendError(res, opts, 400, 'signature_reused', 'This signature was already taken by another signing session.');
+  }
+  const madeAt = check.timestampedAt ?? check.signedAt;
+  if (!madeAt || madeAt.getTime() < s.created - CLOCK_SKEW_MS) {
+    return sendError(res, opts, 400, 'signature_too_old', 'This signature was made before this signing session started.');
+  }
+  used.set(cb.signatureId, Date.now());
   s.signatureId = cb.signatureId;
   s.response = resp;
   renderResult(res, opts, s);
@@ -412,13 +426,21 @@ function sendJson(res, status, obj) {
 
 export function createServer(opts) {
   const sessions = new Map();
+  // Signature IDs taken by a session (id -> when), kept as long as a session can live.
+  const used = new Map();
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [k, v] of sessions) if (now - v.created > SESSION_TTL_MS) sessions.delete(k);
+    for (const [k, at] of used) if (now - at > 2 * SESSION_TTL_MS) used.delete(k);
+  }, 60_000);
+  sweep.unref();
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url, 'http://x');
     const port = server.address().port;
     try {
       if (req.method === 'GET' && url.pathname === '/') return serveIndex(req, res, opts);
       if (req.method === 'POST' && url.pathname === '/start') return await handleStart(req, res, opts, sessions, port);
-      if (req.method === 'GET' && url.pathname === '/callback') return await handleCallback(req, res, opts, sessions, url);
+      if (req.method === 'GET' && url.pathname === '/callback') return await handleCallback(req, res, opts, sessions, used, url);
       if (req.method === 'GET' && url.pathname === '/signature.p7s') {
         const s = sessionOf(req, sessions);
         if (!s || !s.response) return sendJson(res, 404, { error: 'no signature in this session' });
@@ -436,6 +458,7 @@ export function createServer(opts) {
       else res.destroy();
     }
   });
+  server.on('close', () => clearInterval(sweep));
   return server;
 }
 

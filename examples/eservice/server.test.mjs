@@ -217,6 +217,15 @@ test('/callback fetches the signature over mTLS and renders the result', { skip 
   assert.equal(fakeSeen.length, seen + 1);
   const other = await request('GET', path.replace(ID_OK, ID_OTHER_DOC), { headers });
   assert.equal(byId(other.text, 'error-code'), 'already_completed');
+
+  // Another browser session over the same document cannot take this signature ID as its own
+  // (its state and nonce are right, the signature ID was seen elsewhere).
+  const s2 = await start();
+  const stolen = await request('GET', `/callback?${new URLSearchParams({ signatureId: ID_OK, state: s2.state, nonce: s2.nonce })}`,
+    { headers: { cookie: s2.cookie } });
+  assert.equal(stolen.status, 400);
+  assert.equal(byId(stolen.text, 'error-code'), 'signature_reused');
+  assert.equal((await request('GET', '/signature.p7s', { headers: { cookie: s2.cookie } })).status, 404);
 });
 
 test('/callback refuses a signature over another document and esigd errors', { skip }, async () => {
