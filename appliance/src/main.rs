@@ -436,6 +436,10 @@ fn install_probes(state: &Arc<AppState>, public: &ServeOptions, eservice: &Serve
     m.set_hsm_probe(Box::new(move || weak.upgrade().map(|s| s.hsm.stats())));
     let weak = Arc::downgrade(state);
     m.set_onetime_keys_probe(Box::new(move || weak.upgrade().map(|s| s.onetime.ready())));
+    let weak = Arc::downgrade(state);
+    m.set_signing_sessions_probe(Box::new(move || {
+        weak.upgrade().map(|s| s.pages.open_sessions())
+    }));
     let stats = public.stats.clone();
     m.set_listener_probe("public", Box::new(move || stats.snapshot()));
     let stats = eservice.stats.clone();

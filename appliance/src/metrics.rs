@@ -119,6 +119,7 @@ struct Probes {
     clock: RwLock<Option<ClockProbe>>,
     hsm: RwLock<Option<HsmProbe>>,
     onetime: RwLock<Option<CountProbe>>,
+    signing_sessions: RwLock<Option<CountProbe>>,
     listeners: RwLock<Vec<(&'static str, ListenerProbe)>>,
 }
 
@@ -150,8 +151,20 @@ pub struct Metrics {
     ca_issued: IntCounterVec,
     signatures: IntCounterVec,
     errors: IntCounterVec,
+    signing_sessions: IntGauge,
+    signing_outcomes: IntCounterVec,
     probes: Arc<Probes>,
 }
+
+/// How a browser signing session ended (`esigd_signing_sessions_ended_total{outcome}`): signed, or
+/// the error code sent back to the e-Service's callback.
+pub const SIGNING_OUTCOMES: [&str; 5] = [
+    "signed",
+    "access_denied",
+    "login_failed",
+    "signing_failed",
+    "payment_required",
+];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -312,6 +325,28 @@ impl Metrics {
                 &["kind"],
             ),
         )?;
+        let signing_sessions = reg(
+            &r,
+            "esigd_signing_sessions",
+            IntGauge::new(
+                "esigd_signing_sessions",
+                "Browser signing sessions open now (limit ui.max_sessions).",
+            ),
+        )?;
+        let signing_outcomes = reg(
+            &r,
+            "esigd_signing_sessions_ended_total",
+            IntCounterVec::new(
+                Opts::new(
+                    "esigd_signing_sessions_ended_total",
+                    "Browser signing sessions that went back to the e-Service, by outcome (signed or the callback's error code).",
+                ),
+                &["outcome"],
+            ),
+        )?;
+        for outcome in SIGNING_OUTCOMES {
+            signing_outcomes.with_label_values(&[outcome]);
+        }
         let probes = Arc::new(Probes::default());
         let collector =
             ProbeCollector::new(probes.clone()).map_err(|source| MetricsError::Register {
@@ -344,6 +379,8 @@ impl Metrics {
             ca_issued,
             signatures,
             errors,
+            signing_sessions,
+            signing_outcomes,
             probes,
         })
     }
@@ -430,6 +467,16 @@ impl Metrics {
         self.signatures.with_label_values(&[format]).inc();
     }
 
+    /// Counts a browser signing session that went back to the e-Service with `outcome` (one of
+    /// [`SIGNING_OUTCOMES`]; anything else counts as `signing_failed`).
+    pub fn signing_session_ended(&self, outcome: &str) {
+        let outcome = SIGNING_OUTCOMES
+            .into_iter()
+            .find(|o| *o == outcome)
+            .unwrap_or("signing_failed");
+        self.signing_outcomes.with_label_values(&[outcome]).inc();
+    }
+
     /// Counts an error under a fixed kind (e.g. `"hsm_unavailable"`, `"store"`, `"bad_request"`).
     pub fn error(&self, kind: &'static str) {
         self.errors.with_label_values(&[kind]).inc();
@@ -454,6 +501,11 @@ impl Metrics {
         *write(&self.probes.onetime) = Some(probe);
     }
 
+    /// Installs the probe that refreshes `esigd_signing_sessions` at scrape time.
+    pub fn set_signing_sessions_probe(&self, probe: CountProbe) {
+        *write(&self.probes.signing_sessions) = Some(probe);
+    }
+
     /// Installs (or replaces) the counter probe of listener `listener` (e.g. `"public"`,
     /// `"eservice"`) behind `esigd_listener_connections_total` and
     /// `esigd_listener_connections_active`.
@@ -468,6 +520,7 @@ impl Metrics {
         *write(&self.probes.clock) = None;
         *write(&self.probes.hsm) = None;
         *write(&self.probes.onetime) = None;
+        *write(&self.probes.signing_sessions) = None;
         write(&self.probes.listeners).clear();
     }
 
@@ -489,6 +542,12 @@ impl Metrics {
         }
         if let Some(ready) = read(&self.probes.onetime).as_ref().and_then(|p| p()) {
             self.onetime_ready.set(gauge_value(ready));
+        }
+        if let Some(open) = read(&self.probes.signing_sessions)
+            .as_ref()
+            .and_then(|p| p())
+        {
+            self.signing_sessions.set(gauge_value(open));
         }
         // The clock and listener families are produced by `ProbeCollector` during `gather`.
         let families = self.registry.gather();

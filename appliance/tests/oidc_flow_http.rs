@@ -548,4 +548,20 @@ fn the_login_must_have_the_configured_assurance_level_and_be_recent() {
         log.contains("is not in identity.acr_values"),
         "the log says why"
     );
+    // The operator sees how the sessions ended, and how many are open (one page opened now).
+    assert_eq!(
+        common::curl(&[&env.interactive_url("shop", &digest, &[])]).0,
+        200
+    );
+    let (status, body) = common::curl(&[&format!("http://{}/metrics", env.public)]);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{text}");
+    for line in [
+        "esigd_signing_sessions_ended_total{outcome=\"signed\"} 1",
+        "esigd_signing_sessions_ended_total{outcome=\"login_failed\"} 1",
+        "esigd_signing_sessions_ended_total{outcome=\"access_denied\"} 0",
+        "esigd_signing_sessions 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
 }

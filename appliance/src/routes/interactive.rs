@@ -266,6 +266,13 @@ impl Pages {
     fn remove(&self, t: &str) {
         self.lock().remove(t);
     }
+
+    /// Signing sessions open now (expired ones are dropped first): `esigd_signing_sessions`.
+    pub fn open_sessions(&self) -> usize {
+        let mut all = self.lock();
+        all.purge(self.ttl);
+        all.by_token.len()
+    }
 }
 
 /// Live sessions by link token, and the OIDC `state` index.
@@ -421,7 +428,8 @@ fn echo_param(name: &str, v: Option<&String>) -> Result<Option<String>, String> 
 
 /// Sends the browser back to the e-Service with `error` and `error_description` (and its
 /// `state` and `nonce`), never with a signature ID.
-fn fail_back(s: &Session, code: &str, description: &str) -> Response {
+fn fail_back(st: &AppState, s: &Session, code: &str, description: &str) -> Response {
+    st.metrics.signing_session_ended(code);
     redirect(&callback_url(
         s,
         &[("error", code), ("error_description", description)],
@@ -687,7 +695,12 @@ async fn cancel(
     match session_for(&st, &headers, &q) {
         Ok(s) => {
             st.pages.remove(&s.csrf);
-            fail_back(&s, "access_denied", "The user cancelled the signature.")
+            fail_back(
+                &st,
+                &s,
+                "access_denied",
+                "The user cancelled the signature.",
+            )
         }
         Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
     }
@@ -739,6 +752,7 @@ async fn oidc_callback(
         let err: String = err.chars().take(64).collect();
         tracing::info!(eservice = %session.eservice, error = ?err, "login at the Identity BB not completed");
         return fail_back(
+            &st,
             &session,
             code,
             "The login at the Identity BB was not completed.",
@@ -761,7 +775,12 @@ async fn oidc_callback(
                 };
                 st.metrics.error(kind);
                 tracing::warn!(error = %e, "login at the Identity BB failed");
-                return fail_back(&session, "login_failed", "The login could not be verified.");
+                return fail_back(
+                    &st,
+                    &session,
+                    "login_failed",
+                    "The login could not be verified.",
+                );
             }
         };
     st.pages.remove(&session.csrf);
@@ -781,6 +800,7 @@ async fn oidc_callback(
     .await;
     match result {
         Ok(record) => {
+            st.metrics.signing_session_ended("signed");
             let id = record.id_hex();
             let to = callback_url(&session, &[("signatureId", &id)]);
             st.pages.render(
@@ -796,6 +816,7 @@ async fn oidc_callback(
         Err(onetime::PaidSignError::Payment(e)) => {
             tracing::info!(reason = %e, eservice = %session.eservice, "payment not usable at signing time");
             fail_back(
+                &st,
                 &session,
                 "payment_required",
                 "The payment token was used already or cannot be checked.",
@@ -803,7 +824,7 @@ async fn oidc_callback(
         }
         Err(onetime::PaidSignError::Sign(e)) => {
             tracing::warn!(error = %e, "interactive one-time signature failed");
-            fail_back(&session, "signing_failed", failure_description(&e))
+            fail_back(&st, &session, "signing_failed", failure_description(&e))
         }
     }
 }
