@@ -124,3 +124,53 @@ fn the_openapi_document_is_valid_and_every_path_exists() {
     }
     d.stop();
 }
+
+/// `/v1/client/esig.js`: its ETag is the Subresource Integrity value of the body (checked with
+/// openssl), and a browser revalidating with it gets 304.
+#[test]
+fn the_client_library_carries_its_integrity_value_and_revalidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = esigd();
+    cmd.args(["--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(SERVE);
+    let d = Daemon::start(cmd);
+    // Headers, then the body.
+    let (status, answer) = curl(&["-D", "-", &d.url("/v1/client/esig.js")]);
+    assert_eq!(status, 200);
+    let headers = String::from_utf8_lossy(&answer).to_string();
+    let etag = headers
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an ETag")
+        .trim()
+        .to_owned();
+    let (_, body) = d.get("/v1/client/esig.js", &[]);
+    let file = dir.path().join("esig.js");
+    std::fs::write(&file, &body).unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("openssl dgst -sha384 -binary \"$0\" | openssl base64 -A")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let sri = format!(
+        "\"sha384-{}\"",
+        String::from_utf8(out.stdout).unwrap().trim()
+    );
+    assert_eq!(etag, sri);
+    let (status, body) = curl(&[
+        "-H",
+        &format!("If-None-Match: {etag}"),
+        &d.url("/v1/client/esig.js"),
+    ]);
+    assert_eq!(status, 304);
+    assert!(body.is_empty());
+    let (status, _) = curl(&[
+        "-H",
+        "If-None-Match: \"sha384-other\"",
+        &d.url("/v1/client/esig.js"),
+    ]);
+    assert_eq!(status, 200);
+}

@@ -88,18 +88,49 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-/// Served cross-origin: e-Service pages import it from here.
-async fn esig_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        ESIG_JS,
-    )
-        .into_response()
+/// The Subresource Integrity value of [`ESIG_JS`] (`sha384-<base64>`): an e-Service can pin the
+/// library with it (`integrity` in an import map or a `<script>` tag). Served as the ETag.
+pub fn esig_js_integrity() -> &'static str {
+    static SRI: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SRI.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha384::digest(ESIG_JS.as_bytes());
+        format!(
+            "sha384-{}",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    })
+}
+
+/// Served cross-origin: e-Service pages import it from here. The ETag is its integrity value, so
+/// a browser revalidates with `If-None-Match` and gets 304 while the library is unchanged.
+async fn esig_js(headers: HeaderMap) -> Response {
+    let etag = format!("\"{}\"", esig_js_integrity());
+    let fresh = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == etag || t.trim() == "*");
+    let mut r = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ESIG_JS.into_response()
+    };
+    let h = r.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "public, max-age=300"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    r
 }
 
 async fn healthz() -> &'static str {
