@@ -905,10 +905,28 @@ impl Config {
         if let Some(id) = &self.identity {
             self.validate_identity(id)?;
         }
+        if let Some(everyone) = self
+            .listen
+            .trusted_proxies
+            .iter()
+            .find(|n| n.prefix_len() == 0)
+        {
+            // Trusting every peer would let anyone choose the address the allow-lists see.
+            return Err(self.invalid(
+                "listen.trusted_proxies",
+                format!("{everyone} trusts every peer's X-Forwarded-For; list the reverse proxies' own addresses"),
+            ));
+        }
         self.validate_clients()?;
         if let Some(p) = &self.payment {
             if p.audience.is_empty() {
                 return Err(self.invalid("payment.audience", "must not be empty"));
+            }
+            if p.eservice_claim.as_deref().is_some_and(str::is_empty) {
+                return Err(self.invalid(
+                    "payment.eservice_claim",
+                    "must be a claim name (e.g. \"sub\") or left out",
+                ));
             }
             if p.key_file.is_some() == p.jwks_url.is_some() {
                 return Err(self.invalid(
@@ -1016,6 +1034,22 @@ impl Config {
         }
         if id.allowed_algs.is_empty() {
             return Err(self.invalid("identity.allowed_algs", "must not be empty"));
+        }
+        if id
+            .acr_values
+            .iter()
+            .any(|a| a.is_empty() || a.contains(' '))
+        {
+            return Err(self.invalid(
+                "identity.acr_values",
+                "each value must be a non-empty string without spaces",
+            ));
+        }
+        if id.max_age == Some(Duration::ZERO) {
+            return Err(self.invalid(
+                "identity.max_age",
+                "must be greater than zero (leave it out for no limit)",
+            ));
         }
         if let Some(c) = &id.claims.default_country
             && (c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()))
@@ -1258,6 +1292,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("tsa.policy"), "{e}");
+        for (extra, key) in [
+            (
+                "[listen]\ntrusted_proxies = [\"0.0.0.0/0\"]\n",
+                "listen.trusted_proxies",
+            ),
+            (
+                "[listen]\ntrusted_proxies = [\"::/0\"]\n",
+                "listen.trusted_proxies",
+            ),
+            (
+                "[payment]\naudience = \"esigd\"\njwks_url = \"http://x\"\neservice_claim = \"\"\n",
+                "payment.eservice_claim",
+            ),
+        ] {
+            let e = parse(&format!("[hsm]\npin = {{ env = \"X\" }}\n{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        let identity = "[identity]\nissuer = \"https://idp\"\nclient_id = \"esigd\"\nclient_secret = { env = \"S\" }\n";
+        for (extra, key) in [
+            ("acr_values = [\"a b\"]\n", "identity.acr_values"),
+            ("max_age = \"0s\"\n", "identity.max_age"),
+        ] {
+            let e = parse(&format!(
+                "[hsm]\npin = {{ env = \"X\" }}\n{identity}{extra}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(key), "{e}");
+        }
+        let ok =
+            parse("[hsm]\npin = { env = \"X\" }\n[listen]\ntrusted_proxies = [\"10.0.0.0/8\"]\n");
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]
