@@ -757,24 +757,55 @@ fn refused_cancelled_and_unpaid_requests_in_a_real_browser() {
 
     // Readable on a phone: on a 360 px touch screen the choice page does not scroll sideways, both
     // choices are whole on screen and at least 44 px tall (WCAG 2.5.5 target size), no text is tiny.
+    let phone_choice = env.interactive_url(
+        SERVICE,
+        &[(
+            "dataToBeDisplayed",
+            "Contract 2026/118: a long description that has to wrap on a small screen",
+        )],
+    );
+    let unknown_service = env.interactive_url("no-such-service", &[]);
+    let unpaid = env.interactive_url(PAID, &[]);
     let phone = env.drive(
         &out.join("phone"),
         &[
             "--scenario",
             "page",
             "--phone",
+            "--axe",
+            "--scd",
             "--url",
-            &env.interactive_url(
-                SERVICE,
-                &[(
-                    "dataToBeDisplayed",
-                    "Contract 2026/118: a long description that has to wrap on a small screen",
-                )],
-            ),
+            &phone_choice,
             "--name",
             "choice-on-a-phone",
+            "--url",
+            &unknown_service,
+            "--name",
+            "error-on-a-phone",
+            "--url",
+            &unpaid,
+            "--name",
+            "payment-on-a-phone",
         ],
     );
+    // Accessibility: axe-core (WCAG 2.1 A and AA rules) finds nothing on the choice, SCD, error and
+    // payment pages.
+    let scd_page = &phone["pages"][0]["scd"];
+    assert!(!scd_page["accessibility"].is_null(), "{scd_page:#}");
+    for page in phone["pages"].as_array().unwrap().iter().chain([scd_page]) {
+        let a = &page["accessibility"];
+        assert!(
+            a["passes"].as_u64().unwrap() > 0,
+            "axe did not run: {page:#}"
+        );
+        assert_eq!(
+            a["violations"],
+            serde_json::json!([]),
+            "{}: {:#}",
+            s(&page["name"]).to_owned() + s(&page["url"]),
+            a["violations"]
+        );
+    }
     let p = &phone["pages"][0];
     let l = &p["layout"];
     let ctx = format!("phone: {p:#}\n{diag}");

@@ -19,7 +19,9 @@
 //                   opens each URL in its own fresh context and reports what it shows (status, redirects,
 //                   #error, #payment-required, #display-text, dialogs); --scd also follows #choice-scd;
 //                   --phone opens them on a phone-sized touch screen (360x740) and reports the layout
-//                   (horizontal overflow, where the choices are, the smallest text).
+//                   (horizontal overflow, where the choices are, the smallest text); --axe runs the
+//                   axe-core accessibility rules for WCAG 2.1 A and AA on each page and reports the
+//                   violations (the context bypasses the page's CSP so that axe can be injected).
 //   paid            --url URL --user U [--password P] --callback-prefix URL
 //                   opens URL (with a payment token), signs with National ID up to the callback, then opens
 //                   URL again in the same browser (the token is spent).
@@ -63,6 +65,7 @@ function parseCli() {
         'callback-prefix': { type: 'string' },
         scd: { type: 'boolean', default: false },
         phone: { type: 'boolean', default: false },
+        axe: { type: 'boolean', default: false },
         'timeout-ms': { type: 'string', default: '60000' },
         chromium: { type: 'string', default: '/usr/bin/chromium' },
         help: { type: 'boolean', short: 'h' },
@@ -473,11 +476,27 @@ async function layout(page) {
   });
 }
 
+/** axe-core's WCAG 2.1 A/AA violations on the page: [{id, impact, help, targets}]. */
+async function accessibility(page) {
+  const { createRequire } = await import('node:module');
+  const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+  await page.addScriptTag({ content: fs.readFileSync(axePath, 'utf8') });
+  const result = await page.evaluate(async () => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+  }));
+  return {
+    violations: result.violations.map((v) => ({
+      id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map((n) => n.target.join(' ')),
+    })),
+    passes: result.passes.length,
+  };
+}
+
 async function pages(browser, opts, shots) {
   const reports = [];
   for (const [i, url] of opts.url.entries()) {
     const name = opts.name?.[i] ?? `page-${i + 1}`;
-    const context = await browser.newContext(opts.phone ? PHONE : {});
+    const context = await browser.newContext({ ...(opts.phone ? PHONE : {}), ...(opts.axe ? { bypassCSP: true } : {}) });
     const page = await context.newPage();
     const seen = watch(page);
     const response = await page.goto(url);
@@ -487,6 +506,7 @@ async function pages(browser, opts, shots) {
     report.name = name;
     report.requested = url;
     if (opts.phone) report.layout = await layout(page);
+    if (opts.axe) report.accessibility = await accessibility(page);
     report.cookies = (await context.cookies())
       .filter((c) => c.name === 'esigd_session')
       .map(({ name: n, httpOnly, sameSite, secure }) => ({ name: n, httpOnly, sameSite, secure }));
@@ -495,6 +515,7 @@ async function pages(browser, opts, shots) {
       await Promise.all([page.waitForLoadState('load'), page.click('#choice-scd')]);
       await page.locator('#scd-unavailable, #error').first().waitFor({ timeout: opts.timeout }).catch(() => {});
       report.scd = { url: page.url(), unavailable: await text(page, '#scd-unavailable'), error: await text(page, '#error') };
+      if (opts.axe) report.scd.accessibility = await accessibility(page);
       await shots.shot(page, `${name}-scd`);
     }
     report.pageErrors = seen.pageErrors;
