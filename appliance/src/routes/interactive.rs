@@ -180,11 +180,17 @@ impl Pages {
     }
 
     fn error_page(&self, status: StatusCode, message: &str, rid: &str) -> Response {
-        self.render(
+        let mut r = self.render(
             status,
             "error.html",
             context! { message => message, request_id => rid },
-        )
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Busy or a dependency is down: a hint for clients and proxies when to try again.
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        }
+        r
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
