@@ -142,7 +142,10 @@ fn an_unreachable_identity_bb_gives_a_clear_page_not_a_redirect() {
     let answer = String::from_utf8_lossy(&answer).to_string();
     assert_eq!(status, 503, "{answer}");
     assert!(answer.contains("cannot be reached"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("\nretry-after: 30"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("\nretry-after: 30"),
+        "{answer}"
+    );
     assert!(
         !answer.to_ascii_lowercase().contains("\nlocation:"),
         "{answer}"
