@@ -169,7 +169,8 @@ function requireHttpUrl(name, v) {
  * @param {string} p.hashType SHA2-256|SHA2-384|SHA2-512
  * @param {string} [p.format='CAdES'] CAdES (the one format this esigd makes)
  * @param {string} p.dataToBeDisplayed text shown to the signer, at most 256 characters (code points),
- *   no control characters but newline; sent base64url-encoded (UTF-8), as the GovStack API has it
+ *   no control characters but tab and line breaks; sent base64url-encoded (UTF-8), as the GovStack
+ *   API has it (esigd takes only that form)
  * @param {string} p.callbackUrl absolute http(s) URL, at most 2048 characters; must match a prefix
  *   registered for `serviceId`; its query must not have signatureId, error, error_description,
  *   state or nonce (esigd adds them)
@@ -207,9 +208,9 @@ export function signUrl({
   if (chars > MAX_DISPLAY_CHARS) {
     throw new Error(`signUrl: dataToBeDisplayed is ${chars} characters, at most ${MAX_DISPLAY_CHARS} allowed`);
   }
-  // esigd shows only text: control characters (but newline) and blank text are refused.
-  if (/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(dataToBeDisplayed) || !dataToBeDisplayed.trim()) {
-    throw new Error('signUrl: dataToBeDisplayed must be text: no control characters but newline, not blank');
+  // esigd shows only text: control characters other than tab and line breaks are refused.
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/.test(dataToBeDisplayed)) {
+    throw new Error('signUrl: dataToBeDisplayed must be text: no control characters but tab and line breaks');
   }
   const callback = requireHttpUrl('callbackUrl', callbackUrl);
   if (callbackUrl.length > MAX_CALLBACK_URL) {

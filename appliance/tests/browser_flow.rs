@@ -400,8 +400,23 @@ allowed_ips = ["127.0.0.1/32"]
                 None => params.push((k, v)),
             }
         }
+        // The display text travels base64url-encoded, as the GovStack API has it.
+        let display = params
+            .iter()
+            .find(|(k, _)| *k == "dataToBeDisplayed")
+            .map(|(_, v)| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v))
+            .unwrap_or_default();
         let query = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
+            .extend_pairs(params.iter().map(|(k, v)| {
+                (
+                    *k,
+                    if *k == "dataToBeDisplayed" {
+                        display.as_str()
+                    } else {
+                        *v
+                    },
+                )
+            }))
             .finish();
         format!("{}/v1/sign/interactive?{query}", self.public)
     }

@@ -185,7 +185,7 @@ impl Env {
                 .append_pair("hash", &B64.encode(digest))
                 .append_pair("hashType", "SHA2-256")
                 .append_pair("format", "CAdES")
-                .append_pair("dataToBeDisplayed", "Order 42")
+                .append_pair("dataToBeDisplayed", &URL_SAFE_NO_PAD.encode("Order 42"))
                 .append_pair("callbackUrl", &format!("{CALLBACK}done?order=42"))
                 .append_pair("state", "st-123")
                 .append_pair("nonce", "no-456");

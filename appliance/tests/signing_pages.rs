@@ -79,6 +79,15 @@ background_color = "#fafafa""##
     let (status, body) = d.get(&page_url(), &[]);
     let html = String::from_utf8(body).unwrap();
     assert_eq!(status, 200, "{html}");
+    // The display text must come base64url-encoded (GovStack): plain text is refused, not guessed.
+    let plain = page_url().replace(&URL_SAFE_NO_PAD.encode("Order 42"), "Order%2042");
+    let (status, body) = d.get(&plain, &[]);
+    let refused = String::from_utf8(body).unwrap();
+    assert_eq!(status, 400, "{refused}");
+    assert!(
+        refused.contains("dataToBeDisplayed must be base64url"),
+        "{refused}"
+    );
     // The name, escaped, in the title and the header; the logo; the theme.
     assert!(html.contains("Testland &lt;Trust&gt; Service"), "{html}");
     assert!(!html.contains("<Trust>"), "{html}");

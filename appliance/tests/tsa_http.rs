@@ -548,7 +548,13 @@ callback_prefixes = ["https://shop.example/cb/"]
         )
         .append_pair("hashType", "SHA2-256")
         .append_pair("format", "CAdES")
-        .append_pair("dataToBeDisplayed", "Order 42")
+        .append_pair(
+            "dataToBeDisplayed",
+            &base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                "Order 42",
+            ),
+        )
         .append_pair("callbackUrl", "https://shop.example/cb/done")
         .append_pair("state", "s")
         .append_pair("nonce", "n");

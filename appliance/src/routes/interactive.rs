@@ -310,24 +310,32 @@ impl Sessions {
     }
 }
 
-/// The display text of the redirect: the GovStack API has it base64url-encoded (UTF-8). A value
-/// that is not base64url of printable UTF-8 text is taken as the text itself (e-Services that send
-/// it plain); text with a space or punctuation is never valid base64url, so it stays as it is.
-fn display_text(v: &str) -> String {
+/// The display text of the redirect. The GovStack API has it base64url-encoded (UTF-8) in the
+/// query string, and that is the only form taken: guessing whether a value is encoded would turn
+/// some plain words into other text, and the user approves what is shown. Padding is optional;
+/// control characters other than tab, CR and LF are refused.
+fn display_text(v: &str) -> Result<String, &'static str> {
     use base64::Engine;
-    let b64url = !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=');
-    if b64url
-        && let Ok(bytes) =
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v.trim_end_matches('='))
-        && let Ok(text) = String::from_utf8(bytes)
-        && !text.trim().is_empty()
-        && text.chars().all(|c| !c.is_control() || c == '\n')
+    const MUST: &str = "dataToBeDisplayed must be base64url-encoded UTF-8 text (GovStack API; esig.js signUrl encodes it)";
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
     {
-        return text;
+        return Err(MUST);
     }
-    v.to_owned()
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v.trim_end_matches('='))
+        .map_err(|_| MUST)?;
+    let text = String::from_utf8(bytes).map_err(|_| MUST)?;
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
+        return Err(
+            "dataToBeDisplayed must not contain control characters other than tab and line breaks",
+        );
+    }
+    Ok(text)
 }
 
 /// What `ui.max_sessions_per_ip` counts: an IPv4 address, or the /64 of an IPv6 address (one
@@ -505,7 +513,14 @@ async fn interactive(
     }
     // A '+' of standard base64 that was not percent-encoded arrives as a space.
     let hash = q.get("hash").map(|h| h.replace(' ', "+"));
-    let display = q.get("dataToBeDisplayed").map(|d| display_text(d));
+    let display = match q
+        .get("dataToBeDisplayed")
+        .map(|d| display_text(d))
+        .transpose()
+    {
+        Ok(d) => d,
+        Err(m) => return bad(m),
+    };
     let input = match validate_sign_input(
         q.get("format").map(String::as_str),
         hash.as_deref(),
@@ -988,27 +1003,25 @@ redirect_url = "https://sign.example.gov/v1/oidc/callback"
     }
 
     #[test]
-    fn display_text_is_base64url_as_govstack_has_it_or_plain() {
-        // The GovStack example value.
+    fn display_text_is_base64url_as_govstack_has_it_and_nothing_is_guessed() {
+        // The GovStack example value; with and without padding; non-ASCII; line breaks and tabs.
         assert_eq!(
-            display_text(
-                "UGxlYXNlIHNpZ24gdGhlIGNvbnNlbnQgZm9ybSBhcyByZXF1ZXN0ZWQgKHRyYW5zYWN0aW9uSWQ6MTIzNCk"
-            ),
+            display_text("UGxlYXNlIHNpZ24gdGhlIGNvbnNlbnQgZm9ybSBhcyByZXF1ZXN0ZWQgKHRyYW5zYWN0aW9uSWQ6MTIzNCk").unwrap(),
             "Please sign the consent form as requested (transactionId:1234)"
         );
-        assert_eq!(display_text("SGVsbG8gV29ybGQ"), "Hello World");
-        assert_eq!(display_text("Q29uc2VudCDinJM="), "Consent ✓");
-        // Plain text stays: spaces and punctuation, or words whose decoding is not UTF-8 text.
-        for plain in [
-            "Order 42",
-            "<script>alert(1)</script>",
-            "Order42",
-            "Hello",
-            "test",
-            "abcd",
-        ] {
-            assert_eq!(display_text(plain), plain);
+        assert_eq!(display_text("SGVsbG8gV29ybGQ").unwrap(), "Hello World");
+        assert_eq!(display_text("Q29uc2VudCDinJM=").unwrap(), "Consent ✓");
+        assert_eq!(display_text("YQ0KYgli").unwrap(), "a\r\nb\tb");
+        // Every value is decoded, never guessed: "Will" is base64url and means "Z)e" (a guesser
+        // would have to choose); plain text that is not base64url is refused with the rule.
+        assert_eq!(display_text("Will").unwrap(), "Z)e");
+        for plain in ["Order 42", "<script>alert(1)</script>", "Order+42", "x"] {
+            let e = display_text(plain).unwrap_err();
+            assert!(e.contains("base64url"), "{plain}: {e}");
         }
+        // Not UTF-8, or control characters.
+        assert!(display_text("_w").is_err());
+        assert!(display_text("YQBi").unwrap_err().contains("control"));
     }
 
     #[test]
