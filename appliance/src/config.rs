@@ -917,6 +917,18 @@ impl Config {
                 format!("{everyone} trusts every peer's X-Forwarded-For; list the reverse proxies' own addresses"),
             ));
         }
+        if let Some(mapped) = self
+            .listen
+            .trusted_proxies
+            .iter()
+            .find(|n| matches!(n, ipnet::IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some()))
+        {
+            // Peers are compared as plain IPv4: a mapped network would never match.
+            return Err(self.invalid(
+                "listen.trusted_proxies",
+                format!("{mapped} is an IPv4-mapped IPv6 network; write it as IPv4"),
+            ));
+        }
         self.validate_clients()?;
         if let Some(p) = &self.payment {
             if p.audience.is_empty() {

@@ -537,6 +537,10 @@ callback_prefixes = ["https://shop.example/cb/"]
     assert_eq!(stamp("127.0.0.2", Some("198.51.100.7, 203.0.113.5")), "403");
     // The proxy itself, with no header, is not an allowed client.
     assert_eq!(stamp("127.0.0.2", None), "403");
+    // The proxy passes on a hop that is not an address: refused, never taken as the proxy itself.
+    assert_eq!(stamp("127.0.0.2", Some("unknown")), "400");
+    // What the client wrote left of its own address is never parsed.
+    assert_eq!(stamp("127.0.0.2", Some("x, 198.51.100.7")), "200");
 
     // The per-address session cap counts forwarded clients, not the proxy.
     let mut page = url::Url::parse(&d.url("/v1/sign/interactive")).unwrap();

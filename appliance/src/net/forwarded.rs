@@ -6,8 +6,9 @@
 //! that is not a trusted proxy is the client. Everything after this layer (the TSA and metrics
 //! allow-lists, the per-address session cap, logs) then sees the client, as nginx's `real_ip`
 //! module does. A peer that is not a trusted proxy cannot set its address this way: its header is
-//! ignored. A malformed header from a trusted proxy is ignored too (the proxy stays the client)
-//! and logged.
+//! ignored. Entries left of the client are never parsed. If a trusted proxy passes on an entry
+//! that is not an IP address before the client is found, the request is refused (400): the
+//! proxy's own address is never taken as the client's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 
 use super::canonical_ip;
@@ -25,33 +26,39 @@ use super::canonical_ip;
 pub struct ProxiedBy(pub SocketAddr);
 
 /// The client's address for a request from `peer`: from `X-Forwarded-For` when `peer` is in
-/// `trusted`, otherwise `peer` itself. `Err` names what is wrong with a trusted proxy's header.
+/// `trusted`, otherwise `peer` itself.
+///
+/// The entries are read from the right (the nearest hop first) and only as far as the first one
+/// that is not a trusted proxy: what the client wrote further left is never parsed, so it cannot
+/// change the answer. `Err` names an entry that a trusted proxy passed on and that is not an IP
+/// address (the client is then unknown, and the request is refused rather than guessed).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Result<IpAddr, String> {
     let peer = canonical_ip(peer);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return Ok(peer);
     }
-    let mut hops = Vec::new();
+    let mut values = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        let value = value
-            .to_str()
-            .map_err(|_| "X-Forwarded-For is not ASCII".to_string())?;
-        for hop in value.split(',') {
-            let hop = hop.trim();
-            let ip = parse_hop(hop)
-                .ok_or_else(|| format!("X-Forwarded-For entry {hop:?} is not an IP address"))?;
-            hops.push(canonical_ip(ip));
-        }
+        values.push(
+            value
+                .to_str()
+                .map_err(|_| "X-Forwarded-For is not ASCII".to_string())?,
+        );
     }
-    // Right to left: the nearest hop first. All hops trusted: the farthest one is the client.
-    Ok(hops
-        .iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .or(hops.first())
-        .copied()
-        .unwrap_or(peer))
+    let mut farthest = peer;
+    for hop in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let hop = hop.trim();
+        let ip = parse_hop(hop)
+            .map(canonical_ip)
+            .ok_or_else(|| format!("X-Forwarded-For entry {hop:?} is not an IP address"))?;
+        if !is_trusted(&ip) {
+            return Ok(ip);
+        }
+        farthest = ip;
+    }
+    // Every hop is a trusted proxy: the farthest one is the client.
+    Ok(farthest)
 }
 
 /// An `X-Forwarded-For` entry: `192.0.2.1`, `2001:db8::1`, `[2001:db8::1]` or with a port
@@ -84,7 +91,14 @@ pub async fn real_client(
             }
             Ok(_) => {}
             Err(problem) => {
-                tracing::warn!(proxy = %peer.ip(), %problem, "listen.trusted_proxies: header ignored");
+                // Falling back to the proxy's own address would let a client past allow-lists
+                // meant for local callers; without a client address the request is refused.
+                tracing::warn!(proxy = %peer.ip(), %problem, "request refused: no client address behind a trusted proxy");
+                return (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    format!("{problem} (listen.trusted_proxies)\n"),
+                )
+                    .into_response();
             }
         }
     }
@@ -143,7 +157,16 @@ mod tests {
         assert_eq!(client_ip(proxy, &headers(&[]), &trusted).unwrap(), proxy);
         let all = client_ip(proxy, &headers(&["10.9.9.9, 10.0.0.3"]), &trusted).unwrap();
         assert_eq!(all, "10.9.9.9".parse::<IpAddr>().unwrap());
+        // A client-written entry left of the client is never parsed: it cannot make the proxy
+        // (which local allow-lists may trust) the client.
+        let ip = client_ip(proxy, &headers(&["x", "203.0.113.5"]), &trusted).unwrap();
+        assert_eq!(ip, "203.0.113.5".parse::<IpAddr>().unwrap());
+        let ip = client_ip(proxy, &headers(&["x, 203.0.113.5"]), &trusted).unwrap();
+        assert_eq!(ip, "203.0.113.5".parse::<IpAddr>().unwrap());
+        // The nearest hop is not an address: the client is unknown.
         let e = client_ip(proxy, &headers(&["198.51.100.7, unknown"]), &trusted).unwrap_err();
         assert!(e.contains("\"unknown\""), "{e}");
+        let e = client_ip(proxy, &headers(&["garbage, 10.0.0.3"]), &trusted).unwrap_err();
+        assert!(e.contains("\"garbage\""), "{e}");
     }
 }
