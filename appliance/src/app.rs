@@ -70,6 +70,9 @@ pub struct AppState {
     pub signatures: SignatureStore,
     /// Signing slots (`limits.max_concurrent_signatures`).
     pub signing_slots: Arc<tokio::sync::Semaphore>,
+    /// The signing tasks in progress (they outlive a client that disconnects): shutdown waits
+    /// for them before the HSM and the store close.
+    pub signing_tasks: tokio_util::task::TaskTracker,
     /// Registered e-Services and auditors (replaced on SIGHUP).
     pub registry: Reloadable<Registry>,
     /// The Identity BB, when `[identity]` is configured.
@@ -252,6 +255,7 @@ impl AppState {
             signing_slots: Arc::new(tokio::sync::Semaphore::new(
                 cfg.limits.max_concurrent_signatures,
             )),
+            signing_tasks: tokio_util::task::TaskTracker::new(),
             registry: Reloadable::new(Registry::from_config(&cfg)),
             pages: crate::routes::interactive::Pages::new(&cfg)?,
             identity,

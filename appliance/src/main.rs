@@ -17,6 +17,9 @@ use esigd::devsetup;
 use esigd::net::{AllowList, EserviceTls, Reloadable, ServeOptions};
 use esigd_hsm::Hsm;
 
+/// How long shutdown waits for signatures still being made after their client went away.
+const SIGNING_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The eSignature trust-service appliance.
 #[derive(Parser, Debug)]
 #[command(name = "esigd", version, about)]
@@ -414,6 +417,17 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
     let _ = eservice_task.await;
     let _ = admin_task.await;
     let _ = std::fs::remove_file(&admin_socket);
+    // Signatures whose client went away are still being made: let them finish and be stored.
+    state.signing_tasks.close();
+    if tokio::time::timeout(SIGNING_DRAIN, state.signing_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            left = state.signing_tasks.len(),
+            "signing tasks still running at shutdown"
+        );
+    }
     state.metrics.clear_probes();
     // The time-stamp signing threads sign with the HSM: stop them before it closes.
     state.stamp_queue.close();

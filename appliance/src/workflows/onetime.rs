@@ -120,13 +120,16 @@ pub enum PaidSignError {
 ///
 /// It runs on a task of its own: a browser or client that goes away drops its request future,
 /// which must not stop this halfway (a payment used up and never given back, or a certificate
-/// issued and its key destroyed with no stored signature and no audit event).
+/// issued and its key destroyed with no stored signature and no audit event). Shutdown waits for
+/// these tasks. If the task panics, the payment is not given back: whether a signature was
+/// stored is unknown then, and a payment must never be spent twice.
 pub async fn sign_with_payment(
     app: &Arc<AppState>,
     payment: Option<crate::payment::Payment>,
     req: OneTimeRequest,
 ) -> Result<SignatureRecord, PaidSignError> {
     use tracing::Instrument;
+    let tracker = app.signing_tasks.clone();
     let app = app.clone();
     let work = async move {
         crate::payment::consume(&app, payment.as_ref()).await?;
@@ -138,8 +141,10 @@ pub async fn sign_with_payment(
             }
         }
     };
-    // The request's span (request ID) goes along to the task's log lines.
-    tokio::spawn(work.instrument(tracing::Span::current()))
+    // The request's span (request ID) goes along to the task's log lines; shutdown waits for
+    // the task (AppState::signing_tasks).
+    tracker
+        .spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| PaidSignError::Sign(internal("signing task", e)))?
 }
