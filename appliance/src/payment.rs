@@ -23,6 +23,8 @@ use crate::store::{Batch, Cf, Store};
 
 const USED: &[u8] = b"pay/";
 const JWKS_TTL: Duration = Duration::from_secs(600);
+/// Longest a fetched JWKS is used while refreshing it fails; then payments are unavailable.
+const JWKS_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
 /// Least time between two JWKS fetches, whatever triggers them (expiry, an unknown `kid`, a
 /// failed attempt): tokens with made-up key IDs cannot make us hammer the Payment BB.
 const JWKS_MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -87,6 +89,8 @@ pub struct PaymentVerifier {
     jwks_ttl: Duration,
     /// [`JWKS_MIN_INTERVAL`].
     jwks_min_interval: Duration,
+    /// [`JWKS_MAX_STALE`].
+    jwks_max_stale: Duration,
 }
 
 impl std::fmt::Debug for PaymentVerifier {
@@ -148,6 +152,7 @@ impl PaymentVerifier {
             lock: tokio::sync::Mutex::new(()),
             jwks_ttl: JWKS_TTL,
             jwks_min_interval: JWKS_MIN_INTERVAL,
+            jwks_max_stale: JWKS_MAX_STALE,
         })
     }
 
@@ -165,12 +170,16 @@ impl PaymentVerifier {
                 let may_fetch = c
                     .attempted
                     .is_none_or(|t| t.elapsed() >= self.jwks_min_interval);
+                let mut refreshed = false;
                 if (stale || unknown_kid) && may_fetch {
                     c.attempted = Some(Instant::now());
                     match self.fetch_jwks(url).await {
-                        Ok(set) => c.set = Some((Instant::now(), set)),
+                        Ok(set) => {
+                            c.set = Some((Instant::now(), set));
+                            refreshed = true;
+                        }
                         // Keep verifying with the keys already known: a Payment BB outage must
-                        // not stop signing.
+                        // not stop signing (for up to JWKS_MAX_STALE).
                         Err(e) if c.set.is_some() => tracing::warn!(
                             error = %e,
                             "payment JWKS refresh failed; the cached keys stay in use"
@@ -178,11 +187,29 @@ impl PaymentVerifier {
                         Err(e) => return Err(e),
                     }
                 }
-                let Some((_, set)) = c.set.as_ref() else {
+                let Some((fetched, set)) = c.set.as_ref() else {
                     return Err(PaymentError::Unavailable(
                         "payment.jwks_url: the key set could not be fetched yet".into(),
                     ));
                 };
+                // A key the Payment BB withdrew (say, after a compromise) must not stay valid
+                // for as long as its JWKS cannot be read.
+                if fetched.elapsed() > self.jwks_max_stale {
+                    return Err(PaymentError::Unavailable(
+                        "payment.jwks_url: the key set could not be refreshed for too long".into(),
+                    ));
+                }
+                // A kid the set lacks, and the set was not just fetched fresh (too soon to look
+                // again, or the fetch failed): perhaps a key that just rotated in, so "retry
+                // shortly" (503), not "invalid" (402).
+                if let Some(k) = kid
+                    && set.find(k).is_none()
+                    && !refreshed
+                {
+                    return Err(PaymentError::Unavailable(format!(
+                        "payment.jwks_url: key {k:?} is not in the key set fetched; retry shortly"
+                    )));
+                }
                 let keys = set
                     .keys
                     .iter()
@@ -472,18 +499,22 @@ mod tests {
             .unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 1);
 
-        // A token claiming k1 but signed by another key, one for another audience, and one with
-        // a kid the Payment BB does not publish are refused (the unknown kid does not refetch
-        // within 10 s of the last fetch).
+        // A token claiming k1 but signed by another key, and one for another audience, are
+        // refused.
         for (bad, why) in [
             (token(&foreign, "k1", "esigd", "c"), "InvalidSignature"),
             (token(&k1, "k1", "other", "d"), "InvalidAudience"),
-            (token(&k1, "k9", "esigd", "e"), "no key"),
         ] {
             match v.verify(&bad, "shop").await {
                 Err(PaymentError::Invalid(m)) => assert!(m.contains(why), "{m}"),
                 other => panic!("expected Invalid({why}), got {other:?}"),
             }
+        }
+        // A kid the set lacks, within 10 s of the last fetch: no refetch, and "retry shortly"
+        // (it may be a key that just rotated in), not "invalid".
+        match v.verify(&token(&k1, "k9", "esigd", "e"), "shop").await {
+            Err(PaymentError::Unavailable(m)) => assert!(m.contains("\"k9\""), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
         }
         assert_eq!(hits.load(Ordering::SeqCst), 1);
 
@@ -510,12 +541,19 @@ mod tests {
             .unwrap();
         assert_eq!(hits.load(Ordering::SeqCst), 1);
 
+        // A kid still unknown after a fresh fetch: invalid, not "retry".
+        match v.verify(&token(&k1, "k9", "esigd", "x"), "shop").await {
+            Err(PaymentError::Invalid(m)) => assert!(m.contains("no key"), "{m}"),
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+
         // The Payment BB rotates in k2: a token naming it makes us fetch the set again.
         *published.lock().unwrap() = publish(&[&jwk1, &jwk2]);
         v.verify(&token(&k2, "k2", "esigd", "b"), "shop")
             .await
             .unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 2);
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
 
         // The set expires while the Payment BB is down: the refresh fails and the known keys
         // keep working.
@@ -524,7 +562,18 @@ mod tests {
         v.verify(&token(&k1, "k1", "esigd", "c"), "shop")
             .await
             .unwrap();
-        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        assert_eq!(hits.load(Ordering::SeqCst), 4);
+        // An unknown kid while the set cannot be refreshed: "retry shortly", not "invalid".
+        match v.verify(&token(&k1, "k9", "esigd", "d"), "shop").await {
+            Err(PaymentError::Unavailable(m)) => assert!(m.contains("retry shortly"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // Refreshing has failed for longer than the stale limit: the known keys stop counting.
+        v.jwks_max_stale = Duration::ZERO;
+        match v.verify(&token(&k1, "k1", "esigd", "e"), "shop").await {
+            Err(PaymentError::Unavailable(m)) => assert!(m.contains("too long"), "{m}"),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
     }
 
     #[tokio::test]
