@@ -171,7 +171,7 @@ function requireHttpUrl(name, v) {
  * @param {string} p.dataToBeDisplayed text shown to the signer, at most 256 characters (code points),
  *   no control characters but tab and line breaks; sent base64url-encoded (UTF-8), as the GovStack
  *   API has it (esigd takes only that form)
- * @param {string} p.callbackUrl absolute http(s) URL, at most 2048 characters; must match a prefix
+ * @param {string} p.callbackUrl absolute http(s) URL, at most 2048 bytes (UTF-8); must match a prefix
  *   registered for `serviceId`; its query must not have signatureId, error, error_description,
  *   state or nonce (esigd adds them)
  * @param {string} p.state opaque value echoed back on the callback (CSRF protection): 1 to 512
@@ -213,8 +213,9 @@ export function signUrl({
     throw new Error('signUrl: dataToBeDisplayed must be text: no control characters but tab and line breaks');
   }
   const callback = requireHttpUrl('callbackUrl', callbackUrl);
-  if (callbackUrl.length > MAX_CALLBACK_URL) {
-    throw new Error(`signUrl: callbackUrl is longer than ${MAX_CALLBACK_URL} characters`);
+  // esigd counts UTF-8 bytes.
+  if (new TextEncoder().encode(callbackUrl).length > MAX_CALLBACK_URL) {
+    throw new Error(`signUrl: callbackUrl is longer than ${MAX_CALLBACK_URL} bytes (UTF-8)`);
   }
   for (const k of RESERVED_CALLBACK_PARAMS) {
     if (callback.searchParams.has(k)) throw new Error(`signUrl: callbackUrl must not have a ${k} parameter: esigd adds it`);

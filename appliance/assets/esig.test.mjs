@@ -171,7 +171,10 @@ describe('signUrl', () => {
         new RegExp(`callbackUrl must not have a ${k} parameter`), k);
     }
     assert.throws(() => signUrl({ ...base, callbackUrl: `http://127.0.0.1:8090/${'a'.repeat(2048)}` }),
-      /callbackUrl is longer than 2048/);
+      /callbackUrl is longer than 2048 bytes/);
+    // Counted as esigd counts: UTF-8 bytes (1,100 'é': 1,122 characters, 2,222 bytes).
+    assert.throws(() => signUrl({ ...base, callbackUrl: `http://127.0.0.1:8090/${'é'.repeat(1100)}` }),
+      /longer than 2048 bytes/);
   });
 });
 

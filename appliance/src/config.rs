@@ -1057,10 +1057,11 @@ impl Config {
                 "each value must be a non-empty string without spaces",
             ));
         }
-        if id.max_age == Some(Duration::ZERO) {
+        if id.max_age.is_some_and(|a| a < Duration::from_secs(1)) {
+            // OIDC max_age is in whole seconds: less would ask for a new login every time.
             return Err(self.invalid(
                 "identity.max_age",
-                "must be greater than zero (leave it out for no limit)",
+                "must be at least 1s (leave it out for no limit)",
             ));
         }
         if let Some(c) = &id.claims.default_country
@@ -1327,6 +1328,7 @@ mod tests {
         for (extra, key) in [
             ("acr_values = [\"a b\"]\n", "identity.acr_values"),
             ("max_age = \"0s\"\n", "identity.max_age"),
+            ("max_age = \"500ms\"\n", "identity.max_age"),
         ] {
             let e = parse(&format!(
                 "[hsm]\npin = {{ env = \"X\" }}\n{identity}{extra}"

@@ -167,6 +167,13 @@ fn the_client_library_carries_its_integrity_value_and_revalidates() {
     ]);
     assert_eq!(status, 304);
     assert!(body.is_empty());
+    // A weak validator (a compressing proxy's W/"…") matches too (RFC 9110 weak comparison).
+    let (status, _) = curl(&[
+        "-H",
+        &format!("If-None-Match: W/{etag}"),
+        &d.url("/v1/client/esig.js"),
+    ]);
+    assert_eq!(status, 304);
     let (status, _) = curl(&[
         "-H",
         "If-None-Match: \"sha384-other\"",

@@ -180,16 +180,18 @@ impl Pages {
     }
 
     fn error_page(&self, status: StatusCode, message: &str, rid: &str) -> Response {
-        let mut r = self.render(
+        self.render(
             status,
             "error.html",
             context! { message => message, request_id => rid },
-        );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            // Busy or a dependency is down: a hint for clients and proxies when to try again.
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        }
+        )
+    }
+
+    /// A 503 page for a passing condition (busy, a dependency down), with `Retry-After: 30`.
+    fn try_later_page(&self, message: &str, rid: &str) -> Response {
+        let mut r = self.error_page(StatusCode::SERVICE_UNAVAILABLE, message, rid);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         r
     }
 
@@ -497,7 +499,7 @@ async fn interactive(
         return bad("callbackUrl is required");
     };
     if callback.len() > MAX_CALLBACK_URL {
-        return bad("callbackUrl is longer than 2048 characters");
+        return bad("callbackUrl is longer than 2048 bytes");
     }
     let Some(callback) = eservice.callback(callback) else {
         tracing::warn!(eservice = %eservice.id, "interactive request with an unregistered callbackUrl");
@@ -565,8 +567,7 @@ async fn interactive(
     };
     if let Err(limit) = pages.insert(session) {
         tracing::warn!(limit, ip = %peer.ip(), "signing session refused");
-        return pages.error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
+        return pages.try_later_page(
             "The service is busy. Please try again in a few minutes.",
             &rid,
         );
@@ -619,8 +620,7 @@ fn payment_page(st: &AppState, eservice: &Eservice, e: PaymentError, rid: &str) 
     match e {
         PaymentError::Unavailable(m) => {
             tracing::warn!(error = %m, "payment verification unavailable");
-            st.pages.error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
+            st.pages.try_later_page(
                 "Payment cannot be checked right now. Please try again later.",
                 rid,
             )
@@ -682,9 +682,8 @@ async fn national_id(
         }
         Err(e) => {
             tracing::warn!(error = %e, "Identity BB unavailable");
-            st.pages.error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The National ID login service cannot be reached. Please try again in a few minutes.",
+            st.pages.try_later_page(
+            "The National ID login service cannot be reached. Please try again in a few minutes.",
                 &rid,
             )
         }

@@ -112,7 +112,11 @@ async fn esig_js(headers: HeaderMap) -> Response {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim() == etag || t.trim() == "*");
+        // Weak comparison (RFC 9110 13.1.2): a proxy that compresses may send back W/"…".
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+        });
     let mut r = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
