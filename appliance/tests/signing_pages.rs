@@ -28,16 +28,11 @@ client_ca = {ca:?}
 [tsa]
 allow_unsynchronized_clock = true
 {extra}
-[[eservice]]
-id = "shop"
-name = "Web Shop"
-client_cert_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-allowed_ips = ["127.0.0.1/32"]
-callback_prefixes = ["https://shop.example/cb/"]
-"##,
+{shop}"##,
             cert = server.0,
             key = server.1,
             ca = ca.pem(),
+            shop = common::SHOP_ESERVICE,
         ),
     );
     init(&cfg);

@@ -500,7 +500,8 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_checked() {
     let d = configured(
         dir.path(),
         &token,
-        r#"
+        &format!(
+            r#"
 [listen]
 trusted_proxies = ["127.0.0.2/32"]
 [tsa]
@@ -508,13 +509,9 @@ allow_unsynchronized_clock = true
 allowed_ips = ["198.51.100.0/24"]
 [ui]
 max_sessions_per_ip = 1
-[[eservice]]
-id = "shop"
-name = "Web Shop"
-client_cert_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-allowed_ips = ["127.0.0.1/32"]
-callback_prefixes = ["https://shop.example/cb/"]
-"#,
+{}"#,
+            common::SHOP_ESERVICE
+        ),
     );
     let w = dir.path();
     query_file(w, b"behind a proxy\n");

@@ -50,6 +50,17 @@ pub fn config(dir: &Path, token: &TestToken, extra: &str) -> PathBuf {
     p
 }
 
+/// A test e-Service `shop` (no real client certificate: only its pages are used) with callback
+/// prefix `https://shop.example/cb/`, as a config file section.
+pub const SHOP_ESERVICE: &str = r#"
+[[eservice]]
+id = "shop"
+name = "Web Shop"
+client_cert_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+allowed_ips = ["127.0.0.1/32"]
+callback_prefixes = ["https://shop.example/cb/"]
+"#;
+
 /// `serve` on free ports for the public and the e-Service listener.
 pub const SERVE: [&str; 5] = [
     "serve",
