@@ -652,8 +652,10 @@ fn session_for(
         .ok_or("Your signing session has expired, or this link is not yours. Start again from the service.")
 }
 
+/// Compares the browser cookie values without an early exit (the `subtle` crate).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 async fn national_id(
