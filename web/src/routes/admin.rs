@@ -1,0 +1,528 @@
+//! Operator admin API on a Unix socket (`data_dir/admin.sock`, mode 0600): customer-care issuance of
+//! SCD certificates and their lifecycle (suspend, resume, revoke), certificate lookup and listing.
+//!
+//! Access control is the file system: only the service user (and root) can open the socket. The API
+//! is never exposed on a TCP listener. Requests and answers are JSON; every error is
+//! `{"status":{"code":"ERROR","message":"…"}}` with a message that names the field at fault.
+//!
+//! | method | path | body / query | answer |
+//! |---|---|---|---|
+//! | POST | `/admin/cert/issue` | `{"profile":"scd","csr":PEM or base64 DER,"claims":{…}}` | `{"certificateId","certificate"}` |
+//! | POST | `/admin/cert/{serial}/status` | `{"action","reason","actor","justification"}` | the updated record |
+//! | GET | `/admin/cert/{serial}` | | the record |
+//! | GET | `/admin/cert` | `?profile=&after=&limit=` | `{"certificates":[…],"next":serial or null}` |
+//!
+//! The CLI side (`esigd admin cert …`) is in [`client`].
+
+pub mod client;
+
+pub use client::{AdminCommand, CertAction};
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use esigd_ca::{
+    CaError, CertRecord, CertState, ListQuery, ProfileKind, RevocationReason, StatusChange,
+    StoreError, StoredStatus, Transition,
+};
+use esigd_pki::identity::IdentityClaims;
+use esigd_pki::pem::{parse_serial_hex, serial_bytes};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::config::Config;
+
+/// File name of the admin socket inside the data directory.
+pub const SOCKET_NAME: &str = "admin.sock";
+
+/// Largest request body on `/admin/cert/issue`. A CSR is at most 256 KiB (the parser's limit),
+/// but an oversized one must still reach the parser to be refused with its message (400) rather
+/// than cut off by the HTTP layer: 2 MiB covers 1 MiB of DER in base64 plus the JSON around it.
+pub const MAX_ISSUE_BODY: usize = 2 * 1024 * 1024;
+/// Largest body on the other routes.
+const MAX_BODY: usize = 16 * 1024;
+/// Largest page of a listing.
+const MAX_LIMIT: usize = 1000;
+
+/// Path of the admin socket for a configuration.
+pub fn socket_path(cfg: &Config) -> PathBuf {
+    cfg.data_dir.join(SOCKET_NAME)
+}
+
+/// Binds the admin socket at `path` with mode 0600, replacing a stale socket from an earlier run.
+///
+/// The socket is bound inside a fresh private directory (mode 0700), restricted to 0600 there and
+/// only then renamed into place, so there is no moment at which another user could connect.
+pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_dir() => {
+            anyhow::bail!("admin socket: {} is a directory", path.display())
+        }
+        Ok(_) => std::fs::remove_file(path)
+            .with_context(|| format!("admin socket: removing the stale {}", path.display()))?,
+        Err(_) => {}
+    }
+    // A private staging directory (0700) named after this process; a leftover from a crashed
+    // run with the same pid is removed first.
+    let private = dir.join(format!(".admin-sock-{}", std::process::id()));
+    if private.exists() {
+        std::fs::remove_dir_all(&private)
+            .with_context(|| format!("admin socket: removing the stale {}", private.display()))?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("admin socket: creating {}", private.display()))?;
+    let staged = private.join(SOCKET_NAME);
+    let bound = bind_staged(&staged, path);
+    let _ = std::fs::remove_dir_all(&private);
+    let listener = bound?;
+    Ok(listener)
+}
+
+/// Binds at `staged` (in the private directory), restricts the socket to 0600, moves it to `path`.
+fn bind_staged(staged: &Path, path: &Path) -> Result<tokio::net::UnixListener> {
+    let listener = tokio::net::UnixListener::bind(staged)
+        .with_context(|| format!("admin socket: cannot listen on {}", staged.display()))?;
+    std::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("admin socket: chmod 0600 {}", staged.display()))?;
+    std::fs::rename(staged, path)
+        .with_context(|| format!("admin socket: moving it to {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves (in-flight requests finish).
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The admin router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/admin/cert/issue",
+            post(issue).layer(DefaultBodyLimit::max(MAX_ISSUE_BODY)),
+        )
+        .route(
+            "/admin/cert/{serial}/status",
+            post(set_status).layer(DefaultBodyLimit::max(MAX_BODY)),
+        )
+        .route("/admin/cert/{serial}", get(show))
+        .route("/admin/cert", get(list))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .with_state(state)
+}
+
+/// An error answer: status code and a message naming the field at fault.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Maps a CA failure; `field` names the request part the input-related failures are about.
+    fn from_ca(field: &str, e: CaError) -> Self {
+        let msg = e.to_string();
+        match e {
+            e if e.is_signer_failure() => {
+                tracing::error!(error = %e, "admin: the CA signer failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the CA key (HSM) is unavailable",
+                )
+            }
+            CaError::Pki(esigd_pki::X509Error::Identity { .. }) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("claims: {msg}"))
+            }
+            CaError::Pki(_) => ApiError::bad(format!("{field}: {msg}")),
+            CaError::Lint { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg),
+            CaError::Transition { .. } => ApiError::new(StatusCode::CONFLICT, msg),
+            CaError::NotFound(_) | CaError::Store(StoreError::NotFound(_)) => {
+                ApiError::new(StatusCode::NOT_FOUND, msg)
+            }
+            CaError::Store(StoreError::Conflict(_)) => ApiError::new(StatusCode::CONFLICT, msg),
+            CaError::Store(_) => {
+                tracing::error!(error = %msg, "admin: certificate store failure");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
+            }
+            _ => {
+                tracing::error!(error = %msg, "admin: CA failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            axum::Json(json!({"status": {"code": "ERROR", "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+/// Runs blocking CA/HSM/store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "admin: blocking task failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })?
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body: {e}")))
+}
+
+fn parse_serial(text: &str) -> Result<Vec<u8>, ApiError> {
+    let serial = parse_serial_hex(text).map_err(|e| ApiError::bad(format!("serial: {e}")))?;
+    Ok(serial_bytes(&serial).to_vec())
+}
+
+/// Identity claims as the admin API takes them (the OIDC claim names).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Claims {
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    personal_identifier: Option<String>,
+    country: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueRequest {
+    profile: String,
+    csr: String,
+    claims: Claims,
+}
+
+/// The CSR field: PEM text, or base64 (standard alphabet, whitespace ignored) of the DER.
+fn csr_bytes(csr: &str) -> Result<Vec<u8>, ApiError> {
+    let trimmed = csr.trim();
+    if trimmed.starts_with("-----BEGIN") {
+        return Ok(trimmed.as_bytes().to_vec());
+    }
+    let compact: String = trimmed
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|e| ApiError::bad(format!("csr: neither PEM nor base64-encoded DER ({e})")))
+}
+
+async fn issue(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let req: IssueRequest = parse_json(&body)?;
+    match req.profile.as_str() {
+        "scd" => {}
+        "one_time" | "one-time" => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "profile: one-time certificates are issued only by the signing pipeline",
+            ));
+        }
+        other => {
+            return Err(ApiError::bad(format!(
+                "profile: unknown profile `{other}` (the admin API issues `scd`)"
+            )));
+        }
+    }
+    let csr = csr_bytes(&req.csr)?;
+    let c = req.claims;
+    let claims = IdentityClaims {
+        name: c.name,
+        given_name: c.given_name,
+        family_name: c.family_name,
+        personal_identifier: c.personal_identifier,
+        country: c.country,
+    };
+    let issued = blocking(move || {
+        // Parsed here (not inside issue_scd) so that CSR faults are reported against `csr`.
+        let verified =
+            esigd_pki::csr::parse_csr(&csr).map_err(|e| ApiError::bad(format!("csr: {e}")))?;
+        st.ca
+            .issue_scd_for_key(verified.public_key().clone(), &claims, SystemTime::now())
+            .map_err(|e| ApiError::from_ca("claims", e))
+    })
+    .await?;
+    let pem = esigd_pki::pem::to_pem("CERTIFICATE", &issued.der).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("certificate: {e}"),
+        )
+    })?;
+    tracing::info!(serial = %issued.serial_hex(), profile = "scd", "admin: certificate issued");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"certificateId": issued.serial_hex(), "certificate": pem})),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    action: String,
+    reason: Option<String>,
+    actor: Option<String>,
+    justification: Option<String>,
+}
+
+/// RFC 5280 reason names (as in `openssl crl -text` / OCSP) to their codes.
+const REASON_NAMES: &[(&str, u8)] = &[
+    ("unspecified", 0),
+    ("keyCompromise", 1),
+    ("cACompromise", 2),
+    ("affiliationChanged", 3),
+    ("superseded", 4),
+    ("cessationOfOperation", 5),
+    ("certificateHold", 6),
+    ("removeFromCRL", 8),
+    ("privilegeWithdrawn", 9),
+    ("aACompromise", 10),
+];
+
+/// Parses a revocation reason given by its RFC 5280 name (case-insensitive) or code.
+pub fn parse_reason(text: &str) -> Result<RevocationReason, String> {
+    let t = text.trim();
+    let code = match t.parse::<u8>() {
+        Ok(c) => c,
+        Err(_) => REASON_NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(t))
+            .map(|(_, c)| *c)
+            .ok_or_else(|| {
+                let names: Vec<_> = REASON_NAMES.iter().map(|(n, _)| *n).collect();
+                format!("`{t}` is not an RFC 5280 reason ({})", names.join(", "))
+            })?,
+    };
+    RevocationReason::from_code(code)
+}
+
+/// The RFC 5280 name of a reason.
+pub fn reason_name(reason: RevocationReason) -> &'static str {
+    REASON_NAMES
+        .iter()
+        .find(|(_, c)| *c == reason.code())
+        .map_or("unspecified", |(n, _)| n)
+}
+
+async fn set_status(
+    State(st): State<Arc<AppState>>,
+    UrlPath(serial): UrlPath<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let serial = parse_serial(&serial)?;
+    let req: StatusRequest = parse_json(&body)?;
+    let transition = match (req.action.as_str(), req.reason.as_deref()) {
+        ("revoke", Some(r)) => {
+            Transition::Revoke(parse_reason(r).map_err(|e| ApiError::bad(format!("reason: {e}")))?)
+        }
+        ("revoke", None) => return Err(ApiError::bad("reason: required for action `revoke`")),
+        ("suspend" | "resume", Some(_)) => {
+            return Err(ApiError::bad(
+                "reason: only for action `revoke` (a suspension is always certificateHold)",
+            ));
+        }
+        ("suspend", None) => Transition::Suspend,
+        ("resume", None) => Transition::Resume,
+        (other, _) => {
+            return Err(ApiError::bad(format!(
+                "action: `{other}` is not one of suspend, resume, revoke"
+            )));
+        }
+    };
+    let actor = req.actor.unwrap_or_default();
+    if actor.trim().is_empty() {
+        return Err(ApiError::bad(
+            "actor: who asks for the change must be given",
+        ));
+    }
+    let justification = req.justification.unwrap_or_default();
+    let state = st.clone();
+    let record = blocking(move || {
+        state
+            .ca
+            .set_status(
+                &serial,
+                transition,
+                &actor,
+                &justification,
+                SystemTime::now(),
+            )
+            .map_err(|e| ApiError::from_ca("serial", e))
+    })
+    .await?;
+    // The next /pki/crl request signs a CRL with this change.
+    st.invalidate_crl();
+    tracing::info!(serial = %record.serial_hex(), action = %req.action, "admin: certificate status changed");
+    Ok(axum::Json(record_json(&record, SystemTime::now())).into_response())
+}
+
+async fn show(
+    State(st): State<Arc<AppState>>,
+    UrlPath(serial): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let serial = parse_serial(&serial)?;
+    let hex_serial = hex::encode(&serial);
+    let record = blocking(move || {
+        st.ca
+            .certificate(&serial)
+            .map_err(|e| ApiError::from_ca("serial", e))
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("serial: no certificate {hex_serial} issued by this CA"),
+        )
+    })?;
+    Ok(axum::Json(record_json(&record, SystemTime::now())).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    profile: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(st): State<Arc<AppState>>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad(format!("query: {}", e.body_text())))?;
+    let profile = match p.profile.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some("one_time") => Some(ProfileKind::OneTime),
+        Some(name) => Some(ProfileKind::parse(name).ok_or_else(|| {
+            ApiError::bad(format!(
+                "profile: unknown profile `{name}` (one-time, scd, tsa, ocsp-responder)"
+            ))
+        })?),
+    };
+    let after_serial = match p.after.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            parse_serial_hex(s)
+                .map(|s| serial_bytes(&s).to_vec())
+                .map_err(|e| ApiError::bad(format!("after: {e}")))?,
+        ),
+    };
+    let limit = match p.limit {
+        None | Some(0) => 100,
+        Some(n) if n > MAX_LIMIT => {
+            return Err(ApiError::bad(format!("limit: at most {MAX_LIMIT}")));
+        }
+        Some(n) => n,
+    };
+    let query = ListQuery {
+        profile,
+        after_serial,
+        limit,
+    };
+    let records = blocking(move || {
+        st.ca
+            .list(&query)
+            .map_err(|e| ApiError::from_ca("query", e))
+    })
+    .await?;
+    let now = SystemTime::now();
+    let next = (records.len() == limit)
+        .then(|| records.last().map(CertRecord::serial_hex))
+        .flatten();
+    let certificates: Vec<Value> = records.iter().map(|r| record_json(r, now)).collect();
+    Ok(axum::Json(json!({"certificates": certificates, "next": next})).into_response())
+}
+
+fn time_json(t: SystemTime) -> Value {
+    json!(humantime::format_rfc3339_seconds(t).to_string())
+}
+
+fn status_json(s: &StoredStatus) -> Value {
+    match s {
+        StoredStatus::Active => json!({"state": "active"}),
+        StoredStatus::Suspended { since } => {
+            json!({"state": "suspended", "since": time_json(*since)})
+        }
+        StoredStatus::Revoked { since, reason } => json!({
+            "state": "revoked",
+            "since": time_json(*since),
+            "reason": reason_name(*reason),
+        }),
+    }
+}
+
+fn change_json(c: &StatusChange) -> Value {
+    json!({
+        "from": status_json(&c.from),
+        "to": status_json(&c.to),
+        "actor": c.actor,
+        "justification": c.justification,
+        "at": time_json(c.at),
+    })
+}
+
+/// A certificate record as JSON (the certificate as PEM).
+fn record_json(r: &CertRecord, now: SystemTime) -> Value {
+    let state = match r.state(now) {
+        CertState::Active => "ACTIVE",
+        CertState::Suspended => "SUSPENDED",
+        CertState::Revoked => "REVOKED",
+        CertState::Expired => "EXPIRED",
+    };
+    json!({
+        "certificateId": r.serial_hex(),
+        "profile": r.profile.as_str(),
+        "subject": r.subject,
+        "notBefore": time_json(r.not_before),
+        "notAfter": time_json(r.not_after),
+        "state": state,
+        "status": status_json(&r.status),
+        "history": r.history.iter().map(change_json).collect::<Vec<_>>(),
+        "certificate": esigd_pki::pem::to_pem("CERTIFICATE", &r.der).ok(),
+    })
+}
