@@ -53,7 +53,9 @@ use crate::{
     error::CaError,
     lifecycle::{Transition, plan_transition},
     lint::{LintContext, LintKind, lint_tbs},
-    store::{CertRecord, CertStore, ListQuery, ProfileKind, StoreError, StoredStatus},
+    record::{CertRecord, ProfileKind},
+    status::StoredStatus,
+    store::{CertStore, ListQuery, StoreError},
 };
 
 /// How many serials are drawn before giving up on finding an unused one.

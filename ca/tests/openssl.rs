@@ -1,4 +1,5 @@
 //! The openssl CLI (OpenSSL 3) as independent validator of everything the CA produces.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! CA policy: profiles, identity mapping, serials, lifecycle, pre-issuance lint and signer failures.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -1,6 +1,11 @@
-//! CMS SignedData (RFC 5652) over an externally computed digest, CAdES signed/unsigned attributes
-//! (RFC 5035 ESS signing-certificate-v2, ETSI EN 319 122-1 signature-time-stamp) and a small parser /
-//! verifier used by tests and by the signing pipeline.
+//! CMS SignedData (RFC 5652) over an externally computed digest, with the signed attributes every
+//! esigd signature carries (content-type, message-digest, signing-time, RFC 5035 ESS
+//! signing-certificate-v2), and a small parser / verifier used by tests and by the signing pipeline.
+//!
+//! This module knows nothing of time-stamp tokens beyond the OID of the CAdES signature-time-stamp
+//! attribute (the verifier returns such attributes as opaque DER): attaching a token, which needs the
+//! TSP parser, is in the `cades` module, and the TSP code builds on this one (the dependency points
+//! one way only).
 //!
 //! Signing goes through the RustCrypto signer traits so the key can live in the HSM. The
 //! `ContentInfo(SignedData)` is written directly by [`SignerContext`] around parts encoded once per
@@ -12,7 +17,7 @@
 use cms::builder::Error as CmsBuilderError;
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::ContentInfo;
-use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo, SignerInfos};
+use cms::signed_data::{SignedData, SignerIdentifier, SignerInfo};
 use const_oid::ObjectIdentifier;
 use der::asn1::{Any, GeneralizedTime, OctetString, SetOfVec, UtcTime};
 use der::{Decode, Encode, Sequence, Tag, Tagged};
@@ -353,7 +358,11 @@ impl SigningCertificateV2 {
     }
 }
 
-fn single_value_attribute(oid: ObjectIdentifier, value_der: &[u8]) -> Result<Attribute, CmsError> {
+/// An attribute with one value (`value_der`, any DER TLV).
+pub(crate) fn single_value_attribute(
+    oid: ObjectIdentifier,
+    value_der: &[u8],
+) -> Result<Attribute, CmsError> {
     let mut values = SetOfVec::new();
     values.insert(AttributeValue::from_der(value_der)?)?;
     Ok(Attribute { oid, values })
@@ -758,7 +767,8 @@ pub fn decode_signed_data(content_info_der: &[u8]) -> Result<SignedData, CmsErro
     Ok(ci.content.decode_as::<SignedData>()?)
 }
 
-fn encode_signed_data(sd: &SignedData) -> Result<Vec<u8>, CmsError> {
+/// Encodes `sd` as `ContentInfo(SignedData)` DER.
+pub(crate) fn encode_signed_data(sd: &SignedData) -> Result<Vec<u8>, CmsError> {
     Ok(ContentInfo {
         content_type: oids::ID_SIGNED_DATA,
         content: Any::from_der(&sd.to_der()?)?,
@@ -766,7 +776,8 @@ fn encode_signed_data(sd: &SignedData) -> Result<Vec<u8>, CmsError> {
     .to_der()?)
 }
 
-fn single_signer_info(sd: &SignedData) -> Result<&SignerInfo, CmsError> {
+/// The only SignerInfo of `sd` (esigd signatures and tokens have exactly one).
+pub(crate) fn single_signer_info(sd: &SignedData) -> Result<&SignerInfo, CmsError> {
     let mut it = sd.signer_infos.0.iter();
     match (it.next(), it.next()) {
         (Some(si), None) => Ok(si),
@@ -775,39 +786,10 @@ fn single_signer_info(sd: &SignedData) -> Result<&SignerInfo, CmsError> {
 }
 
 /// The `SignerInfo.signature` octets of the (single) signer: the data a CAdES signature-time-stamp
-/// covers (its imprint is the hash of these bytes).
+/// covers (its imprint is the hash of these bytes; the token is attached by the `cades` module).
 pub fn signature_value(content_info_der: &[u8]) -> Result<Vec<u8>, CmsError> {
     let sd = decode_signed_data(content_info_der)?;
     Ok(single_signer_info(&sd)?.signature.as_bytes().to_vec())
-}
-
-/// Adds `token_der` (an RFC 3161 TimeStampToken, i.e. ContentInfo DER) as unsigned attribute
-/// id-aa-signatureTimeStampToken to the single SignerInfo and returns the CAdES-B-T DER.
-///
-/// The caller is responsible for the token's imprint being the hash of [`signature_value`]; this is
-/// checked here too (the token's TSTInfo is parsed and compared) so a wrong token cannot be attached.
-pub fn add_signature_timestamp(
-    content_info_der: &[u8],
-    token_der: &[u8],
-) -> Result<Vec<u8>, CmsError> {
-    let mut sd = decode_signed_data(content_info_der)?;
-    let mut si = single_signer_info(&sd)?.clone();
-    let tst = crate::tsp::token_tst_info(token_der)
-        .map_err(|_| CmsError::Invalid("time-stamp token is not a SignedData with a TSTInfo"))?;
-    let alg = DigestAlgorithm::from_oid(&tst.message_imprint.hash_algorithm.oid).ok_or(
-        CmsError::Invalid("time-stamp imprint algorithm not supported"),
-    )?;
-    if alg.digest(si.signature.as_bytes()) != tst.message_imprint.hashed_message.as_bytes() {
-        return Err(CmsError::Invalid(
-            "time-stamp token does not cover this signature value",
-        ));
-    }
-    let attr = single_value_attribute(oids::ID_AA_SIGNATURE_TIME_STAMP_TOKEN, token_der)?;
-    let mut unsigned = si.unsigned_attrs.take().unwrap_or_default();
-    unsigned.insert(attr)?;
-    si.unsigned_attrs = Some(unsigned);
-    sd.signer_infos = SignerInfos(SetOfVec::try_from(vec![si])?);
-    encode_signed_data(&sd)
 }
 
 /// Result of [`verify_detached_digest`].
@@ -1016,12 +998,13 @@ pub fn verify_signature(
     }
 }
 
+/// Unit tests; `p256_signer` and `params` also serve the `cades` tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use cms::builder::SignerInfoBuilder;
     use cms::content_info::CmsVersion;
-    use cms::signed_data::{CertificateSet, EncapsulatedContentInfo};
+    use cms::signed_data::{CertificateSet, EncapsulatedContentInfo, SignerInfos};
     use std::str::FromStr;
     use std::time::{Duration, UNIX_EPOCH};
     use x509_cert::builder::Builder;
@@ -1053,7 +1036,8 @@ mod tests {
         .unwrap()
     }
 
-    fn p256_signer() -> (p256::ecdsa::SigningKey, Certificate) {
+    /// A P-256 signer (fixed key) and its certificate.
+    pub(crate) fn p256_signer() -> (p256::ecdsa::SigningKey, Certificate) {
         let k = p256::ecdsa::SigningKey::from_slice(&[3; 32]).unwrap();
         let ca = p256::ecdsa::SigningKey::from_slice(&[4; 32]).unwrap();
         let spki = SubjectPublicKeyInfoOwned::from_key(*k.verifying_key()).unwrap();
@@ -1061,7 +1045,8 @@ mod tests {
         (k, cert)
     }
 
-    fn params(digest: &[u8], alg: DigestAlgorithm) -> SignParams<'_> {
+    /// Detached-signature parameters over `digest` with a fixed signing time.
+    pub(crate) fn params(digest: &[u8], alg: DigestAlgorithm) -> SignParams<'_> {
         SignParams {
             content_type: ContentType::Data,
             digest_algorithm: alg,
@@ -1177,54 +1162,6 @@ mod tests {
         let (_, mut other) = p256_signer();
         other.tbs_certificate.serial_number = SerialNumber::from(43u32);
         assert!(!inner.matches(&other).unwrap());
-    }
-
-    #[test]
-    fn signature_timestamp_attribute() {
-        let (k, cert) = p256_signer();
-        let d = DigestAlgorithm::Sha256.digest(b"document");
-        let der = sign_detached_digest::<_, p256::ecdsa::DerSignature>(
-            &k,
-            &cert,
-            &params(&d, DigestAlgorithm::Sha256),
-        )
-        .unwrap();
-        let sig = signature_value(&der).unwrap();
-        let tst = |imprint: Vec<u8>| crate::tsp::TstInfo {
-            version: crate::tsp::TspVersion::V1,
-            policy: ObjectIdentifier::new_unwrap("1.2.3.4"),
-            message_imprint: crate::tsp::MessageImprint {
-                hash_algorithm: DigestAlgorithm::Sha256.algorithm_identifier(),
-                hashed_message: OctetString::new(imprint).unwrap(),
-            },
-            serial_number: der::asn1::Int::new(&[1]).unwrap(),
-            gen_time: crate::tsp::GenTime::from_system_time(SystemTime::now(), 3).unwrap(),
-            accuracy: None,
-            ordering: false,
-            nonce: None,
-            tsa: None,
-            extensions: None,
-        };
-        // A token over something else is refused.
-        let wrong = crate::tsp::sign_token::<_, p256::ecdsa::DerSignature>(
-            &k,
-            &cert,
-            &tst(vec![0; 32]),
-            true,
-        )
-        .unwrap();
-        assert!(add_signature_timestamp(&der, &wrong).is_err());
-        let token = crate::tsp::sign_token::<_, p256::ecdsa::DerSignature>(
-            &k,
-            &cert,
-            &tst(DigestAlgorithm::Sha256.digest(&sig)),
-            true,
-        )
-        .unwrap();
-        let bt = add_signature_timestamp(&der, &token).unwrap();
-        let v = verify_detached_digest(&bt, Some(&d)).unwrap();
-        assert_eq!(v.timestamp_tokens, vec![token]);
-        assert_eq!(v.signature, sig);
     }
 
     /// The signing code as it was before [`SignerContext`]: `cms::builder::SignerInfoBuilder` and

@@ -1,4 +1,5 @@
-//! RFC 3161 (+ RFC 5816) Time-Stamp Protocol messages on `x509-tsp` 0.1.0 and [`crate::cms`].
+//! RFC 3161 (+ RFC 5816) Time-Stamp Protocol messages on `x509-tsp` 0.1.0 and [`crate::cms`] (this
+//! module builds on `cms`, never the reverse; attaching a token to a signature is in `cades`).
 //!
 //! `x509-tsp` provides `TimeStampReq`, `MessageImprint` and `Accuracy`, which are used as they are. Three
 //! things are defined here instead:

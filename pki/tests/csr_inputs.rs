@@ -1,4 +1,5 @@
 //! CSR parsing: accepted key types, and every kind of bad input rejected with a named reason (no panic).
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::process::Command;
 

@@ -1,4 +1,5 @@
 //! PEM/DER helpers, serials, time encoding and OCSP request parsing.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,6 +1,7 @@
 //! Independent validation with the OpenSSL CLI: TSA responses (`openssl ts`), detached CMS
 //! (`openssl cms -verify`) and CAdES-B-T signature time-stamps (`openssl ts -verify -token_in`).
 //! Keys and certificates are made by openssl in a temp dir; signing uses in-memory RustCrypto keys.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use const_oid::ObjectIdentifier;
 use der::{Decode, DecodePem, Encode};
@@ -548,7 +549,7 @@ fn cms_detached_and_cades_b_t_verified_by_openssl() {
     let issued = tsa
         .stamp_imprint(DigestAlgorithm::Sha256, &ts_digest, SystemTime::now())
         .unwrap();
-    let bt = cms::add_signature_timestamp(&sig, &issued.token_der).unwrap();
+    let bt = esigd_pki::cades::add_signature_timestamp(&sig, &issued.token_der).unwrap();
     pki.write("sig_t.p7s", &bt);
     let (success, text) = verify("sig_t.p7s", "doc.txt", true);
     assert!(success, "B-T must still verify as CMS: {text}");

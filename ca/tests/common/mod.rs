@@ -1,6 +1,7 @@
 //! Shared helpers for the CA integration tests: in-memory signers, an authority with a fresh root, and the
-//! openssl CLI as independent validator.
-#![allow(dead_code)]
+//! openssl CLI and pkilint as independent validators.
+#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::{
     path::Path,
@@ -169,3 +170,8 @@ pub fn openssl_ok(args: &[&str]) -> String {
     assert!(ok, "openssl {} failed:\n{text}", args.join(" "));
     text
 }
+
+#[allow(unused_imports)] // each test file uses a part
+pub use esigd_testkit::validators::{
+    Finding, Severity, parse_pkilint_json, pkilint, pkilint_tool, venv,
+};
