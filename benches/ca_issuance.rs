@@ -21,6 +21,7 @@
 //! CPU time per operation of each part on one thread (process CPU clock, which other processes on
 //! the machine disturb far less than wall-clock rates): the floor the mandatory proof-of-possession
 //! check puts on SCD issuance from CSRs.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 #[path = "common/mod.rs"]
 mod common;
@@ -136,11 +137,11 @@ fn main() {
     let mem = Arc::new(authority(&hsm, &root, MemoryStore::new()));
     let db_dir = tempfile::tempdir().unwrap();
     let store =
-        esigd::store::Store::open(db_dir.path(), esigd::store::StoreOptions::default()).unwrap();
+        esigd_store::Store::open(db_dir.path(), esigd_store::StoreOptions::default()).unwrap();
     let rocks = Arc::new(authority(
         &hsm,
         &root,
-        esigd::persist::RocksCertStore::new(store.clone()),
+        esigd_store::persist::RocksCertStore::new(store.clone()),
     ));
     let ot = Arc::new(authority(&hsm, &root, MemoryStore::new()));
     let every = Arc::new(authority_with(
@@ -180,9 +181,9 @@ fn main() {
     let commit_ms = {
         let mut lat = Vec::new();
         for i in 0..rounds * 20 {
-            let mut b = esigd::store::Batch::new();
+            let mut b = esigd_store::Batch::new();
             b.put(
-                esigd::store::Cf::Meta,
+                esigd_store::Cf::Meta,
                 b"bench/fsync".to_vec(),
                 vec![i as u8],
             );
@@ -235,7 +236,7 @@ fn main() {
 struct Cas {
     mem: Arc<Ca<MemoryStore>>,
     ot: Arc<Ca<MemoryStore>>,
-    rocks: Arc<Ca<esigd::persist::RocksCertStore>>,
+    rocks: Arc<Ca<esigd_store::persist::RocksCertStore>>,
 }
 
 /// CPU time per operation on one thread (process CPU clock, so hardly disturbed by other load):

@@ -4,6 +4,7 @@
 //! `cargo bench --bench hsm_throughput` (env: `BENCH_SECS` per sample, default 1; `BENCH_ROUNDS`
 //! samples per figure, default 5). Each figure is the median of its samples; the samples of the
 //! baseline and of the pool are interleaved so that noise from other processes hits both alike.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 #[path = "common/mod.rs"]
 mod common;

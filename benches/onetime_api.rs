@@ -32,17 +32,12 @@
 //! The client is rustls 0.23 (ring provider, TLS 1.3) over blocking `std::net::TcpStream`, one
 //! thread and one keep-alive connection per client: the least client CPU on a machine the server
 //! shares.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 #[path = "common/mod.rs"]
 mod common;
 
-#[allow(dead_code)]
-#[path = "../appliance/tests/common/pki.rs"]
-mod pki;
-
-#[allow(dead_code)]
-#[path = "../appliance/tests/common/api.rs"]
-mod api;
+use esigd_testkit::{api, pki};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};

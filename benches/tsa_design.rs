@@ -1,7 +1,7 @@
 //! EXPERIMENT (not a goal benchmark): three ways for the `POST /tsa` handler to wait, in one esigd
 //! server process built from the real `AppState`, router, accept loop and RocksDB audit log,
 //! compared side by side (interleaved samples; server CPU per token from `/proc/<pid>/stat`):
-//! * `/tsa`: the real route, `esigd::persist::StampQueue`: a fixed set of signing threads drains
+//! * `/tsa`: the real route, `esigd_store::persist::StampQueue`: a fixed set of signing threads drains
 //!   a queue in batches (no wake-up per request while the queue is not empty) and commits each
 //!   batch's audit records at once;
 //! * `/tsa-async`: `spawn_blocking(tsa.stamp)`, then `imprints.deliver(..).await` on the task;
@@ -10,6 +10,7 @@
 //!   acknowledged.
 //!
 //! `cargo bench --bench tsa_design` (env `BENCH_SECS`, `BENCH_ROUNDS`, `BENCH_CLIENTS`).
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 #[path = "common/mod.rs"]
 mod common;
@@ -29,19 +30,20 @@ use axum::routing::post;
 use common::{Settings, env_num, median, process_cpu_of};
 use der::Encode;
 use der::asn1::{Int, OctetString};
-use esigd::app::AppState;
 use esigd_hsm::Hsm;
 use esigd_hsm::testing::TestToken;
 use esigd_pki::tsp::{MessageImprint, TimeStampReq, TspVersion};
+use esigd_web::WebState;
 use sha2::Digest;
 
-async fn tsa_blocking(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn tsa_blocking(State(st): State<Arc<WebState>>, body: Bytes) -> Response {
     let state = st.clone();
     reply(
         tokio::task::spawn_blocking(move || {
             state
+                .svc
                 .imprints
-                .deliver_blocking(state.tsa.stamp(&body, SystemTime::now()))
+                .deliver_blocking(state.svc.tsa.stamp(&body, SystemTime::now()))
         })
         .await
         .unwrap(),
@@ -62,12 +64,13 @@ fn reply(der: Vec<u8>) -> Response {
     r
 }
 
-async fn tsa_async(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn tsa_async(State(st): State<Arc<WebState>>, body: Bytes) -> Response {
     let state = st.clone();
-    let stamped = tokio::task::spawn_blocking(move || state.tsa.stamp(&body, SystemTime::now()))
-        .await
-        .unwrap();
-    reply(st.imprints.deliver(stamped).await)
+    let stamped =
+        tokio::task::spawn_blocking(move || state.svc.tsa.stamp(&body, SystemTime::now()))
+            .await
+            .unwrap();
+    reply(st.svc.imprints.deliver(stamped).await)
 }
 
 fn server() {
@@ -77,8 +80,8 @@ fn server() {
     let mut cfg = esigd::config::Config::dev_defaults(dir.path());
     let tls = esigd::devsetup::ensure_dev_tls(&cfg).unwrap();
     esigd::devsetup::apply_dev_registrations(&mut cfg, &tls).unwrap();
-    let metrics = Arc::new(esigd::metrics::Metrics::new().unwrap());
-    let state = Arc::new(AppState::build(cfg, hsm, metrics.clone()).unwrap());
+    let metrics = Arc::new(esigd_web::metrics::Metrics::new().unwrap());
+    let state = esigd::wiring::build(&cfg, hsm, metrics.clone()).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,7 +89,7 @@ fn server() {
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("listening {}", listener.local_addr().unwrap());
-        let app = esigd::routes::public::router(state.clone())
+        let app = esigd_web::routes::public::router(state.clone())
             .merge(
                 Router::new()
                     .route("/tsa-async", post(tsa_async))
@@ -99,11 +102,11 @@ fn server() {
                     .layer(DefaultBodyLimit::max(128 * 1024))
                     .with_state(state.clone()),
             )
-            .layer(esigd::observe::layer(metrics, "public"));
-        esigd::net::serve_public(
+            .layer(esigd_web::observe::layer(metrics, "public"));
+        esigd_web::net::serve_public(
             listener,
             app,
-            esigd::net::ServeOptions::default(),
+            esigd_web::net::ServeOptions::default(),
             std::future::pending(),
         )
         .await

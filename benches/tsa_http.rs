@@ -20,6 +20,7 @@
 //! Then CPU per token (process CPU time, which other processes disturb far less than rates): the
 //! bare signature and an in-process `Tsa::stamp` on 1 thread and on the HSM pool's thread count,
 //! the esigd process and the load client during the closed loop.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 #[path = "common/mod.rs"]
 mod common;

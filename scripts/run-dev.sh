@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-target}"
-# Same build as the tests (one RocksDB compile serves both).
+# Same build as the tests, linking the RocksDB library compiled once (scripts/rocksdb-lib.sh).
+eval "$(scripts/rocksdb-lib.sh)"
 cargo build --workspace --all-targets --all-features --locked
 
 pids=()

@@ -8,11 +8,13 @@ scripts/install-deps.sh --with-test-tools
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-target}"
 export ESIGD_VENV="${ESIGD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-venv}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# RocksDB's C++ is compiled once and linked by every build below (check, clippy, test).
+eval "$(scripts/rocksdb-lib.sh)"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== node --test (esig.js, example e-Service, development Identity BB)"
-node --test appliance/assets/ examples/eservice/ tests/e2e/
+node --test web/assets/ examples/eservice/ tests/e2e/
 echo "== cargo nextest"
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"

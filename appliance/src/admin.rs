@@ -113,7 +113,7 @@ impl Who {
 /// Runs an admin command against the daemon's socket (`data_dir/admin.sock`); prints the answer.
 pub fn run(cfg: &Config, cmd: &AdminCommand) -> Result<()> {
     let (method, path, body) = request_for(cmd)?;
-    let socket = super::socket_path(cfg);
+    let socket = esigd_web::routes::admin::socket_path(&cfg.data_dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

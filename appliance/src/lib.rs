@@ -1,25 +1,18 @@
-//! The esigd appliance library: configuration, listeners, workflows, RocksDB store and metrics behind the
-//! `esigd` binary.
-// One module (`clock`) calls adjtimex(2) through libc; everything else is safe code.
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
+//! The `esigd` binary's library: the command line's parts that are not the domain or HTTP.
+//!
+//! * [`config`]: the configuration file model, assembled from the sections each owner defines
+//!   (`esigd_service::config`, `esigd_web::config`), with the checks across sections;
+//! * [`wiring`]: the configuration turned into the running service and web state;
+//! * [`ceremony`]: `esigd init` (keys in the HSM, CA, TSA and OCSP certificates);
+//! * [`devsetup`]: the embedded development defaults (TLS files, demo e-Service);
+//! * [`admin`]: the `esigd admin` client of the admin socket;
+//! * [`sys`]: the one call without a safe wrapper (adjtimex).
+// `unsafe_code` is denied for this crate in appliance/Cargo.toml; `sys` alone allows it
+// (adjtimex(2) through libc).
 
 pub mod admin;
-pub mod app;
 pub mod ceremony;
-pub mod clock;
 pub mod config;
 pub mod devsetup;
-pub mod identity;
-pub mod metrics;
-pub mod observe;
-pub mod oidc_flow;
-pub mod payment;
-pub mod registry;
-pub mod routes;
-pub mod signatures;
-pub mod workflows;
-
-pub mod net;
-pub mod persist;
-pub mod store;
+pub mod sys;
+pub mod wiring;

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use esigd::app::AppState;
 use esigd::ceremony::{self, PkiFiles};
 use esigd::config::Config;
-use esigd::devsetup;
-use esigd::net::{AllowList, EserviceTls, Reloadable, ServeOptions};
+use esigd::{devsetup, wiring};
 use esigd_hsm::Hsm;
+use esigd_web::WebState;
+use esigd_web::net::{AllowList, EserviceTls, Reloadable, ServeOptions};
 
 /// How long shutdown waits for signatures still being made after their client went away.
 const SIGNING_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
@@ -136,7 +136,7 @@ fn main() -> ExitCode {
         }
         Command::Init { what } => init(cfg, what.as_ref()),
         Command::Check => check(cfg),
-        Command::Admin { what } => esigd::admin::client::run(&cfg, what),
+        Command::Admin { what } => esigd::admin::run(&cfg, what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,8 +174,8 @@ fn init(cfg: Config, what: Option<&InitWhat>) -> Result<()> {
             println!("root CA created: {}", files.ca.display());
         }
         Some(InitWhat::Ocsp) => {
-            let store = esigd::store::Store::open(cfg.store_dir(), Default::default())?;
-            let authority = esigd::app::open_authority(&cfg, &hsm, &store)?;
+            let store = esigd_store::Store::open(cfg.store_dir(), Default::default())?;
+            let authority = wiring::open_authority(&cfg, &hsm, &store)?;
             ceremony::init_ocsp(&cfg, &hsm, &authority)?;
             println!(
                 "OCSP responder certificate created: {}",
@@ -188,8 +188,8 @@ fn init(cfg: Config, what: Option<&InitWhat>) -> Result<()> {
                 println!("root CA created: {}", files.ca.display());
             }
             // The TSA certificate is issued by our CA, recorded in the store.
-            let store = esigd::store::Store::open(cfg.store_dir(), Default::default())?;
-            let authority = esigd::app::open_authority(&cfg, &hsm, &store)?;
+            let store = esigd_store::Store::open(cfg.store_dir(), Default::default())?;
+            let authority = wiring::open_authority(&cfg, &hsm, &store)?;
             ceremony::init_tsa(&cfg, &hsm, &authority)?;
             println!("TSA certificate created: {}", files.tsa.display());
             if what.is_none() && cfg.ca.ocsp_key.is_some() {
@@ -277,7 +277,7 @@ fn check(cfg: Config) -> Result<()> {
         }
     }
     if let Some(id) = &cfg.identity {
-        match esigd::oidc_flow::ClientAuth::from_config(&cfg) {
+        match esigd_service::identity::oidc::ClientAuth::from_section(id, &cfg.data_dir) {
             Ok(_) => println!(
                 "identity: client credentials of {:?} readable",
                 id.client_id
@@ -296,7 +296,7 @@ fn check(cfg: Config) -> Result<()> {
                         Some(f) => Some(std::fs::read(cfg.data_path(f))?),
                         None => None,
                     };
-                    let p = esigd::identity::IdentityProvider::new(id, ca.as_deref())?;
+                    let p = esigd_service::identity::IdentityProvider::new(id, ca.as_deref())?;
                     tokio::time::timeout(std::time::Duration::from_secs(10), p.metadata())
                         .await
                         .map_err(|_| anyhow::anyhow!("timed out"))??;
@@ -322,7 +322,7 @@ fn check(cfg: Config) -> Result<()> {
 fn serve(cfg: Config) -> Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
-    let metrics = Arc::new(esigd::metrics::Metrics::new()?);
+    let metrics = Arc::new(esigd_web::metrics::Metrics::new()?);
     let hsm = open_hsm_observed(&cfg, metrics.hsm_observer())?;
     let mut cfg = cfg;
     let dev_tls = if cfg.dev {
@@ -332,15 +332,19 @@ fn serve(cfg: Config) -> Result<()> {
     } else {
         None
     };
-    let state = Arc::new(AppState::build(cfg.clone(), hsm, metrics)?);
+    let state = wiring::build(&cfg, hsm, metrics)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(state, dev_tls))
+    runtime.block_on(run(Arc::new(cfg), state, dev_tls))
 }
 
-async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<()> {
-    let cfg = &state.cfg;
+async fn run(
+    cfg: Arc<Config>,
+    state: Arc<WebState>,
+    dev_tls: Option<devsetup::DevTls>,
+) -> Result<()> {
+    let svc = state.svc.clone();
     let public = tokio::net::TcpListener::bind(cfg.listen.public)
         .await
         .with_context(|| format!("listen.public: cannot listen on {}", cfg.listen.public))?;
@@ -349,14 +353,14 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
         .with_context(|| format!("listen.eservice: cannot listen on {}", cfg.listen.eservice))?;
     let public_addr = public.local_addr()?;
     let eservice_addr = eservice.local_addr()?;
-    let tls_config = esigd::net::mtls_server_config_from_files(
+    let tls_config = esigd_web::net::mtls_server_config_from_files(
         &cfg.data_path(&cfg.tls.cert),
         &cfg.data_path(&cfg.tls.key),
         &cfg.data_path(&cfg.tls.client_ca),
     )?;
     // Which source addresses may open a connection at all: the union of every registered
     // client's allowed_ips (an address nobody allows is dropped before the TLS handshake).
-    let allow = AllowList::new(state.registry.load().all_networks());
+    let allow = AllowList::new(svc.registry.load().all_networks());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -364,31 +368,31 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
     let metrics = state.metrics.clone();
     let (public_opts, eservice_opts) = (ServeOptions::default(), ServeOptions::default());
     install_probes(&state, &public_opts, &eservice_opts);
-    let public_app = esigd::routes::public::router(state.clone())
-        .merge(esigd::routes::interactive::router(state.clone()))
-        .merge(esigd::routes::metrics::router(
+    let public_app = esigd_web::routes::public::router(state.clone())
+        .merge(esigd_web::routes::interactive::router(state.clone()))
+        .merge(esigd_web::routes::metrics::router(
             metrics.clone(),
             cfg.metrics.allowed_ips.clone(),
         ))
-        .layer(esigd::observe::layer(metrics.clone(), "public"));
+        .layer(esigd_web::observe::layer(metrics.clone(), "public"));
     // Outside the observe layer, so logs and metrics see the client behind a trusted proxy too.
     let public_app = if cfg.listen.trusted_proxies.is_empty() {
         public_app
     } else {
         public_app.layer(axum::middleware::from_fn_with_state(
             Arc::from(cfg.listen.trusted_proxies.clone()),
-            esigd::net::forwarded::real_client,
+            esigd_web::net::forwarded::real_client,
         ))
     };
-    let eservice_app = esigd::routes::eservice::router(state.clone())
-        .layer(esigd::observe::layer(metrics.clone(), "eservice"));
-    let public_task = tokio::spawn(esigd::net::serve_public(
+    let eservice_app = esigd_web::routes::eservice::router(state.clone())
+        .layer(esigd_web::observe::layer(metrics.clone(), "eservice"));
+    let public_task = tokio::spawn(esigd_web::net::serve_public(
         public,
         public_app,
         public_opts,
         stopped(stop_rx.clone()),
     ));
-    let eservice_task = tokio::spawn(esigd::net::serve_eservice(
+    let eservice_task = tokio::spawn(esigd_web::net::serve_eservice(
         eservice,
         eservice_app,
         EserviceTls {
@@ -399,15 +403,15 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
         stopped(stop_rx.clone()),
     ));
     // Operator admin API: Unix socket, mode 0600, replaced at every start.
-    let admin_socket = esigd::admin::socket_path(cfg);
-    let admin_task = tokio::spawn(esigd::admin::serve(
-        esigd::admin::bind(&admin_socket)?,
+    let admin_socket = esigd_web::routes::admin::socket_path(&cfg.data_dir);
+    let admin_task = tokio::spawn(esigd_web::routes::admin::serve(
+        esigd_web::routes::admin::bind(&admin_socket)?,
         state.clone(),
         stopped(stop_rx.clone()),
     ));
-    let reload_task = tokio::spawn(reload_on_sighup(state.clone(), allow.clone()));
-    let sweep_task = tokio::spawn(sweep_signatures(state.clone()));
-    print_banner(cfg, public_addr, eservice_addr, dev_tls.as_ref());
+    let reload_task = tokio::spawn(reload_on_sighup(cfg.clone(), svc.clone(), allow.clone()));
+    let sweep_task = tokio::spawn(sweep_signatures(svc.clone()));
+    print_banner(&cfg, public_addr, eservice_addr, dev_tls.as_ref());
     shutdown_signal().await;
     reload_task.abort();
     sweep_task.abort();
@@ -418,38 +422,41 @@ async fn run(state: Arc<AppState>, dev_tls: Option<devsetup::DevTls>) -> Result<
     let _ = admin_task.await;
     let _ = std::fs::remove_file(&admin_socket);
     // Signatures whose client went away are still being made: let them finish and be stored.
-    state.signing_tasks.close();
-    if tokio::time::timeout(SIGNING_DRAIN, state.signing_tasks.wait())
+    let signing_tasks = svc.onetime.tasks();
+    signing_tasks.close();
+    if tokio::time::timeout(SIGNING_DRAIN, signing_tasks.wait())
         .await
         .is_err()
     {
         tracing::error!(
-            left = state.signing_tasks.len(),
+            left = signing_tasks.len(),
             "signing tasks still running at shutdown"
         );
     }
     state.metrics.clear_probes();
     // The time-stamp signing threads sign with the HSM: stop them before it closes.
-    state.stamp_queue.close();
-    state.hsm.close();
+    svc.stamp_queue.close();
+    svc.hsm.close();
     Ok(())
 }
 
 /// Scrape-time readings for `/metrics`: clock discipline, HSM pool, one-time keys, listeners.
-fn install_probes(state: &Arc<AppState>, public: &ServeOptions, eservice: &ServeOptions) {
-    use esigd_tsa::ClockState;
+fn install_probes(state: &Arc<WebState>, public: &ServeOptions, eservice: &ServeOptions) {
     let m = &state.metrics;
-    m.set_clock_probe(Box::new(|| {
-        esigd_tsa::KernelClock(esigd::clock::Adjtimex)
+    let discipline = state.svc.discipline.clone();
+    m.set_clock_probe(Box::new(move || {
+        discipline
             .status()
             .ok()
             .map(|s| (s.synchronized, s.max_error.as_secs_f64()))
     }));
     // Weak references: the probes must not keep the HSM alive after shutdown.
-    let weak = Arc::downgrade(state);
+    let weak = Arc::downgrade(&state.svc);
     m.set_hsm_probe(Box::new(move || weak.upgrade().map(|s| s.hsm.stats())));
-    let weak = Arc::downgrade(state);
-    m.set_onetime_keys_probe(Box::new(move || weak.upgrade().map(|s| s.onetime.ready())));
+    let weak = Arc::downgrade(&state.svc);
+    m.set_onetime_keys_probe(Box::new(move || {
+        weak.upgrade().map(|s| s.onetime.ready_keys())
+    }));
     let weak = Arc::downgrade(state);
     m.set_signing_sessions_probe(Box::new(move || {
         weak.upgrade().map(|s| s.pages.open_sessions())
@@ -463,24 +470,24 @@ fn install_probes(state: &Arc<AppState>, public: &ServeOptions, eservice: &Serve
 /// SIGHUP: re-read the configuration file and swap the e-Service/auditor registry and the
 /// connection allow-list. Requests in flight finish with the registry they started with; a file
 /// that does not validate is logged and ignored (the running registry stays).
-async fn reload_on_sighup(state: Arc<AppState>, allow: AllowList) {
+async fn reload_on_sighup(cfg: Arc<Config>, svc: Arc<esigd_service::Service>, allow: AllowList) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("SIGHUP handler not installed; reload needs a restart");
         return;
     };
     while hup.recv().await.is_some() {
-        if state.cfg.dev {
+        if cfg.dev {
             tracing::info!("SIGHUP ignored: the embedded defaults have no file to reload");
             continue;
         }
-        let path = state.cfg.source.clone();
+        let path = cfg.source.clone();
         match Config::load(&path) {
             Ok(new) => {
-                let registry = esigd::registry::Registry::from_config(&new);
+                let registry = wiring::registry(&new);
                 let (e, a) = registry.counts();
                 allow.replace(registry.all_networks());
-                state.registry.store(registry);
+                svc.registry.store(registry);
                 tracing::info!(
                     file = %path.display(),
                     eservices = e,
@@ -496,15 +503,16 @@ async fn reload_on_sighup(state: Arc<AppState>, allow: AllowList) {
 }
 
 /// Removes stored signatures whose retention has ended, every `store.sweep_interval`.
-async fn sweep_signatures(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(state.cfg.store.sweep_interval);
+async fn sweep_signatures(svc: Arc<esigd_service::Service>) {
+    let mut tick = tokio::time::interval(svc.settings.store.sweep_interval);
     loop {
         tick.tick().await;
-        let store = state.signatures.clone();
+        let store = svc.signatures.clone();
+        let now = svc.clock.now();
         let removed = tokio::task::spawn_blocking(move || {
             let mut total = 0;
             loop {
-                match store.sweep_blocking(std::time::SystemTime::now(), 1000) {
+                match store.sweep_blocking(now, 1000) {
                     Ok(n) => {
                         total += n;
                         if n < 1000 {
@@ -574,7 +582,7 @@ fn print_banner(
     }
     println!(
         "  admin socket       {}",
-        shown(&esigd::admin::socket_path(cfg))
+        shown(&esigd_web::routes::admin::socket_path(&cfg.data_dir))
     );
     println!("  data directory     {}", shown(&cfg.data_dir));
     // Scripts wait for this line.

@@ -8,8 +8,7 @@
 //! Screenshots of every page go to `$ESIGD_TEST_ARTIFACTS/<test>/` (default: under cargo's
 //! `CARGO_TARGET_TMPDIR`, `browser-flow/<test>/`); the tests print the folder.
 //! `scripts/screenshots.sh` copies the happy-path ones to `docs/screenshots/`.
-
-mod common;
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -19,11 +18,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::api::{check_one_time_certificate, mtls, run_ok, sha256_of_cert, verify_with_openssl};
-use common::idp::{Idp, e2e_dir, repo_root, require_node_modules};
-use common::pki::{Ca, openssl};
-use common::{Daemon, config, esigd, free_port};
 use esigd_hsm::testing::TestToken;
+use esigd_testkit::api::{
+    check_one_time_certificate, mtls, run_ok, sha256_of_cert, verify_with_openssl,
+};
+use esigd_testkit::idp::{Idp, e2e_dir, repo_root, require_node_modules};
+use esigd_testkit::pki::{Ca, openssl};
+use esigd_testkit::{Daemon, config, esigd, free_port};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -281,7 +282,7 @@ allowed_ips = ["127.0.0.1/32"]
             aud_fp = sha256_of_cert(&pki.auditor.0),
         );
         let cfg = config(root, &token, &toml);
-        common::init(&cfg);
+        esigd_testkit::init(&cfg);
         let mut cmd = esigd();
         cmd.arg("--config").arg(&cfg).args([
             "serve",

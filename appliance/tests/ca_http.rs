@@ -3,19 +3,18 @@
 //! validators we did not write: `openssl verify`, `openssl crl`, `openssl ocsp` against the running
 //! responder (POST and RFC 6960 GET), and pkilint.
 //!
-//! pkilint comes from the test virtualenv (`common::venv()`); without it the test fails with the fix.
-
-mod common;
+//! pkilint comes from the test virtualenv (`esigd_testkit::venv()`); without it the test fails with the fix.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
-use common::{SERVE, config, curl, esigd, text};
 use esigd_hsm::testing::TestToken;
+use esigd_testkit::{SERVE, config, curl, esigd, text};
 use serde_json::{Value, json};
 
-// ---- helpers (the daemon itself is `common::Daemon`) ----
+// ---- helpers (the daemon itself is `esigd_testkit::Daemon`) ----
 
 /// Runs a command; panics with its output unless it succeeded.
 fn ok(cmd: &mut Command) -> String {
@@ -35,13 +34,13 @@ fn s(p: &Path) -> &str {
 
 /// A running `esigd serve` with its data directory; killed on drop.
 struct Daemon {
-    d: common::Daemon,
+    d: esigd_testkit::Daemon,
     data: PathBuf,
 }
 
 impl std::ops::Deref for Daemon {
-    type Target = common::Daemon;
-    fn deref(&self) -> &common::Daemon {
+    type Target = esigd_testkit::Daemon;
+    fn deref(&self) -> &esigd_testkit::Daemon {
         &self.d
     }
 }
@@ -56,7 +55,7 @@ impl Daemon {
     /// Starts `cmd` (global options set) with `serve` on free ports; `data` is its data_dir.
     fn start(mut cmd: Command, data: &Path) -> Daemon {
         cmd.args(SERVE);
-        let d = common::Daemon::start(cmd);
+        let d = esigd_testkit::Daemon::start(cmd);
         assert!(
             d.stdout.contains("admin.sock"),
             "banner names the admin socket:\n{}",
@@ -390,54 +389,25 @@ fn admin_issued_scd_certificate_verifies_lints_and_is_published() {
     assert!(ext.contains("http://esig.example.com/ocsp"), "{ext}");
     d.stop();
 
-    let bin = linters();
-    let mut findings = lint(&bin, "lint_pkix_cert", &[], &scd);
-    findings.extend(lint(
-        &bin,
+    use esigd_testkit::validators::{Severity, pkilint};
+    let mut findings = pkilint("lint_pkix_cert", &[], &scd);
+    findings.extend(pkilint(
         "lint_etsi_cert",
         &["-t", "NCP-NATURAL-PERSON-CERTIFICATE"],
         &scd,
     ));
-    findings.extend(lint(&bin, "lint_pkix_cert", &[], &rsa_pem));
+    findings.extend(pkilint("lint_pkix_cert", &[], &rsa_pem));
+    // Nothing at WARNING or above is accepted for SCD certificates (as in ca/tests/pkilint.rs).
+    findings.retain(|f| f.severity <= Severity::Warning);
     assert!(
         findings.is_empty(),
         "pkilint findings:\n{}",
-        findings.join("\n")
+        findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-}
-
-fn linters() -> PathBuf {
-    let bin = common::venv().join("bin");
-    for tool in ["lint_pkix_cert", "lint_etsi_cert"] {
-        assert!(
-            bin.join(tool).exists(),
-            "{} is missing: run `scripts/install-deps.sh --with-test-tools`",
-            bin.join(tool).display()
-        );
-    }
-    bin
-}
-
-/// Findings at WARNING or above (as in ca/tests/pkilint.rs, none accepted for SCD certificates).
-fn lint(bin: &Path, tool: &str, args: &[&str], file: &Path) -> Vec<String> {
-    let out = Command::new(bin.join(tool))
-        .arg("lint")
-        .args(args)
-        .args(["-s", "NOTICE"])
-        .arg(file)
-        .output()
-        .unwrap();
-    let t = text(&out);
-    eprintln!("== {tool} {args:?} {}:\n{t}", file.display());
-    t.lines()
-        .filter(|l| {
-            l.contains("(WARNING)")
-                || l.contains("(ERROR)")
-                || l.contains("(FATAL)")
-                || l.contains("Traceback")
-        })
-        .map(|l| format!("{tool} {}: {l}", file.display()))
-        .collect()
 }
 
 /// Revocation, suspension and resumption through the admin API show in the CRL and in the OCSP
@@ -898,9 +868,9 @@ fn a_delegated_ocsp_responder_signs_the_answers_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path();
     let token = esigd_hsm::testing::TestToken::create();
-    let tls = common::pki::Ca::new(t, "eservice-ca");
+    let tls = esigd_testkit::pki::Ca::new(t, "eservice-ca");
     let (server, server_key) = tls.issue("server", "/CN=esigd.test", "server_ext", None);
-    let cfg = common::config(
+    let cfg = esigd_testkit::config(
         t,
         &token,
         &format!(
@@ -909,7 +879,7 @@ fn a_delegated_ocsp_responder_signs_the_answers_when_configured() {
         ),
     );
     // `esigd init` makes the CA, the TSA and the delegated responder.
-    let out = common::init(&cfg);
+    let out = esigd_testkit::init(&cfg);
     assert!(out.contains("OCSP responder certificate created"), "{out}");
     let data = t.join("data");
     let responder = data.join("pki/ocsp.pem");

@@ -2,14 +2,13 @@
 //!
 //! Each test runs the real binary. Tokens for configured runs are created by the test in the
 //! SoftHSM directory the test runner gave this process; the child inherits `SOFTHSM2_CONF`.
-
-mod common;
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{Daemon, SERVE, config, esigd, run, text};
 use esigd_hsm::testing::{TestToken, softhsm_module};
+use esigd_testkit::{Daemon, SERVE, config, esigd, run, text};
 
 fn serve_dev(data: &Path) -> Daemon {
     let mut cmd = esigd();

@@ -1,11 +1,10 @@
 //! Smoke test of the development Identity BB (`tests/e2e/idp.mjs`): start it, log `mari` in for the `esigd`
 //! client without a browser, and read the ID token's claims. Needs `scripts/install-deps.sh --with-test-tools`.
-
-mod common;
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::idp::Idp;
+use esigd_testkit::idp::Idp;
 
 #[test]
 fn idp_issues_an_id_token_for_mari() {

@@ -3,8 +3,7 @@
 //! Identity BB (MOSIP eSignet) uses: `private_key_jwt`, and a signed (JWT) userinfo response.
 //! Also the Payment BB token rules on both entry points (browser redirect and API). The browser
 //! itself is covered by `browser_flow.rs`.
-
-mod common;
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,11 +11,11 @@ use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
-use common::api::sha256_of_cert;
-use common::idp::{Idp, e2e_dir};
-use common::pki::{Ca, openssl, openssl_out};
-use common::{Daemon, config, esigd, free_port};
 use esigd_hsm::testing::TestToken;
+use esigd_testkit::api::sha256_of_cert;
+use esigd_testkit::idp::{Idp, e2e_dir};
+use esigd_testkit::pki::{Ca, openssl, openssl_out};
+use esigd_testkit::{Daemon, config, esigd, free_port};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
 use p256::pkcs8::DecodePrivateKey;
 use sha2::{Digest, Sha256};
@@ -156,7 +155,7 @@ id_token_audiences = ["api-client"]
         b_fp = sha256_of_cert(&b.0),
     );
     let cfg = config(dir.path(), &token, &toml);
-    common::init(&cfg);
+    esigd_testkit::init(&cfg);
     let mut cmd = esigd();
     cmd.arg("--config")
         .arg(&cfg)
@@ -225,7 +224,7 @@ impl Env {
     }
 
     fn fetch(&self, client: &(PathBuf, PathBuf), id: &str) -> (u16, serde_json::Value) {
-        let (status, body) = common::curl(&[
+        let (status, body) = esigd_testkit::curl(&[
             "--cacert",
             self.ca.to_str().unwrap(),
             "--cert",
@@ -338,7 +337,7 @@ fn private_key_jwt_login_with_signed_userinfo_signs_and_returns_to_the_callback(
     let jar = jar.to_str().unwrap();
     let tokens: Vec<String> = (0..2)
         .map(|_| {
-            let (status, body) = common::curl(&[
+            let (status, body) = esigd_testkit::curl(&[
                 "-b",
                 jar,
                 "-c",
@@ -354,7 +353,7 @@ fn private_key_jwt_login_with_signed_userinfo_signs_and_returns_to_the_callback(
     assert_ne!(tokens[0], tokens[1]);
     for t in &tokens {
         let url = format!("http://{}/v1/sign/interactive/scd?t={t}", env.public);
-        let (status, body) = common::curl(&["-b", jar, &url]);
+        let (status, body) = esigd_testkit::curl(&["-b", jar, &url]);
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     }
     // Without the cookie the link is refused.
@@ -362,11 +361,11 @@ fn private_key_jwt_login_with_signed_userinfo_signs_and_returns_to_the_callback(
         "http://{}/v1/sign/interactive/scd?t={}",
         env.public, tokens[0]
     );
-    assert_eq!(common::curl(&[&url]).0, 400);
+    assert_eq!(esigd_testkit::curl(&[&url]).0, 400);
 
     // Live sessions from one address are capped (ui.max_sessions_per_ip = 8 here).
     let statuses: Vec<u16> = (0..8)
-        .map(|_| common::curl(&[&env.interactive_url("shop", &digest, &[])]).0)
+        .map(|_| esigd_testkit::curl(&[&env.interactive_url("shop", &digest, &[])]).0)
         .collect();
     assert!(statuses.contains(&503), "{statuses:?}");
     assert_eq!(statuses[0], 200, "{statuses:?}");
@@ -404,8 +403,11 @@ fn payment_tokens_are_required_checked_and_single_use_on_both_entry_points() {
     let good = env.payment_token("esigd", 300, "jti-browser-1");
     // Opening (or reloading) the page does not use the payment up; only signing does.
     for _ in 0..2 {
-        let (status, _) =
-            common::curl(&[&env.interactive_url("paid", &digest, &[("paymentToken", &good)])]);
+        let (status, _) = esigd_testkit::curl(&[&env.interactive_url(
+            "paid",
+            &digest,
+            &[("paymentToken", &good)],
+        )]);
         assert_eq!(status, 200);
     }
     let params = env
@@ -453,7 +455,7 @@ fn payment_tokens_are_required_checked_and_single_use_on_both_entry_points() {
             args.extend(["-H", p.as_str()]);
         }
         args.push(&url);
-        let (status, body) = common::curl(&args);
+        let (status, body) = esigd_testkit::curl(&args);
         (status, String::from_utf8_lossy(&body).to_string())
     };
     let (s, b) = post(None);
@@ -516,7 +518,7 @@ fn callback_urls_with_reserved_parameters_or_overlong_are_refused() {
             })
             .collect();
         u.query_pairs_mut().clear().extend_pairs(pairs);
-        let (status, body) = common::curl(&["-D", "-", u.as_str()]);
+        let (status, body) = esigd_testkit::curl(&["-D", "-", u.as_str()]);
         let body = String::from_utf8_lossy(&body);
         assert_eq!(status, 400, "{callback}: {body}");
         assert!(body.contains(says), "{callback}: {body}");
@@ -550,10 +552,10 @@ fn the_login_must_have_the_configured_assurance_level_and_be_recent() {
     );
     // The operator sees how the sessions ended, and how many are open (one page opened now).
     assert_eq!(
-        common::curl(&[&env.interactive_url("shop", &digest, &[])]).0,
+        esigd_testkit::curl(&[&env.interactive_url("shop", &digest, &[])]).0,
         200
     );
-    let (status, body) = common::curl(&[&format!("http://{}/metrics", env.public)]);
+    let (status, body) = esigd_testkit::curl(&[&format!("http://{}/metrics", env.public)]);
     let text = String::from_utf8_lossy(&body);
     assert_eq!(status, 200, "{text}");
     for line in [

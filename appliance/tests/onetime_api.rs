@@ -2,8 +2,7 @@
 //! real `esigd` binary with a SoftHSM token, a real OpenID provider (`tests/e2e/idp.mjs`,
 //! npm `oidc-provider`) issuing the ID tokens, curl as the mTLS client, and validators we did not
 //! write: `openssl cms -verify`, `openssl ts -verify`, pyHanko.
-
-mod common;
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,11 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::api::{Reply, check_one_time_certificate, mtls, sha256_of_cert, verify_with_openssl};
-use common::idp::Idp;
-use common::pki::{Ca, openssl_out};
-use common::{Daemon, config, esigd, venv};
 use esigd_hsm::testing::TestToken;
+use esigd_testkit::api::{
+    Reply, check_one_time_certificate, mtls, sha256_of_cert, verify_with_openssl,
+};
+use esigd_testkit::idp::Idp;
+use esigd_testkit::pki::{Ca, openssl_out};
+use esigd_testkit::{Daemon, config, esigd, venv};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// Client certificates and the server certificate of the e-Service listener.
@@ -163,7 +164,7 @@ allowed_ips = ["127.0.0.1/32"]
         aud_issuer = dn(&pki.auditor.0, "issuer"),
     );
     let cfg = config(dir.path(), &token, &toml);
-    common::init(&cfg);
+    esigd_testkit::init(&cfg);
     Env {
         dir,
         _token: token,
@@ -176,7 +177,9 @@ allowed_ips = ["127.0.0.1/32"]
 impl Env {
     fn start(&self) -> Daemon {
         let mut cmd = esigd();
-        cmd.arg("--config").arg(&self.cfg).args(common::SERVE);
+        cmd.arg("--config")
+            .arg(&self.cfg)
+            .args(esigd_testkit::SERVE);
         cmd.env("ESIGD_TEST_UNUSED_SECRET", "x");
         Daemon::start_logged(cmd, self.dir.path().join("esigd.log"))
     }

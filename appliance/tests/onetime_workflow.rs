@@ -1,20 +1,22 @@
 //! The one-time signing workflow in process (real SoftHSM token, RocksDB, CA and TSA): a caller
 //! that goes away mid-signature must not leave the work half done.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use esigd::app::AppState;
 use esigd::config::{Config, PaymentSection};
-use esigd::workflows::HashType;
-use esigd::workflows::onetime::{OneTimeRequest, sign_with_payment};
 use esigd_hsm::Hsm;
 use esigd_hsm::testing::TestToken;
 use esigd_pki::identity::IdentityClaims;
+use esigd_service::Service;
+use esigd_service::clock::Clock;
+use esigd_service::signing::HashType;
+use esigd_service::signing::onetime::{OneTimeRequest, sign_with_payment};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
-fn app(dir: &std::path::Path, token: &TestToken, payment_pub: &std::path::Path) -> Arc<AppState> {
+fn app(dir: &std::path::Path, token: &TestToken, payment_pub: &std::path::Path) -> Arc<Service> {
     let hsm = Hsm::open(token.config()).unwrap();
     let mut cfg = Config::dev_defaults(dir);
     let tls = esigd::devsetup::ensure_dev_tls(&cfg).unwrap();
@@ -27,8 +29,16 @@ fn app(dir: &std::path::Path, token: &TestToken, payment_pub: &std::path::Path) 
         algorithms: vec!["ES256".into()],
         eservice_claim: None,
     });
-    let metrics = Arc::new(esigd::metrics::Metrics::new().unwrap());
-    Arc::new(AppState::build(cfg, hsm, metrics).unwrap())
+    Arc::new(
+        esigd::wiring::build_service(
+            &cfg,
+            hsm,
+            Arc::new(esigd_service::meter::NoMeter),
+            esigd_service::clock::system(),
+            esigd::wiring::kernel_discipline(),
+        )
+        .unwrap(),
+    )
 }
 
 /// The request future is dropped right after it started (a browser closed, a client timed out):
@@ -51,7 +61,7 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
         &Header::new(Algorithm::ES256),
         &serde_json::json!({
             "aud": "esigd", "jti": "dropped-1",
-            "exp": esigd::payment::unix_now() + 300,
+            "exp": esigd_service::clock::SystemClock.unix_now() + 300,
         }),
         &EncodingKey::from_ec_pem(key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap(),
     )
@@ -74,14 +84,14 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
     // Polled for a moment, then dropped long before a signature can be ready.
     let dropped = tokio::time::timeout(
         Duration::from_micros(50),
-        sign_with_payment(&app, Some(payment), request),
+        sign_with_payment(&app.onetime, Some(payment), request),
     )
     .await;
     assert!(dropped.is_err(), "the signature was not expected this fast");
 
     // Shutdown's wait: the signing task is tracked, so once it is done the signature is stored.
-    app.signing_tasks.close();
-    tokio::time::timeout(Duration::from_secs(30), app.signing_tasks.wait())
+    app.onetime.tasks().close();
+    tokio::time::timeout(Duration::from_secs(30), app.onetime.tasks().wait())
         .await
         .expect("the signing task finishes");
     let (events, _) = app
@@ -107,6 +117,6 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
     assert!(!record.timestamp.is_empty() && !record.signature.is_empty());
     assert!(matches!(
         verifier.verify(&jwt, "demo").await,
-        Err(esigd::payment::PaymentError::Reused)
+        Err(esigd_service::payment::PaymentError::Reused)
     ));
 }

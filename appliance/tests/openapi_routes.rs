@@ -1,12 +1,11 @@
 //! `/v1/openapi.yaml` stays true: it is a valid OpenAPI 3 document (openapi-spec-validator, from
 //! PyPI), and every path it lists answers on a running daemon (embedded defaults) with something
 //! other than "no such route".
-
-mod common;
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::process::Command;
 
-use common::{Daemon, SERVE, curl, esigd, venv};
+use esigd_testkit::{Daemon, SERVE, curl, esigd, venv};
 
 /// The `paths:` keys of the document (two-space indented lines under `paths:` that start with `/`).
 fn documented_paths(yaml: &str) -> Vec<String> {

@@ -1,15 +1,14 @@
 //! The signing pages on a configured daemon: the operator's branding (`[ui]`), and what the user
 //! sees when the Identity BB cannot be reached.
-
-mod common;
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::pki::Ca;
-use common::{Daemon, config, curl, esigd, init};
 use esigd_hsm::testing::TestToken;
+use esigd_testkit::pki::Ca;
+use esigd_testkit::{Daemon, config, curl, esigd, init};
 
 /// A configured daemon (its own token, TLS files from a test CA) with `extra` TOML, one e-Service
 /// `shop` with callback prefix `https://shop.example/cb/`, logging to `<dir>/esigd.log`.
@@ -32,12 +31,12 @@ allow_unsynchronized_clock = true
             cert = server.0,
             key = server.1,
             ca = ca.pem(),
-            shop = common::SHOP_ESERVICE,
+            shop = esigd_testkit::SHOP_ESERVICE,
         ),
     );
     init(&cfg);
     let mut cmd = esigd();
-    cmd.arg("--config").arg(&cfg).args(common::SERVE);
+    cmd.arg("--config").arg(&cfg).args(esigd_testkit::SERVE);
     Daemon::start_logged(cmd, dir.join("esigd.log"))
 }
 

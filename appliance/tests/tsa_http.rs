@@ -6,8 +6,7 @@
 //! The load clients are a few lines of blocking HTTP/1.1 over `std::net::TcpStream` (keep-alive,
 //! `Content-Length` bodies only): the appliance's dev-dependencies have no HTTP client, and a thread per
 //! connection makes "which replies had arrived before the kill" exact.
-
-mod common;
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,13 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, SERVE, config, esigd, text};
 use der::asn1::{Int, OctetString};
 use der::{Decode, Encode};
 use esigd_hsm::testing::TestToken;
 use esigd_pki::tsp::{
     MessageImprint, PkiStatus, TimeStampReq, TimeStampResp, TspVersion, token_tst_info,
 };
+use esigd_testkit::{Daemon, SERVE, config, esigd, text};
 use sha2::Digest;
 
 const POLICY: &str = "1.3.6.1.4.1.99999.1.1";
@@ -510,7 +509,7 @@ allowed_ips = ["198.51.100.0/24"]
 [ui]
 max_sessions_per_ip = 1
 {}"#,
-            common::SHOP_ESERVICE
+            esigd_testkit::SHOP_ESERVICE
         ),
     );
     let w = dir.path();
@@ -578,8 +577,8 @@ max_sessions_per_ip = 1
 fn clock_gate_refuses_from_the_kernel_reading() {
     use esigd_tsa::{ClockState, KernelClock};
     let accuracy = Duration::from_micros(1);
-    let reading = esigd_tsa::TimexSource::read(&esigd::clock::Adjtimex).unwrap();
-    let status = KernelClock(esigd::clock::Adjtimex).status().unwrap();
+    let reading = esigd_tsa::TimexSource::read(&esigd::sys::Adjtimex).unwrap();
+    let status = KernelClock(esigd::sys::Adjtimex).status().unwrap();
     let expect_kind = if !status.synchronized {
         Some("clock_unsynchronized")
     } else if status.max_error > accuracy {
@@ -672,7 +671,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 #[test]
 fn pyhanko_http_timestamper_gets_and_validates_a_token() {
-    let python = common::venv().join("bin/python");
+    let python = esigd_testkit::venv().join("bin/python");
     let dir = tempfile::tempdir().unwrap();
     let d = dev(&dir.path().join("data"));
     let script = dir.path().join("pyhanko_tsa.py");
@@ -987,8 +986,8 @@ fn kill_9_mid_run_keeps_serials_distinct_and_every_returned_token_audited() {
 
     // Every token a client received has its durable audit record (read with the daemon stopped).
     let store =
-        esigd::store::Store::open(data.join("db"), esigd::store::StoreOptions::default()).unwrap();
-    let log = esigd::persist::RocksImprintLog::new(store);
+        esigd_store::Store::open(data.join("db"), esigd_store::StoreOptions::default()).unwrap();
+    let log = esigd_store::persist::RocksImprintLog::new(store);
     let mut missing = Vec::new();
     for t in &all {
         match log.get(t.serial).unwrap() {

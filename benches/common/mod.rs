@@ -1,10 +1,10 @@
 //! Helpers shared by the benchmarks (`#[path = "common/mod.rs"] mod common;` in each bench target).
 //!
 //! Each bench is its own crate and uses only part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -178,16 +178,5 @@ pub fn start<T>(mut cmd: Command, mut until: impl FnMut(&str) -> Option<T>) -> (
 
 /// The release `esigd` next to the running bench (`target/release/deps/<bench>-<hash>` →
 /// `target/release/esigd`), or `$ESIGD_BIN`.
-pub fn esigd_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("ESIGD_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().and_then(Path::parent).unwrap().join("esigd");
-    assert!(
-        p.is_file(),
-        "{} missing: cargo build --release --workspace --all-targets --all-features",
-        p.display()
-    );
-    p
-}
+#[allow(unused_imports)] // each bench uses a part
+pub use esigd_testkit::esigd_binary;

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 
 // The same client library esigd serves at /v1/client/esig.js; it also runs in Node. A real
 // e-Service would vendor a copy of that file.
-import { verifyBasic, toP7s, parseCallback } from '../../appliance/assets/esig.js';
+import { verifyBasic, toP7s, parseCallback } from '../../web/assets/esig.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SESSION_COOKIE = 'esvc_session';

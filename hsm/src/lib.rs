@@ -7,7 +7,6 @@
 //! - [`HsmObserver`]: metrics hooks; the registry lives in the appliance.
 //!
 //! All calls block (PKCS#11 is synchronous FFI): run them on blocking threads.
-
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,4 +1,5 @@
 //! One-time keys: pre-generated, budgeted, destroyed, never accumulated.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

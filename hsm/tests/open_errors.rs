@@ -1,4 +1,5 @@
 //! Configuration faults are reported once, with the setting named and without the PIN.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use esigd_hsm::testing::TestToken;
 use esigd_hsm::{Hsm, HsmError, KeyKind, KeyRef, PinSource};

@@ -6,6 +6,7 @@
 //! issue #688). Real HSMs answer CKR_SESSION_CLOSED / CKR_SESSION_HANDLE_INVALID instead. So a
 //! gate lets the saboteur in between two calls: every pooled and idle session, the anchor and the
 //! login are still gone behind the pool's back, which is what the pool must survive.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

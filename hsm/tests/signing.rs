@@ -1,4 +1,5 @@
 //! Persistent keys on SoftHSM: generate, sign through the pool, verify outside the HSM.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 mod common;
 

@@ -6,20 +6,18 @@
 //! Tokens are never logged.
 
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
-use crate::config::{Config, PaymentSection};
+use esigd_store::{Batch, Cf, Store};
+
+use crate::clock::SharedClock;
+use crate::config::{PaymentSection, SettingError, data_path};
 use crate::registry::Eservice;
-use crate::routes::eservice::ApiError;
-use crate::store::{Batch, Cf, Store};
 
 const USED: &[u8] = b"pay/";
 const JWKS_TTL: Duration = Duration::from_secs(600);
@@ -85,6 +83,7 @@ pub struct PaymentVerifier {
     http: openidconnect::reqwest::Client,
     store: Store,
     lock: tokio::sync::Mutex<()>,
+    clock: SharedClock,
     /// How long a fetched JWKS is used before it is fetched again ([`JWKS_TTL`]).
     jwks_ttl: Duration,
     /// [`JWKS_MIN_INTERVAL`].
@@ -103,18 +102,25 @@ impl std::fmt::Debug for PaymentVerifier {
 
 impl PaymentVerifier {
     /// Builds the verifier from `[payment]` (reads the PEM key file now).
-    pub fn new(cfg: &Config, section: &PaymentSection, store: Store) -> anyhow::Result<Self> {
+    /// `data_dir` resolves a relative `key_file`; `clock` measures token expiry.
+    pub fn new(
+        section: &PaymentSection,
+        data_dir: &std::path::Path,
+        store: Store,
+        clock: SharedClock,
+    ) -> Result<Self, crate::config::SettingError> {
         let algorithms = section
             .algorithms
             .iter()
             .map(|a| Algorithm::from_str(a))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("payment.algorithms: {e}"))?;
+            .map_err(|e| SettingError::new("payment.algorithms", e.to_string()))?;
         let keys = match (&section.key_file, &section.jwks_url) {
             (Some(f), _) => {
-                let path = cfg.data_path(f);
-                let pem = std::fs::read(&path)
-                    .map_err(|e| anyhow::anyhow!("payment.key_file {}: {e}", path.display()))?;
+                let path = data_path(data_dir, f);
+                let pem = std::fs::read(&path).map_err(|e| {
+                    SettingError::new("payment.key_file", format!("{}: {e}", path.display()))
+                })?;
                 let mut keys = Vec::new();
                 if let Ok(k) = DecodingKey::from_ec_pem(&pem) {
                     keys.push(k);
@@ -126,10 +132,13 @@ impl PaymentVerifier {
                     keys.push(k);
                 }
                 if keys.is_empty() {
-                    anyhow::bail!(
-                        "payment.key_file {}: not an EC, RSA or Ed25519 public key in PEM",
-                        path.display()
-                    );
+                    return Err(SettingError::new(
+                        "payment.key_file",
+                        format!(
+                            "{}: not an EC, RSA or Ed25519 public key in PEM",
+                            path.display()
+                        ),
+                    ));
                 }
                 Keys::Pem(keys)
             }
@@ -137,13 +146,17 @@ impl PaymentVerifier {
                 url: url.clone(),
                 cache: tokio::sync::Mutex::new(JwksCache::default()),
             },
-            (None, None) => anyhow::bail!("payment: give key_file or jwks_url"),
+            (None, None) => {
+                return Err(SettingError::new("payment", "give key_file or jwks_url"));
+            }
         };
         let http = openidconnect::reqwest::Client::builder()
             .redirect(openidconnect::reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
-            .build()?;
+            .build()
+            .map_err(|e| SettingError::new("payment", format!("HTTP client: {e}")))?;
         Ok(PaymentVerifier {
+            clock,
             section: section.clone(),
             algorithms,
             keys,
@@ -305,7 +318,7 @@ impl PaymentVerifier {
     /// meanwhile. Called right before the signature is made.
     pub async fn consume(&self, p: &Payment) -> Result<(), PaymentError> {
         // Checked when the page opened; the login may have taken minutes since.
-        if unix_now() > p.exp.saturating_add(LEEWAY) {
+        if self.clock.unix_now() > p.exp.saturating_add(LEEWAY) {
             return Err(PaymentError::Invalid(
                 "the payment token expired before the signature was made".into(),
             ));
@@ -340,52 +353,16 @@ pub struct Payment {
     exp: u64,
 }
 
-/// Seconds since the Unix epoch (JWT `iat`/`exp`).
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The check on API calls: `Ok(None)` unless the e-Service has `payment_required`; then the
-/// `X-GovStack-PaymentToken` header must carry a valid, unused token (402 otherwise).
-pub async fn check_api(
-    st: &Arc<AppState>,
-    eservice: &Eservice,
-    token: Option<&str>,
-) -> Result<Option<Payment>, ApiError> {
-    check(st, eservice, token)
-        .await
-        .map_err(|e| api_error(eservice, e))
-}
-
-/// The API status of a refused payment.
-pub fn api_error(eservice: &Eservice, e: PaymentError) -> ApiError {
-    match e {
-        PaymentError::Unavailable(m) => {
-            tracing::warn!(error = %m, "payment verification unavailable");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "payment verification is unavailable; retry shortly",
-            )
-        }
-        other => {
-            tracing::info!(reason = %other, eservice = %eservice.id, "payment token refused");
-            ApiError::new(StatusCode::PAYMENT_REQUIRED, other.to_string())
-        }
-    }
-}
-
 /// The check itself (shared by the API and the interactive pages): verifies without using up.
 pub async fn check(
-    st: &Arc<AppState>,
+    verifier: Option<&PaymentVerifier>,
     eservice: &Eservice,
     token: Option<&str>,
 ) -> Result<Option<Payment>, PaymentError> {
     if !eservice.payment_required {
         return Ok(None);
     }
-    let verifier = st.payment.as_ref().ok_or(PaymentError::NotConfigured)?;
+    let verifier = verifier.ok_or(PaymentError::NotConfigured)?;
     let token = token
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -394,8 +371,11 @@ pub async fn check(
 }
 
 /// Uses up `payment` (if any) right before signing.
-pub async fn consume(st: &AppState, payment: Option<&Payment>) -> Result<(), PaymentError> {
-    match (payment, st.payment.as_ref()) {
+pub async fn consume(
+    verifier: Option<&PaymentVerifier>,
+    payment: Option<&Payment>,
+) -> Result<(), PaymentError> {
+    match (payment, verifier) {
         (Some(p), Some(v)) => v.consume(p).await,
         (Some(_), None) => Err(PaymentError::NotConfigured),
         (None, _) => Ok(()),
@@ -403,8 +383,8 @@ pub async fn consume(st: &AppState, payment: Option<&Payment>) -> Result<(), Pay
 }
 
 /// Gives `payment` (if any) back after a failed signature.
-pub async fn release(st: &AppState, payment: Option<&Payment>) {
-    if let (Some(p), Some(v)) = (payment, st.payment.as_ref()) {
+pub async fn release(verifier: Option<&PaymentVerifier>, payment: Option<&Payment>) {
+    if let (Some(p), Some(v)) = (payment, verifier) {
         v.release(p).await;
     }
 }
@@ -412,11 +392,13 @@ pub async fn release(st: &AppState, payment: Option<&Payment>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreOptions;
+    use crate::clock::Clock;
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use esigd_store::StoreOptions;
     use jsonwebtoken::{EncodingKey, Header};
     use p256::pkcs8::EncodePrivateKey;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A P-256 key: its JWT signing key and its public JWK with `kid`.
@@ -436,7 +418,7 @@ mod tests {
     fn token(key: &EncodingKey, kid: &str, aud: &str, jti: &str) -> String {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.into());
-        let claims = serde_json::json!({ "aud": aud, "exp": unix_now() + 300, "jti": jti });
+        let claims = serde_json::json!({ "aud": aud, "exp": crate::clock::SystemClock.unix_now() + 300, "jti": jti });
         jsonwebtoken::encode(&header, &claims, key).expect("sign")
     }
 
@@ -445,19 +427,40 @@ mod tests {
 
     /// Serves `published` at `/jwks.json` on 127.0.0.1 and counts the fetches.
     async fn jwks_server(published: Published) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
-        let app = axum::Router::new().route(
-            "/jwks.json",
-            axum::routing::get(move || {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let body = published.lock().unwrap().as_ref().map(|v| v.to_string());
-                async move { body.ok_or(StatusCode::INTERNAL_SERVER_ERROR) }
-            }),
-        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        // A minimal HTTP/1.1 responder (one request per connection): this crate links no HTTP
+        // server.
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let published = published.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let body = published.lock().unwrap().as_ref().map(|v| v.to_string());
+                    let reply = match body {
+                        Some(b) => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+                            b.len()
+                        ),
+                        None => "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned(),
+                    };
+                    let _ = conn.write_all(reply.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
         (format!("http://{addr}/jwks.json"), hits)
     }
 
@@ -475,7 +478,7 @@ mod tests {
             algorithms: vec!["ES256".into()],
             eservice_claim: None,
         };
-        PaymentVerifier::new(&Config::dev_defaults(&dir), &section, store).unwrap()
+        PaymentVerifier::new(&section, &dir, store, crate::clock::system()).unwrap()
     }
 
     #[tokio::test]
@@ -589,7 +592,7 @@ mod tests {
         header.kid = Some("k1".into());
         let signed =
             |claims: serde_json::Value| jsonwebtoken::encode(&header, &claims, &k1).unwrap();
-        let exp = unix_now() + 300;
+        let exp = crate::clock::SystemClock.unix_now() + 300;
         let for_shop =
             signed(serde_json::json!({"aud": "esigd", "exp": exp, "jti": "1", "sub": "shop"}));
         let unbound = signed(serde_json::json!({"aud": "esigd", "exp": exp, "jti": "2"}));
@@ -605,7 +608,7 @@ mod tests {
         // Valid when the page opened, expired by the time the user has logged in: not used.
         let stale = Payment {
             key: [USED, b"stale".as_slice()].concat(),
-            exp: unix_now() - LEEWAY - 5,
+            exp: crate::clock::SystemClock.unix_now() - LEEWAY - 5,
         };
         match v.consume(&stale).await {
             Err(PaymentError::Invalid(m)) => assert!(m.contains("expired"), "{m}"),

@@ -2,13 +2,12 @@
 
 use std::net::SocketAddr;
 
-use rustls::pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, Encode};
 
-/// Who is on the other end of an e-Service connection. Inserted into each request's extensions as
-/// `Arc<PeerInfo>`; handlers take `axum::Extension(peer): axum::Extension<std::sync::Arc<PeerInfo>>`, map
+/// Who is on the other end of an e-Service connection. The listener inserts it into each request of the
+/// connection as `Arc<PeerInfo>`; the e-Service routes map
 /// [`PeerInfo::cert_sha256_hex`] (or the SPKI hash) to the e-Service and re-check `addr.ip()` against that
 /// e-Service's own `allowed_ips`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +27,11 @@ pub struct PeerInfo {
 }
 
 impl PeerInfo {
-    /// Builds the identity from the verified chain presented by the client (leaf first).
+    /// Builds the identity from the verified chain presented by the client (leaf first, DER).
     ///
     /// Returns `None` when there is no certificate or the leaf does not parse (cannot happen after a successful
     /// `WebPkiClientVerifier` handshake, but the caller drops the connection rather than trusting it blindly).
-    pub fn from_chain(addr: SocketAddr, chain: &[CertificateDer<'_>]) -> Option<Self> {
+    pub fn from_chain<C: AsRef<[u8]>>(addr: SocketAddr, chain: &[C]) -> Option<Self> {
         let leaf = chain.first()?;
         let cert = Certificate::from_der(leaf.as_ref()).ok()?;
         let spki = cert.tbs_certificate.subject_public_key_info.to_der().ok()?;

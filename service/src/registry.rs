@@ -2,7 +2,7 @@
 //! certificate and checked against their own source networks on every request.
 //!
 //! The registry is rebuilt from the configuration at start and on SIGHUP and swapped atomically
-//! ([`crate::net::Reloadable`]); requests in flight keep the snapshot they started with.
+//! ([`crate::reload::Reloadable`]); requests in flight keep the snapshot they started with.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,8 +12,8 @@ use std::sync::Arc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
 
-use crate::config::{ClientIdentity, Config};
-use crate::net::PeerInfo;
+use crate::config::{AuditorEntry, ClientIdentity, EserviceEntry};
+pub use crate::peer::PeerInfo;
 
 /// Parses a SHA-256 fingerprint written as 64 hex digits, with or without colons, any case.
 pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
@@ -203,15 +203,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Builds the registry from a validated configuration.
-    pub fn from_config(cfg: &Config) -> Registry {
-        let default_aud = cfg
-            .identity
-            .as_ref()
-            .map(|i| vec![i.client_id.clone()])
-            .unwrap_or_default();
+    /// Builds the registry from validated `[[eservice]]` and `[[auditor]]` entries;
+    /// `default_audience` (`identity.client_id`) is the ID-token audience of e-Services that name
+    /// none.
+    pub fn new(
+        eservices: &[EserviceEntry],
+        auditors: &[AuditorEntry],
+        default_audience: Option<&str>,
+    ) -> Registry {
+        let default_aud: Vec<String> = default_audience.map(str::to_owned).into_iter().collect();
         let mut reg = Registry::default();
-        for e in &cfg.eservices {
+        for e in eservices {
             let limiter = NonZeroU32::new(e.rate_limit).map(|rate| {
                 let burst = e.rate_burst.and_then(NonZeroU32::new).unwrap_or(rate);
                 RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))
@@ -238,7 +240,7 @@ impl Registry {
             reg.by_id.insert(svc.id.clone(), svc.clone());
             reg.eservices.push(svc);
         }
-        for a in &cfg.auditors {
+        for a in auditors {
             reg.auditors.push(Arc::new(Auditor {
                 name: a.name.clone(),
                 matcher: Matcher::of(&a.identity),

@@ -9,7 +9,7 @@ pub enum Cf {
     Certificates,
     /// TSA serial block reservations and issued-token records.
     TsaSerials,
-    /// Audit events, keyed by [`crate::store::AuditKey`] (big-endian time + sequence).
+    /// Audit events, keyed by [`crate::AuditKey`] (big-endian time + sequence).
     Audit,
     /// Store metadata (schema version, counters).
     Meta,
@@ -61,7 +61,7 @@ pub enum Op {
 /// Operations of one caller, applied atomically (all or none) in the group-commit batch that carries them.
 ///
 /// There is no read-modify-write: a caller that needs one (e.g. a serial counter) must serialise itself
-/// (for instance behind a mutex) and read through [`crate::store::Store::get`] before committing.
+/// (for instance behind a mutex) and read through [`crate::Store::get`] before committing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     ops: Vec<Op>,

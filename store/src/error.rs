@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong in [`crate::store::Store`].
+/// Everything that can go wrong in [`crate::Store`].
 ///
 /// Messages name the setting at fault (`data_dir`, `store.write_queue`, …) so that an operator can act on them.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -49,7 +49,7 @@ pub enum StoreError {
         /// RocksDB's message.
         message: String,
     },
-    /// An option given to [`crate::store::StoreOptions`] is out of range.
+    /// An option given to [`crate::StoreOptions`] is out of range.
     #[error("invalid store option {setting}: {reason}")]
     InvalidOption {
         /// Setting name.

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// A 16-byte key: big-endian nanoseconds since the Unix epoch, then a big-endian sequence number.
 ///
 /// Byte order equals (time, sequence) order, so a RocksDB range scan lists events chronologically. The sequence
-/// comes from [`crate::store::Store::audit_key`]: a process-wide counter that resumes after the newest stored key
+/// comes from [`crate::Store::audit_key`]: a process-wide counter that resumes after the newest stored key
 /// on restart, so two events only collide if the clock steps back to the same nanosecond with the same counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AuditKey {

@@ -1,4 +1,12 @@
-//! The appliance's RocksDB store.
+//! esigd-store: the only crate that links RocksDB.
+//!
+//! It holds the appliance's durable state: the store engine (this module), the persistence of the CA and TSA
+//! policy crates ([`persist`]: `ca::CertStore`, `tsa::SerialStore`/`ImprintLog`, the time-stamp queue) and the
+//! signature and audit records ([`signatures`]). Everything above (service, web, the binary) reaches RocksDB
+//! only through these types.
+//!
+//! # The store engine
+//!
 //!
 //! * Column families [`Cf`]: `signatures`, `certificates`, `tsa_serials`, `audit`, `meta`; opening creates the
 //!   missing ones. Opening never scans records (only the last audit key is read, with one seek), and table files
@@ -15,6 +23,8 @@
 mod batch;
 mod error;
 mod keys;
+pub mod persist;
+pub mod signatures;
 mod writer;
 
 use std::path::{Path, PathBuf};

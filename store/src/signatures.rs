@@ -13,7 +13,7 @@
 //! expiry to `fetched + store.retention_after_fetch`. The sweeper scans `e/` up to now, so neither
 //! start-up nor sweeping reads records that are not due.
 //!
-//! `audit`: [`crate::store::AuditKey`] (time, sequence) → JSON [`AuditEvent`].
+//! `audit`: [`crate::AuditKey`] (time, sequence) → JSON [`AuditEvent`].
 //!
 //! Value format of a signature record: `[1][u32 BE n][n bytes JSON metadata][blobs]` where the
 //! blobs are the CMS signature, the signer certificate and the time-stamp token, each
@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::persist::PersistError;
-use crate::store::{AuditKey, Batch, Cf, Order, Store};
+use crate::{AuditKey, Batch, Cf, Order, Store};
 
 const BY_ID: &[u8] = b"s/";
 const BY_EXPIRY: &[u8] = b"e/";

@@ -1,17 +1,18 @@
 //! The `esigd_ca::Authority` running on `RocksCertStore`: issue, revoke, CRL, across a reopen.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::time::{Duration, SystemTime};
 
 use der::oid::AssociatedOid;
 use der::{Decode, Encode};
-use esigd::persist::RocksCertStore;
-use esigd::store::{Store, StoreOptions};
 use esigd_ca::{
     Authority, CaConfig, CertState, ListQuery, ProfileKind, RevocationReason, Transition,
     ceremony::create_root,
 };
 use esigd_pki::certificate::signer_public_key;
 use esigd_pki::identity::{DnBuilder, IdentityClaims};
+use esigd_store::persist::RocksCertStore;
+use esigd_store::{Store, StoreOptions};
 use p256::ecdsa::{DerSignature, SigningKey};
 use rand::rngs::OsRng;
 use x509_cert::Certificate;

@@ -1,14 +1,15 @@
 //! `RocksCertStore`: the `esigd_ca::CertStore` contract on a real RocksDB store in a temp dir.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use esigd::persist::{PersistError, RocksCertStore};
-use esigd::store::{Cf, Store, StoreOptions};
 use esigd_ca::{
     CertRecord, CertStore, ListQuery, ProfileKind, RevocationReason, StatusChange, StoreError,
     StoredStatus,
 };
+use esigd_store::persist::{PersistError, RocksCertStore};
+use esigd_store::{Cf, Store, StoreOptions};
 
 fn open(dir: &std::path::Path) -> RocksCertStore {
     RocksCertStore::new(Store::open(dir, StoreOptions::default()).unwrap())
@@ -380,7 +381,7 @@ fn concurrent_inserts_distinct_serials_and_a_race_on_one() {
 fn corrupt_value_is_reported_not_guessed() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    let mut b = esigd::store::Batch::new();
+    let mut b = esigd_store::Batch::new();
     b.put(Cf::Certificates, b"c/\x09".to_vec(), vec![9, 0, 0, 0, 0]);
     s.store().commit_blocking(b).unwrap();
     match s.get(&[0x09]) {

@@ -1,5 +1,6 @@
 //! `RocksSerialStore` and `RocksImprintLog` on a real RocksDB store in a temp dir, including a `kill -9` of a
 //! child process that issues serials and appends records.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -8,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use der::oid::ObjectIdentifier;
-use esigd::persist::{PersistError, RocksImprintLog, RocksSerialStore};
-use esigd::store::{Store, StoreOptions};
+use esigd_store::persist::{PersistError, RocksImprintLog, RocksSerialStore};
+use esigd_store::{Store, StoreOptions};
 use esigd_tsa::{
     BlockSerials, DigestAlgorithm, ImprintLog, ImprintRecord, SerialError, SerialSource,
     SerialStore,

@@ -1,10 +1,11 @@
 //! RocksDB store: durability across reopen, concurrent writers, group commit, back-pressure, reads.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use esigd::store::{
+use esigd_store::{
     AuditKey, Batch, BatchStats, Cf, Order, Store, StoreError, StoreObserver, StoreOptions,
 };
 

@@ -6,11 +6,12 @@
 //!
 //! SIGKILL does not drop the page cache, so this proves "acknowledged only after the write reached RocksDB's
 //! WAL"; the `sync=true` part (surviving power loss) is not observable from a test.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use esigd::store::{Batch, Cf, Store, StoreOptions};
+use esigd_store::{Batch, Cf, Store, StoreOptions};
 
 const DIR_ENV: &str = "ESIGD_STORE_CRASH_DIR";
 const THREADS: usize = 4;

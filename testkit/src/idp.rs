@@ -17,11 +17,11 @@ use std::time::Duration;
 /// How long the IdP may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The repository root (`appliance/..`).
+/// The repository root (`testkit/..`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("appliance has a parent directory")
+        .expect("testkit has a parent directory")
         .to_path_buf()
 }
 

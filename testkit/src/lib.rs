@@ -1,11 +1,16 @@
-//! Helpers shared by the end-to-end tests that run the real `esigd` binary (`mod common;`).
+//! esigd-testkit: the helpers the tests and benchmarks share (a dev-dependency only).
 //!
-//! Each test file is its own crate and uses only part of this module.
-#![allow(dead_code)]
+//! * the `esigd` binary, a daemon on free ports with its config file, `esigd init`, curl;
+//! * [`api`]: the mTLS client of the e-Service API and openssl checks of what it returns;
+//! * [`idp`]: the development Identity BB (npm `oidc-provider`);
+//! * [`pki`]: a throw-away openssl CA for client certificates;
+//! * [`venv`]: the Python venv of the independent validators (pkilint, pyHanko).
+#![allow(missing_docs, clippy::unwrap_used)]
 
 pub mod api;
 pub mod idp;
 pub mod pki;
+pub mod validators;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -14,9 +19,26 @@ use std::time::{Duration, Instant};
 
 use esigd_hsm::testing::{TestToken, softhsm_module};
 
+/// The `esigd` binary next to the running test or bench (`target/<profile>/deps/<test>-<hash>`
+/// → `target/<profile>/esigd`), or `$ESIGD_BIN`. Cargo builds it before the tests of the `esigd`
+/// package and before any target that runs `cargo build --workspace` first.
+pub fn esigd_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("ESIGD_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().and_then(Path::parent).unwrap().join("esigd");
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build --workspace --all-targets --all-features",
+        p.display()
+    );
+    p
+}
+
 /// The `esigd` binary under test.
 pub fn esigd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_esigd"))
+    Command::new(esigd_binary())
 }
 
 /// Runs `cmd` to completion.

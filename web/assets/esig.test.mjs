@@ -1,4 +1,4 @@
-// Tests for esig.js: `node --test appliance/assets/`
+// Tests for esig.js: `node --test web/assets/`
 //
 // The CMS fixtures are REAL detached signatures made with the openssl CLI (OpenSSL 3), so the
 // DER reader in esig.js is exercised against an independent implementation. openssl cannot add an

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use esigd_ca::ProfileKind;
 use esigd_hsm::{HsmObserver, HsmOp, HsmStats};
@@ -20,6 +20,8 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+
+use esigd_service::meter::{Meter, Timer};
 
 use crate::net::ListenerCounts;
 
@@ -53,55 +55,7 @@ pub enum MetricsError {
     },
 }
 
-/// A timed operation (`esigd_operation_duration_seconds{op}`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// `C_Sign` in the HSM, persistent or one-time key. Fed by [`HsmMetrics`]; do not time it by hand.
-    HsmSign,
-    /// `C_GenerateKeyPair` in the HSM, persistent or ephemeral key. Fed by [`HsmMetrics`].
-    HsmKeygen,
-    /// Issuing one certificate (CSR check, lint, signing, storing).
-    CaIssue,
-    /// Answering one time-stamp request (clock gate, serial, signing).
-    TsaStamp,
-    /// One durable store write (a group-committed batch, as seen by one waiter).
-    StoreWrite,
-}
-
-impl Op {
-    /// Every operation, in label order.
-    pub const ALL: [Op; 5] = [
-        Op::HsmSign,
-        Op::HsmKeygen,
-        Op::CaIssue,
-        Op::TsaStamp,
-        Op::StoreWrite,
-    ];
-
-    /// The `op` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::HsmSign => "hsm_sign",
-            Op::HsmKeygen => "hsm_keygen",
-            Op::CaIssue => "ca_issue",
-            Op::TsaStamp => "tsa_stamp",
-            Op::StoreWrite => "store_write",
-        }
-    }
-
-    /// The timed operation an HSM event belongs to, if it is one of the timed kinds.
-    pub fn of_hsm(op: HsmOp) -> Option<Op> {
-        match op {
-            HsmOp::Sign | HsmOp::SignOneTime => Some(Op::HsmSign),
-            HsmOp::GenerateKeyPair | HsmOp::GenerateEphemeral => Some(Op::HsmKeygen),
-            HsmOp::Initialize
-            | HsmOp::Login
-            | HsmOp::OpenSession
-            | HsmOp::FindKey
-            | HsmOp::Destroy => None,
-        }
-    }
-}
+pub use esigd_service::meter::Op;
 
 /// Scrape-time probe of the clock discipline: `Some((synchronized, max_error_seconds))`, or
 /// `None` when the state cannot be read.
@@ -414,13 +368,9 @@ impl Metrics {
             .observe(d.as_secs_f64());
     }
 
-    /// Starts timing `op`; the duration is recorded when the [`Timer`] is finished or dropped.
-    pub fn timer(&self, op: Op) -> Timer {
-        Timer {
-            histogram: self.op_duration.with_label_values(&[op.as_str()]),
-            start: Instant::now(),
-            armed: true,
-        }
+    /// Starts timing `op`; the duration is recorded when the timer is finished or dropped.
+    pub fn timer(&self, op: Op) -> Timer<'_> {
+        Timer::start(self, op)
     }
 
     /// An [`HsmObserver`] feeding this registry: pass it to `Hsm::open_with_observer`. It holds
@@ -563,44 +513,31 @@ fn gauge_value(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Times one [`Op`]: the duration is recorded by [`Timer::finish`] or, if the timer is simply
-/// dropped (early return, `?`), on drop. [`Timer::discard`] records nothing.
-#[must_use = "a Timer records when finished or dropped; binding it to `_` records immediately"]
-pub struct Timer {
-    histogram: Histogram,
-    start: Instant,
-    armed: bool,
-}
-
-impl std::fmt::Debug for Timer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Timer")
-            .field("elapsed", &self.start.elapsed())
-            .field("armed", &self.armed)
-            .finish()
+/// The domain's events, counted in this registry.
+impl Meter for Metrics {
+    fn observe(&self, op: Op, d: Duration) {
+        Metrics::observe(self, op, d);
     }
-}
-
-impl Timer {
-    /// Records the elapsed time now and returns it.
-    pub fn finish(mut self) -> Duration {
-        let d = self.start.elapsed();
-        self.histogram.observe(d.as_secs_f64());
-        self.armed = false;
-        d
+    fn error(&self, kind: &'static str) {
+        Metrics::error(self, kind);
     }
-
-    /// Stops the timer without recording anything.
-    pub fn discard(mut self) {
-        self.armed = false;
+    fn signature_created(&self, format: &'static str) {
+        Metrics::signature_created(self, format);
     }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        if self.armed {
-            self.histogram.observe(self.start.elapsed().as_secs_f64());
-        }
+    fn ca_issued(&self, profile: ProfileKind) {
+        Metrics::ca_issued(self, profile);
+    }
+    fn tsa_granted(&self) {
+        Metrics::tsa_granted(self);
+    }
+    fn tsa_rejected(&self, rejection: &Rejection) {
+        Metrics::tsa_rejected(self, rejection);
+    }
+    fn tsa_failed(&self, reason: &'static str) {
+        Metrics::tsa_failed(self, reason);
+    }
+    fn signing_session_ended(&self, outcome: &str) {
+        Metrics::signing_session_ended(self, outcome);
     }
 }
 

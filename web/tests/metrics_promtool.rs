@@ -3,6 +3,7 @@
 //! least once (HTTP through the real middleware, HSM through the observer adapter, scrape-time
 //! probes included), rendered, and piped into promtool, which must exit 0 and print nothing.
 //! A missing promtool fails the test; it is never skipped.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -15,11 +16,11 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
-use esigd::metrics::{Metrics, Op};
-use esigd::net::ListenerCounts;
 use esigd_ca::ProfileKind;
 use esigd_hsm::{HsmObserver, HsmOp, HsmStats};
 use esigd_tsa::{ClockRejection, Rejection};
+use esigd_web::metrics::{Metrics, Op};
+use esigd_web::net::ListenerCounts;
 use tower::ServiceExt;
 
 /// Every family the appliance exports; each must appear in the exercised exposition.
@@ -47,8 +48,11 @@ async fn exercise(metrics: &Arc<Metrics>) {
     // HTTP: through the middleware, on a matched route, a 404 and a 405.
     let app = Router::new()
         .route("/pki/certs/{serial}", get(|| async { "ok" }))
-        .merge(esigd::routes::metrics::router(metrics.clone(), Vec::new()))
-        .layer(esigd::observe::layer(metrics.clone(), "public"));
+        .merge(esigd_web::routes::metrics::router(
+            metrics.clone(),
+            Vec::new(),
+        ))
+        .layer(esigd_web::observe::layer(metrics.clone(), "public"));
     for (method, uri) in [
         ("GET", "/pki/certs/01ab"),
         ("GET", "/no/such/route"),

@@ -1,5 +1,6 @@
 //! e-Service listener with real TLS: PKI made by the openssl CLI, client is curl (an independent TLS stack) or a
 //! raw TCP socket.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use esigd::net::{
+use esigd_web::net::{
     AllowList, EserviceTls, Limits, ListenerStats, MtlsPem, PeerInfo, Reloadable, ServeOptions,
     ShutdownReport, mtls_server_config, serve_eservice,
 };
@@ -19,8 +20,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-mod common;
-use common::pki::{Ca, openssl_out};
+use esigd_testkit::pki::{Ca, openssl_out};
 
 struct Pki {
     _tmp: tempfile::TempDir,

@@ -1,4 +1,5 @@
 //! Public (plain HTTP) listener: peer address to handlers, HTTP/1.1 and h2c, silent connections closed.
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use esigd::net::{Limits, ListenerStats, ServeOptions, ShutdownReport, serve_public};
+use esigd_web::net::{Limits, ListenerStats, ServeOptions, ShutdownReport, serve_public};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

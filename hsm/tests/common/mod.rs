@@ -1,5 +1,8 @@
 //! Shared helpers for the SoftHSM-backed tests.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
+// Raw PKCS#11 calls for fault injection (the library itself forbids unsafe code).
+#![allow(unsafe_code)]
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use esigd_hsm::testing::{TestToken, softhsm_module};

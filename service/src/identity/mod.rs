@@ -18,7 +18,10 @@ use openidconnect::IssuerUrl;
 use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata};
 use serde_json::{Map, Value};
 
+use crate::clock::SharedClock;
 use crate::config::{ClaimMapping, IdentitySection};
+
+pub mod oidc;
 
 /// JWKS re-fetches triggered by unknown keys happen at most this often.
 pub const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
@@ -83,6 +86,7 @@ pub struct IdentityProvider {
     http: openidconnect::reqwest::Client,
     cache: RwLock<Option<Arc<Discovered>>>,
     refresh: tokio::sync::Mutex<Option<Instant>>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for IdentityProvider {
@@ -121,7 +125,19 @@ impl IdentityProvider {
             http,
             cache: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(None),
+            clock: crate::clock::system(),
         })
+    }
+
+    /// The same provider reading time from `clock` (tests set the time).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock `auth_time` and client assertions are measured against.
+    pub fn clock(&self) -> &dyn crate::clock::Clock {
+        self.clock.as_ref()
     }
 
     /// The configuration section.
@@ -353,7 +369,9 @@ impl IdentityProvider {
                 .ok_or_else(|| {
                     IdentityError::Rejected("auth_time: missing (identity.max_age is set)".into())
                 })?;
-            let oldest = crate::payment::unix_now()
+            let oldest = self
+                .clock
+                .unix_now()
                 .saturating_sub(max_age.as_secs() + self.cfg.clock_skew.as_secs());
             if auth_time < oldest {
                 return Err(IdentityError::Rejected(

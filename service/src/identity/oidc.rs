@@ -18,7 +18,9 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
-use crate::config::Config;
+use std::path::Path;
+
+use crate::config::{IdentitySection, SettingError, data_path};
 use crate::identity::{IdentityError, IdentityProvider, chain};
 
 /// What must be remembered between the redirect to the provider and its callback. Single use.
@@ -50,45 +52,40 @@ impl std::fmt::Debug for ClientAuth {
 }
 
 impl ClientAuth {
-    /// Reads the secret or key named by `[identity]`.
-    pub fn from_config(cfg: &Config) -> anyhow::Result<Option<ClientAuth>> {
-        let Some(id) = &cfg.identity else {
-            return Ok(None);
-        };
+    /// Reads the secret or key named by `[identity]` (files relative to `data_dir`).
+    pub fn from_section(id: &IdentitySection, data_dir: &Path) -> Result<ClientAuth, SettingError> {
         match id.client_auth.as_str() {
             "private_key_jwt" => {
                 let path = id
                     .client_key
                     .as_ref()
-                    .map(|p| cfg.data_path(p))
-                    .ok_or_else(|| anyhow::anyhow!("identity.client_key is required"))?;
-                let pem = std::fs::read(&path)
-                    .map_err(|e| anyhow::anyhow!("identity.client_key {}: {e}", path.display()))?;
+                    .map(|p| data_path(data_dir, p))
+                    .ok_or_else(|| SettingError::new("identity.client_key", "is required"))?;
+                let pem = std::fs::read(&path).map_err(|e| {
+                    SettingError::new("identity.client_key", format!("{}: {e}", path.display()))
+                })?;
                 if let Ok(k) = EncodingKey::from_ec_pem(&pem) {
-                    return Ok(Some(ClientAuth::PrivateKeyJwt(
-                        k,
-                        jsonwebtoken::Algorithm::ES256,
-                    )));
+                    return Ok(ClientAuth::PrivateKeyJwt(k, jsonwebtoken::Algorithm::ES256));
                 }
                 let k = EncodingKey::from_rsa_pem(&pem).map_err(|_| {
-                    anyhow::anyhow!(
-                        "identity.client_key {}: not an EC P-256 or RSA private key in PEM",
-                        path.display()
+                    SettingError::new(
+                        "identity.client_key",
+                        format!(
+                            "{}: not an EC P-256 or RSA private key in PEM",
+                            path.display()
+                        ),
                     )
                 })?;
-                Ok(Some(ClientAuth::PrivateKeyJwt(
-                    k,
-                    jsonwebtoken::Algorithm::RS256,
-                )))
+                Ok(ClientAuth::PrivateKeyJwt(k, jsonwebtoken::Algorithm::RS256))
             }
             _ => {
                 let spec = id
                     .client_secret
                     .as_ref()
-                    .ok_or_else(|| anyhow::anyhow!("identity.client_secret is required"))?;
-                Ok(Some(ClientAuth::Secret(
-                    cfg.read_secret("identity.client_secret", spec)?,
-                )))
+                    .ok_or_else(|| SettingError::new("identity.client_secret", "is required"))?;
+                Ok(ClientAuth::Secret(
+                    spec.read(data_dir, "identity.client_secret")?,
+                ))
             }
         }
     }
@@ -154,12 +151,12 @@ pub async fn authorization_url(
 
 /// RFC 7523 client assertion for `private_key_jwt`.
 fn client_assertion(
+    now: u64,
     client_id: &str,
     audience: &str,
     key: &EncodingKey,
     alg: jsonwebtoken::Algorithm,
 ) -> Result<String, IdentityError> {
-    let now = crate::payment::unix_now();
     let mut jti = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut jti);
     let claims = serde_json::json!({
@@ -193,7 +190,13 @@ pub async fn complete(
             .ok_or_else(|| {
                 IdentityError::Unavailable("the provider has no token endpoint".into())
             })?;
-        let assertion = client_assertion(&provider.config().client_id, &token_url, key, *alg)?;
+        let assertion = client_assertion(
+            provider.clock().unix_now(),
+            &provider.config().client_id,
+            &token_url,
+            key,
+            *alg,
+        )?;
         req = req
             .add_extra_param(
                 "client_assertion_type",

@@ -32,10 +32,51 @@ use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 use x509_cert::der::Encode;
 
+use esigd_hsm::OneTimeKeys;
+use esigd_store::persist::RocksImprintLog;
+use esigd_store::signatures::{
+    AuditEvent, KeyDestroyed, SignatureRecord, SignatureStore, SignatureType, rfc3339,
+};
+
 use super::HashType;
-use crate::app::AppState;
-use crate::metrics::Op;
-use crate::signatures::{AuditEvent, KeyDestroyed, SignatureRecord, SignatureType, rfc3339};
+use crate::authorities::{CaAuthority, TsaService};
+use crate::clock::SharedClock;
+use crate::meter::{Meter, Op, Timer};
+use crate::payment::{Payment, PaymentError, PaymentVerifier};
+
+/// The parts workflow 9.1 uses, and nothing else.
+pub struct OneTime {
+    /// Pre-generated one-time keys in the HSM.
+    pub(crate) keys: OneTimeKeys,
+    /// The CA that issues the one-time certificate.
+    pub(crate) ca: Arc<CaAuthority>,
+    /// The TSA that stamps the signature value.
+    pub(crate) tsa: Arc<TsaService>,
+    /// Where the signature and its audit event go.
+    pub(crate) signatures: SignatureStore,
+    /// Where the TSA's record of the token goes (same batch).
+    pub(crate) imprints: RocksImprintLog,
+    /// The Payment BB verifier, when configured.
+    pub(crate) payments: Option<Arc<PaymentVerifier>>,
+    /// Signing slots (`limits.max_concurrent_signatures`).
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// The signing tasks in progress (they outlive a client that disconnects).
+    pub(crate) tasks: tokio_util::task::TaskTracker,
+    /// `limits.queue_timeout`.
+    pub(crate) queue_timeout: Duration,
+    /// `store.retention_unfetched`.
+    pub(crate) retention_unfetched: Duration,
+    /// The time.
+    pub(crate) clock: SharedClock,
+    /// Where events are counted.
+    pub(crate) meter: Arc<dyn Meter>,
+}
+
+impl std::fmt::Debug for OneTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneTime").finish_non_exhaustive()
+    }
+}
 
 /// What the e-Service asked for, with the user already identified.
 #[derive(Debug, Clone)]
@@ -109,7 +150,7 @@ struct Made {
 pub enum PaidSignError {
     /// The payment could not be used up (used meanwhile, or cannot be checked): nothing signed.
     #[error(transparent)]
-    Payment(#[from] crate::payment::PaymentError),
+    Payment(#[from] PaymentError),
     /// Signing failed; the payment (if any) was given back.
     #[error(transparent)]
     Sign(#[from] SignError),
@@ -124,42 +165,40 @@ pub enum PaidSignError {
 /// these tasks. If the task panics, the payment is not given back: whether a signature was
 /// stored is unknown then, and a payment must never be spent twice.
 pub async fn sign_with_payment(
-    app: &Arc<AppState>,
-    payment: Option<crate::payment::Payment>,
+    parts: &Arc<OneTime>,
+    payment: Option<Payment>,
     req: OneTimeRequest,
 ) -> Result<SignatureRecord, PaidSignError> {
     use tracing::Instrument;
-    let tracker = app.signing_tasks.clone();
-    let app = app.clone();
+    let ot = parts.clone();
     let work = async move {
-        crate::payment::consume(&app, payment.as_ref()).await?;
-        match sign(&app, req).await {
+        let payments = ot.payments.as_deref();
+        crate::payment::consume(payments, payment.as_ref()).await?;
+        match sign(&ot, req).await {
             Ok(record) => Ok(record),
             Err(e) => {
-                crate::payment::release(&app, payment.as_ref()).await;
+                crate::payment::release(payments, payment.as_ref()).await;
                 Err(e.into())
             }
         }
     };
     // The request's span (request ID) goes along to the task's log lines; shutdown waits for
-    // the task (AppState::signing_tasks).
-    tracker
+    // the task (OneTime::tasks).
+    parts
+        .tasks
         .spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| PaidSignError::Sign(internal("signing task", e)))?
 }
 
 /// Runs the workflow and returns the stored record (durable when this returns).
-pub async fn sign(app: &Arc<AppState>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
+pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
     // 1. A signing slot, or 503 after the queue timeout.
-    let _slot = tokio::time::timeout(
-        app.cfg.limits.queue_timeout,
-        app.signing_slots.clone().acquire_owned(),
-    )
-    .await
-    .map_err(|_| SignError::Busy)
-    .and_then(|r| r.map_err(|_| SignError::Busy))
-    .inspect_err(|e| app.metrics.error(error_kind(e)))?;
+    let _slot = tokio::time::timeout(app.queue_timeout, app.slots.clone().acquire_owned())
+        .await
+        .map_err(|_| SignError::Busy)
+        .and_then(|r| r.map_err(|_| SignError::Busy))
+        .inspect_err(|e| app.meter.error(error_kind(e)))?;
 
     // 2.–7. In the HSM.
     let worker = app.clone();
@@ -203,7 +242,7 @@ pub async fn sign(app: &Arc<AppState>, req: OneTimeRequest) -> Result<SignatureR
     event.digest = Some(hex::encode(&record.digest));
     let mut batch = app
         .signatures
-        .create_batch(&record, app.cfg.store.retention_unfetched)
+        .create_batch(&record, app.retention_unfetched)
         .map_err(|e| internal("encoding the record", e))?;
     batch.extend(
         app.imprints
@@ -215,7 +254,7 @@ pub async fn sign(app: &Arc<AppState>, req: OneTimeRequest) -> Result<SignatureR
             .audit_batch(&event, made.created)
             .map_err(|e| internal("encoding the audit event", e))?,
     );
-    let timer = app.metrics.timer(Op::StoreWrite);
+    let timer = Timer::start(app.meter.as_ref(), Op::StoreWrite);
     app.signatures.commit(batch).await.map_err(|e| {
         if e.is_busy() {
             SignError::Unavailable("the store is busy; retry shortly".into())
@@ -225,7 +264,7 @@ pub async fn sign(app: &Arc<AppState>, req: OneTimeRequest) -> Result<SignatureR
     })?;
 
     timer.finish();
-    app.metrics.signature_created("cades");
+    app.meter.signature_created("cades");
 
     // 9. The signature ID.
     tracing::info!(
@@ -240,16 +279,16 @@ pub async fn sign(app: &Arc<AppState>, req: OneTimeRequest) -> Result<SignatureR
 
 /// Steps 2–7 (blocking).
 fn make_signature(
-    app: &AppState,
+    app: &OneTime,
     identity: &IdentityClaims,
     hash_type: HashType,
     digest: &[u8],
 ) -> Result<Made, SignError> {
-    let now = SystemTime::now();
+    let now = app.clock.now();
 
     // 2. A one-time key generated in advance in the HSM; dropping it on any error below destroys it.
     let mut key = app
-        .onetime
+        .keys
         .take()
         .map_err(|e| hsm_failure("one-time key", &e))?;
     key.set_scheme(hash_type.ecdsa_scheme())
@@ -265,7 +304,7 @@ fn make_signature(
     let csr_der = csr.to_der().map_err(|e| internal("CSR encoding", e))?;
 
     // 4. The CA issues the one-time certificate for the user's identity.
-    let timer = app.metrics.timer(Op::CaIssue);
+    let timer = Timer::start(app.meter.as_ref(), Op::CaIssue);
     let issued = app
         .ca
         .issue_one_time(&csr_der, identity, now)
@@ -276,7 +315,7 @@ fn make_signature(
             other => signer_failure_ca(other),
         })?;
     timer.finish();
-    app.metrics.ca_issued(esigd_ca::ProfileKind::OneTime);
+    app.meter.ca_issued(esigd_ca::ProfileKind::OneTime);
 
     // 5. CAdES: detached SignedData over the given digest, signed in the HSM by the one-time key.
     let chain = intermediates(app.ca.chain());
@@ -303,18 +342,18 @@ fn make_signature(
     let signature_value =
         cms::signature_value(&cms_der).map_err(|e| internal("signature value", e))?;
     let imprint = Sha256::digest(&signature_value);
-    let timer = app.metrics.timer(Op::TsaStamp);
+    let timer = Timer::start(app.meter.as_ref(), Op::TsaStamp);
     let token = app
         .tsa
-        .stamp_imprint(DigestAlgorithm::Sha256, &imprint, SystemTime::now())
+        .stamp_imprint(DigestAlgorithm::Sha256, &imprint, app.clock.now())
         .map_err(|r| {
             tracing::warn!(reason = %r, "the TSA refused the signature time-stamp");
-            app.metrics.tsa_rejected(&r);
+            app.meter.tsa_rejected(&r);
             SignError::Unavailable(format!("the time-stamping authority cannot stamp now: {r}"))
         })?;
     timer.finish();
-    app.metrics.tsa_granted();
-    let cades = cms::add_signature_timestamp(&cms_der, &token.token_der)
+    app.meter.tsa_granted();
+    let cades = esigd_pki::cades::add_signature_timestamp(&cms_der, &token.token_der)
         .map_err(|e| internal("adding the time-stamp", e))?;
 
     Ok(Made {
@@ -361,3 +400,15 @@ fn signer_failure_ca(e: esigd_ca::CaError) -> SignError {
 /// How long a caller should wait before retrying after [`SignError::Busy`] or
 /// [`SignError::Unavailable`].
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl OneTime {
+    /// The signing tasks in progress: shutdown waits for them before the HSM and the store close.
+    pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
+        &self.tasks
+    }
+
+    /// One-time keys generated and waiting.
+    pub fn ready_keys(&self) -> usize {
+        self.keys.ready()
+    }
+}

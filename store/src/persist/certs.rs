@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PersistError;
 use super::codec::{UnixTime, concat, decode_u64, frame, prefix_end, unframe};
-use crate::store::{Batch, Cf, Order, Store};
+use crate::{Batch, Cf, Order, Store};
 
 const RECORD: &[u8] = b"c/";
 const REVOKED: &[u8] = b"r/";

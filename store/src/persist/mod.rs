@@ -1,4 +1,4 @@
-//! Persistence of the CA and TSA policy crates on the appliance's RocksDB [`Store`](crate::store::Store).
+//! Persistence of the CA and TSA policy crates on the appliance's RocksDB [`Store`](crate::Store).
 //!
 //! * [`RocksCertStore`] implements [`esigd_ca::CertStore`] (issued certificates, status history, CRL numbers).
 //! * [`RocksSerialStore`] implements [`esigd_tsa::SerialStore`] (the durable TSA serial reservation mark).
@@ -7,8 +7,8 @@
 //!   the reply once the record is durable.
 //! * [`StampQueue`]: `POST /tsa` on a few signing threads that batch requests and their audit commits.
 //!
-//! All three are cheap `Clone` handles around a shared [`Store`](crate::store::Store). Their trait methods are
-//! synchronous and block until the write is durable ([`Store::commit_blocking`](crate::store::Store::commit_blocking)):
+//! All three are cheap `Clone` handles around a shared [`Store`](crate::Store). Their trait methods are
+//! synchronous and block until the write is durable ([`Store::commit_blocking`](crate::Store::commit_blocking)):
 //! call them from plain threads or `tokio::task::spawn_blocking`, never directly on an async task.
 //! [`RocksImprintLog::append_async`] is the async form for request handlers.
 //!
@@ -57,7 +57,7 @@ mod tsa;
 pub use certs::RocksCertStore;
 pub use tsa::{RocksImprintLog, RocksSerialStore, StampFn, StampQueue};
 
-use crate::store::StoreError;
+use crate::StoreError;
 
 /// Failures of the persistence adapters.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -100,7 +100,7 @@ impl PersistError {
         matches!(self, PersistError::Store(StoreError::Busy { .. }))
     }
 
-    pub(crate) fn corrupt(cf: crate::store::Cf, key: &[u8], reason: impl Into<String>) -> Self {
+    pub(crate) fn corrupt(cf: crate::Cf, key: &[u8], reason: impl Into<String>) -> Self {
         PersistError::Corrupt {
             cf: cf.name(),
             key: hex::encode(key),

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PersistError;
 use super::codec::{UnixTime, concat, decode_u64, frame, prefix_end, unframe};
-use crate::store::{Batch, Cf, Order, Store};
+use crate::{Batch, Cf, Order, Store};
 
 const MARK: &[u8] = b"m/reserved";
 const BY_SERIAL: &[u8] = b"s/";
@@ -545,7 +545,7 @@ fn sign_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::StoreOptions;
+    use crate::StoreOptions;
     use esigd_tsa::Rejection;
 
     const POLICY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1.2");

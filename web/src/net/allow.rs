@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::reload::Reloadable;
+use esigd_service::reload::Reloadable;
 
 /// Source networks allowed to open a connection to the e-Service listener: the union of every e-Service's
 /// `allowed_ips`. Checked right after `accept()`, before any TLS byte is read. Per-request checks (this IP

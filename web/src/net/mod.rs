@@ -11,8 +11,8 @@
 //! ([`ListenerStats`]) and graceful shutdown (stop accepting, drain in-flight requests up to a deadline).
 //!
 //! ```no_run
-//! # async fn demo(app: axum::Router, pem: esigd::net::MtlsPem<'_>) -> anyhow::Result<()> {
-//! use esigd::net::*;
+//! # async fn demo(app: axum::Router, pem: esigd_web::net::MtlsPem<'_>) -> anyhow::Result<()> {
+//! use esigd_web::net::*;
 //! let allow = AllowList::new(vec!["10.1.2.0/24".parse()?]);
 //! let tls = EserviceTls { config: Reloadable::from_arc(mtls_server_config(&pem)?), allow: allow.clone() };
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8443").await?;
@@ -31,15 +31,13 @@ mod error;
 pub mod forwarded;
 mod io;
 mod limits;
-mod peer;
-mod reload;
 mod serve;
 mod tls;
 
 pub use allow::{AllowList, canonical_ip};
 pub use error::NetError;
+pub use esigd_service::registry::PeerInfo;
+pub use esigd_service::reload::Reloadable;
 pub use limits::{Limits, ListenerCounts, ListenerStats};
-pub use peer::PeerInfo;
-pub use reload::Reloadable;
 pub use serve::{EserviceTls, ServeOptions, ShutdownReport, serve_eservice, serve_public};
 pub use tls::{MtlsPem, mtls_server_config, mtls_server_config_from_files, provider};

@@ -26,8 +26,8 @@ use super::allow::AllowList;
 use super::error::NetError;
 use super::io::FirstRead;
 use super::limits::{Limits, ListenerStats};
-use super::peer::PeerInfo;
-use super::reload::Reloadable;
+use esigd_service::registry::PeerInfo;
+use esigd_service::reload::Reloadable;
 
 /// Settings shared by both listeners.
 #[derive(Debug, Clone, Default)]

@@ -12,18 +12,13 @@
 //! | GET | `/admin/cert/{serial}` | | the record |
 //! | GET | `/admin/cert` | `?profile=&after=&limit=` | `{"certificates":[…],"next":serial or null}` |
 //!
-//! The CLI side (`esigd admin cert …`) is in [`client`].
-
-pub mod client;
-
-pub use client::{AdminCommand, CertAction};
+//! The CLI side (`esigd admin cert …`) is in the binary.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{Context, Result};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -33,16 +28,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use esigd_ca::{
-    CaError, CertRecord, CertState, ListQuery, ProfileKind, RevocationReason, StatusChange,
-    StoreError, StoredStatus, Transition,
+    CertRecord, CertState, ListQuery, ProfileKind, RevocationReason, StatusChange, StoredStatus,
+    Transition,
 };
 use esigd_pki::identity::IdentityClaims;
 use esigd_pki::pem::{parse_serial_hex, serial_bytes};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
-use crate::config::Config;
+use crate::error::ApiError;
+use crate::state::WebState;
 
 /// File name of the admin socket inside the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
@@ -56,23 +51,31 @@ const MAX_BODY: usize = 16 * 1024;
 /// Largest page of a listing.
 const MAX_LIMIT: usize = 1000;
 
-/// Path of the admin socket for a configuration.
-pub fn socket_path(cfg: &Config) -> PathBuf {
-    cfg.data_dir.join(SOCKET_NAME)
+/// Path of the admin socket in a data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+/// `e` with what was being done in front of it.
+fn context(what: String) -> impl FnOnce(std::io::Error) -> std::io::Error {
+    move |e| std::io::Error::new(e.kind(), format!("admin socket: {what}: {e}"))
 }
 
 /// Binds the admin socket at `path` with mode 0600, replacing a stale socket from an earlier run.
 ///
 /// The socket is bound inside a fresh private directory (mode 0700), restricted to 0600 there and
 /// only then renamed into place, so there is no moment at which another user could connect.
-pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
+pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     let dir = path.parent().unwrap_or(Path::new("."));
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_dir() => {
-            anyhow::bail!("admin socket: {} is a directory", path.display())
+            return Err(std::io::Error::other(format!(
+                "admin socket: {} is a directory",
+                path.display()
+            )));
         }
         Ok(_) => std::fs::remove_file(path)
-            .with_context(|| format!("admin socket: removing the stale {}", path.display()))?,
+            .map_err(context(format!("removing the stale {}", path.display())))?,
         Err(_) => {}
     }
     // A private staging directory (0700) named after this process; a leftover from a crashed
@@ -80,34 +83,32 @@ pub fn bind(path: &Path) -> Result<tokio::net::UnixListener> {
     let private = dir.join(format!(".admin-sock-{}", std::process::id()));
     if private.exists() {
         std::fs::remove_dir_all(&private)
-            .with_context(|| format!("admin socket: removing the stale {}", private.display()))?;
+            .map_err(context(format!("removing the stale {}", private.display())))?;
     }
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&private)
-        .with_context(|| format!("admin socket: creating {}", private.display()))?;
+        .map_err(context(format!("creating {}", private.display())))?;
     let staged = private.join(SOCKET_NAME);
     let bound = bind_staged(&staged, path);
     let _ = std::fs::remove_dir_all(&private);
-    let listener = bound?;
-    Ok(listener)
+    bound
 }
 
 /// Binds at `staged` (in the private directory), restricts the socket to 0600, moves it to `path`.
-fn bind_staged(staged: &Path, path: &Path) -> Result<tokio::net::UnixListener> {
+fn bind_staged(staged: &Path, path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     let listener = tokio::net::UnixListener::bind(staged)
-        .with_context(|| format!("admin socket: cannot listen on {}", staged.display()))?;
+        .map_err(context(format!("cannot listen on {}", staged.display())))?;
     std::fs::set_permissions(staged, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("admin socket: chmod 0600 {}", staged.display()))?;
-    std::fs::rename(staged, path)
-        .with_context(|| format!("admin socket: moving it to {}", path.display()))?;
+        .map_err(context(format!("chmod 0600 {}", staged.display())))?;
+    std::fs::rename(staged, path).map_err(context(format!("moving it to {}", path.display())))?;
     Ok(listener)
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves (in-flight requests finish).
 pub async fn serve(
     listener: tokio::net::UnixListener,
-    state: Arc<AppState>,
+    state: Arc<WebState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state))
@@ -116,7 +117,7 @@ pub async fn serve(
 }
 
 /// The admin router.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route(
             "/admin/cert/issue",
@@ -136,68 +137,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .with_state(state)
-}
-
-/// An error answer: status code and a message naming the field at fault.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn bad(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    /// Maps a CA failure; `field` names the request part the input-related failures are about.
-    fn from_ca(field: &str, e: CaError) -> Self {
-        let msg = e.to_string();
-        match e {
-            e if e.is_signer_failure() => {
-                tracing::error!(error = %e, "admin: the CA signer failed");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the CA key (HSM) is unavailable",
-                )
-            }
-            CaError::Pki(esigd_pki::X509Error::Identity { .. }) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("claims: {msg}"))
-            }
-            CaError::Pki(_) => ApiError::bad(format!("{field}: {msg}")),
-            CaError::Lint { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, msg),
-            CaError::Transition { .. } => ApiError::new(StatusCode::CONFLICT, msg),
-            CaError::NotFound(_) | CaError::Store(StoreError::NotFound(_)) => {
-                ApiError::new(StatusCode::NOT_FOUND, msg)
-            }
-            CaError::Store(StoreError::Conflict(_)) => ApiError::new(StatusCode::CONFLICT, msg),
-            CaError::Store(_) => {
-                tracing::error!(error = %msg, "admin: certificate store failure");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, msg)
-            }
-            _ => {
-                tracing::error!(error = %msg, "admin: CA failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            axum::Json(json!({"status": {"code": "ERROR", "message": self.message}})),
-        )
-            .into_response()
-    }
 }
 
 /// Runs blocking CA/HSM/store work off the async workers.
@@ -253,7 +192,7 @@ fn csr_bytes(csr: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::bad(format!("csr: neither PEM nor base64-encoded DER ({e})")))
 }
 
-async fn issue(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+async fn issue(State(st): State<Arc<WebState>>, body: Bytes) -> Result<Response, ApiError> {
     let req: IssueRequest = parse_json(&body)?;
     match req.profile.as_str() {
         "scd" => {}
@@ -282,9 +221,10 @@ async fn issue(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response,
         // Parsed here (not inside issue_scd) so that CSR faults are reported against `csr`.
         let verified =
             esigd_pki::csr::parse_csr(&csr).map_err(|e| ApiError::bad(format!("csr: {e}")))?;
-        st.ca
+        st.svc
+            .ca
             .issue_scd_for_key(verified.public_key().clone(), &claims, SystemTime::now())
-            .map_err(|e| ApiError::from_ca("claims", e))
+            .map_err(|e| ApiError::ca("claims", e))
     })
     .await?;
     let pem = esigd_pki::pem::to_pem("CERTIFICATE", &issued.der).map_err(|e| {
@@ -350,7 +290,7 @@ pub fn reason_name(reason: RevocationReason) -> &'static str {
 }
 
 async fn set_status(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     UrlPath(serial): UrlPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -384,6 +324,7 @@ async fn set_status(
     let state = st.clone();
     let record = blocking(move || {
         state
+            .svc
             .ca
             .set_status(
                 &serial,
@@ -392,25 +333,26 @@ async fn set_status(
                 &justification,
                 SystemTime::now(),
             )
-            .map_err(|e| ApiError::from_ca("serial", e))
+            .map_err(|e| ApiError::ca("serial", e))
     })
     .await?;
     // The next /pki/crl request signs a CRL with this change.
-    st.invalidate_crl();
+    st.svc.crls.invalidate();
     tracing::info!(serial = %record.serial_hex(), action = %req.action, "admin: certificate status changed");
     Ok(axum::Json(record_json(&record, SystemTime::now())).into_response())
 }
 
 async fn show(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     UrlPath(serial): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     let serial = parse_serial(&serial)?;
     let hex_serial = hex::encode(&serial);
     let record = blocking(move || {
-        st.ca
+        st.svc
+            .ca
             .certificate(&serial)
-            .map_err(|e| ApiError::from_ca("serial", e))
+            .map_err(|e| ApiError::ca("serial", e))
     })
     .await?
     .ok_or_else(|| {
@@ -431,7 +373,7 @@ struct ListParams {
 }
 
 async fn list(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::bad(format!("query: {}", e.body_text())))?;
@@ -464,12 +406,8 @@ async fn list(
         after_serial,
         limit,
     };
-    let records = blocking(move || {
-        st.ca
-            .list(&query)
-            .map_err(|e| ApiError::from_ca("query", e))
-    })
-    .await?;
+    let records =
+        blocking(move || st.svc.ca.list(&query).map_err(|e| ApiError::ca("query", e))).await?;
     let now = SystemTime::now();
     let next = (records.len() == limit)
         .then(|| records.last().map(CertRecord::serial_hex))

@@ -14,7 +14,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -22,28 +22,27 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
-use crate::identity::IdentityError;
-use crate::net::PeerInfo;
+use esigd_service::registry::{Auditor, Client, Eservice, PeerInfo};
+use esigd_service::signing::onetime::{self, OneTimeRequest};
+use esigd_store::AuditKey;
+use esigd_store::signatures::{AuditEvent, SignatureRecord, rfc3339};
+
+pub use crate::error::ApiError;
 use crate::observe::RequestId;
-use crate::registry::{Auditor, Client, Eservice};
-use crate::signatures::{AuditEvent, SignatureRecord, rfc3339};
-use crate::store::AuditKey;
-use crate::workflows::HashType;
-use crate::workflows::onetime::{self, OneTimeRequest, SignError};
+pub use crate::sign_input::MAX_DISPLAY_CHARS;
+use crate::sign_input::validate_sign_input;
+use crate::state::WebState;
 
 /// Header carrying the user's ID token from the Identity BB.
 pub const AUTH_TOKEN_HEADER: &str = "x-govstack-authenticationtoken";
 /// Header carrying a Payment BB token.
 pub const PAYMENT_TOKEN_HEADER: &str = "x-govstack-paymenttoken";
-/// Longest `dataToBeDisplayed`, in characters.
-pub const MAX_DISPLAY_CHARS: usize = 256;
 /// Largest audit page.
 pub const MAX_AUDIT_PAGE: usize = 1000;
 
 /// The e-Service router.
-pub fn router(state: Arc<AppState>) -> Router {
-    let max_body = state.cfg.limits.max_body_bytes;
+pub fn router(state: Arc<WebState>) -> Router {
+    let max_body = state.svc.settings.limits.max_body_bytes;
     Router::new()
         .route("/v1/sign/onetime", post(sign_onetime))
         .route("/v1/sign/response/{signature_id}", get(sign_response))
@@ -53,79 +52,16 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// An API error: status and the contract's error body.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    retry_after: Option<Duration>,
-}
-
-impl ApiError {
-    /// An error with `status` and `message`.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// The message.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The status.
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    fn retry(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after);
-        self
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut r = (
-            self.status,
-            axum::Json(json!({"status": {"code": "ERROR", "message": self.message}})),
-        )
-            .into_response();
-        if let Some(after) = self.retry_after
-            && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
-        {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        r
-    }
-}
-
-impl From<SignError> for ApiError {
-    fn from(e: SignError) -> Self {
-        match e {
-            SignError::Busy | SignError::Unavailable(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-                    .retry(onetime::RETRY_AFTER)
-            }
-            SignError::Identity(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
-            SignError::Internal => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    }
-}
-
 /// The registered client making the request, with its source IP checked.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Client);
 
-impl FromRequestParts<Arc<AppState>> for Caller {
+impl FromRequestParts<Arc<WebState>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &Arc<AppState>,
+        state: &Arc<WebState>,
     ) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
@@ -138,7 +74,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(peer.addr.ip(), |c| c.0.ip());
-        let registry = state.registry.load();
+        let registry = state.svc.registry.load();
         let Some(client) = registry.identify(&peer) else {
             tracing::warn!(cert_sha256 = %peer.cert_sha256_hex(), "client certificate not registered");
             return Err(ApiError::new(
@@ -195,102 +131,6 @@ struct SignBody {
     request_timestamp: Option<String>,
 }
 
-/// A validated signing request body.
-#[derive(Debug, Clone)]
-pub struct SignInput {
-    /// Hash type.
-    pub hash_type: HashType,
-    /// Digest bytes.
-    pub digest: Vec<u8>,
-    /// Display text (≤ 256 characters).
-    pub display: Option<String>,
-}
-
-/// Validates the fields every signing entry point shares (API body and interactive redirect).
-pub fn validate_sign_input(
-    format: Option<&str>,
-    hash: Option<&str>,
-    hash_type: Option<&str>,
-    display: Option<&str>,
-    request_timestamp: Option<&str>,
-    max_age: Duration,
-) -> Result<SignInput, ApiError> {
-    let missing =
-        |f: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{f} is required"));
-    let format = format.ok_or_else(|| missing("format"))?;
-    if !format.eq_ignore_ascii_case("CAdES") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "format {:?} is not supported yet; supported: CAdES",
-                // Echo a bounded prefix only: the value comes from the client.
-                format.chars().take(32).collect::<String>()
-            ),
-        ));
-    }
-    let hash_type = hash_type.ok_or_else(|| missing("hashType"))?;
-    let hash_type = HashType::parse(hash_type)
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
-    let hash = hash.ok_or_else(|| missing("hash"))?;
-    let digest = decode_b64(hash)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "hash is not valid base64"))?;
-    if digest.len() != hash_type.len() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "hash is {} bytes; {} needs {}",
-                digest.len(),
-                hash_type.name(),
-                hash_type.len()
-            ),
-        ));
-    }
-    if let Some(d) = display
-        && d.chars().count() > MAX_DISPLAY_CHARS
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("dataToBeDisplayed is longer than {MAX_DISPLAY_CHARS} characters"),
-        ));
-    }
-    if let Some(ts) = request_timestamp {
-        let at = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z'))
-            .or_else(|_| humantime::parse_rfc3339(ts))
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "requestTimestamp is not an ISO 8601 / RFC 3339 UTC time",
-                )
-            })?;
-        let now = SystemTime::now();
-        let age = now.duration_since(at).unwrap_or_else(|e| e.duration());
-        if age > max_age {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "requestTimestamp is more than {} away from the server time",
-                    humantime::format_duration(max_age)
-                ),
-            ));
-        }
-    }
-    Ok(SignInput {
-        hash_type,
-        digest,
-        display: display.map(str::to_owned),
-    })
-}
-
-/// Standard base64 (padding optional), or base64url as a courtesy.
-pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    let t = s.trim();
-    B64.decode(t)
-        .ok()
-        .or_else(|| STANDARD_NO_PAD.decode(t).ok())
-        .or_else(|| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok())
-}
-
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -302,7 +142,7 @@ fn request_id(id: &Option<Extension<RequestId>>) -> String {
 }
 
 async fn sign_onetime(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     // Checked after the body is read: answering before the request body is consumed makes
     // hyper reset the HTTP/2 stream, which clients (curl) report as a transport error instead of
     // showing the 403.
@@ -326,9 +166,13 @@ async fn sign_onetime(
             "X-GovStack-AuthenticationToken header (the user's ID token) is required",
         )
     })?;
-    let payment =
-        crate::payment::check_api(&st, &eservice, header_str(&headers, PAYMENT_TOKEN_HEADER))
-            .await?;
+    let payment = esigd_service::payment::check(
+        st.svc.payment.as_deref(),
+        &eservice,
+        header_str(&headers, PAYMENT_TOKEN_HEADER),
+    )
+    .await
+    .map_err(|e| ApiError::payment(&eservice, e))?;
     let body: SignBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -341,9 +185,9 @@ async fn sign_onetime(
         body.hash_type.as_deref(),
         body.data_to_be_displayed.as_deref(),
         body.request_timestamp.as_deref(),
-        st.cfg.limits.request_max_age,
+        st.svc.settings.limits.request_max_age,
     )?;
-    let provider = st.identity.as_ref().ok_or_else(|| {
+    let provider = st.svc.identity.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no Identity BB is configured ([identity] section)",
@@ -352,11 +196,11 @@ async fn sign_onetime(
     let verified = provider
         .verify_id_token(token, &eservice.id_token_audiences, None)
         .await
-        .map_err(identity_error)?;
-    let identity = crate::identity::map_claims(&provider.config().claims, &verified.claims);
+        .map_err(ApiError::identity)?;
+    let identity = esigd_service::identity::map_claims(&provider.config().claims, &verified.claims);
     // The payment is used up right before signing and given back if no signature is made.
     let record = onetime::sign_with_payment(
-        &st,
+        &st.svc.onetime,
         payment,
         OneTimeRequest {
             eservice: eservice.id.clone(),
@@ -368,29 +212,10 @@ async fn sign_onetime(
     )
     .await
     .map_err(|e| match e {
-        onetime::PaidSignError::Payment(e) => crate::payment::api_error(&eservice, e),
+        onetime::PaidSignError::Payment(e) => ApiError::payment(&eservice, e),
         onetime::PaidSignError::Sign(e) => e.into(),
     })?;
     Ok(axum::Json(signature_json(&record, true)).into_response())
-}
-
-/// Maps an identity failure to the contract's status codes.
-pub fn identity_error(e: IdentityError) -> ApiError {
-    match e {
-        IdentityError::Unavailable(m) => {
-            tracing::warn!(error = %m, "identity provider unavailable");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the Identity BB cannot be reached; retry shortly",
-            )
-            .retry(Duration::from_secs(5))
-        }
-        IdentityError::Claims(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
-        other => {
-            tracing::info!(reason = %other, "ID token refused");
-            ApiError::new(StatusCode::UNAUTHORIZED, other.to_string())
-        }
-    }
 }
 
 /// The contract's signature response.
@@ -423,7 +248,7 @@ pub fn parse_signature_id(s: &str) -> Option<[u8; 32]> {
 }
 
 async fn sign_response(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     caller: Caller,
     rid: Option<Extension<RequestId>>,
     Path(signature_id): Path<String>,
@@ -432,7 +257,7 @@ async fn sign_response(
     let id = parse_signature_id(&signature_id.to_ascii_lowercase()).ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "signatureId must be 64 hex digits")
     })?;
-    let store = st.signatures.clone();
+    let store = st.svc.signatures.clone();
     let found = tokio::task::spawn_blocking(move || store.get(&id))
         .await
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
@@ -461,11 +286,12 @@ async fn sign_response(
         event.signature_id = Some(record.id_hex());
         event.signature_type = Some(record.signature_type);
         event.certificate_serial = Some(record.certificate_serial.clone());
-        st.signatures
+        st.svc
+            .signatures
             .mark_fetched(
                 &record,
-                st.cfg.store.retention_unfetched,
-                st.cfg.store.retention_after_fetch,
+                st.svc.settings.store.retention_unfetched,
+                st.svc.settings.store.retention_after_fetch,
                 now,
                 &event,
             )
@@ -503,7 +329,7 @@ fn parse_time(name: &str, s: &str) -> Result<SystemTime, ApiError> {
 }
 
 async fn audit_log(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     caller: Caller,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -545,7 +371,7 @@ async fn audit_log(
         ),
         None => None,
     };
-    let store = st.signatures.clone();
+    let store = st.svc.signatures.clone();
     let (events, last) =
         tokio::task::spawn_blocking(move || store.audit_range(start, end, after, limit))
             .await
@@ -584,64 +410,6 @@ async fn audit_log(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sign_input_errors_name_the_field() {
-        let age = Duration::from_secs(600);
-        let h = B64.encode([0u8; 32]);
-        let e = validate_sign_input(None, Some(&h), Some("SHA2-256"), None, None, age).unwrap_err();
-        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert!(e.message.contains("format"));
-        let e = validate_sign_input(Some("PAdES"), Some(&h), Some("SHA2-256"), None, None, age)
-            .unwrap_err();
-        assert!(e.message.contains("not supported yet"));
-        let e = validate_sign_input(Some("CAdES"), Some(&h), Some("SHA2-512"), None, None, age)
-            .unwrap_err();
-        assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert!(e.message.contains("64"), "{}", e.message);
-        let e = validate_sign_input(
-            Some("CAdES"),
-            Some("%%%"),
-            Some("SHA2-256"),
-            None,
-            None,
-            age,
-        )
-        .unwrap_err();
-        assert!(e.message.contains("base64"));
-        let long = "x".repeat(257);
-        let e = validate_sign_input(
-            Some("CAdES"),
-            Some(&h),
-            Some("SHA2-256"),
-            Some(&long),
-            None,
-            age,
-        )
-        .unwrap_err();
-        assert!(e.message.contains("dataToBeDisplayed"));
-        let e = validate_sign_input(
-            Some("CAdES"),
-            Some(&h),
-            Some("SHA2-256"),
-            None,
-            Some("2001-01-01T00:00:00Z"),
-            age,
-        )
-        .unwrap_err();
-        assert!(e.message.contains("requestTimestamp"));
-        let now = rfc3339(SystemTime::now());
-        let ok = validate_sign_input(
-            Some("CAdES"),
-            Some(&h),
-            Some("SHA2-256"),
-            Some("ok"),
-            Some(&now),
-            age,
-        )
-        .unwrap();
-        assert_eq!(ok.digest.len(), 32);
-    }
 
     #[test]
     fn signature_ids_are_64_hex() {

@@ -21,8 +21,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Extension;
 use axum::Router;
@@ -30,25 +30,19 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use minijinja::{Environment, context};
+use minijinja::context;
 use rand::RngCore;
 
-use crate::app::AppState;
-use crate::config::Config;
-use crate::identity::IdentityError;
-use crate::observe::RequestId;
-use crate::oidc_flow::{self, ClientAuth, Pending};
-use crate::payment::{self, Payment, PaymentError};
-use crate::registry::Eservice;
-use crate::routes::eservice::{SignInput, validate_sign_input};
-use crate::workflows::onetime::{self, OneTimeRequest};
+use esigd_service::identity::IdentityError;
+use esigd_service::identity::oidc as oidc_flow;
+use esigd_service::payment::{self, PaymentError};
+use esigd_service::registry::Eservice;
+use esigd_service::signing::onetime::{self, OneTimeRequest};
 
-/// Name of the session cookie when the signing pages are served over plain http (development).
-pub const SESSION_COOKIE: &str = "esigd_session";
-/// Name of the session cookie behind https: the `__Host-` prefix makes browsers refuse it unless
-/// it is `Secure`, has `Path=/` and no `Domain`, so neither a sibling (sub)domain nor a plain-http
-/// response can plant one (session fixation).
-pub const SECURE_SESSION_COOKIE: &str = "__Host-esigd_session";
+use crate::observe::RequestId;
+use crate::pages::Session;
+use crate::sign_input::validate_sign_input;
+use crate::state::WebState;
 /// Longest `state` / `nonce` echoed back to the e-Service.
 pub const MAX_ECHO: usize = 512;
 /// Longest `callbackUrl` accepted (it is kept in the session until the browser comes back).
@@ -62,255 +56,7 @@ const RESERVED_CALLBACK_PARAMS: [&str; 5] = [
     "state",
     "nonce",
 ];
-
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; \
-                   frame-ancestors 'none'; base-uri 'none'";
 const STYLE_CSS: &str = include_str!("../../templates/style.css");
-
-/// One signing visit. Keyed by its link token (`t` on our links), bound to the browser by the
-/// `esigd_session` cookie, so one browser may have several signing tabs open at once.
-#[derive(Debug, Clone)]
-struct Session {
-    created: Instant,
-    /// The browser's `esigd_session` cookie value.
-    browser: String,
-    /// Where the visit came from (live sessions per address are capped).
-    ip: IpAddr,
-    /// A verified payment, used up right before signing.
-    payment: Option<Payment>,
-    eservice: String,
-    eservice_name: String,
-    input: SignInput,
-    callback: url::Url,
-    state: Option<String>,
-    nonce: Option<String>,
-    /// The link token of our pages (the session's key).
-    csrf: String,
-    /// Set while the browser is at the Identity BB.
-    oidc: Option<Pending>,
-}
-
-/// Templates, sessions and the OIDC client credentials of the pages.
-pub struct Pages {
-    env: Environment<'static>,
-    sessions: Mutex<Sessions>,
-    auth: Option<ClientAuth>,
-    logo: Option<(Vec<u8>, &'static str)>,
-    theme_css: String,
-    ttl: Duration,
-    max: usize,
-    max_per_ip: usize,
-    secure_cookie: bool,
-    redirect_url: String,
-    ui_name: String,
-}
-
-impl std::fmt::Debug for Pages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pages").finish()
-    }
-}
-
-impl Pages {
-    /// Loads the templates, the logo and the OIDC client credentials.
-    pub fn new(cfg: &Config) -> anyhow::Result<Pages> {
-        let mut env = Environment::new();
-        for (name, src) in [
-            ("base.html", include_str!("../../templates/base.html")),
-            ("choice.html", include_str!("../../templates/choice.html")),
-            ("error.html", include_str!("../../templates/error.html")),
-            ("payment.html", include_str!("../../templates/payment.html")),
-            ("scd.html", include_str!("../../templates/scd.html")),
-            ("result.html", include_str!("../../templates/result.html")),
-        ] {
-            env.add_template(name, src)?;
-        }
-        let logo = match &cfg.ui.logo {
-            Some(p) => {
-                let path = cfg.data_path(p);
-                let bytes = std::fs::read(&path)
-                    .map_err(|e| anyhow::anyhow!("ui.logo {}: {e}", path.display()))?;
-                let kind = if bytes.starts_with(b"\x89PNG") {
-                    "image/png"
-                } else if bytes.windows(4).take(512).any(|w| w == b"<svg") {
-                    "image/svg+xml"
-                } else {
-                    anyhow::bail!("ui.logo {}: not a PNG or SVG file", path.display());
-                };
-                Some((bytes, kind))
-            }
-            None => None,
-        };
-        Ok(Pages {
-            env,
-            sessions: Mutex::new(Sessions::default()),
-            auth: ClientAuth::from_config(cfg)?,
-            logo,
-            theme_css: format!(
-                ":root {{ --primary: {}; --bg: {}; }}\n",
-                cfg.ui.primary_color, cfg.ui.background_color
-            ),
-            ttl: cfg.ui.session_ttl,
-            max: cfg.ui.max_sessions,
-            max_per_ip: cfg.ui.max_sessions_per_ip,
-            // The scheme of the public address of the pages (the OIDC redirect URL), not of the
-            // CRL/OCSP links in certificates, which are usually plain http.
-            secure_cookie: cfg.oidc_redirect_url().starts_with("https://"),
-            redirect_url: cfg.oidc_redirect_url(),
-            ui_name: cfg.ui.name.clone(),
-        })
-    }
-
-    fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
-        let base = context! { ui_name => self.ui_name.clone(), has_logo => self.logo.is_some() };
-        match self
-            .env
-            .get_template(name)
-            .and_then(|t| t.render(context! { ..base, ..ctx }))
-        {
-            Ok(html) => html_response(status, html),
-            Err(e) => {
-                tracing::error!(template = name, error = %e, "page not rendered");
-                html_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "<!doctype html><title>Error</title><p>Internal error.</p>".into(),
-                )
-            }
-        }
-    }
-
-    fn error_page(&self, status: StatusCode, message: &str, rid: &str) -> Response {
-        self.render(
-            status,
-            "error.html",
-            context! { message => message, request_id => rid },
-        )
-    }
-
-    /// A 503 page for a passing condition (busy, a dependency down), with `Retry-After: 30`.
-    fn try_later_page(&self, message: &str, rid: &str) -> Response {
-        let mut r = self.error_page(StatusCode::SERVICE_UNAVAILABLE, message, rid);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        r
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Stores a new session under its link token; the error says which limit was hit.
-    fn insert(&self, s: Session) -> Result<(), &'static str> {
-        let mut all = self.lock();
-        let ttl = self.ttl;
-        if all.by_token.len() >= self.max {
-            all.purge(ttl);
-            if all.by_token.len() >= self.max {
-                return Err("ui.max_sessions");
-            }
-        }
-        let from_ip = all
-            .by_token
-            .values()
-            .filter(|x| x.ip == s.ip && x.created.elapsed() < ttl)
-            .count();
-        if from_ip >= self.max_per_ip {
-            return Err("ui.max_sessions_per_ip");
-        }
-        all.by_token.insert(s.csrf.clone(), s);
-        Ok(())
-    }
-
-    /// The live session with link token `t`, if it belongs to `browser`.
-    fn get(&self, t: &str, browser: &str) -> Option<Session> {
-        let mut all = self.lock();
-        match all.by_token.get(t) {
-            Some(s) if s.created.elapsed() >= self.ttl => {
-                all.remove(t);
-                None
-            }
-            Some(s) if constant_time_eq(s.browser.as_bytes(), browser.as_bytes()) => {
-                Some(s.clone())
-            }
-            _ => None,
-        }
-    }
-
-    /// The session waiting for OIDC `state` in `browser`, and what it was waiting with; the state
-    /// is used up in the same step (one lock), so two callbacks with one state cannot both pass.
-    fn take_oidc_state(&self, state: &str, browser: &str) -> Option<(Session, Pending)> {
-        let mut all = self.lock();
-        let t = all.by_state.get(state).cloned()?;
-        let s = all.by_token.get_mut(&t)?;
-        if s.created.elapsed() >= self.ttl
-            || !constant_time_eq(s.browser.as_bytes(), browser.as_bytes())
-        {
-            return None;
-        }
-        let pending = s.oidc.take()?;
-        let session = s.clone();
-        all.by_state.remove(state);
-        Some((session, pending))
-    }
-
-    fn set_pending(&self, t: &str, pending: Option<Pending>) {
-        let mut all = self.lock();
-        if let Some(old) = all
-            .by_token
-            .get(t)
-            .and_then(|s| s.oidc.as_ref())
-            .map(|p| p.state.clone())
-        {
-            all.by_state.remove(&old);
-        }
-        if let Some(p) = &pending {
-            all.by_state.insert(p.state.clone(), t.to_owned());
-        }
-        if let Some(s) = all.by_token.get_mut(t) {
-            s.oidc = pending;
-        }
-    }
-
-    fn remove(&self, t: &str) {
-        self.lock().remove(t);
-    }
-
-    /// Signing sessions open now (expired ones are dropped first): `esigd_signing_sessions`.
-    pub fn open_sessions(&self) -> usize {
-        let mut all = self.lock();
-        all.purge(self.ttl);
-        all.by_token.len()
-    }
-}
-
-/// Live sessions by link token, and the OIDC `state` index.
-#[derive(Debug, Default)]
-struct Sessions {
-    by_token: HashMap<String, Session>,
-    by_state: HashMap<String, String>,
-}
-
-impl Sessions {
-    fn remove(&mut self, t: &str) {
-        if let Some(s) = self.by_token.remove(t)
-            && let Some(p) = s.oidc
-        {
-            self.by_state.remove(&p.state);
-        }
-    }
-
-    fn purge(&mut self, ttl: Duration) {
-        let old: Vec<String> = self
-            .by_token
-            .iter()
-            .filter(|(_, s)| s.created.elapsed() >= ttl)
-            .map(|(t, _)| t.clone())
-            .collect();
-        for t in old {
-            self.remove(&t);
-        }
-    }
-}
 
 /// The display text of the redirect. The GovStack API has it base64url-encoded (UTF-8) in the
 /// query string, and that is the only form taken: guessing whether a value is encoded would turn
@@ -360,30 +106,6 @@ fn random_token(n: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn html_response(status: StatusCode, html: String) -> Response {
-    let mut r = (status, html).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
 fn redirect(to: &str) -> Response {
     match HeaderValue::from_str(to) {
         Ok(v) => {
@@ -398,7 +120,7 @@ fn redirect(to: &str) -> Response {
 }
 
 /// The public routes of the signing pages.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/v1/sign/interactive", get(interactive))
         .route("/v1/sign/interactive/national-id", get(national_id))
@@ -419,17 +141,6 @@ fn rid(r: &Option<Extension<RequestId>>) -> String {
         .unwrap_or_default()
 }
 
-fn session_id(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
-}
-
 fn echo_param(name: &str, v: Option<&String>) -> Result<Option<String>, String> {
     match v {
         None => Ok(None),
@@ -444,7 +155,7 @@ fn echo_param(name: &str, v: Option<&String>) -> Result<Option<String>, String> 
 
 /// Sends the browser back to the e-Service with `error` and `error_description` (and its
 /// `state` and `nonce`), never with a signature ID.
-fn fail_back(st: &AppState, s: &Session, code: &str, description: &str) -> Response {
+fn fail_back(st: &WebState, s: &Session, code: &str, description: &str) -> Response {
     st.metrics.signing_session_ended(code);
     redirect(&callback_url(
         s,
@@ -480,7 +191,7 @@ fn fingerprint(digest: &[u8]) -> String {
 }
 
 async fn interactive(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     r: Option<Extension<RequestId>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -492,7 +203,7 @@ async fn interactive(
     let Some(service_id) = q.get("serviceId") else {
         return bad("serviceId is required");
     };
-    let Some(eservice) = st.registry.load().eservice(service_id) else {
+    let Some(eservice) = st.svc.registry.load().eservice(service_id) else {
         return bad("serviceId is not a registered e-Service");
     };
     let Some(callback) = q.get("callbackUrl") else {
@@ -529,7 +240,7 @@ async fn interactive(
         q.get("hashType").map(String::as_str),
         display.as_deref(),
         q.get("requestTimestamp").map(String::as_str),
-        st.cfg.limits.request_max_age,
+        st.svc.settings.limits.request_max_age,
     ) {
         Ok(i) => i,
         Err(e) => return bad(e.message()),
@@ -542,11 +253,16 @@ async fn interactive(
         (Err(m), _) | (_, Err(m)) => return bad(&m),
     };
     // Verified now, used up only right before the signature is made.
-    let payment =
-        match payment::check(&st, &eservice, q.get("paymentToken").map(String::as_str)).await {
-            Ok(p) => p,
-            Err(e) => return payment_page(&st, &eservice, e, &rid),
-        };
+    let payment = match payment::check(
+        st.svc.payment.as_deref(),
+        &eservice,
+        q.get("paymentToken").map(String::as_str),
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return payment_page(&st, &eservice, e, &rid),
+    };
     let browser = pages
         .browser_id(&headers)
         .unwrap_or_else(|| random_token(32));
@@ -597,26 +313,7 @@ async fn interactive(
     resp
 }
 
-impl Pages {
-    fn cookie_name(&self) -> &'static str {
-        if self.secure_cookie {
-            SECURE_SESSION_COOKIE
-        } else {
-            SESSION_COOKIE
-        }
-    }
-
-    /// The browser's session cookie, if it looks like one we set.
-    fn browser_id(&self, headers: &HeaderMap) -> Option<String> {
-        session_id(headers, self.cookie_name()).filter(|v| {
-            (32..=64).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-    }
-}
-
-fn payment_page(st: &AppState, eservice: &Eservice, e: PaymentError, rid: &str) -> Response {
+fn payment_page(st: &WebState, eservice: &Eservice, e: PaymentError, rid: &str) -> Response {
     match e {
         PaymentError::Unavailable(m) => {
             tracing::warn!(error = %m, "payment verification unavailable");
@@ -638,7 +335,7 @@ fn payment_page(st: &AppState, eservice: &Eservice, e: PaymentError, rid: &str) 
 
 /// The session of this browser whose link token is `t`.
 fn session_for(
-    st: &AppState,
+    st: &WebState,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
 ) -> Result<Session, &'static str> {
@@ -652,14 +349,8 @@ fn session_for(
         .ok_or("Your signing session has expired, or this link is not yours. Start again from the service.")
 }
 
-/// Compares the browser cookie values without an early exit (the `subtle` crate).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.ct_eq(b).into()
-}
-
 async fn national_id(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     r: Option<Extension<RequestId>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
@@ -669,7 +360,7 @@ async fn national_id(
         Ok(x) => x,
         Err(m) => return st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid),
     };
-    let (Some(provider), Some(auth)) = (st.identity.as_ref(), st.pages.auth.as_ref()) else {
+    let (Some(provider), Some(auth)) = (st.svc.identity.as_ref(), st.pages.auth.as_ref()) else {
         return st.pages.error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Login with National ID is not configured on this service.",
@@ -693,7 +384,7 @@ async fn national_id(
 }
 
 async fn scd(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     r: Option<Extension<RequestId>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
@@ -709,7 +400,7 @@ async fn scd(
 }
 
 async fn cancel(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     r: Option<Extension<RequestId>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
@@ -743,7 +434,7 @@ fn failure_description(e: &onetime::SignError) -> &'static str {
 }
 
 async fn oidc_callback(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     r: Option<Extension<RequestId>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
@@ -783,7 +474,7 @@ async fn oidc_callback(
     let Some(code) = q.get("code") else {
         return refuse("The sign-in response has no authorization code.");
     };
-    let (Some(provider), Some(auth)) = (st.identity.as_ref(), st.pages.auth.as_ref()) else {
+    let (Some(provider), Some(auth)) = (st.svc.identity.as_ref(), st.pages.auth.as_ref()) else {
         return refuse("Login with National ID is not configured on this service.");
     };
     let claims =
@@ -806,10 +497,10 @@ async fn oidc_callback(
             }
         };
     st.pages.remove(&session.csrf);
-    let identity = crate::identity::map_claims(&provider.config().claims, &claims);
+    let identity = esigd_service::identity::map_claims(&provider.config().claims, &claims);
     // The payment is used up right before signing and given back if no signature is made.
     let result = onetime::sign_with_payment(
-        &st,
+        &st.svc.onetime,
         session.payment.clone(),
         OneTimeRequest {
             eservice: session.eservice.clone(),
@@ -855,7 +546,7 @@ async fn style_css() -> Response {
     css(STYLE_CSS.to_owned())
 }
 
-async fn theme_css(State(st): State<Arc<AppState>>) -> Response {
+async fn theme_css(State(st): State<Arc<WebState>>) -> Response {
     css(st.pages.theme_css.clone())
 }
 
@@ -871,7 +562,7 @@ fn css(body: String) -> Response {
         .into_response()
 }
 
-async fn logo(State(st): State<Arc<AppState>>) -> Response {
+async fn logo(State(st): State<Arc<WebState>>) -> Response {
     match &st.pages.logo {
         Some((bytes, kind)) => (
             [
@@ -899,109 +590,6 @@ pub fn display_fingerprint(digest: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cookies(v: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, v.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn behind_https_the_cookie_is_host_prefixed_and_only_that_one_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = "A".repeat(43);
-        let mut cfg = Config::dev_defaults(dir.path());
-        cfg.identity = None;
-        cfg.ca.base_url = "https://sign.example.gov".into();
-        let pages = Pages::new(&cfg).unwrap();
-        assert!(pages.secure_cookie);
-        assert_eq!(pages.cookie_name(), "__Host-esigd_session");
-        // A plain-named cookie (which a sibling domain or an http response could plant) is ignored.
-        assert_eq!(
-            pages.browser_id(&cookies(&format!("esigd_session={id}"))),
-            None
-        );
-        let both = format!(
-            "esigd_session={}; __Host-esigd_session={id}",
-            "B".repeat(43)
-        );
-        assert_eq!(pages.browser_id(&cookies(&both)), Some(id.clone()));
-
-        // Plain http (development): no Secure, so no __Host- prefix is possible.
-        cfg.ca.base_url = "http://127.0.0.1:8080".into();
-        let pages = Pages::new(&cfg).unwrap();
-        assert!(!pages.secure_cookie);
-        assert_eq!(
-            pages.browser_id(&cookies(&format!("esigd_session={id}"))),
-            Some(id)
-        );
-        // The pages' public address (the OIDC redirect URL) decides, not the CRL/OCSP base URL.
-        let file = dir.path().join("esigd.toml");
-        let secret = dir.path().join("client-secret");
-        std::fs::write(&secret, "s3cret\n").unwrap();
-        std::fs::write(
-            &file,
-            format!(
-                r#"
-[hsm]
-module = "/usr/lib/softhsm/libsofthsm2.so"
-token = "esig"
-pin = {{ file = {secret:?} }}
-[ca]
-base_url = "http://pki.example.gov"
-[identity]
-issuer = "https://idp.example.gov"
-client_id = "esigd"
-client_secret = {{ file = {secret:?} }}
-redirect_url = "https://sign.example.gov/v1/oidc/callback"
-"#
-            ),
-        )
-        .unwrap();
-        let cfg = Config::load(&file).unwrap();
-        assert!(Pages::new(&cfg).unwrap().secure_cookie);
-    }
-
-    #[test]
-    fn an_oidc_state_is_taken_once_and_only_by_its_browser() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::dev_defaults(dir.path());
-        cfg.identity = None;
-        let pages = Pages::new(&cfg).unwrap();
-        let session = Session {
-            created: Instant::now(),
-            browser: "browser-a".into(),
-            ip: "192.0.2.1".parse().unwrap(),
-            payment: None,
-            eservice: "shop".into(),
-            eservice_name: "Shop".into(),
-            input: SignInput {
-                hash_type: crate::workflows::HashType::Sha256,
-                digest: vec![1; 32],
-                display: None,
-            },
-            callback: url::Url::parse("https://shop.example/cb").unwrap(),
-            state: None,
-            nonce: None,
-            csrf: "link-1".into(),
-            oidc: None,
-        };
-        pages.insert(session).unwrap();
-        let pending = Pending {
-            state: "st-1".into(),
-            nonce: "n".into(),
-            pkce_verifier: "v".into(),
-        };
-        pages.set_pending("link-1", Some(pending));
-        // Another browser cannot take it (nor use it up).
-        assert!(pages.take_oidc_state("st-1", "browser-b").is_none());
-        let (s, p) = pages.take_oidc_state("st-1", "browser-a").unwrap();
-        assert_eq!((s.csrf.as_str(), p.state.as_str()), ("link-1", "st-1"));
-        assert!(s.oidc.is_none());
-        // Used up: a second callback with the same state finds nothing.
-        assert!(pages.take_oidc_state("st-1", "browser-a").is_none());
-        assert!(pages.lock().by_state.is_empty());
-    }
 
     #[test]
     fn display_text_is_base64url_as_govstack_has_it_and_nothing_is_guessed() {

@@ -2,7 +2,7 @@
 //! health. The URLs inside certificates point here (`ca.base_url`).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -19,7 +19,7 @@ use esigd_pki::pem::{
 };
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::WebState;
 
 /// Largest OCSP request accepted (a request for a handful of certificates is a few hundred bytes).
 const MAX_OCSP_REQUEST: usize = 16 * 1024;
@@ -28,7 +28,7 @@ const MAX_OCSP_REQUEST: usize = 16 * 1024;
 const MAX_TSA_BODY: usize = 128 * 1024;
 
 /// The public router.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -141,8 +141,8 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    let checks = match blocking(move || st.readiness()).await {
+async fn readyz(State(st): State<Arc<WebState>>) -> Response {
+    let checks = match blocking(move || st.svc.readiness()).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -162,28 +162,37 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn ca_pem(State(st): State<Arc<AppState>>) -> Response {
-    bytes("application/x-pem-file", st.published.ca_pem.clone())
+async fn ca_pem(State(st): State<Arc<WebState>>) -> Response {
+    bytes(
+        "application/x-pem-file",
+        st.svc.crls.published().ca_pem.clone(),
+    )
 }
 
-async fn ca_der(State(st): State<Arc<AppState>>) -> Response {
-    bytes(MEDIA_TYPE_CERT_DER, st.published.ca_der.clone())
+async fn ca_der(State(st): State<Arc<WebState>>) -> Response {
+    bytes(MEDIA_TYPE_CERT_DER, st.svc.crls.published().ca_der.clone())
 }
 
-async fn chain_pem(State(st): State<Arc<AppState>>) -> Response {
-    bytes("application/x-pem-file", st.published.chain_pem.clone())
+async fn chain_pem(State(st): State<Arc<WebState>>) -> Response {
+    bytes(
+        "application/x-pem-file",
+        st.svc.crls.published().chain_pem.clone(),
+    )
 }
 
-async fn tsa_pem(State(st): State<Arc<AppState>>) -> Response {
-    bytes("application/x-pem-file", st.published.tsa_pem.clone())
+async fn tsa_pem(State(st): State<Arc<WebState>>) -> Response {
+    bytes(
+        "application/x-pem-file",
+        st.svc.crls.published().tsa_pem.clone(),
+    )
 }
 
-async fn tsa_der(State(st): State<Arc<AppState>>) -> Response {
-    bytes(MEDIA_TYPE_CERT_DER, st.published.tsa_der.clone())
+async fn tsa_der(State(st): State<Arc<WebState>>) -> Response {
+    bytes(MEDIA_TYPE_CERT_DER, st.svc.crls.published().tsa_der.clone())
 }
 
-async fn crl(State(st): State<Arc<AppState>>) -> Response {
-    match blocking(move || st.current_crl(SystemTime::now())).await {
+async fn crl(State(st): State<Arc<WebState>>) -> Response {
+    match blocking(move || st.svc.crls.current(st.svc.clock.now())).await {
         Ok(Ok(der)) => {
             let mut r = bytes(MEDIA_TYPE_CRL_DER, der.to_vec());
             r.headers_mut().insert(
@@ -204,7 +213,7 @@ async fn crl(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn certificate(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     Path(serial): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -213,7 +222,7 @@ async fn certificate(
         Err(e) => return text_error(StatusCode::BAD_REQUEST, format!("serial: {e}")),
     };
     let key = serial_bytes(&serial).to_vec();
-    let record = match blocking(move || st.ca.certificate(&key)).await {
+    let record = match blocking(move || st.svc.ca.certificate(&key)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "reading certificate");
@@ -241,14 +250,14 @@ async fn certificate(
     }
 }
 
-async fn answer_ocsp(st: Arc<AppState>, request: Vec<u8>) -> Response {
-    match blocking(move || st.ca.ocsp(&request, SystemTime::now())).await {
+async fn answer_ocsp(st: Arc<WebState>, request: Vec<u8>) -> Response {
+    match blocking(move || st.svc.ca.ocsp(&request, SystemTime::now())).await {
         Ok(der) => bytes(MEDIA_TYPE_OCSP_RESPONSE, der),
         Err(r) => r,
     }
 }
 
-async fn ocsp_post(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn ocsp_post(State(st): State<Arc<WebState>>, headers: HeaderMap, body: Bytes) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -263,7 +272,7 @@ async fn ocsp_post(State(st): State<Arc<AppState>>, headers: HeaderMap, body: By
 }
 
 /// RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}.
-async fn ocsp_get(State(st): State<Arc<AppState>>, Path(encoded): Path<String>) -> Response {
+async fn ocsp_get(State(st): State<Arc<WebState>>, Path(encoded): Path<String>) -> Response {
     // axum has already percent-decoded the path segment(s).
     let der =
         match base64::engine::general_purpose::STANDARD.decode(encoded.trim_start_matches('/')) {
@@ -280,12 +289,12 @@ async fn ocsp_get(State(st): State<Arc<AppState>>, Path(encoded): Path<String>) 
 }
 
 async fn tsa(
-    State(st): State<Arc<AppState>>,
+    State(st): State<Arc<WebState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let allowed = &st.cfg.tsa.allowed_ips;
+    let allowed = &st.svc.settings.tsa.allowed_ips;
     let ip = crate::net::canonical_ip(peer.ip());
     if !allowed.is_empty() && !allowed.iter().any(|n| n.contains(&ip)) {
         tracing::info!(peer = %ip, "time-stamp request from an address outside tsa.allowed_ips");
@@ -305,13 +314,9 @@ async fn tsa(
         );
     }
     // A granted token is sent only once its audit record is durable (systemFailure otherwise).
-    let der = st.stamp_queue.stamp(body.to_vec()).await;
+    let der = st.svc.stamp_queue.stamp(body.to_vec()).await;
     let mut r = bytes("application/timestamp-reply", der);
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
-
-/// How long a built CRL is served before a fresh one is signed (it is also rebuilt on every
-/// status change).
-pub const CRL_REFRESH: Duration = Duration::from_secs(3600);

@@ -1,0 +1,256 @@
+//! Wiring: the configuration file model turned into the running parts (HSM, store, CA, TSA,
+//! identity, payment → [`Service`]; pages and metrics → [`WebState`]).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use esigd_ca::{Authority, CaConfig};
+use esigd_hsm::Hsm;
+use esigd_pki::pem::{certificate_to_der, certificate_to_pem, certificates_to_pem};
+use esigd_service::certs::Published;
+use esigd_service::clock::{ClockDiscipline, SharedClock};
+use esigd_service::identity::IdentityProvider;
+use esigd_service::payment::PaymentVerifier;
+use esigd_service::registry::Registry;
+use esigd_service::{CaAuthority, Parts, Service, Settings};
+use esigd_store::persist::{RocksCertStore, RocksImprintLog, RocksSerialStore, StampQueue};
+use esigd_store::{Store, StoreOptions};
+use esigd_tsa::{BlockSerials, KernelClock, Tsa, TsaConfig};
+use esigd_web::WebState;
+use esigd_web::metrics::Metrics;
+use esigd_web::pages::Pages;
+use x509_cert::Certificate;
+
+use crate::ceremony::{self, PkiFiles};
+use crate::config::Config;
+use crate::sys::Adjtimex;
+
+/// TSA serials reserved per durable write (see `esigd_tsa::BlockSerials`).
+const TSA_SERIAL_BLOCK: u64 = 4096;
+
+/// The kernel's clock discipline, read through adjtimex(2).
+pub fn kernel_discipline() -> ClockDiscipline {
+    Arc::new(KernelClock(Adjtimex))
+}
+
+/// The CA as configured: certificate and chain from `data_dir/pki`, key in the HSM, records in
+/// `store`. Used by `serve` and by `esigd init tsa` (which has our CA issue the TSA certificate).
+pub fn open_authority(cfg: &Config, hsm: &Hsm, store: &Store) -> Result<CaAuthority> {
+    let files = PkiFiles::of(cfg);
+    let ca_cert = ceremony::read_certificate(&files.ca)?;
+    let chain = if files.chain.exists() {
+        ceremony::read_certificates(&files.chain)?
+    } else {
+        vec![ca_cert.clone()]
+    };
+    Authority::new(
+        ca_cert,
+        ceremony::ca_signer(cfg, hsm)?,
+        ca_config(cfg),
+        RocksCertStore::new(store.clone()),
+    )
+    .context("ca: the CA certificate does not fit the CA key or the configuration")?
+    .with_chain(chain)
+    .with_context(|| {
+        format!(
+            "{}: the chain does not fit the CA certificate",
+            files.chain.display()
+        )
+    })
+}
+
+fn ca_config(cfg: &Config) -> CaConfig {
+    let mut c = CaConfig::with_base_url(&cfg.ca.base_url);
+    c.one_time.validity = cfg.ca.one_time_validity;
+    c.scd.validity = cfg.ca.scd_validity;
+    c.signature_check = match std::num::NonZeroU32::new(cfg.ca.verify_signatures_one_in) {
+        Some(n) if n.get() > 1 => esigd_ca::config::SignatureCheck::Sampled { ecdsa_one_in: n },
+        _ => esigd_ca::config::SignatureCheck::Every,
+    };
+    c
+}
+
+fn tsa_config(cfg: &Config, tsa_cert: &Certificate) -> Result<TsaConfig> {
+    let policy = cfg
+        .tsa
+        .policy
+        .parse()
+        .map_err(|_| anyhow::anyhow!("tsa.policy: not a dotted OID"))?;
+    let mut c = TsaConfig::new(policy);
+    c.accuracy = cfg.tsa.accuracy;
+    c.allow_unsynchronized_clock = cfg.tsa.allow_unsynchronized_clock;
+    c.tsa_name = Some(x509_cert::ext::pkix::name::GeneralName::DirectoryName(
+        tsa_cert.tbs_certificate.subject.clone(),
+    ));
+    Ok(c)
+}
+
+/// The e-Service and auditor registry of a configuration.
+pub fn registry(cfg: &Config) -> Registry {
+    Registry::new(
+        &cfg.eservices,
+        &cfg.auditors,
+        cfg.identity.as_ref().map(|i| i.client_id.as_str()),
+    )
+}
+
+/// Opens the store and builds the CA and TSA and the rest of the domain. With the embedded
+/// defaults, a missing CA or TSA is created (key ceremony in the dev token); otherwise
+/// `esigd init` must have run.
+pub fn build_service(
+    cfg: &Config,
+    hsm: Hsm,
+    meter: Arc<dyn esigd_service::meter::Meter>,
+    clock: SharedClock,
+    discipline: ClockDiscipline,
+) -> Result<Service> {
+    let store = Store::open(cfg.store_dir(), StoreOptions::default())
+        .with_context(|| format!("opening the store in {}", cfg.store_dir().display()))?;
+    let files = PkiFiles::of(cfg);
+    if !files.ca.exists() {
+        if !cfg.dev {
+            bail!(
+                "{} is missing: run `esigd init ca` first",
+                files.ca.display()
+            );
+        }
+        ceremony::init_root(cfg, &hsm)?;
+        tracing::info!(path = %files.ca.display(), "created the development root CA");
+    }
+    let mut ca = open_authority(cfg, &hsm, &store)?;
+    if let Some(signer) = ceremony::ocsp_signer(cfg, &hsm)? {
+        if !files.ocsp.exists() {
+            if !cfg.dev {
+                bail!(
+                    "{} is missing: run `esigd init ocsp` first (ca.ocsp_key is set)",
+                    files.ocsp.display()
+                );
+            }
+            ceremony::init_ocsp(cfg, &hsm, &ca)?;
+        }
+        let cert = ceremony::read_certificate(&files.ocsp)?;
+        ca = ca.with_ocsp_responder(cert, signer).with_context(|| {
+            format!(
+                "{}: not a responder certificate for ca.ocsp_key",
+                files.ocsp.display()
+            )
+        })?;
+        tracing::info!("OCSP responses are signed by the delegated responder");
+    }
+    let ca_cert = ca.ca_certificate().clone();
+    let chain = ca.chain().to_vec();
+    if !files.tsa.exists() {
+        if !cfg.dev {
+            bail!(
+                "{} is missing: run `esigd init tsa` first",
+                files.tsa.display()
+            );
+        }
+        ceremony::init_tsa(cfg, &hsm, &ca)?;
+        tracing::info!(path = %files.tsa.display(), "created the development TSA certificate");
+    }
+    let tsa_cert = ceremony::read_certificate(&files.tsa)?;
+    let serials = BlockSerials::open(RocksSerialStore::new(store.clone()), TSA_SERIAL_BLOCK)
+        .context("tsa: reserving a block of serial numbers")?;
+    let tsa = Tsa::new(
+        tsa_config(cfg, &tsa_cert)?,
+        tsa_cert.clone(),
+        ceremony::tsa_signer(cfg, &hsm)?,
+        serials,
+        discipline.clone(),
+    )
+    .context("tsa: the TSA certificate does not fit the TSA key or the configuration")?;
+    let published = Published {
+        ca_pem: certificate_to_pem(&ca_cert)?.into_bytes(),
+        ca_der: certificate_to_der(&ca_cert)?,
+        chain_pem: certificates_to_pem(&chain)?.into_bytes(),
+        tsa_pem: certificate_to_pem(&tsa_cert)?.into_bytes(),
+        tsa_der: certificate_to_der(&tsa_cert)?,
+    };
+    let onetime_keys = esigd_hsm::OneTimeKeys::start(
+        &hsm,
+        esigd_hsm::OneTimeConfig {
+            ready: cfg.hsm.onetime_keys_ready,
+            take_timeout: cfg.limits.queue_timeout,
+            ..esigd_hsm::OneTimeConfig::default()
+        },
+    )
+    .context("hsm: starting the one-time key generator")?;
+    let identity = match &cfg.identity {
+        Some(section) => {
+            let ca = match &section.ca_file {
+                Some(f) => Some(std::fs::read(cfg.data_path(f)).with_context(|| {
+                    format!("identity.ca_file: reading {}", cfg.data_path(f).display())
+                })?),
+                None => None,
+            };
+            Some(Arc::new(
+                IdentityProvider::new(section, ca.as_deref())?.with_clock(clock.clone()),
+            ))
+        }
+        None => None,
+    };
+    let payment = match &cfg.payment {
+        Some(p) => Some(Arc::new(PaymentVerifier::new(
+            p,
+            &cfg.data_dir,
+            store.clone(),
+            clock.clone(),
+        )?)),
+        None => None,
+    };
+    let imprints = RocksImprintLog::new(store.clone());
+    let tsa = Arc::new(tsa);
+    let signer = tsa.clone();
+    let stamp_queue = StampQueue::start(
+        Arc::new(move |request: &[u8], now| signer.stamp(request, now)),
+        imprints.clone(),
+        hsm.config().pool_size,
+    )
+    .context("tsa: cannot start the time-stamp signing threads")?;
+    Ok(Service::new(Parts {
+        settings: Settings {
+            limits: cfg.limits.clone(),
+            store: cfg.store.clone(),
+            tsa: cfg.tsa.clone(),
+        },
+        hsm,
+        store,
+        ca,
+        tsa,
+        imprints,
+        stamp_queue,
+        published,
+        onetime_keys,
+        registry: registry(cfg),
+        identity,
+        payment,
+        meter,
+        clock,
+        discipline,
+    }))
+}
+
+/// The domain and the web state of a configuration, with the real clock and the kernel's clock
+/// discipline.
+pub fn build(cfg: &Config, hsm: Hsm, metrics: Arc<Metrics>) -> Result<Arc<WebState>> {
+    let svc = build_service(
+        cfg,
+        hsm,
+        metrics.clone(),
+        esigd_service::clock::system(),
+        kernel_discipline(),
+    )?;
+    let pages = Pages::new(
+        &cfg.ui,
+        &cfg.data_dir,
+        cfg.identity.as_ref(),
+        cfg.oidc_redirect_url(),
+    )
+    .map_err(|e| cfg.invalid(&e.key, e.message))?;
+    Ok(Arc::new(WebState {
+        svc: Arc::new(svc),
+        pages,
+        metrics,
+    }))
+}
