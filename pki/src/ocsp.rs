@@ -327,6 +327,22 @@ fn unsigned(resp: OcspResponse) -> Vec<u8> {
         .unwrap_or_else(|_| vec![0x30, 0x03, 0x0a, 0x01, 0x02])
 }
 
+/// Largest request accepted in the GET form (RFC 6960 A.1): smaller than
+/// [`MAX_OCSP_REQUEST_LEN`] because it travels in a URL.
+pub const MAX_GET_REQUEST_LEN: usize = 16 * 1024;
+
+/// The DER request of the GET form (RFC 6960 A.1: `GET {url}/{url-encoding of base64 of the
+/// DER}`), from the path after `/ocsp/` once the HTTP layer has percent-decoded it. `None` for
+/// anything but padded standard base64 of at most [`MAX_GET_REQUEST_LEN`] bytes (answered with
+/// `malformedRequest`); the DER itself is checked by [`parse_ocsp_request`].
+pub fn decode_get_request(path: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(path.trim_start_matches('/'))
+        .ok()
+        .filter(|d| d.len() <= MAX_GET_REQUEST_LEN)
+}
+
 /// `malformedRequest` (1) response, DER.
 pub fn malformed_request() -> Vec<u8> {
     unsigned(OcspResponse::malformed_request())
@@ -361,4 +377,37 @@ pub fn parse_ocsp_response(
         None => None,
     };
     Ok((resp, basic))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_get_form_is_padded_standard_base64_within_the_limit() {
+        use base64::Engine;
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        assert_eq!(
+            decode_get_request(&b64(b"\x30\x03\x02\x01\x01")),
+            Some(b"\x30\x03\x02\x01\x01".to_vec())
+        );
+        // The part after `/ocsp/` may keep the separating slash (RFC 6960 A.1 clients differ).
+        assert_eq!(
+            decode_get_request(&format!("/{}", b64(b"abc"))),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(decode_get_request("YWJj"), Some(b"abc".to_vec()));
+        // Unpadded, URL-safe and garbage are malformed requests.
+        assert_eq!(decode_get_request("YWI"), None);
+        assert_eq!(
+            decode_get_request(&b64(&[0xfb, 0xff]).replace('+', "-").replace('/', "_")),
+            None
+        );
+        assert_eq!(decode_get_request("not base64!"), None);
+        assert!(decode_get_request(&b64(&vec![0u8; MAX_GET_REQUEST_LEN])).is_some());
+        assert_eq!(
+            decode_get_request(&b64(&vec![0u8; MAX_GET_REQUEST_LEN + 1])),
+            None
+        );
+    }
 }

@@ -12,7 +12,6 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
 use esigd_pki::pem::{
     MEDIA_TYPE_CERT_DER, MEDIA_TYPE_CRL_DER, MEDIA_TYPE_OCSP_REQUEST, MEDIA_TYPE_OCSP_RESPONSE,
     parse_serial_hex, serial_bytes,
@@ -274,18 +273,14 @@ async fn ocsp_post(State(st): State<Arc<WebState>>, headers: HeaderMap, body: By
 /// RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}.
 async fn ocsp_get(State(st): State<Arc<WebState>>, Path(encoded): Path<String>) -> Response {
     // axum has already percent-decoded the path segment(s).
-    let der =
-        match base64::engine::general_purpose::STANDARD.decode(encoded.trim_start_matches('/')) {
-            Ok(d) if d.len() <= MAX_OCSP_REQUEST => d,
-            // A malformed GET is still answered in OCSP terms.
-            _ => {
-                return bytes(
-                    MEDIA_TYPE_OCSP_RESPONSE,
-                    esigd_pki::ocsp::malformed_request(),
-                );
-            }
-        };
-    answer_ocsp(st, der).await
+    match esigd_pki::ocsp::decode_get_request(&encoded) {
+        Some(der) => answer_ocsp(st, der).await,
+        // A malformed GET is still answered in OCSP terms.
+        None => bytes(
+            MEDIA_TYPE_OCSP_RESPONSE,
+            esigd_pki::ocsp::malformed_request(),
+        ),
+    }
 }
 
 async fn tsa(
