@@ -88,6 +88,12 @@ impl TestToken {
         let dir = tempfile::tempdir().expect("temp dir");
         let pin_file = dir.path().join("pin");
         std::fs::write(&pin_file, format!("{pin}\n")).expect("write PIN file");
+        // Group and others may not read a PIN file (PinSource refuses it).
+        std::fs::set_permissions(
+            &pin_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .expect("chmod 600 the PIN file");
         TestToken {
             label,
             pin,

@@ -9,6 +9,11 @@ fn wrong_pin_is_named_and_not_echoed() {
     let token = TestToken::create();
     let pin_file = token.dir().join("wrong-pin");
     std::fs::write(&pin_file, "999999-wrong\n").unwrap();
+    std::fs::set_permissions(
+        &pin_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let mut cfg = token.config();
     cfg.pin = PinSource::File(pin_file);
     let err = Hsm::open(cfg).unwrap_err();
