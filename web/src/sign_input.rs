@@ -63,13 +63,14 @@ pub fn validate_sign_input(
             ),
         ));
     }
-    if let Some(d) = display
-        && d.chars().count() > MAX_DISPLAY_CHARS
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("dataToBeDisplayed is longer than {MAX_DISPLAY_CHARS} characters"),
-        ));
+    if let Some(d) = display {
+        if d.chars().count() > MAX_DISPLAY_CHARS {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("dataToBeDisplayed is longer than {MAX_DISPLAY_CHARS} characters"),
+            ));
+        }
+        check_display_chars(d).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     }
     if let Some(ts) = request_timestamp {
         let at = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z'))
@@ -99,6 +100,33 @@ pub fn validate_sign_input(
     })
 }
 
+/// Refuses display text a citizen could read otherwise than it is stored: control characters
+/// other than tab and line breaks, bidirectional overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069, which reorder what is shown) and invisible format characters (zero-width
+/// spaces and joiners, U+200B–U+200F, U+2060–U+2064, U+FEFF, U+061C, U+180E). The citizen
+/// approves what they read, so what they read must be the text itself.
+pub fn check_display_chars(text: &str) -> Result<(), &'static str> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
+    {
+        return Err(
+            "dataToBeDisplayed must not contain control characters other than tab and line breaks",
+        );
+    }
+    if text.chars().any(|c| {
+        matches!(c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+            | '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}' | '\u{061C}' | '\u{180E}')
+    }) {
+        return Err(
+            "dataToBeDisplayed must not contain bidirectional overrides or invisible (zero-width) characters",
+        );
+    }
+    Ok(())
+}
+
 /// Standard base64 (padding optional), or base64url as a courtesy.
 pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -114,6 +142,35 @@ pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use esigd_store::signatures::rfc3339;
+
+    #[test]
+    fn display_text_that_reads_otherwise_than_it_is_stored_is_refused() {
+        assert!(check_display_chars("Pay 100 EUR to\tAcme\r\nThanks ✓").is_ok());
+        // "Pay 100 EUR" shown as "Pay 001 EUR" by a right-to-left override.
+        for evil in [
+            "Pay \u{202E}001\u{202C} EUR",
+            "Pay \u{2067}100\u{2069} EUR",
+            "Pay 1\u{200B}00 EUR",
+            "Pay 100\u{FEFF} EUR",
+            "Pay \u{200F}100 EUR",
+        ] {
+            let e = check_display_chars(evil).unwrap_err();
+            assert!(e.contains("dataToBeDisplayed"), "{e}");
+        }
+        assert!(check_display_chars("bell\u{7}").is_err());
+        let h = B64.encode([0u8; 32]);
+        let e = validate_sign_input(
+            Some("CAdES"),
+            Some(&h),
+            Some("SHA2-256"),
+            Some("Pay \u{202E}001"),
+            None,
+            Duration::from_secs(600),
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(e.message().contains("bidirectional"), "{}", e.message());
+    }
 
     #[test]
     fn sign_input_errors_name_the_field() {

@@ -61,7 +61,7 @@ const STYLE_CSS: &str = include_str!("../../templates/style.css");
 /// The display text of the redirect. The GovStack API has it base64url-encoded (UTF-8) in the
 /// query string, and that is the only form taken: guessing whether a value is encoded would turn
 /// some plain words into other text, and the user approves what is shown. Padding is optional;
-/// control characters other than tab, CR and LF are refused.
+/// what [`crate::sign_input::check_display_chars`] refuses is refused here too.
 fn display_text(v: &str) -> Result<String, &'static str> {
     use base64::Engine;
     const MUST: &str = "dataToBeDisplayed must be base64url-encoded UTF-8 text (GovStack API; esig.js signUrl encodes it)";
@@ -75,14 +75,7 @@ fn display_text(v: &str) -> Result<String, &'static str> {
         .decode(v.trim_end_matches('='))
         .map_err(|_| MUST)?;
     let text = String::from_utf8(bytes).map_err(|_| MUST)?;
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n'))
-    {
-        return Err(
-            "dataToBeDisplayed must not contain control characters other than tab and line breaks",
-        );
-    }
+    crate::sign_input::check_display_chars(&text)?;
     Ok(text)
 }
 
@@ -611,6 +604,12 @@ mod tests {
         // Not UTF-8, or control characters.
         assert!(display_text("_w").is_err());
         assert!(display_text("YQBi").unwrap_err().contains("control"));
+        // A right-to-left override (U+202E) in the decoded text.
+        assert!(
+            display_text("UGF5IOKArjAwMQ")
+                .unwrap_err()
+                .contains("bidirectional")
+        );
     }
 
     #[test]
