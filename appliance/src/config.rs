@@ -119,13 +119,6 @@ pub struct LogSection {
     pub level: String,
 }
 
-fn loopback_v4() -> ipnet::IpNet {
-    ipnet::IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8).unwrap_or_default())
-}
-fn loopback_v6() -> ipnet::IpNet {
-    ipnet::IpNet::V6(ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128).unwrap_or_default())
-}
-
 fn default_log_format() -> String {
     "text".into()
 }
@@ -195,7 +188,7 @@ impl Config {
                 id: "demo".into(),
                 name: "Demo e-Service".into(),
                 identity: ClientIdentity::default(),
-                allowed_ips: vec![loopback_v4(), loopback_v6()],
+                allowed_ips: esigd_web::config::loopback(),
                 callback_prefixes: vec![
                     "http://127.0.0.1:8090/".into(),
                     "http://localhost:8090/".into(),
@@ -430,10 +423,7 @@ impl Config {
         }
         if id.max_age.is_some_and(|a| a < Duration::from_secs(1)) {
             // OIDC max_age is in whole seconds: less would ask for a new login every time.
-            return Err(self.invalid(
-                "identity.max_age",
-                "must be at least 1s (leave it out for no limit)",
-            ));
+            return Err(self.invalid("identity.max_age", "must be at least 1s (default 10m)"));
         }
         if let Some(c) = &id.claims.default_country
             && (c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()))
@@ -615,6 +605,8 @@ mod tests {
     #[test]
     fn minimal_file_parses_with_defaults() {
         let c = parse("[hsm]\npin = { env = \"ESIGD_HSM_PIN\" }\n").unwrap();
+        // /metrics answers loopback only unless the operator lists networks.
+        assert_eq!(c.metrics.allowed_ips, esigd_web::config::loopback());
         assert_eq!(c.listen.public.port(), 8080);
         assert_eq!(c.ca.one_time_validity, Duration::from_secs(60));
         assert!(
@@ -698,6 +690,12 @@ mod tests {
         assert_eq!(c.auditors.len(), 1);
         assert!(c.identity.is_some() && c.payment.is_some());
         assert!(!c.tsa.allow_unsynchronized_clock);
+        // The shipped file lets only this host read /metrics.
+        assert!(
+            c.metrics.allowed_ips.iter().all(|n| n.addr().is_loopback()),
+            "{:?}",
+            c.metrics.allowed_ips
+        );
     }
 
     #[test]

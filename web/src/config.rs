@@ -141,10 +141,29 @@ impl Default for UiSection {
 }
 
 /// `[metrics]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
-    /// Source addresses (CIDR) that may read `/metrics`; empty = everyone.
-    #[serde(default)]
+    /// Source addresses (CIDR) that may read `/metrics`; default loopback only (127.0.0.0/8,
+    /// ::1); an explicit empty list = everyone.
+    #[serde(default = "loopback")]
     pub allowed_ips: Vec<ipnet::IpNet>,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            allowed_ips: loopback(),
+        }
+    }
+}
+
+/// The loopback networks, IPv4 and IPv6.
+pub fn loopback() -> Vec<ipnet::IpNet> {
+    vec![
+        ipnet::IpNet::V4(ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8).unwrap_or_default()),
+        ipnet::IpNet::V6(
+            ipnet::Ipv6Net::new(std::net::Ipv6Addr::LOCALHOST, 128).unwrap_or_default(),
+        ),
+    ]
 }
