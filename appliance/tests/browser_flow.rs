@@ -595,6 +595,21 @@ fn one_time_signature_in_a_real_browser() {
         &work,
         signed_at,
     );
+    // pyHanko validates it too (as of the signing time: the one-time certificate lives 60 s); its
+    // status fields, parsed, for the signature and its time-stamp over the signature value.
+    let report = esigd_testkit::validators::pyhanko_validate_cms(
+        &work.join("sig.p7s"),
+        &doc,
+        &env.dir.path().join("data/pki/ca.pem"),
+        signed_at,
+    );
+    assert!(
+        report.signature.ok() && report.bottom_line && report.timestamp_valid(),
+        "pyHanko did not accept the signature and its time-stamp: {report:#?}"
+    );
+    let ts = report.timestamp.as_ref().unwrap();
+    let sigval_digest = hex::encode(Sha256::digest(&verified.signature));
+    assert_eq!(ts.imprint, sigval_digest, "{report:#?}");
     let pem = der::EncodePem::to_pem(&verified.signer_cert, der::pem::LineEnding::LF).unwrap();
     check_one_time_certificate(&pem, &work);
     run_ok(

@@ -23,6 +23,9 @@ use esigd_hsm::testing::TestToken;
 use esigd_pki::tsp::{
     MessageImprint, PkiStatus, TimeStampReq, TimeStampResp, TspVersion, token_tst_info,
 };
+use esigd_testkit::validators::{
+    TS_IMPRINT_MISMATCH, TS_SIGNER_NOT_FOUND, assert_openssl_refused, pyhanko_validate_tst,
+};
 use esigd_testkit::{Daemon, SERVE, config, esigd, text};
 use sha2::Digest;
 
@@ -205,10 +208,11 @@ fn openssl_queries_for_every_hash_nonce_and_cert_request_verify() {
                 if !cert {
                     // certReq false: the token must not carry the TSA certificate, so openssl needs it
                     // given, and fails without it.
-                    let o = openssl(&v, w);
-                    assert!(
-                        !o.status.success(),
-                        "{case}: verified without the TSA cert although certReq=false"
+                    assert_openssl_refused(
+                        &openssl(&v, w),
+                        TS_SIGNER_NOT_FOUND,
+                        Some(1),
+                        &format!("{case}: verify without the TSA cert although certReq=false"),
                     );
                     v.extend(["-untrusted", "tsa.pem"]);
                     vq.extend(["-untrusted", "tsa.pem"]);
@@ -221,9 +225,11 @@ fn openssl_queries_for_every_hash_nonce_and_cert_request_verify() {
                 std::fs::write(w.join("other.txt"), b"another document\n").unwrap();
                 let mut bad = v.clone();
                 bad[3] = "other.txt";
-                assert!(
-                    !openssl(&bad, w).status.success(),
-                    "{case}: wrong data verified"
+                assert_openssl_refused(
+                    &openssl(&bad, w),
+                    TS_IMPRINT_MISMATCH,
+                    Some(1),
+                    &format!("{case}: a different document"),
                 );
                 cases += 1;
             }
@@ -573,20 +579,88 @@ max_sessions_per_ip = 1
     );
 }
 
-#[test]
-fn clock_gate_refuses_from_the_kernel_reading() {
-    use esigd_tsa::{ClockState, KernelClock};
-    let accuracy = Duration::from_micros(1);
-    let reading = esigd_tsa::TimexSource::read(&esigd::sys::Adjtimex).unwrap();
-    let status = KernelClock(esigd::sys::Adjtimex).status().unwrap();
-    let expect_kind = if !status.synchronized {
+/// The kernel's NTP state read WITHOUT the code under test: `adjtimex(2)` with `modes = 0` through
+/// Python's `ctypes` (its own `struct timex` layout, checked by size and a sane `tick`).
+const ADJTIMEX_PY: &str = r#"
+import ctypes, ctypes.util, json
+class Timeval(ctypes.Structure):
+    _fields_ = [('tv_sec', ctypes.c_long), ('tv_usec', ctypes.c_long)]
+class Timex(ctypes.Structure):
+    _fields_ = [('modes', ctypes.c_uint), ('offset', ctypes.c_long), ('freq', ctypes.c_long),
+                ('maxerror', ctypes.c_long), ('esterror', ctypes.c_long), ('status', ctypes.c_int),
+                ('constant', ctypes.c_long), ('precision', ctypes.c_long), ('tolerance', ctypes.c_long),
+                ('time', Timeval), ('tick', ctypes.c_long), ('ppsfreq', ctypes.c_long),
+                ('jitter', ctypes.c_long), ('shift', ctypes.c_int), ('stabil', ctypes.c_long),
+                ('jitcnt', ctypes.c_long), ('calcnt', ctypes.c_long), ('errcnt', ctypes.c_long),
+                ('stbcnt', ctypes.c_long), ('tai', ctypes.c_int), ('_reserved', ctypes.c_int * 11)]
+assert ctypes.sizeof(Timex) == 208, ctypes.sizeof(Timex)  # x86_64 / aarch64 Linux
+libc = ctypes.CDLL(ctypes.util.find_library('c'), use_errno=True)
+t = Timex(modes=0)
+state = libc.adjtimex(ctypes.byref(t))
+if state < 0:
+    raise OSError(ctypes.get_errno(), 'adjtimex')
+print(json.dumps({'state': state, 'status': t.status, 'maxerror_us': t.maxerror, 'tick': t.tick}))
+"#;
+
+/// What the clock gate must decide for the current kernel state, derived from `adjtimex(2)` as its
+/// man page documents it (not from esigd-tsa): `TIME_ERROR` (5), `STA_UNSYNC` (0x40) or
+/// `STA_CLOCKERR` (0x1000) mean unsynchronised, and so does `maxerror` at the kernel's 16 s cap
+/// (NTP_PHASE_LIMIT, where the kernel sets STA_UNSYNC); otherwise `maxerror` (µs) is the error bound.
+/// Returns the expected rejection reason (`None` = granted) and the raw reading.
+fn independent_clock_expectation(accuracy: Duration) -> (Option<&'static str>, serde_json::Value) {
+    let python = esigd_testkit::venv().join("bin/python");
+    let o = Command::new(&python)
+        .args(["-c", ADJTIMEX_PY])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(
+        o.status.success(),
+        "adjtimex through ctypes failed:\n{}",
+        text(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("unparseable adjtimex reading ({e}):\n{}", text(&o)));
+    let int = |k: &str| v[k].as_i64().unwrap_or_else(|| panic!("no `{k}` in {v}"));
+    let (state, status, maxerror_us, tick) =
+        (int("state"), int("status"), int("maxerror_us"), int("tick"));
+    // A wrong struct layout would read garbage: tick is 1/USER_HZ s ± 10 % (USER_HZ 100 → 10000 µs).
+    assert!(
+        (9_000..=11_000).contains(&tick),
+        "implausible timex.tick {tick}: {v}"
+    );
+    assert!(
+        (0..=5).contains(&state) && maxerror_us >= 0,
+        "implausible reading {v}"
+    );
+    let unsynchronized =
+        state == 5 || status & 0x0040 != 0 || status & 0x1000 != 0 || maxerror_us >= 16_000_000;
+    let expect = if unsynchronized {
         Some("clock_unsynchronized")
-    } else if status.max_error > accuracy {
+    } else if Duration::from_micros(maxerror_us.unsigned_abs()) > accuracy {
         Some("clock_max_error")
     } else {
         None
     };
-    eprintln!("adjtimex: {reading:?} -> {status:?}, expecting {expect_kind:?}");
+    (expect, v)
+}
+
+#[test]
+fn clock_gate_refuses_from_the_kernel_reading() {
+    use esigd_tsa::{ClockState, KernelClock};
+    let accuracy = Duration::from_micros(1);
+    // The expected outcome comes from an independent reading of the kernel...
+    let (expect_kind, independent) = independent_clock_expectation(accuracy);
+    // ... and the code under test must read the same state (it is what the daemon uses).
+    let reading = esigd_tsa::TimexSource::read(&esigd::sys::Adjtimex).unwrap();
+    let status = KernelClock(esigd::sys::Adjtimex).status().unwrap();
+    eprintln!(
+        "ctypes adjtimex: {independent}; esigd: {reading:?} -> {status:?}; expecting {expect_kind:?}"
+    );
+    assert_eq!(
+        status.synchronized,
+        expect_kind != Some("clock_unsynchronized"),
+        "esigd's kernel clock disagrees with the independent adjtimex reading {independent}: {reading:?} -> {status:?}"
+    );
 
     let token = TestToken::create();
     let dir = tempfile::tempdir().unwrap();
@@ -639,32 +713,125 @@ fn clock_gate_refuses_from_the_kernel_reading() {
     d.stop();
 }
 
-const PYHANKO_CHECK: &str = r#"
-import asyncio, hashlib, sys
-from asn1crypto import pem, x509
-from pyhanko.sign.timestamps import HTTPTimeStamper
-from pyhanko.sign.validation.generic_cms import validate_tst_signed_data
-from pyhanko_certvalidator import ValidationContext
+/// A clock state the test switches while the service runs (the TSA's injected `ClockDiscipline`).
+struct SwitchableClock(Mutex<esigd_tsa::ClockStatus>);
 
-async def main(url, ca_path):
-    raw = open(ca_path, 'rb').read()
-    if pem.detect(raw):
-        _, _, raw = pem.unarmor(raw)
-    ca = x509.Certificate.load(raw)
+impl esigd_tsa::ClockState for SwitchableClock {
+    fn status(&self) -> Result<esigd_tsa::ClockStatus, esigd_tsa::ClockError> {
+        Ok(*self.0.lock().unwrap())
+    }
+}
+
+/// Both branches of the clock gate, whatever the machine's clock: the service is built in process
+/// with an injected clock state and the TSA stamps through its queue (what `POST /tsa` calls). A
+/// synchronised clock within `tsa.accuracy` gets a token openssl verifies; an unsynchronised clock,
+/// or one whose maximum error exceeds the accuracy, gets `rejection` / `timeNotAvailable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_clock_grants_only_while_synchronized_within_the_accuracy() {
+    use esigd_tsa::{ClockStatus, FixedClock};
+    let dir = tempfile::tempdir().unwrap();
+    let token = TestToken::create();
+    let clock = Arc::new(SwitchableClock(Mutex::new(
+        FixedClock::synchronized(Duration::from_millis(10)).0,
+    )));
+    let data = dir.path().join("data");
+    let discipline: esigd_service::clock::ClockDiscipline = clock.clone();
+    let svc = tokio::task::block_in_place(|| {
+        let hsm = esigd_hsm::Hsm::open(token.config()).unwrap();
+        let mut cfg = esigd::config::Config::dev_defaults(&data);
+        cfg.tsa.allow_unsynchronized_clock = false;
+        cfg.tsa.accuracy = Duration::from_secs(1);
+        let tls = esigd::devsetup::ensure_dev_tls(&cfg).unwrap();
+        esigd::devsetup::apply_dev_registrations(&mut cfg, &tls).unwrap();
+        esigd::wiring::build_service(
+            &cfg,
+            hsm,
+            Arc::new(esigd_service::meter::NoMeter),
+            esigd_service::clock::system(),
+            discipline,
+        )
+        .unwrap()
+    });
+    let w = dir.path();
+    std::fs::write(w.join("doc.txt"), b"injected clock\n").unwrap();
+    std::fs::copy(data.join("pki/ca.pem"), w.join("ca.pem")).unwrap();
+    openssl_ok(
+        &[
+            "ts", "-query", "-data", "doc.txt", "-sha256", "-cert", "-out", "q.tsq",
+        ],
+        w,
+    );
+    let query = std::fs::read(w.join("q.tsq")).unwrap();
+
+    let cases = [
+        (
+            "synchronized, 10 ms ≤ 1 s",
+            FixedClock::synchronized(Duration::from_millis(10)).0,
+            true,
+        ),
+        ("unsynchronized", FixedClock::unsynchronized().0, false),
+        (
+            "synchronized, 2 s > 1 s",
+            ClockStatus {
+                synchronized: true,
+                max_error: Duration::from_secs(2),
+            },
+            false,
+        ),
+        (
+            "synchronized again",
+            FixedClock::synchronized(Duration::from_millis(999)).0,
+            true,
+        ),
+    ];
+    for (i, (case, state, granted)) in cases.into_iter().enumerate() {
+        *clock.0.lock().unwrap() = state;
+        let reply = svc.stamp_queue.stamp(query.clone()).await;
+        let r = format!("r{i}.tsr");
+        std::fs::write(w.join(&r), &reply).unwrap();
+        let t = openssl_ok(&["ts", "-reply", "-in", &r, "-text"], w);
+        if granted {
+            assert_eq!(field(&t, "Status:"), Some("Granted."), "{case}:\n{t}");
+            let v = openssl_ok(
+                &[
+                    "ts",
+                    "-verify",
+                    "-queryfile",
+                    "q.tsq",
+                    "-in",
+                    &r,
+                    "-CAfile",
+                    "ca.pem",
+                ],
+                w,
+            );
+            assert!(v.contains("Verification: OK"), "{case}:\n{v}");
+        } else {
+            assert_eq!(field(&t, "Status:"), Some("Rejected."), "{case}:\n{t}");
+            assert_eq!(
+                field(&t, "Failure info:"),
+                Some("the TSA's time source is not available"),
+                "{case}:\n{t}"
+            );
+            let resp = TimeStampResp::from_der(&reply).unwrap();
+            assert!(
+                resp.time_stamp_token.is_none(),
+                "{case}: a rejection carries no token"
+            );
+        }
+    }
+    tokio::task::block_in_place(|| svc.stamp_queue.close());
+}
+
+/// pyHanko's own RFC 3161 client fetches a token; the token goes to a file for the validation.
+const PYHANKO_FETCH: &str = r#"
+import asyncio, hashlib, sys
+from pyhanko.sign.timestamps import HTTPTimeStamper
+
+async def main(url, out):
     digest = hashlib.sha256(b'esigd pyHanko HTTPTimeStamper').digest()
     token = await HTTPTimeStamper(url).async_timestamp(digest, 'sha256')
-    st = await validate_tst_signed_data(
-        token['content'], ValidationContext(trust_roots=[ca]), expected_tst_imprint=lambda alg: digest)
-    print('intact', st['intact'], 'valid', st['valid'], 'trust', st['trust_problem_indic'], 'time', st['timestamp'])
-    assert st['intact'] and st['valid'] and st['trust_problem_indic'] is None, st
-    tst = token['content']['encap_content_info']['content'].parsed
-    assert tst['policy'].dotted == sys.argv[3], tst['policy'].dotted
-    # A wrong imprint must not validate.
-    other = hashlib.sha256(b'other').digest()
-    bad = await validate_tst_signed_data(
-        token['content'], ValidationContext(trust_roots=[ca]), expected_tst_imprint=lambda alg: other)
-    assert not bad['intact'], bad
-    print('pyhanko ok')
+    open(out, 'wb').write(token.dump())
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
 "#;
@@ -675,20 +842,66 @@ fn pyhanko_http_timestamper_gets_and_validates_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let d = dev(&dir.path().join("data"));
     let script = dir.path().join("pyhanko_tsa.py");
-    std::fs::write(&script, PYHANKO_CHECK).unwrap();
+    std::fs::write(&script, PYHANKO_FETCH).unwrap();
+    let token = dir.path().join("token.der");
     let o = Command::new(&python)
         .arg(&script)
         .arg(d.url("/tsa"))
-        .arg(dir.path().join("data/pki/ca.pem"))
-        .arg(POLICY)
+        .arg(&token)
         .output()
         .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
-    let t = text(&o);
     assert!(
-        o.status.success() && t.contains("pyhanko ok"),
-        "pyHanko (from the test venv) failed:\n{t}"
+        o.status.success(),
+        "pyHanko's HTTPTimeStamper (from the test venv) failed:\n{}",
+        text(&o)
     );
     d.stop();
+
+    // pyHanko's validation of the token: status fields parsed, not words in its output.
+    let ca = dir.path().join("data/pki/ca.pem");
+    let digest = sha2::Sha256::digest(b"esigd pyHanko HTTPTimeStamper");
+    let t = pyhanko_validate_tst(&token, &digest, &ca, None);
+    assert!(t.status.ok(), "pyHanko did not accept the token: {t:#?}");
+    assert_eq!(t.policy, POLICY, "{t:#?}");
+    assert_eq!(t.imprint_algorithm, "sha256", "{t:#?}");
+    assert_eq!(t.imprint, hex::encode(digest), "{t:#?}");
+    // A token over another digest is not intact for pyHanko.
+    let other = sha2::Sha256::digest(b"other");
+    let bad = pyhanko_validate_tst(&token, &other, &ca, None);
+    assert!(
+        !bad.status.intact && !bad.status.ok(),
+        "pyHanko accepted the token for another digest: {bad:#?}"
+    );
+    assert!(
+        bad.status.valid,
+        "the signature itself is still valid: {bad:#?}"
+    );
+    // Nor trusted under another root.
+    openssl_ok(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-subj",
+            "/CN=Another CA",
+            "-days",
+            "2",
+        ],
+        dir.path(),
+    );
+    let untrusted = pyhanko_validate_tst(&token, &digest, &dir.path().join("other.pem"), None);
+    assert!(
+        untrusted.status.intact && !untrusted.status.trusted && !untrusted.status.ok(),
+        "pyHanko trusted the token under another root: {untrusted:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------
