@@ -14,6 +14,8 @@ old=$(cd "$1" && pwd)
 rounds=${2:-3}
 new=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-target}"
+# Both trees link the RocksDB archive built once (same librocksdb-sys version assumed).
+eval "$("$new/scripts/rocksdb-lib.sh")"
 export BENCH_SECS=${BENCH_SECS:-2} BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out/old" "$out/new"

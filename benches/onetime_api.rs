@@ -71,6 +71,7 @@ fn e2e_dir() -> PathBuf {
 }
 
 /// The development IdP (`tests/e2e/idp.mjs`) with the bench's client; returns it and its issuer URL.
+/// Its signing keys go to `work/idp-keys.json` (for [`mint_id_tokens`]).
 fn start_idp(work: &Path) -> (Proc, String) {
     let marker = e2e_dir().join("node_modules/oidc-provider/package.json");
     assert!(
@@ -88,6 +89,8 @@ fn start_idp(work: &Path) -> (Proc, String) {
     cmd.arg(e2e_dir().join("idp.mjs"))
         .args(["--host", "127.0.0.1", "--port", "0", "--config"])
         .arg(&cfg)
+        .arg("--keys")
+        .arg(work.join("idp-keys.json"))
         .stdin(Stdio::null())
         .stderr(Stdio::null());
     let (idp, issuer, _) = start(cmd, |l| {
@@ -117,6 +120,51 @@ fn id_token(issuer: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     token
+}
+
+/// ID tokens are single use at esigd, so every request carries a token of its own: `n` tokens
+/// like `real` (the IdP's own header and claims for `mari`), each with a fresh `iat`/`auth_time`
+/// and a unique `jti`, signed with the IdP's ES256 key from its keys file, as the IdP would sign
+/// them.
+fn mint_id_tokens(real: &str, idp_keys: &Path, n: usize) -> Vec<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use p256::pkcs8::EncodePrivateKey;
+    let part = |i: usize| -> serde_json::Value {
+        let seg = real.split('.').nth(i).expect("a JWT");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(seg).unwrap()).unwrap()
+    };
+    let (header, claims) = (part(0), part(1));
+    assert_eq!(header["alg"], "ES256", "the IdP signs ID tokens with ES256");
+    let keys: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(idp_keys).unwrap()).unwrap();
+    let jwk = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the token's key in the IdP's keys file");
+    let d = URL_SAFE_NO_PAD.decode(jwk["d"].as_str().unwrap()).unwrap();
+    let der = p256::SecretKey::from_slice(&d)
+        .unwrap()
+        .to_pkcs8_der()
+        .unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_der(der.as_bytes());
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = header["kid"].as_str().map(str::to_owned);
+    h.typ = header["typ"].as_str().map(str::to_owned);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    (0..n)
+        .map(|i| {
+            let mut c = claims.clone();
+            c["iat"] = now.into();
+            c["auth_time"] = now.into();
+            c["jti"] = format!("bench-{i}").into();
+            jsonwebtoken::encode(&h, &c, &key).unwrap()
+        })
+        .collect()
 }
 
 /// rustls client configuration: TLS 1.3, ring, the test client CA as the only root, the client certificate.
@@ -191,28 +239,60 @@ impl Conn {
     }
 }
 
-/// The complete HTTP request signing the SHA-256 of each document.
-fn requests(addr: &str, token: &str, docs: &[PathBuf]) -> Arc<Vec<Vec<u8>>> {
-    Arc::new(
-        docs.iter()
+/// The requests: the JSON body signing the SHA-256 of each document, and a fresh ID token for
+/// each request (single use at esigd).
+struct Requests {
+    addr: String,
+    bodies: Vec<String>,
+    tokens: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Requests {
+    fn new(addr: &str, tokens: Vec<String>, docs: &[PathBuf]) -> Arc<Requests> {
+        let bodies = docs
+            .iter()
             .map(|d| {
                 let digest = Sha256::digest(std::fs::read(d).unwrap());
-                let body = serde_json::json!({
+                serde_json::json!({
                     "format": "CAdES",
                     "hash": B64.encode(digest),
                     "hashType": "SHA2-256",
                 })
-                .to_string();
-                let mut req = format!(
-                    "POST /v1/sign/onetime HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nX-GovStack-AuthenticationToken: {token}\r\nContent-Length: {}\r\n\r\n",
-                    body.len()
-                )
-                .into_bytes();
-                req.extend_from_slice(body.as_bytes());
-                req
+                .to_string()
             })
-            .collect(),
-    )
+            .collect();
+        Arc::new(Requests {
+            addr: addr.to_string(),
+            bodies,
+            tokens,
+            next: Default::default(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.bodies.len()
+    }
+
+    /// The complete HTTP request for document `doc`, with a token no request used before.
+    fn build(&self, doc: usize) -> Vec<u8> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = self.tokens.get(i).unwrap_or_else(|| {
+            panic!(
+                "all {} minted ID tokens are used: lower BENCH_SECS/BENCH_ROUNDS",
+                self.tokens.len()
+            )
+        });
+        let body = &self.bodies[doc];
+        let mut req = format!(
+            "POST /v1/sign/onetime HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nX-GovStack-AuthenticationToken: {token}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body.as_bytes());
+        req
+    }
 }
 
 /// What one load sample measured.
@@ -238,7 +318,7 @@ fn run_load(
     clients: usize,
     dur: Duration,
     rate: Option<f64>,
-    reqs: &Arc<Vec<Vec<u8>>>,
+    reqs: &Arc<Requests>,
     kept: &Kept,
 ) -> Sample {
     let barrier = Arc::new(Barrier::new(clients));
@@ -267,7 +347,7 @@ fn run_load(
                         std::thread::sleep(wait);
                     }
                     let doc = (c + i) % reqs.len();
-                    let (status, body) = conn.send(&reqs[doc]);
+                    let (status, body) = conn.send(&reqs.build(doc));
                     lat.push((
                         (scheduled - start).as_secs_f64() * 1e3,
                         scheduled.elapsed().as_secs_f64() * 1e3,
@@ -573,6 +653,13 @@ fn main() {
     let client = ca.issue("bench", "/CN=bench/O=Bench Office", "client_ext", None);
     let (_idp, issuer) = start_idp(w);
     let id_token = id_token(&issuer);
+    // One token per request: enough for 2,500 signatures per second through every sample.
+    let samples = (levels.len() + 1) * rounds + 2;
+    let tokens = mint_id_tokens(
+        &id_token,
+        &w.join("idp-keys.json"),
+        2_500 * samples * dur.as_secs().max(1) as usize,
+    );
     let docs: Vec<PathBuf> = (0..DOCS)
         .map(|k| {
             let p = w.join(format!("doc-{k}.txt"));
@@ -602,6 +689,8 @@ allow_unsynchronized_clock = true
 [identity]
 issuer = {issuer:?}
 client_id = "esigd"
+# The minted tokens carry the set-up time as auth_time; a long run must not outlast the login.
+max_age = "2h"
 client_secret = {{ env = "ESIGD_BENCH_UNUSED_SECRET" }}
 [identity.claims]
 default_country = "EE"
@@ -666,7 +755,7 @@ id_token_audiences = ["{CLIENT_ID}"]
     );
     let pid = esigd.0.id();
     let tls = tls_config(&ca.pem(), &client.0, &client.1);
-    let reqs = requests(&eservice, &id_token, &docs);
+    let reqs = Requests::new(&eservice, tokens, &docs);
     let kept: Kept = Default::default();
 
     // Warm-up (connections, JWKS fetch, first store writes, page cache), then idle RSS.

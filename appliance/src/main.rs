@@ -502,7 +502,8 @@ async fn reload_on_sighup(cfg: Arc<Config>, svc: Arc<esigd_service::Service>, al
     }
 }
 
-/// Removes stored signatures whose retention has ended, every `store.sweep_interval`.
+/// Removes stored signatures whose retention has ended, and the single-use records of ID tokens
+/// that expired, every `store.sweep_interval`.
 async fn sweep_signatures(svc: Arc<esigd_service::Service>) {
     let mut tick = tokio::time::interval(svc.settings.store.sweep_interval);
     loop {
@@ -529,6 +530,26 @@ async fn sweep_signatures(svc: Arc<esigd_service::Service>) {
             Ok(Ok(n)) => tracing::info!(removed = n, "expired signatures removed"),
             Ok(Err(e)) => tracing::warn!(error = %e, "signature retention sweep failed"),
             Err(e) => tracing::warn!(error = %e, "signature retention sweep panicked"),
+        }
+        // The single-use records of ID tokens that expired (they can no longer be replayed).
+        if let Some(identity) = svc.identity.clone() {
+            let removed = tokio::task::spawn_blocking(move || {
+                let mut total = 0;
+                loop {
+                    let n = identity.sweep_spent_tokens_blocking(1000)?;
+                    total += n;
+                    if n < 1000 {
+                        return Ok::<_, esigd_service::identity::IdentityError>(total);
+                    }
+                }
+            })
+            .await;
+            match removed {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(removed = n, "expired ID-token records removed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "ID-token record sweep failed"),
+                Err(e) => tracing::warn!(error = %e, "ID-token record sweep panicked"),
+            }
         }
     }
 }

@@ -185,7 +185,9 @@ pub fn build_service(
                 None => None,
             };
             Some(Arc::new(
-                IdentityProvider::new(section, ca.as_deref())?.with_clock(clock.clone()),
+                IdentityProvider::new(section, ca.as_deref())?
+                    .with_clock(clock.clone())
+                    .with_store(store.clone()),
             ))
         }
         None => None,

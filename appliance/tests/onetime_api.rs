@@ -16,7 +16,8 @@ use esigd_testkit::api::{
 };
 use esigd_testkit::idp::Idp;
 use esigd_testkit::pki::{Ca, openssl_out};
-use esigd_testkit::{Daemon, config, esigd, venv};
+use esigd_testkit::validators::pyhanko_validate_cms;
+use esigd_testkit::{Daemon, config, esigd};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// Client certificates and the server certificate of the e-Service listener.
@@ -254,26 +255,22 @@ fn check_signature(env: &Env, resp: &serde_json::Value, doc: &Path, work: &Path)
         .unwrap();
     assert_eq!(verified.timestamp_tokens, vec![token]);
 
-    // pyHanko validates the detached CAdES signature with its time-stamp.
-    let sig = work.join("sig.p7s");
-    let out = Command::new(venv().join("bin/pyhanko"))
-        .args(["sign", "validate", "--pretty-print", "--detached"])
-        .arg(&sig)
-        .arg("--trust")
-        .arg(&ca)
-        .args(["--trust-replace", "--no-revocation-check"])
-        .arg(doc)
-        .output()
-        .unwrap();
-    let t = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "pyHanko refused the signature:\n{t}");
+    // pyHanko validates the detached CAdES signature with its time-stamp: pyHanko's status fields,
+    // parsed (testkit::validators), not words in its output.
+    let report = pyhanko_validate_cms(&work.join("sig.p7s"), doc, &ca, None);
     assert!(
-        t.contains("timestamp") || t.contains("Timestamp"),
-        "pyHanko did not report the signature time-stamp:\n{t}"
+        report.signature.ok() && report.bottom_line,
+        "pyHanko refused the signature: {report:#?}"
+    );
+    assert!(
+        report.timestamp_valid(),
+        "pyHanko did not validate the signature time-stamp: {report:#?}"
+    );
+    let ts = report.timestamp.as_ref().unwrap();
+    assert_eq!(
+        ts.imprint,
+        hex::encode(Sha256::digest(&verified.signature)),
+        "the time-stamp is not over the signature value: {report:#?}"
     );
 
     // The certificate: the test user's identity, valid for 60 s.
@@ -285,7 +282,8 @@ fn check_signature(env: &Env, resp: &serde_json::Value, doc: &Path, work: &Path)
 fn one_time_signatures_verify_with_openssl_and_pyhanko_and_can_be_fetched_once_stored() {
     let env = env_with(|_| String::new());
     let d = env.start();
-    let token = env.token_for_a("mari");
+    // ID tokens are single-use: one login per signature.
+    let mut tokens = Vec::new();
     let work = env.dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     let doc = work.join("contract.txt");
@@ -299,7 +297,9 @@ fn one_time_signatures_verify_with_openssl_and_pyhanko_and_can_be_fetched_once_s
         ("SHA2-384", Sha384::digest(&data).to_vec()),
         ("SHA2-512", Sha512::digest(&data).to_vec()),
     ] {
+        let token = env.token_for_a("mari");
         let r = sign(&d, &env, &env.pki.a, &token, &sign_body(hash_type, &digest));
+        tokens.push(token);
         assert_eq!(
             r.status,
             200,
@@ -333,6 +333,7 @@ fn one_time_signatures_verify_with_openssl_and_pyhanko_and_can_be_fetched_once_s
     }
 
     // The caller's correlation ID is honoured: echoed, in the log lines and in the audit event.
+    let token = env.token_for_a("mari");
     let r = api(
         &d,
         &env,
@@ -514,14 +515,42 @@ fn one_time_signatures_verify_with_openssl_and_pyhanko_and_can_be_fetched_once_s
             .any(|l| l.contains("corr-4711.test") && l.contains("one-time signature created")),
         "the workflow's log line does not carry the request ID:\n{log}"
     );
-    assert!(!log.contains(&token), "the ID token was logged");
-    let payload = token.split('.').nth(1).unwrap();
-    assert!(!log.contains(payload), "the ID token payload was logged");
+    tokens.push(token);
+    for token in &tokens {
+        assert!(!log.contains(token.as_str()), "the ID token was logged");
+        let payload = token.split('.').nth(1).unwrap();
+        assert!(!log.contains(payload), "the ID token payload was logged");
+    }
     assert!(!log.contains(pin.trim()), "the PIN was logged");
     for v in &signature_values {
         assert!(!log.contains(v.as_str()), "a signature value was logged");
     }
     assert!(!log.contains("Mari Maasikas"), "personal data was logged");
+}
+
+/// Claims of a token the test IdP could have issued to `service-a` for mari, now.
+fn forged_claims(env: &Env) -> serde_json::Value {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    serde_json::json!({
+        "iss": env.idp.issuer, "sub": "user-mari", "aud": A_AUD,
+        "exp": now + 300, "iat": now, "auth_time": now,
+        "name": "Mari Maasikas", "given_name": "Mari", "family_name": "Maasikas",
+        "individual_id": "49005170001", "country": "EE",
+    })
+}
+
+/// `forged_claims` with `key` set to `value` (`null` removes it).
+fn with_claim(env: &Env, key: &str, value: serde_json::Value) -> serde_json::Value {
+    let mut c = forged_claims(env);
+    if value.is_null() {
+        c.as_object_mut().unwrap().remove(key);
+    } else {
+        c[key] = value;
+    }
+    c
 }
 
 #[test]
@@ -578,9 +607,126 @@ fn bad_id_tokens_get_401() {
     assert_eq!(r.status, 401, "expired: {}", r.message());
     assert!(r.message().contains("expired"), "{}", r.message());
 
-    // And the good token still works.
+    // The good token works once; a replay of it is refused, naming the header.
     let r = sign(&d, &env, &env.pki.a, &good, &body);
     assert_eq!(r.status, 200, "{}", r.message());
+    let r = sign(&d, &env, &env.pki.a, &good, &body);
+    assert_eq!(r.status, 401, "replayed: {}", r.message());
+    assert!(
+        r.message().contains("X-GovStack-AuthenticationToken")
+            && r.message().contains("already used"),
+        "{}",
+        r.message()
+    );
+    // Also by another e-Service that accepts the same audience.
+    let r = sign(&d, &env, &env.pki.b, &good, &body);
+    assert_eq!(r.status, 401, "replayed at svc-b: {}", r.message());
+
+    // Concurrent uses of one fresh token: exactly one signature.
+    let fresh = env.token_for_a("mari");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| sign(&d, &env, &env.pki.a, &fresh, &body).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 401),
+        "{statuses:?}"
+    );
+
+    // Forged tokens. First the control: the same forging path with the IdP's real key and sound
+    // claims is accepted, so each refusal below is for the one thing changed.
+    let es256 = serde_json::json!({"alg": "ES256", "typ": "JWT"});
+    let control = env.idp.forge(&es256, &forged_claims(&env));
+    let r = sign(&d, &env, &env.pki.a, &control, &body);
+    assert_eq!(r.status, 200, "control token: {}", r.message());
+
+    let jwks_before = env.idp.jwks_fetches();
+    let cases = [
+        (
+            "alg none",
+            serde_json::json!({"alg": "none", "typ": "JWT"}),
+            forged_claims(&env),
+            "",
+        ),
+        (
+            "HS256 keyed with the provider's public key",
+            serde_json::json!({"alg": "HS256", "typ": "JWT"}),
+            forged_claims(&env),
+            "allowed_algs",
+        ),
+        (
+            "typ at+jwt (an access token)",
+            serde_json::json!({"alg": "ES256", "typ": "at+jwt"}),
+            forged_claims(&env),
+            "typ",
+        ),
+        (
+            "nbf in the future",
+            es256.clone(),
+            with_claim(
+                &env,
+                "nbf",
+                serde_json::json!(forged_claims(&env)["iat"].as_u64().unwrap() + 600),
+            ),
+            "nbf",
+        ),
+        (
+            "iat in the future",
+            es256.clone(),
+            with_claim(
+                &env,
+                "iat",
+                serde_json::json!(forged_claims(&env)["iat"].as_u64().unwrap() + 600),
+            ),
+            "iat",
+        ),
+        (
+            "auth_time older than the default identity.max_age (10 min)",
+            es256.clone(),
+            with_claim(
+                &env,
+                "auth_time",
+                serde_json::json!(forged_claims(&env)["iat"].as_u64().unwrap() - 3600),
+            ),
+            "auth_time",
+        ),
+        (
+            "auth_time missing",
+            es256.clone(),
+            with_claim(&env, "auth_time", serde_json::Value::Null),
+            "auth_time",
+        ),
+    ];
+    for (what, header, claims, needle) in cases {
+        let token = env.idp.forge(&header, &claims);
+        let r = sign(&d, &env, &env.pki.a, &token, &body);
+        assert_eq!(r.status, 401, "{what}: {}", r.message());
+        assert!(r.message().contains(needle), "{what}: {}", r.message());
+    }
+    // None of those made the daemon re-read the JWKS.
+    assert_eq!(env.idp.jwks_fetches(), jwks_before, "{}", env.idp.log());
+
+    // An unknown kid: refused; the JWKS is re-read at most once per interval however many such
+    // tokens arrive.
+    let unknown = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "no-such-key"});
+    for _ in 0..3 {
+        let token = env.idp.forge(&unknown, &forged_claims(&env));
+        let r = sign(&d, &env, &env.pki.a, &token, &body);
+        assert_eq!(r.status, 401, "unknown kid: {}", r.message());
+        assert!(r.message().contains("no matching key"), "{}", r.message());
+    }
+    let refetched = env.idp.jwks_fetches() - jwks_before;
+    assert!(
+        refetched <= 1,
+        "JWKS fetched {refetched} times for unknown kids"
+    );
     d.stop();
 }
 
@@ -706,7 +852,8 @@ fn bad_requests_get_the_contract_codes_with_messages() {
     let huge = "x".repeat(100 * 1024);
     let r = case(&huge);
     assert_eq!(r.status, 413, "{r:?}");
-    // The per-e-Service rate limit: burst 2, then 429 with Retry-After.
+    // The per-e-Service rate limit: burst 2, then 429 with Retry-After (checked before the ID
+    // token, so the replays after the first signature get 401 until the bucket is empty).
     let good = sign_body("SHA2-256", &digest);
     let statuses: Vec<u16> = (0..4)
         .map(|_| sign(&d, &env, &env.pki.unregistered, &token, &good).status)
@@ -786,10 +933,12 @@ fn sighup_reloads_the_e_service_registry() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // A broken file is refused and the running registry stays.
+    // A broken file is refused and the running registry stays (a new login: ID tokens are
+    // single-use).
     std::fs::write(&env.cfg, format!("{cfg}\nunknown_key = 1\n")).unwrap();
     d.signal(nix::sys::signal::Signal::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
+    let token = env.token_for_a("mari");
     assert_eq!(
         sign(&d, &env, &env.pki.unregistered, &token, &body).status,
         200

@@ -104,10 +104,18 @@ pub struct IdentitySection {
     /// when not empty, an ID token's `acr` must be one of them (browser flow and API).
     #[serde(default)]
     pub acr_values: Vec<String>,
-    /// Sent as `max_age`; when set, an ID token's `auth_time` must be no older than this (plus
+    /// Sent as `max_age`; an ID token's `auth_time` must be no older than this (plus
     /// `clock_skew`): a signature needs a recent login, not an old single sign-on session.
-    #[serde(default, with = "humantime_serde")]
+    /// Default 10 minutes ([`DEFAULT_MAX_AGE`]).
+    #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Option<Duration>,
+}
+
+/// Default `identity.max_age`: a login older than this cannot make a signature.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(600);
+
+fn default_max_age() -> Option<Duration> {
+    Some(DEFAULT_MAX_AGE)
 }
 
 fn default_client_auth() -> String {
@@ -588,7 +596,7 @@ impl IdentitySection {
             claims: ClaimMapping::default(),
             redirect_url: None,
             acr_values: Vec::new(),
-            max_age: None,
+            max_age: default_max_age(),
         }
     }
 }

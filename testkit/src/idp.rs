@@ -55,6 +55,8 @@ pub struct Idp {
     /// The IdP's stderr (one line per request) so far.
     log: Arc<Mutex<String>>,
     log_reader: Option<JoinHandle<()>>,
+    /// The IdP's private signing keys (`idp.mjs --keys`), for forging tokens in tests.
+    keys: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -76,10 +78,13 @@ impl Idp {
         )
         .expect("write IdP config");
 
+        let keys = dir.path().join("keys.json");
         let mut child = node()
             .arg(e2e_dir().join("idp.mjs"))
             .args(["--host", "127.0.0.1", "--port", "0", "--config"])
             .arg(&config_path)
+            .arg("--keys")
+            .arg(&keys)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,6 +128,7 @@ impl Idp {
             child,
             log,
             log_reader: Some(log_reader),
+            keys,
             _dir: dir,
         };
         let line = match rx.recv_timeout(READY_TIMEOUT) {
@@ -158,6 +164,39 @@ impl Idp {
     /// The IdP's stderr so far: one line per request (`METHOD /path STATUS`), plus errors.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// How many times the JWKS was served so far (`GET /jwks` lines of the log).
+    pub fn jwks_fetches(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with("GET /jwks "))
+            .count()
+    }
+
+    /// A JWT with exactly `header` and `claims`, made by `get-id-token.mjs --forge` with this IdP's
+    /// keys: `alg` ES256 / RS256 signs with the IdP's own key of that type (`kid` defaults to its
+    /// kid; `"kid": null` leaves it out), HS256 is an HMAC keyed with the PEM of the IdP's public
+    /// ES256 key (key confusion), `none` has an empty signature.
+    pub fn forge(&self, header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        let out = node()
+            .arg(e2e_dir().join("get-id-token.mjs"))
+            .arg("--forge")
+            .arg("--keys")
+            .arg(&self.keys)
+            .args(["--header", &header.to_string()])
+            .args(["--claims", &claims.to_string()])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run node tests/e2e/get-id-token.mjs --forge");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && !stdout.trim().is_empty(),
+            "get-id-token.mjs --forge failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout.trim().to_string()
     }
 
     /// Logs `user` (password `test`) in for the client with scope `openid profile national_id` and a random

@@ -3,7 +3,12 @@
 //
 //   node tests/e2e/get-id-token.mjs --issuer URL --client-id ID --client-secret S --redirect-uri URI --user LOGIN
 //        [--password test] [--scope "openid profile national_id"] [--nonce N]
+//   node tests/e2e/get-id-token.mjs --forge --keys KEYS.json --header JSON --claims JSON
 //
+// --forge (tests of the verifier): prints a JWT with exactly the given protected header and claims, signed with the
+// IdP's private key file (idp.mjs --keys) for header.alg ES256 / RS256 (the key of that type; header.kid defaults to
+// its kid, "kid": null leaves it out), HMAC-SHA256 keyed with the PEM of the IdP's public ES256 key for HS256 (the
+// key-confusion attack), and unsigned (empty signature) for "none".
 // Discovery, authorization code flow with PKCE S256 and a random state, fetch with a manual cookie jar and manual
 // redirects, fills the login form, stops at the redirect to the redirect URI (never fetches it), checks the state,
 // exchanges the code (client_secret_basic) and prints the id_token, alone on one line, to stdout.
@@ -234,7 +239,45 @@ export async function getIdToken(opts) {
   return tokens.id_token;
 }
 
+/** A JWT with exactly `header` and `claims` (see --forge above). */
+export async function forge(keysFile, header, claims) {
+  const { importJWK, exportSPKI } = await import('jose');
+  const jwks = JSON.parse(fs.readFileSync(keysFile, 'utf8'));
+  const kty = { ES256: 'EC', RS256: 'RSA', HS256: 'EC' }[header.alg];
+  const jwk = kty && jwks.keys.find((k) => k.kty === kty);
+  const h = { ...header };
+  if (jwk && h.kid === undefined) h.kid = jwk.kid;
+  if (h.kid === null) delete h.kid;
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${b64(h)}.${b64(claims)}`;
+  let sig;
+  if (header.alg === 'none') {
+    sig = Buffer.alloc(0);
+  } else if (header.alg === 'HS256') {
+    const { d, ...pub } = jwk;
+    const pem = await exportSPKI(await importJWK({ ...pub, alg: 'ES256' }, 'ES256', { extractable: true }));
+    sig = crypto.createHmac('sha256', pem).update(input).digest();
+  } else if (jwk) {
+    const key = crypto.createPrivateKey({ key: jwk, format: 'jwk' });
+    sig = header.alg === 'ES256'
+      ? crypto.sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' })
+      : crypto.sign('sha256', Buffer.from(input), key);
+  } else {
+    throw new FlowError(`--forge: no key for alg ${header.alg}`);
+  }
+  return `${input}.${sig.toString('base64url')}`;
+}
+
 async function main() {
+  if (process.argv.includes('--forge')) {
+    const { values: f } = parseArgs({
+      options: { forge: { type: 'boolean' }, keys: { type: 'string' }, header: { type: 'string' }, claims: { type: 'string' } },
+      strict: true,
+    });
+    if (!f.keys || !f.header || !f.claims) throw new FlowError('--forge needs --keys, --header and --claims');
+    process.stdout.write(`${await forge(f.keys, JSON.parse(f.header), JSON.parse(f.claims))}\n`);
+    return;
+  }
   let values;
   try {
     ({ values } = parseArgs({

@@ -315,6 +315,8 @@ function buildProvider(issuer, { clients, users, scopeClaims, jwks, log }) {
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: 'ES256',
+      // Every ID token carries auth_time: esigd checks it against identity.max_age (default 10 min).
+      require_auth_time: true,
     },
     extraClientMetadata: {
       properties: ['id_token_ttl'],

@@ -84,6 +84,21 @@ impl ApiError {
                 .retry(Duration::from_secs(5))
             }
             IdentityError::Claims(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            IdentityError::Reused => {
+                tracing::info!("ID token refused: already used");
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "X-GovStack-AuthenticationToken: ID token already used (an ID token makes one signature; log the user in again)",
+                )
+            }
+            IdentityError::Store(m) => {
+                tracing::error!(error = %m, "the single-use record of ID tokens is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ID tokens cannot be checked for reuse now; retry shortly",
+                )
+                .retry(Duration::from_secs(5))
+            }
             other => {
                 tracing::info!(reason = %other, "ID token refused");
                 ApiError::new(StatusCode::UNAUTHORIZED, other.to_string())

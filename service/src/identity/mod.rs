@@ -4,9 +4,16 @@
 //! Discovery and the JWKS come through the `openidconnect` crate; ID tokens are verified with
 //! `jsonwebtoken` (ring: ES256 several times faster than the RustCrypto code, which mattered in
 //! the signing benchmark) against those keys: signature, algorithm allow-list, `iss`, `aud`,
-//! `exp`, `iat`, `azp`, `nonce`. This module caches the discovery document and JWKS (re-fetched
-//! when a token names an unknown key, at most every [`JWKS_MIN_REFRESH`]) and maps claims to the
-//! certificate subject.
+//! `exp`, `iat`, `nbf`, `typ`, `azp`, `nonce`, `acr`, `auth_time`. This module caches the
+//! discovery document and JWKS (re-fetched when a token names an unknown key, at most every
+//! [`JWKS_MIN_REFRESH`]) and maps claims to the certificate subject.
+//!
+//! While the Identity BB is down, one refresh at a time is attempted (the other requests keep
+//! using the last good discovery document and JWKS, for up to [`DISCOVERY_MAX_STALE`] past
+//! [`DISCOVERY_TTL`]), and a failed refresh is not retried before [`REFRESH_RETRY_MIN`].
+//!
+//! ID tokens presented on the e-Service API are single-use: [`ledger`] keeps a durable record of
+//! each one spent on a signature until it expires.
 //!
 //! Tokens are never logged; errors say which check failed, not the token.
 
@@ -21,12 +28,22 @@ use serde_json::{Map, Value};
 use crate::clock::SharedClock;
 use crate::config::{ClaimMapping, IdentitySection};
 
+pub mod ledger;
 pub mod oidc;
+
+use ledger::{IdTokenLedger, TokenUse};
 
 /// JWKS re-fetches triggered by unknown keys happen at most this often.
 pub const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
 /// The discovery document and JWKS are re-read after this long in any case.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// How long past [`DISCOVERY_TTL`] the last good discovery document and JWKS stay in use while
+/// the Identity BB cannot be reached: an outage of the Identity BB does not stop signing at once,
+/// but keys it withdrew (say, after a compromise) do not stay trusted for long either.
+pub const DISCOVERY_MAX_STALE: Duration = Duration::from_secs(3600);
+/// Least time between two refresh attempts after one failed: requests arriving during an outage
+/// do not each wait for a discovery timeout, and the Identity BB is not hammered when it returns.
+pub const REFRESH_RETRY_MIN: Duration = Duration::from_secs(10);
 
 /// Why an identity could not be established.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +60,12 @@ pub enum IdentityError {
     /// The token is valid but lacks what the certificate subject needs.
     #[error("identity claims insufficient: {0}")]
     Claims(String),
+    /// The token was already spent on a signature (ID tokens are single-use on the API).
+    #[error("ID token already used")]
+    Reused,
+    /// The record of spent tokens (the store) cannot be read or written.
+    #[error("ID token single-use record unavailable: {0}")]
+    Store(String),
 }
 
 /// A JWS algorithm name from the configuration (`ES256`, `RS256`, ...); `None` for unknown
@@ -85,8 +108,24 @@ pub struct IdentityProvider {
     issuer: IssuerUrl,
     http: openidconnect::reqwest::Client,
     cache: RwLock<Option<Arc<Discovered>>>,
-    refresh: tokio::sync::Mutex<Option<Instant>>,
+    refresh: tokio::sync::Mutex<Refresh>,
     clock: SharedClock,
+    ledger: Option<IdTokenLedger>,
+    /// [`DISCOVERY_TTL`] (tests shorten it).
+    ttl: Duration,
+    /// [`DISCOVERY_MAX_STALE`].
+    max_stale: Duration,
+    /// [`REFRESH_RETRY_MIN`].
+    retry_min: Duration,
+}
+
+/// The last refresh attempt of the discovery document and JWKS.
+#[derive(Default)]
+struct Refresh {
+    /// When it started.
+    attempted: Option<Instant>,
+    /// Why it failed, if it did.
+    failed: Option<String>,
 }
 
 impl std::fmt::Debug for IdentityProvider {
@@ -124,14 +163,32 @@ impl IdentityProvider {
             issuer,
             http,
             cache: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(None),
+            refresh: tokio::sync::Mutex::new(Refresh::default()),
             clock: crate::clock::system(),
+            ledger: None,
+            ttl: DISCOVERY_TTL,
+            max_stale: DISCOVERY_MAX_STALE,
+            retry_min: REFRESH_RETRY_MIN,
         })
     }
 
     /// The same provider reading time from `clock` (tests set the time).
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        if let Some(l) = &mut self.ledger {
+            l.clock = clock.clone();
+        }
         self.clock = clock;
+        self
+    }
+
+    /// The same provider keeping its record of spent ID tokens in `store` (required for
+    /// [`IdentityProvider::spend_id_token`]).
+    pub fn with_store(mut self, store: esigd_store::Store) -> Self {
+        self.ledger = Some(IdTokenLedger::new(
+            store,
+            self.clock.clone(),
+            self.cfg.clock_skew,
+        ));
         self
     }
 
@@ -150,12 +207,19 @@ impl IdentityProvider {
         &self.http
     }
 
-    fn cached(&self) -> Option<Arc<Discovered>> {
-        self.cache
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .filter(|d| d.fetched.elapsed() < DISCOVERY_TTL)
+    /// The last good discovery, however old.
+    fn last_good(&self) -> Option<Arc<Discovered>> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The last good discovery if younger than the TTL.
+    fn fresh(d: Option<Arc<Discovered>>, ttl: Duration) -> Option<Arc<Discovered>> {
+        d.filter(|d| d.fetched.elapsed() < ttl)
+    }
+
+    /// The last good discovery if still usable while refreshing fails.
+    fn usable(&self, d: Option<Arc<Discovered>>) -> Option<Arc<Discovered>> {
+        d.filter(|d| d.fetched.elapsed() < self.ttl.saturating_add(self.max_stale))
     }
 
     /// The discovery document (fetched and cached).
@@ -174,18 +238,68 @@ impl IdentityProvider {
         &self.cfg.allowed_algs
     }
 
+    /// The discovery document and JWKS: the cached ones while younger than the TTL, else
+    /// refreshed. `force` (a token named an unknown key) asks for a refresh, at most one per
+    /// [`JWKS_MIN_REFRESH`]. One refresh runs at a time: while it runs, requests that have a usable
+    /// (stale) copy go on with it, the others wait for its result. A failed refresh leaves the
+    /// last good copy in use for up to [`DISCOVERY_MAX_STALE`] past the TTL and is not retried
+    /// before [`REFRESH_RETRY_MIN`].
     async fn discovered(&self, force: bool) -> Result<Arc<Discovered>, IdentityError> {
-        if !force && let Some(d) = self.cached() {
+        if !force && let Some(d) = Self::fresh(self.last_good(), self.ttl) {
             return Ok(d);
         }
-        let mut last = self.refresh.lock().await;
+        let mut state = match self.refresh.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                // A refresh is in flight: do not queue behind it while a usable copy exists.
+                if !force && let Some(d) = self.usable(self.last_good()) {
+                    return Ok(d);
+                }
+                self.refresh.lock().await
+            }
+        };
+        let current = self.last_good();
+        let recent = |min: Duration| state.attempted.is_some_and(|t| t.elapsed() < min);
         // Another task may have refreshed while we waited for the lock.
-        if let Some(d) = self.cached() {
-            let fresh = last.is_some_and(|t| t.elapsed() < JWKS_MIN_REFRESH);
-            if !force || fresh {
-                return Ok(d);
+        if let Some(d) = Self::fresh(current.clone(), self.ttl)
+            && (!force || recent(JWKS_MIN_REFRESH))
+        {
+            return Ok(d);
+        }
+        if state.failed.is_some() && recent(self.retry_min) {
+            // The last attempt failed a moment ago: no new attempt yet.
+            return self.usable(current).ok_or_else(|| {
+                IdentityError::Unavailable(format!(
+                    "{} (retrying in at most {:?})",
+                    state.failed.as_deref().unwrap_or_default(),
+                    self.retry_min
+                ))
+            });
+        }
+        state.attempted = Some(Instant::now());
+        match self.fetch().await {
+            Ok(d) => {
+                *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Some(d.clone());
+                state.failed = None;
+                Ok(d)
+            }
+            Err(e) => {
+                state.failed = Some(e.to_string());
+                match self.usable(current) {
+                    Some(d) => {
+                        tracing::warn!(
+                            error = %e,
+                            "identity provider refresh failed; the last good discovery document and JWKS stay in use"
+                        );
+                        Ok(d)
+                    }
+                    None => Err(e),
+                }
             }
         }
+    }
+
+    async fn fetch(&self) -> Result<Arc<Discovered>, IdentityError> {
         let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
             .await
             .map_err(|e| {
@@ -200,22 +314,22 @@ impl IdentityProvider {
         let keys = serde_json::to_value(&jwks)
             .and_then(serde_json::from_value)
             .map_err(|e| IdentityError::Unavailable(format!("the provider's JWKS: {e}")))?;
-        let d = Arc::new(Discovered {
+        Ok(Arc::new(Discovered {
             metadata,
             jwks,
             keys,
             fetched: Instant::now(),
-        });
-        *self.cache.write().unwrap_or_else(|p| p.into_inner()) = Some(d.clone());
-        *last = Some(Instant::now());
-        Ok(d)
+        }))
     }
 
     /// Verifies an ID token: signature (JWKS, `identity.allowed_algs`), `iss`, `exp` and `iat`
     /// (with `identity.clock_skew`), an `aud` that contains one of `audiences` and nothing
     /// untrusted (OIDC Core 3.1.3.7), `azp` when there are several audiences, `nbf` if present,
-    /// `nonce` when given, `acr` against `identity.acr_values` and `auth_time` against
-    /// `identity.max_age` when those are set. JWS checks are `jsonwebtoken`'s (ring).
+    /// an `iat` not in the future, a header `typ` that is absent or `JWT` (not, say, an access
+    /// token's `at+jwt`), `nonce` when given, `acr` against `identity.acr_values` and `auth_time`
+    /// against `identity.max_age` (10 minutes by default). JWS checks are `jsonwebtoken`'s (ring).
+    /// With a store ([`IdentityProvider::with_store`]), a token already spent on a signature is
+    /// refused ([`IdentityError::Reused`]); verifying does not spend it.
     pub async fn verify_id_token(
         &self,
         token: &str,
@@ -225,14 +339,51 @@ impl IdentityProvider {
         let token = token.trim();
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| IdentityError::Malformed(e.to_string()))?;
+        check_typ(header.typ.as_deref())?;
         let d = self.discovered(false).await?;
-        match self.verify_with(token, &header, &d.keys, audiences, nonce) {
+        let verified = match self.verify_with(token, &header, &d.keys, audiences, nonce) {
             Err(IdentityError::Rejected(m)) if m.starts_with(UNKNOWN_KEY) => {
                 // The provider may have rotated its keys: re-read the JWKS once.
                 let d = self.discovered(true).await?;
                 self.verify_with(token, &header, &d.keys, audiences, nonce)
             }
             other => other,
+        }?;
+        if let Some(ledger) = &self.ledger {
+            ledger.check(&ledger.token_use(token, &verified)?).await?;
+        }
+        Ok(verified)
+    }
+
+    /// Spends `token` (verified as `verified`) on a signature: durable when this returns `Ok`;
+    /// [`IdentityError::Reused`] if it was spent before (also by a concurrent request). Call it
+    /// right before signing; [`IdentityProvider::give_back`] if certainly no signature was made.
+    /// Without a store this fails closed ([`IdentityError::Store`]).
+    pub async fn spend_id_token(
+        &self,
+        token: &str,
+        verified: &VerifiedToken,
+    ) -> Result<TokenUse, IdentityError> {
+        let ledger = self.ledger.as_ref().ok_or_else(|| {
+            IdentityError::Store("no store is wired for the single-use record".into())
+        })?;
+        let u = ledger.token_use(token, verified)?;
+        ledger.consume(&u).await?;
+        Ok(u)
+    }
+
+    /// Gives a spent token back after a signature that certainly was not made.
+    pub async fn give_back(&self, u: &TokenUse) {
+        if let Some(ledger) = &self.ledger {
+            ledger.release(u).await;
+        }
+    }
+
+    /// Removes the records of spent tokens that expired (up to `limit`); how many. Blocking.
+    pub fn sweep_spent_tokens_blocking(&self, limit: usize) -> Result<usize, IdentityError> {
+        match &self.ledger {
+            Some(l) => l.sweep_blocking(limit),
+            None => Ok(0),
         }
     }
 
@@ -320,6 +471,18 @@ impl IdentityProvider {
         audiences: &[String],
         nonce: Option<&str>,
     ) -> Result<VerifiedToken, IdentityError> {
+        // jsonwebtoken checks exp and nbf, not iat: a token "issued" in the future is forged or
+        // from a provider with a broken clock.
+        let now = self.clock.unix_now();
+        match claims.get("iat").and_then(Value::as_f64) {
+            Some(iat) if iat > now.saturating_add(self.cfg.clock_skew.as_secs()) as f64 => {
+                return Err(IdentityError::Rejected(
+                    "iat: issued in the future (beyond identity.clock_skew)".into(),
+                ));
+            }
+            Some(_) => {}
+            None => return Err(IdentityError::Rejected("claim iat missing".into())),
+        }
         let auds: Vec<&str> = match claims.get("aud") {
             Some(Value::String(a)) => vec![a.as_str()],
             Some(Value::Array(v)) => v.iter().filter_map(Value::as_str).collect(),
@@ -391,6 +554,20 @@ impl IdentityProvider {
 
 const UNKNOWN_KEY: &str = "no matching key";
 
+/// The JOSE header `typ` of an ID token: absent or `JWT` (OIDC Core does not define another).
+/// Anything else (`at+jwt` access tokens, `logout+jwt`, ...) is a JWT meant for something else.
+fn check_typ(typ: Option<&str>) -> Result<(), IdentityError> {
+    match typ {
+        None => Ok(()),
+        Some(t) if t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("application/jwt") => {
+            Ok(())
+        }
+        Some(t) => Err(IdentityError::Rejected(format!(
+            "header typ {t:?} is not an ID token (only JWT or none)"
+        ))),
+    }
+}
+
 /// An error and its sources, one line.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -425,6 +602,156 @@ pub fn map_claims(m: &ClaimMapping, claims: &Map<String, Value>) -> IdentityClai
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// How the test Identity BB answers.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        Up,
+        /// HTTP 500 to everything.
+        Failing,
+        /// Accepts, reads the request, never answers.
+        Hanging,
+    }
+
+    /// A discovery document and an (empty) JWKS on 127.0.0.1, with a raw tokio responder (this
+    /// crate links no HTTP server); counts discovery requests.
+    async fn provider_server(mode: Arc<std::sync::Mutex<Mode>>) -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let discoveries = Arc::new(AtomicUsize::new(0));
+        let counter = discoveries.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let doc = serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/auth"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        })
+        .to_string();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (mode, counter, doc) = (*mode.lock().unwrap(), counter.clone(), doc.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    if head.starts_with("GET /.well-known/openid-configuration") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let body = if head.starts_with("GET /jwks") {
+                        r#"{"keys":[]}"#.to_owned()
+                    } else {
+                        doc
+                    };
+                    let reply = match mode {
+                        Mode::Up => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                        Mode::Failing => "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_owned(),
+                        Mode::Hanging => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
+                    };
+                    let _ = conn.write_all(reply.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        (issuer, discoveries)
+    }
+
+    #[tokio::test]
+    async fn an_identity_bb_outage_keeps_the_last_good_keys_with_one_refresh_at_a_time() {
+        let mode = Arc::new(std::sync::Mutex::new(Mode::Up));
+        let (issuer, discoveries) = provider_server(mode.clone()).await;
+        let section = IdentitySection::new(issuer.clone(), "esigd");
+        let hits = || discoveries.load(Ordering::SeqCst);
+
+        // A good discovery, then the provider fails and the cache is past its TTL.
+        let mut p = IdentityProvider::new(&section, None).unwrap();
+        p.metadata().await.unwrap();
+        assert_eq!(hits(), 1);
+        *mode.lock().unwrap() = Mode::Failing;
+        p.ttl = Duration::ZERO;
+        p.retry_min = Duration::from_secs(60);
+        // The failed refresh is attempted once; the last good document and keys keep serving,
+        // and no new attempt is made before retry_min.
+        for _ in 0..5 {
+            p.metadata().await.unwrap();
+            p.jwks_json().await.unwrap();
+        }
+        assert_eq!(hits(), 2);
+        // Stale beyond DISCOVERY_MAX_STALE: unavailable.
+        p.max_stale = Duration::ZERO;
+        assert!(matches!(
+            p.metadata().await,
+            Err(IdentityError::Unavailable(_))
+        ));
+        assert_eq!(hits(), 2);
+
+        // Never reached and the last attempt failed a moment ago: no new attempt either.
+        let mut cold = IdentityProvider::new(&section, None).unwrap();
+        cold.retry_min = Duration::from_secs(60);
+        assert!(matches!(
+            cold.metadata().await,
+            Err(IdentityError::Unavailable(_))
+        ));
+        assert!(matches!(
+            cold.metadata().await,
+            Err(IdentityError::Unavailable(_))
+        ));
+        assert_eq!(hits(), 3);
+
+        // The provider hangs: one refresh is in flight; the other requests do not queue behind
+        // it (nor start their own) but go on with the last good copy.
+        *mode.lock().unwrap() = Mode::Up;
+        let mut warm = IdentityProvider::new(&section, None).unwrap();
+        warm.metadata().await.unwrap();
+        assert_eq!(hits(), 4);
+        *mode.lock().unwrap() = Mode::Hanging;
+        warm.ttl = Duration::ZERO;
+        warm.retry_min = Duration::ZERO;
+        let warm = Arc::new(warm);
+        let first = {
+            let p = warm.clone();
+            tokio::spawn(async move { p.metadata().await })
+        };
+        // Let the first one start its refresh (and reach the hanging provider).
+        for _ in 0..100 {
+            if hits() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(hits(), 5);
+        let others: Vec<_> = (0..20)
+            .map(|_| {
+                let p = warm.clone();
+                tokio::spawn(async move { p.metadata().await })
+            })
+            .collect();
+        for o in others {
+            tokio::time::timeout(Duration::from_secs(2), o)
+                .await
+                .expect("a request waited for the hanging refresh")
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(hits(), 5);
+        first.abort();
+    }
 
     #[test]
     fn algorithms_exclude_hmac_and_none() {

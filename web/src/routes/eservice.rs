@@ -198,8 +198,14 @@ async fn sign_onetime(
         .await
         .map_err(ApiError::identity)?;
     let identity = esigd_service::identity::map_claims(&provider.config().claims, &verified.claims);
+    // The ID token is single-use: spent (durably) now that everything else is checked and a
+    // signature is about to be made, so a replay of it is refused (401).
+    let spent = provider
+        .spend_id_token(token, &verified)
+        .await
+        .map_err(ApiError::identity)?;
     // The payment is used up right before signing and given back if no signature is made.
-    let record = onetime::sign_with_payment(
+    let result = onetime::sign_with_payment(
         &st.svc.onetime,
         payment,
         OneTimeRequest {
@@ -210,8 +216,24 @@ async fn sign_onetime(
             request_id: request_id(&rid),
         },
     )
-    .await
-    .map_err(|e| match e {
+    .await;
+    // The ID token is given back only when certainly no signature was made: the payment could not
+    // be used, or signing failed before anything was stored (busy, a dependency unavailable,
+    // claims unfit for a certificate). Not after an internal error (which includes a panicked
+    // signing task, when whether a signature was stored is unknown), nor when this request is
+    // dropped midway: a replay must never make a second signature.
+    if let Err(
+        onetime::PaidSignError::Payment(_)
+        | onetime::PaidSignError::Sign(
+            onetime::SignError::Busy
+            | onetime::SignError::Unavailable(_)
+            | onetime::SignError::Identity(_),
+        ),
+    ) = &result
+    {
+        provider.give_back(&spent).await;
+    }
+    let record = result.map_err(|e| match e {
         onetime::PaidSignError::Payment(e) => ApiError::payment(&eservice, e),
         onetime::PaidSignError::Sign(e) => e.into(),
     })?;
