@@ -1,6 +1,8 @@
 //! PKCS#10 certification requests: parsing with proof-of-possession check and key policy, and building
 //! (for the subordinate-CA key ceremony).
 
+use const_oid::AssociatedOid;
+use der::asn1::PrintableString;
 use der::{Decode, Encode};
 use signature::{Keypair, Signer};
 use spki::{
@@ -10,8 +12,9 @@ use spki::{
 use x509_cert::{
     Certificate,
     builder::{Builder, RequestBuilder},
+    ext::pkix::name::DirectoryString,
     name::Name,
-    request::CertReq,
+    request::{CertReq, attributes::ChallengePassword},
 };
 
 use crate::{
@@ -38,6 +41,45 @@ impl VerifiedCsr {
     /// The subject the requester asked for (the CA decides the real subject).
     pub fn requested_subject(&self) -> &Name {
         &self.request.info.subject
+    }
+
+    /// The PKCS#9 `challengePassword` attribute (RFC 2985 §5.4.1), if the request has one. It is
+    /// single-valued: two attributes or two values are refused, as is a value that is not a
+    /// PrintableString or UTF8String. (The Remote SCD onboarding puts its session challenge here, so
+    /// the CSR is bound to the session that asked for it.)
+    pub fn challenge_password(&self) -> Result<Option<String>, X509Error> {
+        const WHAT: &str = "CSR challengePassword";
+        let mut found = self
+            .request
+            .info
+            .attributes
+            .iter()
+            .filter(|a| a.oid == ChallengePassword::OID);
+        let Some(attr) = found.next() else {
+            return Ok(None);
+        };
+        if found.next().is_some() || attr.values.len() != 1 {
+            return Err(X509Error::invalid(WHAT, "must appear once with one value"));
+        }
+        let value = attr
+            .values
+            .iter()
+            .next()
+            .ok_or_else(|| X509Error::invalid(WHAT, "has no value"))?;
+        // DirectoryString is a CHOICE: decode it from the value's full TLV.
+        let tlv = value.to_der().map_err(X509Error::encode(WHAT))?;
+        match DirectoryString::from_der(&tlv) {
+            Ok(DirectoryString::PrintableString(s)) => Ok(Some(s.to_string())),
+            Ok(DirectoryString::Utf8String(s)) => Ok(Some(s)),
+            Ok(DirectoryString::TeletexString(_)) => Err(X509Error::invalid(
+                WHAT,
+                "TeletexString is not accepted; use PrintableString or UTF8String",
+            )),
+            Err(e) => Err(X509Error::invalid(
+                WHAT,
+                format!("not a DirectoryString: {e}"),
+            )),
+        }
     }
 }
 
@@ -107,6 +149,31 @@ where
     Sig: SignatureBitStringEncoding,
 {
     let builder = RequestBuilder::new(subject, signer).map_err(builder_error)?;
+    builder.build::<Sig>().map_err(builder_error)
+}
+
+/// Builds and signs a CSR carrying `challenge` as its PKCS#9 `challengePassword` (a PrintableString:
+/// standard base64 fits its character set), e.g. a device answering a Remote SCD onboarding session.
+pub fn build_csr_with_challenge<S, Sig>(
+    signer: &S,
+    subject: Name,
+    challenge: &str,
+) -> Result<CertReq, X509Error>
+where
+    S: Keypair + DynSignatureAlgorithmIdentifier + Signer<Sig>,
+    S::VerifyingKey: EncodePublicKey,
+    Sig: SignatureBitStringEncoding,
+{
+    let value = PrintableString::new(challenge).map_err(|_| {
+        X509Error::invalid(
+            "CSR challengePassword",
+            "must use the PrintableString characters (letters, digits, space and '()+,-./:=?)",
+        )
+    })?;
+    let mut builder = RequestBuilder::new(subject, signer).map_err(builder_error)?;
+    builder
+        .add_attribute(&ChallengePassword(DirectoryString::PrintableString(value)))
+        .map_err(builder_error)?;
     builder.build::<Sig>().map_err(builder_error)
 }
 

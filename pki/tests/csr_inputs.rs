@@ -6,7 +6,7 @@ use std::process::Command;
 use der::{Decode, Encode};
 use esigd_pki::{
     X509Error,
-    csr::{build_csr, parse_csr},
+    csr::{build_csr, build_csr_with_challenge, parse_csr},
     identity::DnBuilder,
     keys::KeyKind,
     pem::{csr_to_der, csr_to_pem},
@@ -243,4 +243,89 @@ fn rejects_certificates_garbage_truncation_and_huge_inputs() {
     let err =
         parse_csr(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap_err();
     assert!(matches!(err, X509Error::Pem { .. }), "{err}");
+}
+
+#[test]
+fn challenge_password_round_trips_and_openssl_reads_it() {
+    let key = p256::ecdsa::SigningKey::random(&mut OsRng);
+    let challenge = "q1+/w2E3r4T5y6U7i8O9p0A=";
+    let csr = build_csr_with_challenge::<_, p256::ecdsa::DerSignature>(&key, subject(), challenge)
+        .unwrap();
+    let der = csr_to_der(&csr).unwrap();
+    let parsed = parse_csr(&der).unwrap();
+    assert_eq!(
+        parsed.challenge_password().unwrap().as_deref(),
+        Some(challenge)
+    );
+    // An independent reader sees the attribute under its PKCS#9 name.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("req.der");
+    std::fs::write(&path, &der).unwrap();
+    let out = Command::new("openssl")
+        .args(["req", "-inform", "DER", "-noout", "-text", "-verify", "-in"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("challengePassword") && text.contains(challenge),
+        "{text}"
+    );
+    // Without the attribute: None; with a character PrintableString lacks: refused before signing.
+    assert_eq!(
+        parse_csr(&p256_csr())
+            .unwrap()
+            .challenge_password()
+            .unwrap(),
+        None
+    );
+    let err = build_csr_with_challenge::<_, p256::ecdsa::DerSignature>(&key, subject(), "a_b")
+        .unwrap_err();
+    assert!(err.to_string().contains("challengePassword"), "{err}");
+}
+
+#[test]
+fn challenge_password_from_openssl_utf8_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let cnf = dir.path().join("req.cnf");
+    std::fs::write(
+        &cnf,
+        "[req]\nprompt = no\nstring_mask = utf8only\ndistinguished_name = dn\nattributes = attrs\n\
+         [dn]\nCN = device\n[attrs]\nchallengePassword = s3cr3t-challenge\n",
+    )
+    .unwrap();
+    let out = dir.path().join("req.der");
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-outform", "DER", "-config"])
+        .arg(&cnf)
+        .arg("-keyout")
+        .arg(dir.path().join("key.pem"))
+        .arg("-out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let parsed = parse_csr(&std::fs::read(out).unwrap()).unwrap();
+    assert_eq!(
+        parsed.challenge_password().unwrap().as_deref(),
+        Some("s3cr3t-challenge")
+    );
 }
