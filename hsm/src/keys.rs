@@ -45,6 +45,10 @@ pub(crate) fn find_one(
 }
 
 /// Reads the key kind of a private or public key object.
+pub(crate) fn kind_of(session: &Session, h: ObjectHandle) -> Result<KeyKind, OpError> {
+    key_kind(session, h)
+}
+
 fn key_kind(session: &Session, h: ObjectHandle) -> Result<KeyKind, OpError> {
     let attrs = session.get_attributes(
         h,
@@ -185,7 +189,7 @@ fn unwrap_ec_point(v: &[u8]) -> Vec<u8> {
     }
 }
 
-fn gen_templates(
+pub(crate) fn gen_templates(
     kind: KeyKind,
     token: bool,
     label: Option<&str>,

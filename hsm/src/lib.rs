@@ -12,6 +12,7 @@
 
 mod config;
 mod core;
+mod device;
 mod error;
 mod keyref;
 mod keys;
@@ -26,6 +27,7 @@ mod token;
 pub mod testing;
 
 pub use config::{HsmConfig, OneTimeConfig};
+pub use device::DeviceToken;
 pub use error::{HsmError, rv_name};
 pub use keyref::KeyRef;
 pub use mech::{HashAlg, KeyKind, SignatureScheme};
