@@ -19,6 +19,9 @@ const LAYERS: &[(&str, u32)] = &[
     ("esigd-pki", 0),
     ("esigd-ca", 1),
     ("esigd-tsa", 1),
+    ("esigd-scd", 0),
+    ("esigd-remote-scd", 5),
+    ("esigd-device", 5),
     ("esigd-store", 2),
     ("esigd-service", 3),
     ("esigd-web", 4),
@@ -142,49 +145,35 @@ fn dependencies_point_down_and_only_the_store_links_rocksdb() {
             }
         }
     }
-    // The policy crates and the store see none of the HTTP stack or RocksDB even transitively.
-    let resolve = &meta["resolve"]["nodes"];
-    let by_id: BTreeMap<&str, &Value> = resolve
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["id"].as_str().unwrap(), n))
-        .collect();
-    let name_of = |id: &str| -> String {
-        meta["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["id"].as_str() == Some(id))
-            .map(|p| p["name"].as_str().unwrap().to_owned())
-            .unwrap()
-    };
-    for pkg in meta["packages"].as_array().unwrap() {
-        let name = pkg["name"].as_str().unwrap();
-        if !matches!(name, "esigd-hsm" | "esigd-pki" | "esigd-ca" | "esigd-tsa") {
-            continue;
-        }
-        let mut seen = BTreeSet::new();
-        let mut todo = vec![pkg["id"].as_str().unwrap()];
-        while let Some(id) = todo.pop() {
-            if !seen.insert(id) {
-                continue;
-            }
-            for d in by_id[id]["deps"].as_array().unwrap() {
-                let normal = d["dep_kinds"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|k| k["kind"].is_null());
-                if normal {
-                    todo.push(d["pkg"].as_str().unwrap());
-                }
-            }
-        }
-        for id in seen {
-            let dep = name_of(id);
+    // The policy crates see none of the HTTP stack or RocksDB even transitively.
+    for name in [
+        "esigd-hsm",
+        "esigd-pki",
+        "esigd-ca",
+        "esigd-tsa",
+        "esigd-scd",
+    ] {
+        for dep in transitive_deps(&meta, name) {
             if dep == "rocksdb" || HTTP_CRATES.contains(&dep.as_str()) {
                 problems.push(format!("{name} reaches {dep} through its dependencies"));
+            }
+        }
+    }
+    // The reference Remote SCD service (and device) are other parties: they never hold the
+    // appliance's store, CA or domain, not even transitively.
+    for name in ["esigd-remote-scd", "esigd-device"] {
+        for dep in transitive_deps(&meta, name) {
+            if matches!(
+                dep.as_str(),
+                "rocksdb"
+                    | "esigd-store"
+                    | "esigd-ca"
+                    | "esigd-tsa"
+                    | "esigd-service"
+                    | "esigd-web"
+                    | "esigd"
+            ) {
+                problems.push(format!("{name} reaches {dep}: a separate party must not"));
             }
         }
     }
@@ -193,6 +182,47 @@ fn dependencies_point_down_and_only_the_store_links_rocksdb() {
         "layering broken:\n{}",
         problems.join("\n")
     );
+}
+
+/// Names of the packages `name` depends on, directly or not (normal dependencies only).
+fn transitive_deps(meta: &Value, name: &str) -> BTreeSet<String> {
+    let nodes: BTreeMap<&str, &Value> = meta["resolve"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n))
+        .collect();
+    let packages = meta["packages"].as_array().unwrap();
+    let name_of = |id: &str| -> String {
+        packages
+            .iter()
+            .find(|p| p["id"].as_str() == Some(id))
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let root = packages
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("{name} is not a package of the workspace"));
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![root["id"].as_str().unwrap()];
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        for d in nodes[id]["deps"].as_array().unwrap() {
+            let normal = d["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null());
+            if normal {
+                todo.push(d["pkg"].as_str().unwrap());
+            }
+        }
+    }
+    seen.remove(root["id"].as_str().unwrap());
+    seen.into_iter().map(name_of).collect()
 }
 
 /// The module path of a source file under `src/` (`routes/mod.rs` → `routes`, `lib.rs` → ``).
