@@ -4,6 +4,9 @@
 //! - [`HsmSigner`]: a persistent key (CA, TSA, OCSP) behind the RustCrypto signer traits;
 //! - [`OneTimeKeys`] / [`OneTimeKey`]: ephemeral keys generated ahead of the request path, used
 //!   for one signature and destroyed with a [`DestructionReceipt`];
+//! - [`Hsm::seal`] / [`Hsm::unseal`] / [`Hsm::blind_index`]: AES-256-GCM and HMAC-SHA-256 with
+//!   secret keys that stay in the HSM ([`SecretKind`]), for records kept encrypted at rest;
+//! - [`DeviceToken`]: a citizen's own token (the reference device app), PIN typed per operation;
 //! - [`HsmObserver`]: metrics hooks; the registry lives in the appliance.
 //!
 //! All calls block (PKCS#11 is synchronous FFI): run them on blocking threads.
@@ -20,6 +23,7 @@ mod mech;
 mod observer;
 mod onetime;
 mod pin;
+mod secret;
 mod signer;
 mod token;
 
@@ -34,6 +38,7 @@ pub use mech::{HashAlg, KeyKind, SignatureScheme};
 pub use observer::{HsmObserver, HsmOp, NoopObserver};
 pub use onetime::{DestructionReceipt, OneTimeKey, OneTimeKeys};
 pub use pin::PinSource;
+pub use secret::SecretKind;
 pub use signer::{HsmSignature, HsmSigner, PublicKey, hsm_error_of};
 pub use token::{Hsm, HsmStats};
 

@@ -23,6 +23,14 @@ pub enum HsmOp {
     GenerateEphemeral,
     /// `C_DestroyObject` of an ephemeral key.
     Destroy,
+    /// `C_GenerateKey` of a persistent secret key.
+    GenerateSecretKey,
+    /// `C_Encrypt` with AES-GCM.
+    Seal,
+    /// `C_Decrypt` with AES-GCM.
+    Unseal,
+    /// `C_Sign` with HMAC-SHA-256.
+    BlindIndex,
 }
 
 impl HsmOp {
@@ -38,6 +46,10 @@ impl HsmOp {
             HsmOp::GenerateKeyPair => "generate_key_pair",
             HsmOp::GenerateEphemeral => "generate_ephemeral",
             HsmOp::Destroy => "destroy",
+            HsmOp::GenerateSecretKey => "generate_secret_key",
+            HsmOp::Seal => "seal",
+            HsmOp::Unseal => "unseal",
+            HsmOp::BlindIndex => "blind_index",
         }
     }
 }

@@ -211,6 +211,16 @@ impl Hsm {
         })
     }
 
+    /// Runs `f` on a pooled session (see `Inner::run`), for the operation modules of this crate.
+    pub(crate) fn run_op<T>(
+        &self,
+        op: HsmOp,
+        retry: bool,
+        f: impl FnMut(&mut crate::core::PooledSession) -> Result<T, crate::core::OpError>,
+    ) -> Result<T, HsmError> {
+        self.inner.run(op, retry, f)
+    }
+
     /// Logs out and closes the pooled sessions (shutdown). Other clones become unusable until the
     /// pool reconnects on the next call.
     pub fn close(&self) {
