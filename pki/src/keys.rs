@@ -242,6 +242,94 @@ pub fn verify_signature(
     Ok(key)
 }
 
+/// How a signature over a ready digest was made (a remote device's `RAW_DIGEST_SIGNATURE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestSignatureScheme {
+    /// ECDSA; the signature is a DER `ECDSA-Sig-Value`.
+    Ecdsa,
+    /// RSASSA-PKCS1-v1_5 (DigestInfo of the digest's SHA-2 hash).
+    RsaPkcs1v15,
+    /// RSASSA-PSS, MGF1 with the same hash, salt length = hash length.
+    RsaPss,
+}
+
+/// Verifies `signature` over an already computed SHA-2 `digest` (32, 48 or 64 bytes: SHA-256,
+/// SHA-384, SHA-512) with the key in `spki`. This is how a signature made elsewhere (a citizen's
+/// device) is checked against the digest *we* computed and the key *we* registered, before it is
+/// used. `what` names the check in the error. Returns the classified key.
+pub fn verify_digest_signature(
+    what: &'static str,
+    spki: &SubjectPublicKeyInfoOwned,
+    scheme: DigestSignatureScheme,
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<KeyKind, X509Error> {
+    let key = classify_key(spki)?;
+    let bad = || X509Error::BadSignature {
+        what,
+        key: "the registered public key",
+    };
+    let hash = match digest.len() {
+        32 => Hash::Sha256,
+        48 => Hash::Sha384,
+        64 => Hash::Sha512,
+        n => {
+            return Err(X509Error::invalid(
+                what,
+                format!("a {n}-byte digest is not SHA-256, SHA-384 or SHA-512"),
+            ));
+        }
+    };
+    let point = spki.subject_public_key.raw_bytes();
+    match (key, scheme) {
+        (KeyKind::EcdsaP256, DigestSignatureScheme::Ecdsa) => {
+            let vk = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
+            let sig = p256::ecdsa::Signature::from_der(signature).map_err(|_| bad())?;
+            vk.verify_prehash(digest, &sig).map_err(|_| bad())?;
+        }
+        (KeyKind::EcdsaP384, DigestSignatureScheme::Ecdsa) => {
+            let vk = p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
+            let sig = p384::ecdsa::Signature::from_der(signature).map_err(|_| bad())?;
+            vk.verify_prehash(digest, &sig).map_err(|_| bad())?;
+        }
+        (KeyKind::Rsa { .. }, DigestSignatureScheme::RsaPkcs1v15) => {
+            let (pk, _) = rsa_public_key(spki)?;
+            let sig = rsa::pkcs1v15::Signature::try_from(signature).map_err(|_| bad())?;
+            match hash {
+                Hash::Sha256 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(pk)
+                    .verify_prehash(digest, &sig),
+                Hash::Sha384 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha384>::new(pk)
+                    .verify_prehash(digest, &sig),
+                Hash::Sha512 => rsa::pkcs1v15::VerifyingKey::<sha2::Sha512>::new(pk)
+                    .verify_prehash(digest, &sig),
+            }
+            .map_err(|_| bad())?;
+        }
+        (KeyKind::Rsa { .. }, DigestSignatureScheme::RsaPss) => {
+            let (pk, _) = rsa_public_key(spki)?;
+            let sig = rsa::pss::Signature::try_from(signature).map_err(|_| bad())?;
+            match hash {
+                Hash::Sha256 => {
+                    rsa::pss::VerifyingKey::<sha2::Sha256>::new(pk).verify_prehash(digest, &sig)
+                }
+                Hash::Sha384 => {
+                    rsa::pss::VerifyingKey::<sha2::Sha384>::new(pk).verify_prehash(digest, &sig)
+                }
+                Hash::Sha512 => {
+                    rsa::pss::VerifyingKey::<sha2::Sha512>::new(pk).verify_prehash(digest, &sig)
+                }
+            }
+            .map_err(|_| bad())?;
+        }
+        (k, s) => {
+            return Err(X509Error::UnsupportedSignatureAlgorithm(format!(
+                "{s:?} with a {k} key"
+            )));
+        }
+    }
+    Ok(key)
+}
+
 /// Checks the form of an ECDSA signature made with a key of `kind`: one DER `ECDSA-Sig-Value` whose
 /// r and s are in 1..n−1. No curve arithmetic (microseconds cheaper than [`verify_signature`]): it
 /// catches a truncated, garbled or wrongly encoded signature, not a wrong key. Other kinds: error.
