@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use esigd_testkit::pki::{Ca, openssl_out};
+use esigd_testkit::pki::{CA_CNF, Ca, openssl, openssl_out};
 
 struct Pki {
     _tmp: tempfile::TempDir,
@@ -96,12 +96,25 @@ async fn whoami(
 }
 
 async fn start(pki: &Pki, allow: &[&str], limits: Limits) -> Server {
+    start_tls(&pki.server, &pki.ca, None, allow, limits).await
+}
+
+/// A server with certificate `server`, client CAs `ca` and, if given, the CRL file `crl` (PEM or DER).
+async fn start_tls(
+    server: &(PathBuf, PathBuf),
+    ca: &Path,
+    crl: Option<&Path>,
+    allow: &[&str],
+    limits: Limits,
+) -> Server {
     let read = |p: &Path| std::fs::read(p).unwrap();
-    let (cert, key, ca) = (read(&pki.server.0), read(&pki.server.1), read(&pki.ca));
+    let (cert, key, ca) = (read(&server.0), read(&server.1), read(ca));
+    let crl = crl.map(read);
     let config = mtls_server_config(&MtlsPem {
         cert_chain: &cert,
         key: &key,
         client_ca: &ca,
+        client_crl: crl.as_deref(),
     })
     .unwrap();
     let allow = AllowList::new(allow.iter().map(|n| n.parse().unwrap()).collect());
@@ -130,6 +143,7 @@ async fn start(pki: &Pki, allow: &[&str], limits: Limits) -> Server {
     let opts = ServeOptions {
         limits,
         stats: stats.clone(),
+        ..ServeOptions::default()
     };
     let task = tokio::spawn(async move {
         serve_eservice(listener, app, tls, opts, async move {
@@ -457,4 +471,144 @@ async fn a_peer_that_never_completes_the_handshake_is_closed_after_the_timeout()
     .await;
     assert_eq!(server.stats.snapshot().accepted, 1);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_per_address_limit_are_refused() {
+    let pki = pki();
+    let server = start(
+        &pki,
+        &["127.0.0.1/32", "127.0.0.2/32"],
+        Limits {
+            max_connections_per_ip: 2,
+            ..limits()
+        },
+    )
+    .await;
+    // Two connections from 127.0.0.1 (waiting in the handshake) use its share.
+    let held = [
+        tokio::net::TcpStream::connect(server.addr).await.unwrap(),
+        tokio::net::TcpStream::connect(server.addr).await.unwrap(),
+    ];
+    let stats = server.stats.clone();
+    eventually("two connections active", || stats.snapshot().active == 2).await;
+    let out = curl(server.addr, "/whoami", &with_cert(&pki, &pki.client)).await;
+    assert!(!out.ok, "a third connection from 127.0.0.1 was served");
+    eventually("rejected_limit = 1", || {
+        stats.snapshot().rejected_limit == 1
+    })
+    .await;
+    // Another address is not affected.
+    let mut args = with_cert(&pki, &pki.client);
+    args.extend(["--interface", "127.0.0.2"]);
+    let out = curl(server.addr, "/whoami", &args).await;
+    assert_eq!(out.code, "200", "{}", out.stderr);
+    drop(held);
+    eventually("slots released", || stats.snapshot().active == 0).await;
+    let out = curl(server.addr, "/whoami", &with_cert(&pki, &pki.client)).await;
+    assert_eq!(out.code, "200", "{}", out.stderr);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_client_certificate_is_refused_when_the_crl_is_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tmp.path(), "crl-ca");
+    let server_pair = ca.issue("server", "/CN=esigd.test", "server_ext", None);
+    let good = ca.issue("good", "/CN=good-client", "client_ext", None);
+    let revoked = ca.issue("revoked", "/CN=revoked-client", "client_ext", None);
+    // openssl revokes and issues the CRL (v2: with a CRL number).
+    let cnf = CA_CNF.replace("[d]\n", "[d]\ncrlnumber = crlnumber\n");
+    std::fs::write(ca.dir.join("crl.cnf"), cnf).unwrap();
+    std::fs::write(ca.dir.join("crlnumber"), "01\n").unwrap();
+    let ca_args = [
+        "-config", "crl.cnf", "-cert", "ca.pem", "-keyfile", "ca.key",
+    ];
+    let mut revoke = vec!["ca"];
+    revoke.extend(ca_args);
+    revoke.extend(["-revoke", "revoked.pem", "-crl_reason", "keyCompromise"]);
+    openssl(&ca.dir, &revoke);
+    let mut gencrl = vec!["ca"];
+    gencrl.extend(ca_args);
+    gencrl.extend(["-gencrl", "-crldays", "7", "-out", "crl.pem"]);
+    openssl(&ca.dir, &gencrl);
+    openssl(
+        &ca.dir,
+        &[
+            "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
+        ],
+    );
+    let text = openssl_out(&ca.dir, "openssl crl -in crl.pem -noout -text");
+    assert!(text.contains("Key Compromise"), "{text}");
+
+    let client = |pair: &(PathBuf, PathBuf)| -> Vec<String> {
+        [
+            "--cacert",
+            ca.pem().to_str().unwrap(),
+            "--cert",
+            pair.0.to_str().unwrap(),
+            "--key",
+            pair.1.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Control: without the CRL the revoked certificate is served (it is valid otherwise).
+    let server = start_tls(&server_pair, &ca.pem(), None, &["127.0.0.1/32"], limits()).await;
+    let args = client(&revoked);
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = curl(server.addr, "/whoami", &args).await;
+    assert_eq!(out.code, "200", "{}", out.stderr);
+    server.stop().await;
+
+    for crl in ["crl.pem", "crl.der"] {
+        let server = start_tls(
+            &server_pair,
+            &ca.pem(),
+            Some(&ca.dir.join(crl)),
+            &["127.0.0.1/32"],
+            limits(),
+        )
+        .await;
+        let args = client(&revoked);
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = curl(server.addr, "/whoami", &args).await;
+        assert!(
+            !out.ok && out.code != "200",
+            "{crl}: revoked certificate served"
+        );
+        let stats = server.stats.clone();
+        eventually("handshake_failed = 1", || {
+            stats.snapshot().handshake_failed == 1
+        })
+        .await;
+        let args = client(&good);
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        let out = curl(server.addr, "/whoami", &args).await;
+        assert_eq!(out.code, "200", "{crl}: {}", out.stderr);
+        server.stop().await;
+    }
+}
+
+#[test]
+fn a_bad_crl_file_is_an_error_naming_tls_client_crl() {
+    let pki = pki();
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    let (cert, key, ca) = (read(&pki.server.0), read(&pki.server.1), read(&pki.ca));
+    for crl in [
+        &b"not a CRL"[..],
+        b"",
+        b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n",
+    ] {
+        let err = mtls_server_config(&MtlsPem {
+            cert_chain: &cert,
+            key: &key,
+            client_ca: &ca,
+            client_crl: Some(crl),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tls.client_crl"), "{err}");
+    }
 }

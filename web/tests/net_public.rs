@@ -31,6 +31,7 @@ async fn start(
     let opts = ServeOptions {
         limits,
         stats: stats.clone(),
+        ..ServeOptions::default()
     };
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -44,6 +44,20 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
+/// What per-address limits count as one source (`listen.max_connections_per_ip`, `ui.max_sessions_per_ip`):
+/// an IPv4 address, or the /64 of an IPv6 address (one subscriber usually has a whole /64, so counting single
+/// IPv6 addresses would limit nothing). IPv4-mapped IPv6 addresses count as the IPv4 address.
+pub fn address_bucket(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        v4 => v4,
+    }
+}
+
 /// Networks written as IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`) become the IPv4 network they denote, so that
 /// they match canonical addresses; `trunc` drops host bits (`10.1.2.3/24` → `10.1.2.0/24`).
 fn normalise(nets: Vec<IpNet>) -> Vec<IpNet> {
@@ -79,6 +93,18 @@ mod tests {
         assert!(l.allows("2001:db8::1".parse().unwrap()));
         assert!(l.allows("192.0.2.7".parse().unwrap()));
         assert!(!l.allows("192.0.3.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn address_buckets_are_ipv4_addresses_and_ipv6_64s() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::7".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_bucket(a), address_bucket(b));
+        assert_ne!(address_bucket(a), address_bucket(other));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(address_bucket(v4), v4);
+        assert_eq!(address_bucket("::ffff:192.0.2.7".parse().unwrap()), v4);
     }
 
     #[test]

@@ -41,6 +41,14 @@ pub enum NetError {
         /// Reason.
         message: String,
     },
+    /// rustls rejected a client CA's certificate revocation list.
+    #[error("invalid certificate revocation list(s) in {setting}: {message}")]
+    ClientCrl {
+        /// Setting at fault.
+        setting: &'static str,
+        /// Reason.
+        message: String,
+    },
     /// rustls rejected the server certificate chain / key pair or the protocol set-up.
     #[error("invalid e-Service TLS server certificate or key (tls.cert / tls.key): {0}")]
     ServerCert(String),

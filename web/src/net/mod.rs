@@ -7,8 +7,10 @@
 //!   configured client CAs; each request carries `Arc<PeerInfo>` (leaf DER, SHA-256 of the certificate and of
 //!   its SPKI, subject) and `ConnectInfo<SocketAddr>`.
 //!
-//! Both are hand-written tokio accept loops with a connection limit, timeouts ([`Limits`]), counters
-//! ([`ListenerStats`]) and graceful shutdown (stop accepting, drain in-flight requests up to a deadline).
+//! Both are hand-written tokio accept loops with an overall and a per-address connection limit, timeouts for the
+//! first byte, the request head, the whole request body and idle connections ([`Limits`], `[listen]` in the
+//! configuration), counters ([`ListenerStats`]), rate-limited refusal logs and graceful shutdown (stop accepting,
+//! drain in-flight requests up to a deadline).
 //!
 //! ```no_run
 //! # async fn demo(app: axum::Router, pem: esigd_web::net::MtlsPem<'_>) -> anyhow::Result<()> {
@@ -27,17 +29,22 @@
 //! ```
 
 mod allow;
+mod body;
 mod error;
 pub mod forwarded;
 mod io;
 mod limits;
 mod serve;
+mod throttle;
 mod tls;
 
-pub use allow::{AllowList, canonical_ip};
+pub use allow::{AllowList, address_bucket, canonical_ip};
 pub use error::NetError;
 pub use esigd_service::registry::PeerInfo;
 pub use esigd_service::reload::Reloadable;
-pub use limits::{Limits, ListenerCounts, ListenerStats};
+pub use limits::{
+    DEFAULT_ESERVICE_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_CONNECTIONS_PER_IP, Limits,
+    ListenerCounts, ListenerStats,
+};
 pub use serve::{EserviceTls, ServeOptions, ShutdownReport, serve_eservice, serve_public};
 pub use tls::{MtlsPem, mtls_server_config, mtls_server_config_from_files, provider};

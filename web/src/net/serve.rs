@@ -4,15 +4,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, StatusCode, Version, header};
+use axum::response::{IntoResponse, Response};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use ipnet::IpNet;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,19 +27,25 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::allow::AllowList;
+use super::body::{DeadlineBody, InFlight, Tracked};
 use super::error::NetError;
 use super::io::FirstRead;
-use super::limits::{Limits, ListenerStats};
+use super::limits::{Limits, Listener, ListenerStats, PerIp};
+use super::throttle::RefusalLogs;
+use crate::error::ApiError;
 use esigd_service::registry::PeerInfo;
 use esigd_service::reload::Reloadable;
 
-/// Settings shared by both listeners.
+/// Settings of one listener.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     /// Limits and timeouts.
     pub limits: Limits,
     /// Counters (keep a clone to export them).
     pub stats: ListenerStats,
+    /// Peers not subject to `limits.max_connections_per_ip`: the trusted reverse proxies
+    /// (`listen.trusted_proxies`), whose connections carry many clients.
+    pub per_ip_exempt: Vec<IpNet>,
 }
 
 /// TLS side of the e-Service listener. Both fields are reloadable handles: keep clones and replace their
@@ -71,14 +81,18 @@ where
 {
     let builder = http_builder(&opts.limits);
     let limits = opts.limits;
+    let logs = Arc::new(RefusalLogs::default());
+    let conn_logs = logs.clone();
     accept_loop(
+        Listener::Public,
         listener,
         opts,
+        logs,
         shutdown,
         |_| true,
         move |stream, addr, stop| {
-            let (app, builder) = (app.clone(), builder.clone());
-            async move { serve_http(stream, addr, None, app, builder, limits, stop).await }
+            let (app, builder, logs) = (app.clone(), builder.clone(), conn_logs.clone());
+            async move { serve_http(stream, addr, None, app, builder, limits, logs, stop).await }
         },
     )
     .await
@@ -103,8 +117,11 @@ where
     let (limits, stats) = (opts.limits, opts.stats.clone());
     let allow = tls.allow.clone();
     let admit = move |addr: SocketAddr| allow.allows(addr.ip());
-    accept_loop(listener, opts, shutdown, admit, move |stream, addr, mut stop| {
+    let logs = Arc::new(RefusalLogs::default());
+    let conn_logs = logs.clone();
+    let conn = move |stream: TcpStream, addr: SocketAddr, mut stop: watch::Receiver<bool>| {
         let (app, builder, stats) = (app.clone(), builder.clone(), stats.clone());
+        let logs = conn_logs.clone();
         let acceptor = TlsAcceptor::from(tls.config.load());
         async move {
             let handshake = timeout(limits.handshake_timeout, acceptor.accept(stream));
@@ -113,12 +130,16 @@ where
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         stats.handshake_failed();
-                        tracing::info!(peer = %addr, error = %e, "e-Service TLS handshake failed");
+                        if let Some(suppressed) = logs.handshake.permit(std::time::Instant::now()) {
+                            tracing::info!(peer = %addr, error = %e, suppressed, "e-Service TLS handshake failed");
+                        }
                         return;
                     }
                     Err(_) => {
                         stats.handshake_failed();
-                        tracing::info!(peer = %addr, "e-Service TLS handshake timed out");
+                        if let Some(suppressed) = logs.handshake.permit(std::time::Instant::now()) {
+                            tracing::info!(peer = %addr, suppressed, "e-Service TLS handshake timed out (listen.handshake_timeout)");
+                        }
                         return;
                     }
                 },
@@ -131,13 +152,34 @@ where
                 .and_then(|chain| PeerInfo::from_chain(addr, chain));
             let Some(peer) = peer else {
                 stats.handshake_failed();
-                tracing::warn!(peer = %addr, "e-Service connection without a parsable client certificate");
+                if let Some(suppressed) = logs.handshake.permit(std::time::Instant::now()) {
+                    tracing::warn!(peer = %addr, suppressed, "e-Service connection without a parsable client certificate");
+                }
                 return;
             };
             tracing::debug!(peer = %addr, cert_sha256 = %peer.cert_sha256_hex(), "e-Service connection");
-            serve_http(tls_stream, addr, Some(Arc::new(peer)), app, builder, limits, stop).await;
+            serve_http(
+                tls_stream,
+                addr,
+                Some(Arc::new(peer)),
+                app,
+                builder,
+                limits,
+                logs,
+                stop,
+            )
+            .await;
         }
-    })
+    };
+    accept_loop(
+        Listener::Eservice,
+        listener,
+        opts,
+        logs,
+        shutdown,
+        admit,
+        conn,
+    )
     .await
 }
 
@@ -148,16 +190,20 @@ fn http_builder(limits: &Limits) -> Arc<Builder<TokioExecutor>> {
         .header_read_timeout(limits.header_read_timeout);
     b.http2()
         .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .keep_alive_interval(limits.h2_keep_alive)
         .keep_alive_timeout(limits.h2_keep_alive);
     Arc::new(b)
 }
 
-/// Accepts until `shutdown`, admitting connections through `admit` (IP) and the connection limit, and runs
-/// `conn` for each on its own task; then drains (see [`serve_public`]).
+/// Accepts until `shutdown`, admitting connections through `admit` (IP), the per-address and the overall
+/// connection limit, and runs `conn` for each on its own task; then drains (see [`serve_public`]).
+/// Refusals are logged at most once a second per reason ([`RefusalLogs`]).
 async fn accept_loop<F, A, C, Fut>(
+    kind: Listener,
     listener: TcpListener,
     opts: ServeOptions,
+    logs: Arc<RefusalLogs>,
     shutdown: F,
     admit: A,
     conn: C,
@@ -168,8 +214,14 @@ where
     C: Fn(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    opts.limits.validate()?;
-    let ServeOptions { limits, stats } = opts;
+    opts.limits.validate_for(kind)?;
+    let ServeOptions {
+        limits,
+        stats,
+        per_ip_exempt,
+    } = opts;
+    let exempt = AllowList::new(per_ip_exempt);
+    let per_ip = PerIp::new(limits.max_connections_per_ip);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -189,14 +241,40 @@ where
                         continue;
                     }
                 };
+                let now = std::time::Instant::now();
                 if !admit(addr) {
                     stats.rejected_ip();
-                    tracing::info!(peer = %addr, "connection refused: source IP not allowed");
+                    if let Some(suppressed) = logs.ip_not_allowed.permit(now) {
+                        tracing::info!(listener = kind.name(), peer = %addr, suppressed, "connection refused: source IP not allowed");
+                    }
                     continue; // dropping `stream` closes it; no TLS byte was read
                 }
+                let per_ip_slot = if exempt.allows(addr.ip()) {
+                    None
+                } else {
+                    match per_ip.try_acquire(addr.ip()) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            stats.rejected_limit();
+                            if let Some(suppressed) = logs.per_ip.permit(now) {
+                                tracing::warn!(
+                                    listener = kind.name(),
+                                    peer = %addr,
+                                    max = limits.max_connections_per_ip,
+                                    suppressed,
+                                    "connection refused: {} reached for this address",
+                                    kind.per_ip_setting()
+                                );
+                            }
+                            continue;
+                        }
+                    }
+                };
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     stats.rejected_limit();
-                    tracing::warn!(peer = %addr, max = limits.max_connections, "connection refused: listen.max_connections reached");
+                    if let Some(suppressed) = logs.max_connections.permit(now) {
+                        tracing::warn!(listener = kind.name(), peer = %addr, max = limits.max_connections, suppressed, "connection refused: listen.max_connections reached");
+                    }
                     continue;
                 };
                 stats.accepted();
@@ -204,8 +282,8 @@ where
                 let fut = conn(stream, addr, stop_rx.clone());
                 let active = stats.open_guard();
                 tasks.spawn(async move {
-                    // Both drop when the task ends or is aborted: the slot and the gauge are always returned.
-                    let _slot = (permit, active);
+                    // All drop when the task ends or is aborted: the slots and the gauge are always returned.
+                    let _slot = (permit, per_ip_slot, active);
                     fut.await;
                 });
             }
@@ -237,7 +315,9 @@ where
     }
 }
 
-/// Serves HTTP on one connection until the peer closes, the connection ages out, or the listener stops.
+/// Serves HTTP on one connection until the peer closes, the connection ages out or stays idle, or the listener
+/// stops. Every request body must be complete within `limits.body_read_timeout` (else 408).
+#[allow(clippy::too_many_arguments)]
 async fn serve_http<I>(
     io: I,
     addr: SocketAddr,
@@ -245,31 +325,55 @@ async fn serve_http<I>(
     app: Router,
     builder: Arc<Builder<TokioExecutor>>,
     limits: Limits,
+    logs: Arc<RefusalLogs>,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
-    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+    let (in_flight, mut busy) = InFlight::new();
+    let body_logs = logs.clone();
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let guard = in_flight.begin();
+        let version = req.version();
+        let expired = Arc::new(AtomicBool::new(false));
+        let deadline = Instant::now() + limits.body_read_timeout;
+        let mut req = req.map(|b| DeadlineBody::new(b, deadline, expired.clone()));
         req.extensions_mut().insert(ConnectInfo(addr));
         if let Some(peer) = &peer {
             req.extensions_mut().insert(peer.clone());
         }
-        app.clone().oneshot(req)
+        let (app, logs) = (app.clone(), body_logs.clone());
+        async move {
+            let res = app.oneshot(req).await;
+            res.map(|resp| {
+                let resp = if expired.load(Ordering::Relaxed) {
+                    if let Some(suppressed) = logs.body.permit(std::time::Instant::now()) {
+                        tracing::info!(peer = %addr, suppressed, "request refused: body not complete within listen.body_read_timeout");
+                    }
+                    body_timeout_response(version)
+                } else {
+                    resp
+                };
+                resp.map(|b| Body::new(Tracked::new(b, guard)))
+            })
+        }
     });
     let (io, seen) = FirstRead::new(io);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let first_byte = sleep(limits.header_read_timeout);
+    let idle = sleep(limits.idle_timeout);
     let age = sleep(limits.max_connection_age);
     let hard_close = sleep(
         limits
             .max_connection_age
             .saturating_add(limits.shutdown_grace),
     );
-    tokio::pin!(first_byte, age, hard_close);
-    let (mut closing, mut first_checked) = (false, false);
+    tokio::pin!(first_byte, idle, age, hard_close);
+    let (mut closing, mut first_checked, mut busy_open) = (false, false, true);
     loop {
+        let is_idle = *busy.borrow() == 0;
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
@@ -280,9 +384,24 @@ async fn serve_http<I>(
             _ = &mut first_byte, if !first_checked => {
                 first_checked = true;
                 if !seen.load(Ordering::Relaxed) {
-                    tracing::info!(peer = %addr, "connection closed: nothing received within listen.header_read_timeout");
+                    if let Some(suppressed) = logs.silent.permit(std::time::Instant::now()) {
+                        tracing::info!(peer = %addr, suppressed, "connection closed: nothing received within listen.header_read_timeout");
+                    }
                     return;
                 }
+            }
+            changed = busy.changed(), if busy_open => {
+                if changed.is_err() {
+                    busy_open = false;
+                } else if *busy.borrow_and_update() == 0 {
+                    idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                }
+            }
+            _ = &mut idle, if is_idle && !closing => {
+                tracing::debug!(peer = %addr, "connection idle for listen.idle_timeout; closing");
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+                hard_close.as_mut().reset(Instant::now() + limits.shutdown_grace);
             }
             _ = stop.changed(), if !closing => {
                 closing = true;
@@ -294,9 +413,24 @@ async fn serve_http<I>(
                 hard_close.as_mut().reset(Instant::now() + limits.shutdown_grace);
             }
             _ = &mut hard_close => {
-                tracing::info!(peer = %addr, "connection closed: listen.max_connection_age + listen.shutdown_grace elapsed");
+                tracing::info!(peer = %addr, "connection closed: still open listen.shutdown_grace after closing started (listen.max_connection_age or listen.idle_timeout)");
                 return;
             }
         }
     }
+}
+
+/// 408 for a request whose body did not arrive within `listen.body_read_timeout`; over HTTP/1 the
+/// connection is closed after it (the rest of the body is never read).
+fn body_timeout_response(version: Version) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request body not complete within listen.body_read_timeout",
+    )
+    .into_response();
+    if version < Version::HTTP_2 {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
 }

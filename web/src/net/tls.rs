@@ -1,12 +1,12 @@
 //! rustls configuration of the e-Service listener: TLS 1.3 only, ring provider, client certificate required and
-//! verified against the configured client CA certificates.
+//! verified against the configured client CA certificates and, when configured, their CRLs.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 
 use super::error::NetError;
@@ -15,6 +15,7 @@ use super::error::NetError;
 const CERT: &str = "tls.cert";
 const KEY: &str = "tls.key";
 const CLIENT_CA: &str = "tls.client_ca";
+const CLIENT_CRL: &str = "tls.client_crl";
 
 /// The crypto provider: always ring, never the process default (aws-lc-rs must stay out of the graph).
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -30,10 +31,15 @@ pub struct MtlsPem<'a> {
     pub key: &'a [u8],
     /// Client CA certificates whose issued certificates may connect (`tls.client_ca`).
     pub client_ca: &'a [u8],
+    /// Certificate revocation lists of the client CAs (`tls.client_crl`): PEM (one or more) or one DER CRL.
+    /// When given, a client certificate is refused if revoked, and also if no CRL of its issuer is given
+    /// (its status would be unknown).
+    pub client_crl: Option<&'a [u8]>,
 }
 
 /// Builds the server configuration: TLS 1.3 only, ALPN `h2` + `http/1.1`, client certificate required and
-/// chain-verified (validity period, signature, key usage `clientAuth`) by `WebPkiClientVerifier`.
+/// chain-verified (validity period, signature, key usage `clientAuth`, and revocation when CRLs are given) by
+/// `WebPkiClientVerifier`.
 pub fn mtls_server_config(pem: &MtlsPem<'_>) -> Result<Arc<ServerConfig>, NetError> {
     let chain = certs(pem.cert_chain, CERT)?;
     let key = PrivateKeyDer::from_pem_slice(pem.key).map_err(|e| match e {
@@ -51,12 +57,21 @@ pub fn mtls_server_config(pem: &MtlsPem<'_>) -> Result<Arc<ServerConfig>, NetErr
         })?;
     }
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| NetError::ClientCa {
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    if let Some(pem_or_der) = pem.client_crl {
+        verifier = verifier.with_crls(crls(pem_or_der)?);
+    }
+    let verifier = verifier.build().map_err(|e| match e {
+        VerifierBuilderError::InvalidCrl(e) => NetError::ClientCrl {
+            setting: CLIENT_CRL,
+            message: rustls::Error::from(e).to_string(),
+        },
+        e => NetError::ClientCa {
             setting: CLIENT_CA,
             message: e.to_string(),
-        })?;
+        },
+    })?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| NetError::ServerCert(e.to_string()))?
@@ -67,11 +82,13 @@ pub fn mtls_server_config(pem: &MtlsPem<'_>) -> Result<Arc<ServerConfig>, NetErr
     Ok(Arc::new(config))
 }
 
-/// Same as [`mtls_server_config`], reading the three PEM files.
+/// Same as [`mtls_server_config`], reading the PEM files (and the CRL file, PEM or DER, when given). Called at
+/// start and again on every reload, so a changed file takes effect for the connections accepted afterwards.
 pub fn mtls_server_config_from_files(
     cert_chain: &Path,
     key: &Path,
     client_ca: &Path,
+    client_crl: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, NetError> {
     let read = |setting: &'static str, path: &Path| {
         std::fs::read(path).map_err(|e| NetError::Pem {
@@ -85,11 +102,37 @@ pub fn mtls_server_config_from_files(
         read(KEY, key)?,
         read(CLIENT_CA, client_ca)?,
     );
+    let crl = client_crl.map(|p| read(CLIENT_CRL, p)).transpose()?;
     mtls_server_config(&MtlsPem {
         cert_chain: &c,
         key: &k,
         client_ca: &ca,
+        client_crl: crl.as_deref(),
     })
+}
+
+/// CRLs from PEM (`-----BEGIN X509 CRL-----`, one or more) or from one DER CRL.
+fn crls(data: &[u8]) -> Result<Vec<CertificateRevocationListDer<'static>>, NetError> {
+    let is_pem = data.windows(11).any(|w| w == b"-----BEGIN ");
+    let crls = if is_pem {
+        CertificateRevocationListDer::pem_slice_iter(data)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| NetError::MalformedPem {
+                setting: CLIENT_CRL,
+                message: e.to_string(),
+            })?
+    } else if data.is_empty() {
+        Vec::new()
+    } else {
+        vec![CertificateRevocationListDer::from(data.to_vec())]
+    };
+    if crls.is_empty() {
+        return Err(NetError::Empty {
+            setting: CLIENT_CRL,
+            what: "certificate revocation list",
+        });
+    }
+    Ok(crls)
 }
 
 fn certs(pem: &[u8], setting: &'static str) -> Result<Vec<CertificateDer<'static>>, NetError> {
