@@ -626,6 +626,107 @@ fn status_changes_reach_crl_and_ocsp() {
     assert_eq!(v["state"], "ACTIVE", "{v}");
 }
 
+/// `C_Sign` calls so far, from `/metrics` (`esigd_operation_duration_seconds_count{op="hsm_sign"}`).
+fn hsm_signs(d: &Daemon) -> u64 {
+    let (code, body) = d.get("/metrics", &[]);
+    assert_eq!(code, 200);
+    let text = String::from_utf8(body).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("esigd_operation_duration_seconds_count{op=\"hsm_sign\"} "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// POSTs the DER OCSP request `req` `n` times on one keep-alive connection; the answers.
+fn post_ocsp(d: &Daemon, dir: &Path, req: &Path, n: usize) -> Vec<Vec<u8>> {
+    let url = d.url("/ocsp");
+    let data = format!("@{}", s(req));
+    let outs: Vec<String> = (0..n)
+        .map(|i| s(&dir.join(format!("ocsp-{i}.der"))).to_owned())
+        .collect();
+    let o = Command::new("curl")
+        .args(["-s", "-f", "-H", "Content-Type: application/ocsp-request"])
+        .args(["--data-binary", &data])
+        .args(outs.iter().flat_map(|o| ["-o", o.as_str()]))
+        .args(vec![url.as_str(); n])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    outs.iter().map(|o| std::fs::read(o).unwrap()).collect()
+}
+
+/// `openssl ocsp` reading the response file `resp` for certificate `cert`: its report.
+fn ocsp_report(d: &Daemon, resp: &Path, cert: &Path) -> String {
+    let out = openssl(&[
+        "ocsp",
+        "-respin",
+        s(resp),
+        "-issuer",
+        s(&d.ca_pem()),
+        "-cert",
+        s(cert),
+        "-CAfile",
+        s(&d.ca_pem()),
+    ]);
+    assert!(out.contains("Response verify OK"), "{out}");
+    out
+}
+
+/// Issue #11: identical OCSP requests without a nonce are answered from a cache: 20 of them
+/// cost one HSM signature; a request with a nonce is signed each time (its nonce echoed); a
+/// revocation in between makes the next answer say revoked at once.
+#[test]
+fn identical_ocsp_requests_are_signed_once_until_the_status_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path();
+    let d = Daemon::start_dev(&t.join("data"));
+    let (serial, a) = d.issue(t, "a", &ec_csr(t, "a"));
+    let req = t.join("req.der");
+    openssl(&[
+        "ocsp",
+        "-issuer",
+        s(&d.ca_pem()),
+        "-cert",
+        s(&a),
+        "-no_nonce",
+        "-reqout",
+        s(&req),
+    ]);
+
+    let before = hsm_signs(&d);
+    let answers = post_ocsp(&d, t, &req, 20);
+    assert_eq!(
+        hsm_signs(&d) - before,
+        1,
+        "20 identical requests, one signature"
+    );
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "one cached answer"
+    );
+    let first = t.join("ocsp-0.der");
+    assert!(ocsp_report(&d, &first, &a).contains(&format!("{}: good", s(&a))));
+
+    // With a nonce (openssl's default): signed every time, each answer with its own nonce
+    // (openssl checks the nonce it sent).
+    let before = hsm_signs(&d);
+    for _ in 0..3 {
+        let out = ocsp(&d, &["-cert", s(&a)], false);
+        assert!(out.contains(&format!("{}: good", s(&a))), "{out}");
+        assert!(!out.contains("WARNING: no nonce"), "{out}");
+    }
+    assert_eq!(hsm_signs(&d) - before, 3);
+
+    // Revoked: the cached "good" is gone at once.
+    let (good, _, out) = d.cli(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    assert!(good, "{out}");
+    let before = hsm_signs(&d);
+    let answers = post_ocsp(&d, t, &req, 5);
+    assert_eq!(hsm_signs(&d) - before, 1);
+    assert!(answers.iter().all(|x| *x == answers[0]));
+    let report = ocsp_report(&d, &first, &a);
+    assert!(report.contains(&format!("{}: revoked", s(&a))), "{report}");
+}
+
 /// A CSR whose self-signature was made with another key (the requested key swapped in).
 fn csr_signed_by_another_key() -> Vec<u8> {
     use der::{Decode, Encode};

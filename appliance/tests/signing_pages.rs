@@ -162,3 +162,112 @@ fn an_unreachable_identity_bb_gives_a_clear_page_not_a_redirect() {
         "{answer}"
     );
 }
+
+/// Issue #11: plain GETs cannot take the signing-session table. With a table of 20 sessions,
+/// 5 per /64 and 10 per /48 (`ui.max_sessions*`), and the clients' IPv6 addresses presented by
+/// a trusted proxy: many /64s of one /48, and one /56, get 10 sessions each; a flood from many
+/// /48s evicts the oldest unused sessions, never the one at the Identity BB; another network
+/// still gets the choice page, and the citizen who went to log in comes back to a live session.
+#[test]
+fn a_session_flood_leaves_room_for_others_and_keeps_logins_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = TestToken::create();
+    let idp = esigd_testkit::idp::Idp::start();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "esigd-dev-secret\n").unwrap();
+    let d = daemon(
+        dir.path(),
+        &token,
+        &format!(
+            r#"[listen]
+trusted_proxies = ["127.0.0.1/32"]
+[ui]
+max_sessions = 20
+max_sessions_per_ip = 5
+max_sessions_per_48 = 10
+[identity]
+issuer = {issuer:?}
+client_id = "esigd"
+client_secret = {{ file = {secret:?} }}
+"#,
+            issuer = idp.issuer
+        ),
+    );
+    let open = |client: &str, extra: &[&str]| {
+        let header = format!("X-Forwarded-For: {client}");
+        let mut args = vec!["-H", header.as_str()];
+        args.extend(extra);
+        d.get(&page_url(), &args)
+    };
+    // A citizen opens the page and goes to the Identity BB.
+    let jar = dir.path().join("cookies.txt");
+    let jar = jar.to_str().unwrap();
+    let (status, body) = open("198.51.100.7", &["-c", jar]);
+    let html = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{html}");
+    let at = html.find("/v1/sign/interactive/national-id?t=").unwrap();
+    let link = html[at..].split('"').next().unwrap().replace("&amp;", "&");
+    let (status, answer) = d.get(&link, &["-b", jar, "-D", "-"]);
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert_eq!(status, 303, "{answer}");
+    let location = answer
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("location:")
+                .then(|| l[9..].trim().to_owned())
+        })
+        .unwrap();
+    assert!(location.starts_with(&idp.issuer), "{location}");
+    let state = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+
+    let count = |clients: Vec<String>| {
+        clients
+            .iter()
+            .map(|c| open(c, &[]).0)
+            .filter(|s| {
+                assert!(*s == 200 || *s == 503, "{s}");
+                *s == 200
+            })
+            .count()
+    };
+    // 30 /64s of one /48; 30 /64s of one /56: the /48 budget (10) each.
+    assert_eq!(
+        count((0..30).map(|n| format!("2001:db8:aaaa:{n:x}::1")).collect()),
+        10
+    );
+    assert_eq!(
+        count((0..30).map(|n| format!("2001:db8:bbbb:{n:x}::1")).collect()),
+        10
+    );
+    // 40 more /48s: the table (20) is full, each new session evicts the oldest unused one.
+    assert_eq!(
+        count(
+            (0..40)
+                .map(|n| format!("2001:db8:{:x}::1", 0x100 + n))
+                .collect()
+        ),
+        40
+    );
+    // Another network still gets the choice page.
+    let (status, body) = open("203.0.113.9", &[]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // The citizen at the Identity BB comes back (here: cancelled there) to a live session: sent
+    // back to the e-Service, not refused as an unknown session.
+    let (status, answer) = d.get(
+        &format!("/v1/oidc/callback?state={state}&error=access_denied"),
+        &["-b", jar, "-D", "-"],
+    );
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    assert_eq!(status, 303, "{answer}");
+    assert!(
+        answer.contains("location: https://shop.example/cb/done?error=access_denied"),
+        "{answer}"
+    );
+}

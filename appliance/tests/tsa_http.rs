@@ -496,6 +496,95 @@ fn tsa_allowed_ips_refuses_other_addresses() {
     verify_reply(w, "r.tsr");
 }
 
+/// Issue #11: `limits.public_rate_per_ip` on `/tsa` and `/ocsp`. A burst beyond the budget from
+/// one address gets 429 with `Retry-After` (and no token); an exempt network and another
+/// address still get 200 and a token that verifies.
+#[test]
+fn a_burst_over_the_public_rate_limit_gets_429_with_retry_after() {
+    let token = TestToken::create();
+    let dir = tempfile::tempdir().unwrap();
+    let d = configured(
+        dir.path(),
+        &token,
+        "[tsa]\nallow_unsynchronized_clock = true\n[limits]\npublic_rate_per_ip = 1\npublic_rate_burst = 3\npublic_rate_exempt = [\"127.0.0.2/32\"]\n",
+    );
+    let w = dir.path();
+    query_file(w, b"rate limit\n");
+    // Ten POSTs on one keep-alive connection (one curl process: well under a second, so at most
+    // one more request than the burst can have been refilled): status codes and headers.
+    let burst = |interface: &str| -> (Vec<String>, String) {
+        let url = d.url("/tsa");
+        let mut args: Vec<&str> = vec!["-D", "headers.txt"];
+        args.extend(TSQ_BODY);
+        args.extend(["-w", "%{http_code}\n"]);
+        let urls = vec![url.as_str(); 10];
+        let mut outs = Vec::new();
+        for i in 0..urls.len() {
+            outs.push(format!("r{i}.out"));
+        }
+        let o = Command::new("curl")
+            .args(["-s", "--interface", interface])
+            .args(&args)
+            .args(outs.iter().flat_map(|o| ["-o", o.as_str()]))
+            .args(&urls)
+            .current_dir(w)
+            .output()
+            .unwrap();
+        let codes = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let headers = std::fs::read_to_string(w.join("headers.txt")).unwrap();
+        std::fs::remove_file(w.join("headers.txt")).unwrap();
+        (codes, headers)
+    };
+    let (codes, headers) = burst("127.0.0.1");
+    assert_eq!(codes.len(), 10, "{codes:?}");
+    assert_eq!(
+        &codes[..3],
+        ["200", "200", "200"],
+        "the burst passes: {codes:?}"
+    );
+    let refused = codes.iter().filter(|c| *c == "429").count();
+    assert!(refused >= 6, "over the budget must be 429: {codes:?}");
+    assert!(codes.iter().all(|c| c == "200" || c == "429"), "{codes:?}");
+    let lower = headers.to_ascii_lowercase();
+    let retry_after: Vec<u64> = lower
+        .lines()
+        .filter_map(|l| l.strip_prefix("retry-after:"))
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert_eq!(retry_after.len(), refused, "{headers}");
+    assert!(retry_after.iter().all(|s| (1..=2).contains(s)), "{headers}");
+    let last = codes.iter().rposition(|c| c == "429").unwrap();
+    let body = std::fs::read_to_string(w.join(format!("r{last}.out"))).unwrap();
+    assert!(body.contains("limits.public_rate_per_ip"), "{body}");
+    // /ocsp shares the budget of that address: refused too, before any parsing or signing.
+    let ocsp = curl_from(
+        w,
+        "127.0.0.1",
+        &[
+            "-H",
+            "Content-Type: application/ocsp-request",
+            "--data-binary",
+            "@q.tsq",
+        ],
+        &d.url("/ocsp"),
+        "o.out",
+    );
+    assert_eq!(ocsp, "429");
+    // The exempt network is not limited; its tokens verify.
+    let (codes, _) = burst("127.0.0.2");
+    assert!(codes.iter().all(|c| c == "200"), "exempt: {codes:?}");
+    verify_reply(w, "r9.out");
+    // Another address has a budget of its own.
+    assert_eq!(
+        curl_from(w, "127.0.0.3", &TSQ_BODY, &d.url("/tsa"), "r.tsr"),
+        "200"
+    );
+    verify_reply(w, "r.tsr");
+}
+
 /// `listen.trusted_proxies`: behind a trusted proxy the client named in X-Forwarded-For is what
 /// `tsa.allowed_ips` and `ui.max_sessions_per_ip` see; the header from any other peer is ignored.
 #[test]
@@ -786,7 +875,7 @@ async fn injected_clock_grants_only_while_synchronized_within_the_accuracy() {
     ];
     for (i, (case, state, granted)) in cases.into_iter().enumerate() {
         *clock.0.lock().unwrap() = state;
-        let reply = svc.stamp_queue.stamp(query.clone()).await;
+        let reply = svc.stamp_queue.stamp(query.clone()).await.unwrap();
         let r = format!("r{i}.tsr");
         std::fs::write(w.join(&r), &reply).unwrap();
         let t = openssl_ok(&["ts", "-reply", "-in", &r, "-text"], w);

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod net;
 pub mod observe;
 pub mod pages;
+pub mod ratelimit;
 pub mod routes;
 pub mod sign_input;
 pub mod state;

@@ -2,7 +2,7 @@
 //! signing visit, bound to a cookie) and the OIDC client credentials. The handlers are in
 //! [`crate::routes::interactive`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -34,7 +34,8 @@ pub(crate) struct Session {
     pub(crate) created: Instant,
     /// The browser's `esigd_session` cookie value.
     pub(crate) browser: String,
-    /// Where the visit came from (live sessions per address are capped).
+    /// Where the visit came from: an IPv4 address or the /64 of an IPv6 address (live sessions
+    /// per address, and per IPv6 /48, are capped).
     pub(crate) ip: IpAddr,
     /// A verified payment, used up right before signing.
     pub(crate) payment: Option<Payment>,
@@ -48,6 +49,11 @@ pub(crate) struct Session {
     pub(crate) csrf: String,
     /// Set while the browser is at the Identity BB.
     pub(crate) oidc: Option<Pending>,
+    /// The browser was sent to the Identity BB (an established session: never evicted to make
+    /// room; see [`Pages::insert`]).
+    pub(crate) at_idp: bool,
+    /// Insertion number, set by [`Pages::insert`] (orders sessions created in the same instant).
+    pub(crate) seq: u64,
 }
 
 /// Templates, sessions and the OIDC client credentials of the pages.
@@ -60,6 +66,7 @@ pub struct Pages {
     pub(crate) ttl: Duration,
     pub(crate) max: usize,
     pub(crate) max_per_ip: usize,
+    pub(crate) max_per_48: usize,
     pub(crate) secure_cookie: bool,
     pub(crate) redirect_url: String,
     pub(crate) ui_name: String,
@@ -129,6 +136,7 @@ impl Pages {
             ttl: ui.session_ttl,
             max: ui.max_sessions,
             max_per_ip: ui.max_sessions_per_ip,
+            max_per_48: ui.max_sessions_per_48,
             // The scheme of the public address of the pages (the OIDC redirect URL), not of the
             // CRL/OCSP links in certificates, which are usually plain http.
             secure_cookie: redirect_url.starts_with("https://"),
@@ -175,26 +183,37 @@ impl Pages {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Stores a new session under its link token; the error says which limit was hit.
-    pub(crate) fn insert(&self, s: Session) -> Result<(), &'static str> {
+    /// Stores a new session under its link token; returns how many unused sessions were evicted
+    /// to make room, or the setting whose limit was hit.
+    ///
+    /// The budgets of one network (`ui.max_sessions_per_ip`: an IPv4 address or an IPv6 /64;
+    /// `ui.max_sessions_per_48`: an IPv6 /48) refuse its next session: filling them hurts only
+    /// that network. When the whole table (`ui.max_sessions`) is full, the oldest session that has
+    /// not been sent to the Identity BB yet is evicted (opening one costs a plain GET); sessions
+    /// at the Identity BB are never evicted, so a citizen who is logging in always comes back to
+    /// a live session. Only a table full of sessions at the Identity BB refuses new ones.
+    pub(crate) fn insert(&self, mut s: Session) -> Result<usize, &'static str> {
         let mut all = self.lock();
-        let ttl = self.ttl;
-        if all.by_token.len() >= self.max {
-            all.purge(ttl);
-            if all.by_token.len() >= self.max {
-                return Err("ui.max_sessions");
-            }
-        }
-        let from_ip = all
-            .by_token
-            .values()
-            .filter(|x| x.ip == s.ip && x.created.elapsed() < ttl)
-            .count();
-        if from_ip >= self.max_per_ip {
+        all.purge(self.ttl);
+        if all.per_64.get(&s.ip).copied().unwrap_or(0) >= self.max_per_ip {
             return Err("ui.max_sessions_per_ip");
         }
-        all.by_token.insert(s.csrf.clone(), s);
-        Ok(())
+        if let Some(net) = prefix48(s.ip)
+            && all.per_48.get(&net).copied().unwrap_or(0) >= self.max_per_48
+        {
+            return Err("ui.max_sessions_per_48");
+        }
+        let mut evicted = 0;
+        while all.by_token.len() >= self.max {
+            if !all.evict_oldest_unused() {
+                return Err("ui.max_sessions");
+            }
+            evicted += 1;
+        }
+        s.seq = all.next_seq;
+        all.next_seq += 1;
+        all.add(s);
+        Ok(evicted)
     }
 
     /// The live session with link token `t`, if it belongs to `browser`.
@@ -242,8 +261,12 @@ impl Pages {
         if let Some(p) = &pending {
             all.by_state.insert(p.state.clone(), t.to_owned());
         }
+        let established = pending.is_some();
         if let Some(s) = all.by_token.get_mut(t) {
             s.oidc = pending;
+        }
+        if established {
+            all.establish(t);
         }
     }
 
@@ -259,31 +282,119 @@ impl Pages {
     }
 }
 
-/// Live sessions by link token, and the OIDC `state` index.
+/// The /48 of an IPv6 session address (`None` for IPv4).
+fn prefix48(ip: IpAddr) -> Option<[u8; 6]> {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            Some([o[0], o[1], o[2], o[3], o[4], o[5]])
+        }
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// Live sessions by link token, the OIDC `state` index, the age order (expiry, eviction) and the
+/// live count of each network. Every operation is O(log n): no scan of the table per request.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     by_token: HashMap<String, Session>,
     by_state: HashMap<String, String>,
+    /// Every session, oldest first: `(created, seq)` → link token.
+    by_age: BTreeMap<(Instant, u64), String>,
+    /// Sessions not sent to the Identity BB yet, oldest first: evicted first when full.
+    unused: BTreeMap<(Instant, u64), String>,
+    /// Live sessions per IPv4 address or IPv6 /64.
+    per_64: HashMap<IpAddr, usize>,
+    /// Live sessions per IPv6 /48.
+    per_48: HashMap<[u8; 6], usize>,
+    next_seq: u64,
 }
 
 impl Sessions {
-    fn remove(&mut self, t: &str) {
-        if let Some(s) = self.by_token.remove(t)
-            && let Some(p) = s.oidc
-        {
-            self.by_state.remove(&p.state);
+    fn add(&mut self, s: Session) {
+        let age = (s.created, s.seq);
+        self.by_age.insert(age, s.csrf.clone());
+        if !s.at_idp {
+            self.unused.insert(age, s.csrf.clone());
+        }
+        *self.per_64.entry(s.ip).or_default() += 1;
+        if let Some(net) = prefix48(s.ip) {
+            *self.per_48.entry(net).or_default() += 1;
+        }
+        if let Some(old) = self.by_token.insert(s.csrf.clone(), s) {
+            // Link tokens are random; a clash would replace a session: keep the counts right.
+            self.forget(&old);
         }
     }
 
-    fn purge(&mut self, ttl: Duration) {
-        let old: Vec<String> = self
-            .by_token
-            .iter()
-            .filter(|(_, s)| s.created.elapsed() >= ttl)
-            .map(|(t, _)| t.clone())
-            .collect();
-        for t in old {
+    fn remove(&mut self, t: &str) {
+        if let Some(s) = self.by_token.remove(t) {
+            self.forget(&s);
+        }
+    }
+
+    /// Drops the indexes and counts of a session taken out of `by_token`.
+    fn forget(&mut self, s: &Session) {
+        let age = (s.created, s.seq);
+        self.by_age.remove(&age);
+        self.unused.remove(&age);
+        if let Some(p) = &s.oidc {
+            self.by_state.remove(&p.state);
+        }
+        if let Some(n) = self.per_64.get_mut(&s.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_64.remove(&s.ip);
+            }
+        }
+        if let Some(net) = prefix48(s.ip)
+            && let Some(n) = self.per_48.get_mut(&net)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_48.remove(&net);
+            }
+        }
+    }
+
+    /// The session went to the Identity BB: no longer evictable.
+    fn establish(&mut self, t: &str) {
+        if let Some(s) = self.by_token.get_mut(t)
+            && !s.at_idp
+        {
+            s.at_idp = true;
+            let age = (s.created, s.seq);
+            self.unused.remove(&age);
+        }
+    }
+
+    /// Evicts the oldest session that has not been sent to the Identity BB; false if none.
+    fn evict_oldest_unused(&mut self) -> bool {
+        let Some((age, t)) = self.unused.first_key_value().map(|(a, t)| (*a, t.clone())) else {
+            return false;
+        };
+        if self.by_token.contains_key(&t) {
             self.remove(&t);
+        } else {
+            self.unused.remove(&age);
+        }
+        tracing::debug!("signing session table full: the oldest unused session was evicted");
+        true
+    }
+
+    /// Removes the expired sessions (oldest first, stopping at the first live one).
+    fn purge(&mut self, ttl: Duration) {
+        while let Some((age, t)) = self
+            .by_age
+            .first_key_value()
+            .filter(|((created, _), _)| created.elapsed() >= ttl)
+            .map(|(a, t)| (*a, t.clone()))
+        {
+            if self.by_token.contains_key(&t) {
+                self.remove(&t);
+            } else {
+                self.by_age.remove(&age);
+            }
         }
     }
 }
@@ -417,6 +528,8 @@ mod tests {
             nonce: None,
             csrf: "link-1".into(),
             oidc: None,
+            at_idp: false,
+            seq: 0,
         };
         pages.insert(session).unwrap();
         let pending = Pending {
@@ -433,5 +546,185 @@ mod tests {
         // Used up: a second callback with the same state finds nothing.
         assert!(pages.take_oidc_state("st-1", "browser-a").is_none());
         assert!(pages.lock().by_state.is_empty());
+    }
+
+    /// A session of `browser` with link token `t` from `ip` (already the /64 bucket), created
+    /// `age` ago.
+    fn session_from(t: &str, browser: &str, ip: &str, age: Duration) -> Session {
+        Session {
+            created: Instant::now().checked_sub(age).unwrap(),
+            browser: browser.into(),
+            ip: ip.parse().unwrap(),
+            payment: None,
+            eservice: "shop".into(),
+            eservice_name: "Shop".into(),
+            input: SignInput {
+                hash_type: esigd_service::signing::HashType::Sha256,
+                digest: vec![1; 32],
+                display: None,
+            },
+            callback: url::Url::parse("https://shop.example/cb").unwrap(),
+            state: None,
+            nonce: None,
+            csrf: t.into(),
+            oidc: None,
+            at_idp: false,
+            seq: 0,
+        }
+    }
+
+    fn pages_with(max: usize, per_ip: usize, per_48: usize) -> (tempfile::TempDir, Pages) {
+        let dir = tempfile::tempdir().unwrap();
+        let ui = UiSection {
+            max_sessions: max,
+            max_sessions_per_ip: per_ip,
+            max_sessions_per_48: per_48,
+            ..UiSection::default()
+        };
+        let pages = Pages::new(&ui, dir.path(), None, "http://127.0.0.1:8080/cb".into()).unwrap();
+        (dir, pages)
+    }
+
+    fn to_idp(pages: &Pages, t: &str, state: &str) {
+        pages.set_pending(
+            t,
+            Some(Pending {
+                state: state.into(),
+                nonce: "n".into(),
+                pkce_verifier: "v".into(),
+            }),
+        );
+    }
+
+    /// Issue #11: plain GETs from one /48 (many /64s, or one /56) cannot fill the table; a
+    /// full table evicts the oldest session that has not gone to the Identity BB, so other
+    /// networks still get a page and a citizen at the Identity BB still finds their session.
+    #[test]
+    fn a_flood_cannot_take_the_table_and_sessions_at_the_identity_bb_survive() {
+        let (_dir, pages) = pages_with(20, 5, 10);
+        let now = Duration::ZERO;
+        // A citizen who went to the Identity BB, and one still reading the choice page.
+        pages
+            .insert(session_from("citizen", "b-c", "192.0.2.1", now))
+            .unwrap();
+        to_idp(&pages, "citizen", "st-c");
+        pages
+            .insert(session_from("reader", "b-r", "192.0.2.2", now))
+            .unwrap();
+
+        // Many /64s of one /48: the /48 budget stops them at 10 (50 /64s × 5 would be 250).
+        let mut admitted = 0;
+        for n in 0..50 {
+            match pages.insert(session_from(
+                &format!("a{n}"),
+                "b-a",
+                &format!("2001:db8:aaaa:{n:x}::"),
+                now,
+            )) {
+                Ok(_) => admitted += 1,
+                Err(limit) => assert_eq!(limit, "ui.max_sessions_per_48"),
+            }
+        }
+        assert_eq!(admitted, 10);
+        // One /56 (its 256 /64s are in one /48): the same budget.
+        let mut admitted = 0;
+        for n in 0..50 {
+            if pages
+                .insert(session_from(
+                    &format!("b{n}"),
+                    "b-b",
+                    &format!("2001:db8:bbbb:{n:x}::"),
+                    now,
+                ))
+                .is_ok()
+            {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 10);
+        // One /64: its own budget of 5.
+        let one_64: Vec<_> = (0..8)
+            .map(|n| {
+                pages.insert(session_from(
+                    &format!("c{n}"),
+                    "b",
+                    "2001:db8:cccc:1::",
+                    now,
+                ))
+            })
+            .collect();
+        assert_eq!(one_64.iter().filter(|r| r.is_ok()).count(), 5);
+        assert_eq!(one_64[7], Err("ui.max_sessions_per_ip"));
+
+        // The table (20) is full: many /48s keep coming, each evicting the oldest unused one.
+        for n in 0..100 {
+            pages
+                .insert(session_from(
+                    &format!("d{n}"),
+                    "b-d",
+                    &format!("2001:db8:{:x}:1::", 0x1000 + n),
+                    now,
+                ))
+                .unwrap();
+        }
+        assert_eq!(pages.open_sessions(), 20);
+        // Another network still gets a session ...
+        pages
+            .insert(session_from("new", "b-n", "198.51.100.1", now))
+            .unwrap();
+        assert!(pages.get("new", "b-n").is_some());
+        // ... the unused one that was there first is gone, the one at the Identity BB is not.
+        assert!(pages.get("reader", "b-r").is_none());
+        let (s, _) = pages.take_oidc_state("st-c", "b-c").unwrap();
+        assert_eq!(s.csrf, "citizen");
+        // Evicted sessions gave their network budget back: /48 aaaa may open sessions again.
+        assert!(
+            pages
+                .insert(session_from("a-again", "b-a", "2001:db8:aaaa:77::", now))
+                .is_ok()
+        );
+    }
+
+    /// Only a table full of sessions at the Identity BB refuses; expired sessions count nowhere.
+    #[test]
+    fn only_sessions_at_the_identity_bb_fill_the_table_and_expired_ones_do_not_count() {
+        let (_dir, pages) = pages_with(3, 2, 10);
+        for n in 0..3 {
+            let t = format!("t{n}");
+            pages
+                .insert(session_from(
+                    &t,
+                    "b",
+                    &format!("192.0.2.{n}"),
+                    Duration::ZERO,
+                ))
+                .unwrap();
+            to_idp(&pages, &t, &format!("st{n}"));
+        }
+        assert_eq!(
+            pages.insert(session_from("x", "b", "198.51.100.1", Duration::ZERO)),
+            Err("ui.max_sessions")
+        );
+        for n in 0..3 {
+            assert!(pages.get(&format!("t{n}"), "b").is_some());
+        }
+
+        // Sessions older than ui.session_ttl (600 s) are dropped before any budget is counted.
+        let (_dir, pages) = pages_with(3, 2, 2);
+        let old = Duration::from_secs(601);
+        for n in 0..2 {
+            pages
+                .insert(session_from(&format!("o{n}"), "b", "2001:db8:1:1::", old))
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+        }
+        pages
+            .insert(session_from("live", "b", "2001:db8:1:1::", Duration::ZERO))
+            .unwrap();
+        assert_eq!(pages.open_sessions(), 1);
+        let state = pages.lock();
+        assert_eq!(state.by_age.len(), 1);
+        assert_eq!(state.unused.len(), 1);
+        assert_eq!(state.per_64.len(), 1);
+        assert_eq!(state.per_48.values().sum::<usize>(), 1);
     }
 }

@@ -55,7 +55,7 @@ mod codec;
 mod tsa;
 
 pub use certs::RocksCertStore;
-pub use tsa::{RocksImprintLog, RocksSerialStore, StampFn, StampQueue};
+pub use tsa::{RocksImprintLog, RocksSerialStore, StampError, StampFn, StampQueue};
 
 use crate::StoreError;
 

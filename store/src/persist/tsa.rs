@@ -257,6 +257,34 @@ impl RocksImprintLog {
     }
 }
 
+impl RocksImprintLog {
+    /// Removes up to `limit` records with genTime before `cutoff` (oldest first), each with its
+    /// time-index entry, in one durable commit; returns how many were removed. The retention
+    /// sweep of `tsa.journal_retention` ([`StampQueue::sweep_journal`]) calls it until it
+    /// returns less than `limit`.
+    pub fn sweep_before(&self, cutoff: SystemTime, limit: usize) -> Result<usize, PersistError> {
+        let end = concat(BY_TIME, &unix_nanos(cutoff).to_be_bytes());
+        let due =
+            self.store
+                .scan_range(Cf::TsaSerials, BY_TIME, Some(&end), Order::Ascending, limit)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = Batch::new();
+        for (k, _) in &due {
+            if let Some(serial) = k
+                .get(BY_TIME.len() + 8..)
+                .and_then(|s| <[u8; 8]>::try_from(s).ok())
+            {
+                batch.delete(Cf::TsaSerials, serial_key(u64::from_be_bytes(serial)));
+            }
+            batch.delete(Cf::TsaSerials, k.clone());
+        }
+        self.store.commit_blocking(batch)?;
+        Ok(due.len())
+    }
+}
+
 impl ImprintLog for RocksImprintLog {
     fn append(
         &self,
@@ -371,6 +399,20 @@ const STAMP_BATCH: usize = 16;
 /// What a [`StampQueue`] signs with: `Tsa::stamp` of the appliance's TSA (request DER, genTime).
 pub type StampFn = dyn Fn(&[u8], SystemTime) -> Result<StampOutcome, TsaError> + Send + Sync;
 
+/// Why [`StampQueue::stamp`] did not take a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StampError {
+    /// `tsa.queue_max` requests are already waiting: answer 503 with `Retry-After`.
+    #[error(
+        "the time-stamp queue is full (tsa.queue_max = {capacity} requests waiting); retry later"
+    )]
+    Busy {
+        /// The configured capacity (`tsa.queue_max`).
+        capacity: usize,
+    },
+}
+
 struct StampJob {
     request: Vec<u8>,
     reply: tokio::sync::oneshot::Sender<Vec<u8>>,
@@ -389,33 +431,50 @@ struct StampJob {
 /// on the development machine (SoftHSM, 32 keep-alive clients, `benches/tsa_design.rs`): ≈ 145 µs
 /// of esigd CPU per token against ≈ 230 µs for `spawn_blocking` + a parked wait.
 ///
+/// The queue is bounded (`tsa.queue_max`): when that many requests wait, [`StampQueue::stamp`]
+/// answers [`StampError::Busy`] at once instead of queueing more (memory and latency stay bounded
+/// under a flood; the caller answers 503).
+///
 /// genTime is taken when a signing thread starts on the request. `threads` should be the HSM
 /// session pool size: more threads only wait for sessions.
 ///
-/// The signing threads hold the audit log (and so the RocksDB handle): [`StampQueue::close`], or
-/// dropping the queue, waits for them, so the database is never torn down under a running thread.
+/// The signing threads (and the journal sweep, [`StampQueue::sweep_journal`]) hold the audit log
+/// (and so the RocksDB handle): [`StampQueue::close`], or dropping the queue, waits for them, so
+/// the database is never torn down under a running thread.
 pub struct StampQueue {
-    tx: Mutex<Option<std::sync::mpsc::Sender<StampJob>>>,
+    tx: Mutex<Option<std::sync::mpsc::SyncSender<StampJob>>>,
+    capacity: usize,
+    log: RocksImprintLog,
+    /// Dropping it stops the journal sweep.
+    stop_sweep: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for StampQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StampQueue").finish_non_exhaustive()
+        f.debug_struct("StampQueue")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
     }
 }
 
 impl StampQueue {
-    /// Starts `threads` (at least one) signing threads named `esigd-tsa-sign`.
+    /// Starts `threads` (at least one) signing threads named `esigd-tsa-sign`, taking from a
+    /// queue of at most `capacity` (at least one) waiting requests (`tsa.queue_max`).
     pub fn start(
         stamp: Arc<StampFn>,
         log: RocksImprintLog,
         threads: usize,
+        capacity: usize,
     ) -> std::io::Result<StampQueue> {
-        let (tx, rx) = std::sync::mpsc::channel::<StampJob>();
+        let capacity = capacity.max(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<StampJob>(capacity);
         let rx = Arc::new(Mutex::new(rx));
         let queue = StampQueue {
             tx: Mutex::new(Some(tx)),
+            capacity,
+            log: log.clone(),
+            stop_sweep: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
         };
         for _ in 0..threads.max(1) {
@@ -429,12 +488,36 @@ impl StampQueue {
         Ok(queue)
     }
 
+    /// Starts the retention sweep of the token records (`tsa.journal_retention`): every `every`,
+    /// records whose genTime is older than `retention` are removed (in commits of 1,000), on a
+    /// thread named `esigd-tsa-sweep` that [`StampQueue::close`] stops. Call it once.
+    pub fn sweep_journal(&self, retention: Duration, every: Duration) -> std::io::Result<()> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let log = self.log.clone();
+        let thread = std::thread::Builder::new()
+            .name("esigd-tsa-sweep".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
+                    let Some(cutoff) = SystemTime::now().checked_sub(retention) else {
+                        continue;
+                    };
+                    sweep_journal_once(&log, cutoff);
+                }
+            })?;
+        *self.stop_sweep.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+        self.lock_threads().push(thread);
+        Ok(())
+    }
+
     /// The DER TimeStampResp for a DER TimeStampReq, once a granted token's audit record is
-    /// durable (see [`RocksImprintLog::deliver`] for the replies). Call it on a tokio task.
-    pub async fn stamp(&self, request: Vec<u8>) -> Vec<u8> {
+    /// durable (see [`RocksImprintLog::deliver`] for the replies), or [`StampError::Busy`] at
+    /// once when `tsa.queue_max` requests are waiting. Call it on a tokio task.
+    pub async fn stamp(&self, request: Vec<u8>) -> Result<Vec<u8>, StampError> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!("StampQueue::stamp called outside a tokio runtime");
-            return system_failure(None);
+            return Ok(system_failure(None));
         };
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = StampJob {
@@ -442,26 +525,39 @@ impl StampQueue {
             reply,
             runtime,
         };
-        let sent = self
+        let sent = match self
             .tx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .is_some_and(|tx| tx.send(job).is_ok());
+            .map(|tx| tx.try_send(job))
+        {
+            Some(Ok(())) => true,
+            Some(Err(std::sync::mpsc::TrySendError::Full(_))) => {
+                return Err(StampError::Busy {
+                    capacity: self.capacity,
+                });
+            }
+            Some(Err(std::sync::mpsc::TrySendError::Disconnected(_))) | None => false,
+        };
         match (sent, rx.await) {
-            (true, Ok(der)) => der,
+            (true, Ok(der)) => Ok(der),
             _ => {
                 tracing::error!("time-stamp signing threads are gone");
-                system_failure(None)
+                Ok(system_failure(None))
             }
         }
     }
 
     /// Stops taking requests and waits until the signing threads have finished the queued ones
-    /// and exited (blocking: at shutdown, or from a blocking thread). Later calls to
-    /// [`StampQueue::stamp`] answer systemFailure.
+    /// and exited, and the journal sweep has stopped (blocking: at shutdown, or from a blocking
+    /// thread). Later calls to [`StampQueue::stamp`] answer systemFailure.
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.stop_sweep
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let threads = std::mem::take(&mut *self.lock_threads());
         for thread in threads {
             if thread.join().is_err() {
@@ -478,6 +574,32 @@ impl StampQueue {
 impl Drop for StampQueue {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// One pass of the journal sweep: every record older than `cutoff`, 1,000 per commit.
+fn sweep_journal_once(log: &RocksImprintLog, cutoff: SystemTime) {
+    const CHUNK: usize = 1000;
+    let mut removed = 0;
+    loop {
+        match log.sweep_before(cutoff, CHUNK) {
+            Ok(n) => {
+                removed += n;
+                if n < CHUNK {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "time-stamp journal sweep failed (tsa.journal_retention)");
+                break;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "time-stamp records older than tsa.journal_retention removed"
+        );
     }
 }
 
@@ -580,12 +702,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
         let log = RocksImprintLog::new(store);
-        let queue = Arc::new(StampQueue::start(Arc::new(fake_stamp), log.clone(), 3).unwrap());
+        let queue =
+            Arc::new(StampQueue::start(Arc::new(fake_stamp), log.clone(), 3, 1024).unwrap());
         let tasks: Vec<_> = (1..=300u64)
             .map(|serial| {
                 let (queue, log) = (queue.clone(), log.clone());
                 tokio::spawn(async move {
-                    let reply = queue.stamp(serial.to_be_bytes().to_vec()).await;
+                    let reply = queue.stamp(serial.to_be_bytes().to_vec()).await.unwrap();
                     assert_eq!(reply, format!("token-{serial}").into_bytes());
                     // The reply is out: the record must already be readable (and durable).
                     let record = log.get(serial).unwrap().expect("record before reply");
@@ -597,16 +720,126 @@ mod tests {
             t.await.unwrap();
         }
         // Rejections pass through without a record.
-        assert_eq!(queue.stamp(b"bad".to_vec()).await, b"rejected".to_vec());
+        assert_eq!(
+            queue.stamp(b"bad".to_vec()).await.unwrap(),
+            b"rejected".to_vec()
+        );
         assert_eq!(log.list_by_serial(None, 1000).unwrap().len(), 300);
         // A closed queue answers systemFailure instead of hanging.
         queue.close();
-        let reply = queue.stamp(7u64.to_be_bytes().to_vec()).await;
+        let reply = queue.stamp(7u64.to_be_bytes().to_vec()).await.unwrap();
         let resp = <esigd_pki::tsp::TimeStampResp as der::Decode>::from_der(&reply).unwrap();
         assert_eq!(resp.status.status, esigd_pki::tsp::PkiStatus::Rejection);
         assert_eq!(
             resp.failure_info().unwrap(),
             Some(esigd_pki::tsp::FailureInfo::SYSTEM_FAILURE)
         );
+    }
+
+    /// A full queue (`tsa.queue_max`) answers Busy at once instead of growing; the requests
+    /// already queued are still signed, and the queue takes requests again once it drains.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_stamp_queue_answers_busy_at_once_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RocksImprintLog::new(Store::open(dir.path(), StoreOptions::default()).unwrap());
+        // The signing thread reports each request it starts and then waits for a release.
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started_tx, released) = (Mutex::new(started_tx), Mutex::new(released));
+        let blocking_stamp = move |request: &[u8], now: SystemTime| {
+            let _ = started_tx.lock().unwrap().send(());
+            let _ = released.lock().unwrap().recv();
+            fake_stamp(request, now)
+        };
+        let queue = Arc::new(StampQueue::start(Arc::new(blocking_stamp), log, 1, 2).unwrap());
+        // The one signing thread takes request 1 and blocks in the (fake) HSM.
+        let q = queue.clone();
+        let first = tokio::spawn(async move { q.stamp(1u64.to_be_bytes().to_vec()).await });
+        let started = tokio::task::spawn_blocking(move || {
+            started.recv_timeout(Duration::from_secs(60)).unwrap();
+            started
+        })
+        .await
+        .unwrap();
+        // Two more fill the queue (capacity 2): polled once, each is queued and waits.
+        let mut second = Box::pin(queue.stamp(2u64.to_be_bytes().to_vec()));
+        let mut third = Box::pin(queue.stamp(3u64.to_be_bytes().to_vec()));
+        for waiting in [&mut second, &mut third] {
+            assert!(
+                tokio::time::timeout(Duration::ZERO, waiting).await.is_err(),
+                "answered before the signing thread was released"
+            );
+        }
+        // The next one is refused at once, naming the setting (an unbounded queue would keep
+        // it waiting for the blocked signing thread).
+        let e = tokio::time::timeout(
+            Duration::from_secs(30),
+            queue.stamp(4u64.to_be_bytes().to_vec()),
+        )
+        .await
+        .expect("not answered at once: queued beyond tsa.queue_max = 2")
+        .expect_err("a request was queued beyond tsa.queue_max = 2");
+        assert_eq!(e, StampError::Busy { capacity: 2 });
+        assert!(e.to_string().contains("tsa.queue_max"), "{e}");
+        // Released: every queued request is signed.
+        for _ in 0..4 {
+            release.send(()).unwrap();
+        }
+        assert_eq!(first.await.unwrap().unwrap(), b"token-1".to_vec());
+        assert_eq!(second.await.unwrap(), b"token-2".to_vec());
+        assert_eq!(third.await.unwrap(), b"token-3".to_vec());
+        // Drained: requests are taken again.
+        assert_eq!(
+            queue.stamp(5u64.to_be_bytes().to_vec()).await.unwrap(),
+            b"token-5".to_vec()
+        );
+        drop(started);
+    }
+
+    /// The journal sweep removes the records older than the retention (record and time index),
+    /// and keeps the newer ones readable by serial and by time.
+    #[test]
+    fn the_journal_sweep_removes_only_records_older_than_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = RocksImprintLog::new(Store::open(dir.path(), StoreOptions::default()).unwrap());
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let day = Duration::from_secs(86_400);
+        for serial in 1..=10u64 {
+            let mut outcome = fake_stamp(&serial.to_be_bytes(), t0 + day * serial as u32).unwrap();
+            log.append_blocking(outcome.record.as_mut().unwrap())
+                .unwrap();
+        }
+        // Retention ends at day 4.5: serials 1..=4 go, 5..=10 stay; two passes of 3.
+        let cutoff = t0 + day * 4 + day / 2;
+        assert_eq!(log.sweep_before(cutoff, 3).unwrap(), 3);
+        assert_eq!(log.sweep_before(cutoff, 3).unwrap(), 1);
+        assert_eq!(log.sweep_before(cutoff, 3).unwrap(), 0);
+        for serial in 1..=4 {
+            assert!(log.get(serial).unwrap().is_none(), "{serial} kept");
+        }
+        let left: Vec<u64> = log
+            .list_by_serial(None, 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.serial)
+            .collect();
+        assert_eq!(left, (5..=10).collect::<Vec<_>>());
+        let by_time = log.list_by_time(UNIX_EPOCH, t0 + day * 100, 100).unwrap();
+        assert_eq!(
+            by_time.len(),
+            6,
+            "the time index lost its entries with the records"
+        );
+        // The periodic pass does the same with the wall clock: a record from 1970 + 1 s is
+        // older than any retention that has passed.
+        let mut old =
+            fake_stamp(&99u64.to_be_bytes(), UNIX_EPOCH + Duration::from_secs(1)).unwrap();
+        log.append_blocking(old.record.as_mut().unwrap()).unwrap();
+        sweep_journal_once(
+            &log,
+            SystemTime::now() - Duration::from_secs(10 * 365 * 86_400),
+        );
+        assert!(log.get(99).unwrap().is_none());
+        assert_eq!(log.list_by_serial(None, 100).unwrap().len(), 6);
     }
 }

@@ -20,7 +20,7 @@
 //! Pages are server-rendered with auto-escaping templates, no inline script, and a strict CSP.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -79,18 +79,9 @@ fn display_text(v: &str) -> Result<String, &'static str> {
     Ok(text)
 }
 
-/// What `ui.max_sessions_per_ip` counts: an IPv4 address, or the /64 of an IPv6 address (one
-/// subscriber usually has a whole /64, so counting single IPv6 addresses would limit nothing).
-fn address_bucket(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let mut o = v6.octets();
-            o[8..].fill(0);
-            IpAddr::from(o)
-        }
-        v4 => v4,
-    }
-}
+// What `ui.max_sessions_per_ip` (and `limits.public_rate_per_ip`) counts: an IPv4 address or an IPv6 /64;
+// the one helper the listener's `listen.max_connections_per_ip` uses too.
+pub(crate) use crate::net::address_bucket;
 
 fn random_token(n: usize) -> String {
     use base64::Engine;
@@ -273,13 +264,21 @@ async fn interactive(
         nonce,
         csrf: csrf.clone(),
         oidc: None,
+        at_idp: false,
+        seq: 0,
     };
-    if let Err(limit) = pages.insert(session) {
-        tracing::warn!(limit, ip = %peer.ip(), "signing session refused");
-        return pages.try_later_page(
-            "The service is busy. Please try again in a few minutes.",
-            &rid,
-        );
+    match pages.insert(session) {
+        Ok(0) => {}
+        Ok(evicted) => {
+            tracing::debug!(evicted, "unused signing sessions evicted (ui.max_sessions)");
+        }
+        Err(limit) => {
+            tracing::warn!(limit, ip = %peer.ip(), "signing session refused");
+            return pages.try_later_page(
+                "The service is busy. Please try again in a few minutes.",
+                &rid,
+            );
+        }
     }
     let mut resp = pages.render(
         StatusCode::OK,
@@ -583,6 +582,7 @@ pub fn display_fingerprint(digest: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn display_text_is_base64url_as_govstack_has_it_and_nothing_is_guessed() {

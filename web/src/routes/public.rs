@@ -18,6 +18,7 @@ use esigd_pki::pem::{
 };
 use serde_json::json;
 
+use crate::ratelimit::PublicRateLimit;
 use crate::state::WebState;
 
 /// Largest OCSP request accepted (a request for a handful of certificates is a few hundred bytes).
@@ -26,9 +27,31 @@ const MAX_OCSP_REQUEST: usize = 16 * 1024;
 /// proper rejection below this.
 const MAX_TSA_BODY: usize = 128 * 1024;
 
-/// The public router.
+/// The public router. `/tsa` and `/ocsp` (each request may cost an HSM signature) are rate
+/// limited per client (`limits.public_rate_per_ip`, see [`crate::ratelimit`]).
 pub fn router(state: Arc<WebState>) -> Router {
+    let limits = &state.svc.settings.limits;
+    let costly = Router::new()
+        .route(
+            "/ocsp",
+            post(ocsp_post).layer(DefaultBodyLimit::max(MAX_OCSP_REQUEST)),
+        )
+        .route("/ocsp/{*request}", get(ocsp_get))
+        .route("/tsa", post(tsa).layer(DefaultBodyLimit::max(MAX_TSA_BODY)));
+    let costly = match PublicRateLimit::new(
+        limits.public_rate_per_ip,
+        limits.public_burst(),
+        &limits.public_rate_exempt,
+        crate::ratelimit::TABLE_MAX,
+    ) {
+        Some(limit) => costly.route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(limit),
+            crate::ratelimit::limit,
+        )),
+        None => costly,
+    };
     Router::new()
+        .merge(costly)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/pki/ca.pem", get(ca_pem))
@@ -38,12 +61,6 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/pki/tsa.crt", get(tsa_der))
         .route("/pki/crl", get(crl))
         .route("/pki/certs/{serial}", get(certificate))
-        .route(
-            "/ocsp",
-            post(ocsp_post).layer(DefaultBodyLimit::max(MAX_OCSP_REQUEST)),
-        )
-        .route("/ocsp/{*request}", get(ocsp_get))
-        .route("/tsa", post(tsa).layer(DefaultBodyLimit::max(MAX_TSA_BODY)))
         .route("/v1/openapi.yaml", get(openapi))
         .route("/v1/client/esig.js", get(esig_js))
         .with_state(state)
@@ -249,8 +266,10 @@ async fn certificate(
     }
 }
 
+/// Answers from the OCSP cache when it can (identical requests without a nonce; see
+/// [`esigd_service::certs::Crls::ocsp`]), so a flood of one request is not an HSM signature each.
 async fn answer_ocsp(st: Arc<WebState>, request: Vec<u8>) -> Response {
-    match blocking(move || st.svc.ca.ocsp(&request, SystemTime::now())).await {
+    match blocking(move || st.svc.crls.ocsp(&request, SystemTime::now())).await {
         Ok(der) => bytes(MEDIA_TYPE_OCSP_RESPONSE, der),
         Err(r) => r,
     }
@@ -309,7 +328,18 @@ async fn tsa(
         );
     }
     // A granted token is sent only once its audit record is durable (systemFailure otherwise).
-    let der = st.svc.stamp_queue.stamp(body.to_vec()).await;
+    let der = match st.svc.stamp_queue.stamp(body.to_vec()).await {
+        Ok(der) => der,
+        // Overload, not a failure of the TSA: no systemFailure token, the client retries.
+        Err(busy) => {
+            st.metrics.error("tsa_queue_full");
+            tracing::debug!(error = %busy, "time-stamp request refused");
+            let mut r = text_error(StatusCode::SERVICE_UNAVAILABLE, busy.to_string());
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    };
     let mut r = bytes("application/timestamp-reply", der);
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
