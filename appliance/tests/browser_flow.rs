@@ -422,7 +422,8 @@ allowed_ips = ["127.0.0.1/32"]
         format!("{}/v1/sign/interactive?{query}", self.public)
     }
 
-    /// A Payment BB token (ES256) signed with `key`, expiring `ttl` seconds from now (negative: expired).
+    /// A Payment BB token (ES256) for the paid e-Service (`sub`, as `payment.eservice_claim`
+    /// requires by default) signed with `key`, expiring `ttl` seconds from now (negative: expired).
     fn payment_token(&self, key: &Path, aud: &str, ttl: i64) -> String {
         let key = jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(key).unwrap()).unwrap();
         let claims = serde_json::json!({
@@ -430,6 +431,7 @@ allowed_ips = ["127.0.0.1/32"]
             "iat": now(),
             "exp": now() + ttl,
             "jti": random_hex(),
+            "sub": PAID,
         });
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),

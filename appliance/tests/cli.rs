@@ -1,4 +1,5 @@
-//! The `esigd` binary: embedded defaults, `init`, `check`, and configuration faults.
+//! The `esigd` binary: embedded defaults, `init`, `check`, configuration faults, and the caller's
+//! uid in the admin socket's history.
 //!
 //! Each test runs the real binary. Tokens for configured runs are created by the test in the
 //! SoftHSM directory the test runner gave this process; the child inherits `SOFTHSM2_CONF`.
@@ -187,4 +188,53 @@ fn configuration_faults_are_named_without_the_pin() {
             assert!(!t.contains("panicked"), "{cmd}: panic:\n{t}");
         }
     }
+}
+
+/// A status change through the admin socket records, next to the `actor` the caller declares,
+/// the caller's uid as the kernel reports it for the connection (SO_PEERCRED); it is stored and
+/// shown by `esigd admin cert show`.
+#[test]
+fn admin_status_changes_record_the_callers_uid() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = serve_dev(&data);
+    let (key, csr) = (dir.path().join("user.key"), dir.path().join("user.csr"));
+    let o = run(Command::new("openssl")
+        .args(["req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt"])
+        .args([
+            "ec_paramgen_curve:P-256",
+            "-subj",
+            "/CN=requester",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    assert!(o.status.success(), "{}", text(&o));
+    let admin = |args: &[&str]| {
+        let o = run(esigd().arg("--data-dir").arg(&data).arg("admin").args(args));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        assert!(o.status.success(), "esigd admin {args:?}:\n{}", text(&o));
+        v
+    };
+    let claims = r#"{"given_name":"Mari-Liis","family_name":"Männik","personal_identifier":"47101010033","country":"EE"}"#;
+    let v = admin(&[
+        "cert",
+        "issue",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--claims",
+        claims,
+    ]);
+    let serial = v["certificateId"].as_str().unwrap().to_owned();
+
+    let uid = nix::unistd::getuid().as_raw();
+    let v = admin(&["cert", "suspend", &serial, "--actor", "care-7"]);
+    assert_eq!(v["history"][0]["actor"], "care-7", "{v}");
+    assert_eq!(v["history"][0]["uid"], uid, "{v}");
+    // Read back from the store.
+    let v = admin(&["cert", "show", &serial]);
+    assert_eq!(v["history"][0]["uid"], uid, "{v}");
+    assert_eq!(v["history"].as_array().unwrap().len(), 1, "{v}");
+    d.stop();
 }

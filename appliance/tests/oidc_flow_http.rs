@@ -237,6 +237,11 @@ impl Env {
     }
 
     fn payment_token(&self, aud: &str, exp_offset: i64, jti: &str) -> String {
+        self.payment_token_for("paid", aud, exp_offset, jti)
+    }
+
+    /// A payment token for the e-Service `sub` (`payment.eservice_claim` defaults to `sub`).
+    fn payment_token_for(&self, sub: &str, aud: &str, exp_offset: i64, jti: &str) -> String {
         let pem = std::fs::read(&self.payment_key).unwrap();
         let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
         let now = SystemTime::now()
@@ -245,7 +250,7 @@ impl Env {
             .as_secs() as i64;
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
-            &serde_json::json!({"aud": aud, "exp": now + exp_offset, "iat": now, "jti": jti, "sub": "paid"}),
+            &serde_json::json!({"aud": aud, "exp": now + exp_offset, "iat": now, "jti": jti, "sub": sub}),
             &key,
         )
         .unwrap()
@@ -465,6 +470,16 @@ fn payment_tokens_are_required_checked_and_single_use_on_both_entry_points() {
     assert_eq!(s, 402, "{b}");
     let (s, b) = post(Some("not.a.jwt"));
     assert_eq!(s, 402, "{b}");
+    // A payment made for another e-Service is not spent here (payment.eservice_claim, default
+    // `sub`, is not set in this configuration).
+    let (s, b) = post(Some(&env.payment_token_for(
+        "shop",
+        "esigd",
+        300,
+        "jti-api-shop",
+    )));
+    assert_eq!(s, 402, "{b}");
+    assert!(b.contains("payment.eservice_claim"), "{b}");
     let api_token = env.payment_token("esigd", 300, "jti-api-1");
     let (s, b) = post(Some(&api_token));
     assert_eq!(s, 200, "{b}");

@@ -65,7 +65,14 @@ fn clients(root: &Path) -> Clients {
         server: ca.issue("server", "/CN=esigd.test", "server_ext", None),
         a: ca.issue("a", "/CN=service-a/O=Land Registry", "client_ext", None),
         b: ca.issue("b", "/CN=service-b/O=Tax Board", "client_ext", None),
-        auditor: ca.issue("auditor", "/CN=auditor/O=Audit Office", "client_ext", None),
+        // Registered by subject + issuer (client_subject): a CN with a comma, escaped in the
+        // RFC 4514 form the configuration gets from openssl.
+        auditor: ca.issue(
+            "auditor",
+            "/CN=Auditor, National/O=Audit Office",
+            "client_ext",
+            None,
+        ),
         unregistered: ca.issue("unreg", "/CN=nobody", "client_ext", None),
         expired: ca.issue(
             "expired",

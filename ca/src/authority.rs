@@ -54,7 +54,7 @@ use crate::{
     lifecycle::{Transition, plan_transition},
     lint::{LintContext, LintKind, lint_tbs},
     record::{CertRecord, ProfileKind},
-    status::StoredStatus,
+    status::{StatusChange, StoredStatus},
     store::{CertStore, ListQuery, StoreError},
 };
 
@@ -493,6 +493,20 @@ where
         justification: &str,
         now: SystemTime,
     ) -> Result<CertRecord, CaError> {
+        self.set_status_as(serial, transition, actor, None, justification, now)
+    }
+
+    /// [`Authority::set_status`], recording also `uid`, the operating-system user of the
+    /// process that asked (the admin socket's peer credentials), next to the declared `actor`.
+    pub fn set_status_as(
+        &self,
+        serial: &[u8],
+        transition: Transition,
+        actor: &str,
+        uid: Option<u32>,
+        justification: &str,
+        now: SystemTime,
+    ) -> Result<CertRecord, CaError> {
         let hex_serial = hex::encode(serial);
         let record = self
             .store
@@ -509,6 +523,7 @@ where
             serial: hex_serial.clone(),
             reason,
         })?;
+        let change = StatusChange { uid, ..change };
         self.store.update_status(serial, &change)?;
         self.store.get(serial)?.ok_or(CaError::NotFound(hex_serial))
     }

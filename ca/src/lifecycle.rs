@@ -63,6 +63,7 @@ pub fn plan_transition(
         from: record.status,
         to,
         actor: actor.trim().to_owned(),
+        uid: None,
         justification: justification.trim().to_owned(),
         at: now,
     })

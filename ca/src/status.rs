@@ -111,8 +111,12 @@ pub struct StatusChange {
     pub from: StoredStatus,
     /// Status after.
     pub to: StoredStatus,
-    /// Who asked (user, e-Service or operator identifier).
+    /// Who asked (user, e-Service or operator identifier), as the requester declared it.
     pub actor: String,
+    /// The operating-system user (uid) of the process that asked, as the kernel reported it for
+    /// the admin socket connection (`SO_PEERCRED`); `None` when the change did not come through
+    /// the socket, or was recorded before uids were.
+    pub uid: Option<u32>,
     /// Free-text justification.
     pub justification: String,
     /// When.

@@ -1,7 +1,11 @@
 //! Payment BB tokens: e-Services with `payment_required` must present a JWT signed by the
-//! configured Payment BB key (PEM file or JWKS URL), with `aud` = `payment.audience`, not expired,
-//! with a `jti`, and used once. JWT checks are done by the `jsonwebtoken` crate; single use is a
-//! durable record of the token's `jti` hash in the store (`meta` column family, `pay/` prefix).
+//! configured Payment BB key (PEM file or JWKS URL), with `aud` = `payment.audience`, `iss` =
+//! `payment.issuer` when that is set (then `iss` is required), not expired, with a `jti`, naming
+//! the e-Service in `payment.eservice_claim` (`sub` by default), and used once. JWT checks are
+//! done by the `jsonwebtoken` crate; single use is a durable record of the token's `jti` hash in
+//! the store (`meta` column family, `pay/` prefix), with an expiry index beside it (`payexp/`,
+//! the layout of [`crate::identity::ledger`]) from which [`PaymentVerifier::sweep_blocking`]
+//! removes the records of tokens that expired.
 //!
 //! Tokens are never logged.
 
@@ -17,9 +21,15 @@ use esigd_store::{Batch, Cf, Store};
 
 use crate::clock::SharedClock;
 use crate::config::{PaymentSection, SettingError, data_path};
+use crate::identity::ledger::{expiring_key, sweep_expired_blocking};
 use crate::registry::Eservice;
 
+/// Lookup key of a spent payment: `pay/` + SHA-256 of its `jti` (one payment, one `jti`, whatever
+/// `exp` a token carrying it has).
 const USED: &[u8] = b"pay/";
+/// Expiry index of the spent payments: `payexp/` + the second from which the record may go +
+/// SHA-256 of the `jti` ([`expiring_key`]).
+const EXPIRES: &[u8] = b"payexp/";
 const JWKS_TTL: Duration = Duration::from_secs(600);
 /// Longest a fetched JWKS is used while refreshing it fails; then payments are unavailable.
 const JWKS_MAX_STALE: Duration = Duration::from_secs(24 * 3600);
@@ -169,7 +179,11 @@ impl PaymentVerifier {
         })
     }
 
-    async fn candidate_keys(&self, kid: Option<&str>) -> Result<Vec<DecodingKey>, PaymentError> {
+    async fn candidate_keys(
+        &self,
+        header: &jsonwebtoken::Header,
+    ) -> Result<Vec<DecodingKey>, PaymentError> {
+        let kid = header.kid.as_deref();
         match &self.keys {
             Keys::Pem(k) => Ok(k.clone()),
             Keys::Jwks { url, cache } => {
@@ -223,13 +237,8 @@ impl PaymentVerifier {
                         "payment.jwks_url: key {k:?} is not in the key set fetched; retry shortly"
                     )));
                 }
-                let keys = set
-                    .keys
-                    .iter()
-                    .filter(|j| kid.is_none() || j.common.key_id.as_deref() == kid)
-                    .filter_map(|j| DecodingKey::from_jwk(j).ok())
-                    .collect();
-                Ok(keys)
+                // The kid, and only keys published for signatures with this algorithm.
+                Ok(crate::identity::verification_keys(set, header))
             }
         }
     }
@@ -251,8 +260,8 @@ impl PaymentVerifier {
     }
 
     /// Verifies `token` presented for e-Service `eservice` (signature, `aud`, `iss`, `exp`, `jti`,
-    /// and `payment.eservice_claim` when set) and that it was not used yet; does not use it up:
-    /// see [`PaymentVerifier::consume`].
+    /// and `payment.eservice_claim`, `sub` by default) and that it was not used yet; does not use
+    /// it up: see [`PaymentVerifier::consume`].
     pub async fn verify(&self, token: &str, eservice: &str) -> Result<Payment, PaymentError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| PaymentError::Invalid(format!("not a JWT: {e}")))?;
@@ -264,12 +273,16 @@ impl PaymentVerifier {
         }
         let mut validation = Validation::new(header.alg);
         validation.set_audience(&[self.section.audience.as_str()]);
+        // jsonwebtoken checks `iss` only when the token has one: with an issuer configured, a
+        // token without `iss` must not pass.
         if let Some(iss) = &self.section.issuer {
             validation.set_issuer(&[iss.as_str()]);
+            validation.set_required_spec_claims(&["exp", "aud", "jti", "iss"]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "aud", "jti"]);
         }
-        validation.set_required_spec_claims(&["exp", "aud", "jti"]);
         validation.leeway = LEEWAY;
-        let keys = self.candidate_keys(header.kid.as_deref()).await?;
+        let keys = self.candidate_keys(&header).await?;
         let mut last = PaymentError::Invalid("no key of the Payment BB matches".into());
         let mut claims = None;
         for key in &keys {
@@ -278,7 +291,17 @@ impl PaymentVerifier {
                     claims = Some(d.claims);
                     break;
                 }
-                Err(e) => last = PaymentError::Invalid(e.to_string()),
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind as K;
+                    last = PaymentError::Invalid(match e.kind() {
+                        K::MissingRequiredClaim(c) if c == "iss" => {
+                            "claim iss missing (payment.issuer is set)".into()
+                        }
+                        K::MissingRequiredClaim(c) => format!("claim {c} missing"),
+                        K::InvalidIssuer => "iss is not payment.issuer".into(),
+                        _ => e.to_string(),
+                    });
+                }
             }
         }
         let claims = claims.ok_or(last)?;
@@ -293,7 +316,7 @@ impl PaymentVerifier {
             )));
         }
         let payment = Payment {
-            key: [USED, Sha256::digest(claims.jti.as_bytes()).as_slice()].concat(),
+            id: Sha256::digest(claims.jti.as_bytes()).into(),
             exp: claims.exp,
         };
         if self.is_used(&payment).await? {
@@ -304,7 +327,7 @@ impl PaymentVerifier {
 
     async fn is_used(&self, p: &Payment) -> Result<bool, PaymentError> {
         let store = self.store.clone();
-        let key = p.key.clone();
+        let key = p.key();
         Ok(
             tokio::task::spawn_blocking(move || store.get(Cf::Meta, &key))
                 .await
@@ -329,7 +352,8 @@ impl PaymentVerifier {
             return Err(PaymentError::Reused);
         }
         let mut b = Batch::new();
-        b.put(Cf::Meta, p.key.clone(), p.exp.to_be_bytes().to_vec());
+        b.put(Cf::Meta, p.key(), p.exp.to_be_bytes().to_vec());
+        b.put(Cf::Meta, p.expiry_key(), Vec::new());
         self.store
             .commit(b)
             .await
@@ -338,19 +362,49 @@ impl PaymentVerifier {
 
     /// Gives a consumed payment back when no signature could be made with it.
     pub async fn release(&self, p: &Payment) {
+        let _g = self.lock.lock().await;
         let mut b = Batch::new();
-        b.delete(Cf::Meta, p.key.clone());
+        b.delete(Cf::Meta, p.key());
+        b.delete(Cf::Meta, p.expiry_key());
         if let Err(e) = self.store.commit(b).await {
             tracing::warn!(error = %e, "a payment could not be given back after a failed signature");
         }
+    }
+
+    /// Removes up to `limit` records of spent payments whose token expired (by the verifier's
+    /// clock, past `exp` and the leeway: such a token can no longer pass [`Self::verify`] nor
+    /// [`Self::consume`]); returns how many. Blocking: call from `spawn_blocking`.
+    pub fn sweep_blocking(&self, limit: usize) -> Result<usize, PaymentError> {
+        sweep_expired_blocking(&self.store, EXPIRES, self.clock.unix_now(), limit, |id| {
+            Some([USED, id].concat())
+        })
+        .map_err(|e| PaymentError::Unavailable(e.to_string()))
     }
 }
 
 /// A verified, not yet used payment token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
-    key: Vec<u8>,
+    /// SHA-256 of the `jti`.
+    id: [u8; 32],
     exp: u64,
+}
+
+impl Payment {
+    /// The single-use record's lookup key.
+    fn key(&self) -> Vec<u8> {
+        [USED, self.id.as_slice()].concat()
+    }
+
+    /// The record's key in the expiry index: due once the token can no longer pass (`exp` +
+    /// [`LEEWAY`]).
+    fn expiry_key(&self) -> Vec<u8> {
+        expiring_key(
+            EXPIRES,
+            self.exp.saturating_add(LEEWAY).saturating_add(1),
+            &self.id,
+        )
+    }
 }
 
 /// The check itself (shared by the API and the interactive pages): verifies without using up.
@@ -607,7 +661,7 @@ mod tests {
         }
         // Valid when the page opened, expired by the time the user has logged in: not used.
         let stale = Payment {
-            key: [USED, b"stale".as_slice()].concat(),
+            id: [7; 32],
             exp: crate::clock::SystemClock.unix_now() - LEEWAY - 5,
         };
         match v.consume(&stale).await {
@@ -633,5 +687,146 @@ mod tests {
             Err(PaymentError::Unavailable(m)) => assert!(m.contains("payment.jwks_url"), "{m}"),
             other => panic!("expected Unavailable, got {other:?}"),
         }
+    }
+
+    /// `[payment]` as the configuration file gives it (serde defaults apply).
+    fn section_from(extra: serde_json::Value, jwks_url: &str) -> PaymentSection {
+        let mut v =
+            serde_json::json!({"audience": "esigd", "jwks_url": jwks_url, "algorithms": ["ES256"]});
+        if let (Some(m), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_an_issuer_configured_a_token_without_iss_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (k1, jwk1) = key("k1");
+        let (url, _) = jwks_server(Arc::new(std::sync::Mutex::new(publish(&[&jwk1])))).await;
+        let section = section_from(
+            serde_json::json!({"issuer": "https://pay.example.test"}),
+            &url,
+        );
+        let v = PaymentVerifier::new(&section, dir.path(), store, crate::clock::system()).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let exp = crate::clock::SystemClock.unix_now() + 300;
+        let signed =
+            |claims: serde_json::Value| jsonwebtoken::encode(&header, &claims, &k1).unwrap();
+        let no_iss =
+            signed(serde_json::json!({"aud": "esigd", "exp": exp, "jti": "1", "sub": "shop"}));
+        match v.verify(&no_iss, "shop").await {
+            Err(PaymentError::Invalid(m)) => {
+                assert!(m.contains("iss") && m.contains("payment.issuer"), "{m}")
+            }
+            other => panic!("expected Invalid naming iss, got {other:?}"),
+        }
+        let wrong = signed(
+            serde_json::json!({"aud": "esigd", "exp": exp, "jti": "2", "sub": "shop", "iss": "https://evil.test"}),
+        );
+        match v.verify(&wrong, "shop").await {
+            Err(PaymentError::Invalid(m)) => assert!(m.contains("payment.issuer"), "{m}"),
+            other => panic!("expected Invalid naming payment.issuer, got {other:?}"),
+        }
+        let good = signed(
+            serde_json::json!({"aud": "esigd", "exp": exp, "jti": "3", "sub": "shop", "iss": "https://pay.example.test"}),
+        );
+        v.verify(&good, "shop").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_payment_for_one_eservice_is_refused_at_another_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (k1, jwk1) = key("k1");
+        let (url, _) = jwks_server(Arc::new(std::sync::Mutex::new(publish(&[&jwk1])))).await;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let exp = crate::clock::SystemClock.unix_now() + 300;
+        let signed =
+            |claims: serde_json::Value| jsonwebtoken::encode(&header, &claims, &k1).unwrap();
+        let for_a =
+            signed(serde_json::json!({"aud": "esigd", "exp": exp, "jti": "a", "sub": "service-a"}));
+        let unbound = signed(serde_json::json!({"aud": "esigd", "exp": exp, "jti": "u"}));
+
+        // Nothing said about eservice_claim: the token must name the e-Service in `sub`.
+        let section = section_from(serde_json::json!({}), &url);
+        assert_eq!(section.eservice_claim.as_deref(), Some("sub"));
+        let v = PaymentVerifier::new(&section, dir.path(), store.clone(), crate::clock::system())
+            .unwrap();
+        v.verify(&for_a, "service-a").await.unwrap();
+        for (token, at) in [(&for_a, "service-b"), (&unbound, "service-b")] {
+            match v.verify(token, at).await {
+                Err(PaymentError::Invalid(m)) => {
+                    assert!(m.contains("payment.eservice_claim"), "{m}")
+                }
+                other => panic!("expected Invalid, got {other:?}"),
+            }
+        }
+        // Another claim named: that one must name the e-Service.
+        let section = section_from(serde_json::json!({"eservice_claim": "eservice"}), &url);
+        let v = PaymentVerifier::new(&section, dir.path(), store, crate::clock::system()).unwrap();
+        assert!(v.verify(&for_a, "service-a").await.is_err());
+    }
+
+    #[derive(Debug)]
+    struct FixedClock(std::sync::atomic::AtomicU64);
+    impl Clock for FixedClock {
+        fn now(&self) -> std::time::SystemTime {
+            std::time::UNIX_EPOCH + Duration::from_secs(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test]
+    async fn spent_payments_are_swept_after_their_exp_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let clock = Arc::new(FixedClock(std::sync::atomic::AtomicU64::new(1_000)));
+        let section = section_from(serde_json::json!({}), "http://127.0.0.1:9/jwks.json");
+        let v = Arc::new(
+            PaymentVerifier::new(&section, dir.path(), store.clone(), clock.clone()).unwrap(),
+        );
+        let soon = Payment {
+            id: [1; 32],
+            exp: 1_100,
+        };
+        let later = Payment {
+            id: [2; 32],
+            exp: 5_000,
+        };
+        v.consume(&soon).await.unwrap();
+        v.consume(&later).await.unwrap();
+        // Another kind of record in the same column family is never touched.
+        let mut other = Batch::new();
+        other.put(Cf::Meta, b"idt/x".to_vec(), Vec::new());
+        store.commit(other).await.unwrap();
+        let sweep = |limit| {
+            let v = v.clone();
+            async move {
+                tokio::task::spawn_blocking(move || v.sweep_blocking(limit))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+
+        // Within exp + leeway the record must stay: the token could still pass.
+        clock.0.store(1_100 + LEEWAY, Ordering::SeqCst);
+        assert_eq!(sweep(100).await, 0);
+        assert!(v.is_used(&soon).await.unwrap());
+        // Past it: the expired record (lookup key and index) goes, the live one stays.
+        clock.0.store(1_100 + LEEWAY + 2, Ordering::SeqCst);
+        assert_eq!(sweep(100).await, 1);
+        assert!(!v.is_used(&soon).await.unwrap());
+        assert!(store.get(Cf::Meta, &soon.expiry_key()).unwrap().is_none());
+        assert!(v.is_used(&later).await.unwrap());
+        assert!(store.get(Cf::Meta, &later.expiry_key()).unwrap().is_some());
+        assert_eq!(sweep(100).await, 0);
+        clock.0.store(u64::MAX / 2, Ordering::SeqCst);
+        assert_eq!(sweep(100).await, 1);
+        assert!(!v.is_used(&later).await.unwrap());
+        assert!(store.get(Cf::Meta, b"idt/x").unwrap().is_some());
     }
 }

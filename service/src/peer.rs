@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 use x509_cert::der::{Decode, Encode};
+use x509_cert::name::Name;
 
 /// Who is on the other end of an e-Service connection. The listener inserts it into each request of the
 /// connection as `Arc<PeerInfo>`; the e-Service routes map
@@ -20,10 +21,15 @@ pub struct PeerInfo {
     pub cert_sha256: [u8; 32],
     /// SHA-256 of the leaf's SubjectPublicKeyInfo DER (stable across re-issuance with the same key).
     pub spki_sha256: [u8; 32],
-    /// Subject DN of the leaf, RFC 4514 string form (e.g. `CN=client,O=Land Registry`).
+    /// Subject DN of the leaf, RFC 4514 string form (e.g. `CN=client,O=Land Registry`), for logs.
     pub subject: String,
     /// Issuer DN of the leaf, same form as `subject`.
     pub issuer: String,
+    /// Subject DN of the leaf as parsed from the certificate (what the registry matches
+    /// `client_subject` against, RDN by RDN; never the string form).
+    pub subject_name: Name,
+    /// Issuer DN of the leaf as parsed (matched against `client_issuer`).
+    pub issuer_name: Name,
 }
 
 impl PeerInfo {
@@ -42,6 +48,8 @@ impl PeerInfo {
             spki_sha256: Sha256::digest(&spki).into(),
             subject: cert.tbs_certificate.subject.to_string(),
             issuer: cert.tbs_certificate.issuer.to_string(),
+            subject_name: cert.tbs_certificate.subject,
+            issuer_name: cert.tbs_certificate.issuer,
         })
     }
 

@@ -7,10 +7,19 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ipnet::IpNet;
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::der::asn1::{
+    Any, Ia5StringRef, PrintableStringRef, TeletexStringRef, Utf8StringRef,
+};
+use x509_cert::der::oid::db::rfc3280::EMAIL_ADDRESS;
+use x509_cert::der::oid::db::rfc4519::{COUNTRY_NAME, DOMAIN_COMPONENT};
+use x509_cert::der::{Tag, Tagged};
+use x509_cert::name::{Name, RelativeDistinguishedName};
 
 use crate::config::{AuditorEntry, ClientIdentity, EserviceEntry};
 pub use crate::peer::PeerInfo;
@@ -44,7 +53,11 @@ impl CallbackPrefix {
             .host_str()
             .ok_or_else(|| format!("{s:?}: no host"))?
             .to_ascii_lowercase();
-        if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+        if u.query().is_some()
+            || u.fragment().is_some()
+            || !u.username().is_empty()
+            || u.password().is_some()
+        {
             return Err(format!(
                 "{s:?}: a prefix has no query, fragment or user info"
             ));
@@ -84,7 +97,7 @@ fn path_under(path: &str, prefix: &str) -> bool {
 enum Matcher {
     Cert([u8; 32]),
     Spki([u8; 32]),
-    SubjectIssuer { subject: String, issuer: String },
+    SubjectIssuer { subject: Name, issuer: Name },
 }
 
 impl Matcher {
@@ -96,9 +109,10 @@ impl Matcher {
             return parse_fingerprint(h).map(Matcher::Spki);
         }
         match (&c.client_subject, &c.client_issuer) {
+            // Validated at load: an unparsable DN cannot reach here (and would match nobody).
             (Some(s), Some(i)) => Some(Matcher::SubjectIssuer {
-                subject: normalise_dn(s),
-                issuer: normalise_dn(i),
+                subject: parse_dn(s).ok()?,
+                issuer: parse_dn(i).ok()?,
             }),
             _ => None,
         }
@@ -109,19 +123,73 @@ impl Matcher {
             Matcher::Cert(h) => *h == peer.cert_sha256,
             Matcher::Spki(h) => *h == peer.spki_sha256,
             Matcher::SubjectIssuer { subject, issuer } => {
-                *subject == normalise_dn(&peer.subject) && *issuer == normalise_dn(&peer.issuer)
+                dn_matches(subject, &peer.subject_name) && dn_matches(issuer, &peer.issuer_name)
             }
         }
     }
 }
 
-/// DN strings compared without spaces around separators and case-insensitively.
-fn normalise_dn(s: &str) -> String {
-    s.split(',')
-        .map(|rdn| rdn.split('=').map(str::trim).collect::<Vec<_>>().join("="))
-        .collect::<Vec<_>>()
-        .join(",")
-        .to_lowercase()
+/// Parses a distinguished name of the configuration (`client_subject`, `client_issuer`): an
+/// RFC 4514 string as `openssl x509 -noout -subject -nameopt RFC2253` prints it (most specific
+/// RDN first, `,` between RDNs, `+` inside a multi-valued RDN, `\,` and `\XX` escapes, no spaces
+/// around separators); attribute types by name in any case (`CN`, `commonName`, `cn`) or as a
+/// dotted OID. The message says what is wrong.
+pub fn parse_dn(s: &str) -> Result<Name, String> {
+    Name::from_str(s).map_err(|e| {
+        format!(
+            "{s:?} is not an RFC 4514 distinguished name ({e}); write it as `openssl x509 -noout \
+             -subject -nameopt RFC2253` prints it, e.g. CN=shop,O=Land Registry,C=EE"
+        )
+    })
+}
+
+/// Whether the certificate's name `actual` is the configured name `expected`: the same RDNs in the
+/// same order, each with the same set of attributes (a multi-valued RDN in any order). Attribute
+/// types are compared as OIDs (so `CN`, `cn`, `commonName` and `2.5.4.3` are one type); values
+/// as text whatever their string type (UTF8String, PrintableString, IA5String, TeletexString),
+/// exactly (case, spaces and punctuation count) except `C`, `DC` and `emailAddress`, which are
+/// ASCII case-insensitive (their X.520 matching rules ignore case); values of other types as
+/// their exact DER.
+fn dn_matches(expected: &Name, actual: &Name) -> bool {
+    expected.0.len() == actual.0.len()
+        && expected
+            .0
+            .iter()
+            .zip(actual.0.iter())
+            .all(|(e, a)| rdn_matches(e, a))
+}
+
+fn rdn_matches(expected: &RelativeDistinguishedName, actual: &RelativeDistinguishedName) -> bool {
+    let (e, a) = (expected.0.as_slice(), actual.0.as_slice());
+    e.len() == a.len()
+        && e.iter().all(|x| a.iter().any(|y| ava_matches(x, y)))
+        && a.iter().all(|y| e.iter().any(|x| ava_matches(x, y)))
+}
+
+fn ava_matches(expected: &AttributeTypeAndValue, actual: &AttributeTypeAndValue) -> bool {
+    if expected.oid != actual.oid {
+        return false;
+    }
+    match (text_of(&expected.value), text_of(&actual.value)) {
+        (Some(e), Some(a))
+            if [COUNTRY_NAME, DOMAIN_COMPONENT, EMAIL_ADDRESS].contains(&expected.oid) =>
+        {
+            e.eq_ignore_ascii_case(a)
+        }
+        (Some(e), Some(a)) => e == a,
+        _ => expected.value == actual.value,
+    }
+}
+
+/// The text of a directory string value, whatever its ASN.1 string type.
+fn text_of(value: &Any) -> Option<&str> {
+    match value.tag() {
+        Tag::Utf8String => Utf8StringRef::try_from(value).ok().map(|s| s.as_str()),
+        Tag::PrintableString => PrintableStringRef::try_from(value).ok().map(|s| s.as_str()),
+        Tag::Ia5String => Ia5StringRef::try_from(value).ok().map(|s| s.as_str()),
+        Tag::TeletexString => TeletexStringRef::try_from(value).ok().map(|s| s.as_str()),
+        _ => None,
+    }
 }
 
 /// A registered e-Service.
@@ -318,13 +386,126 @@ mod tests {
         assert!(!ok("https://land.example.gov/cbx"));
         assert!(CallbackPrefix::parse("javascript:alert(1)").is_err());
         assert!(CallbackPrefix::parse("https://x.test/?a=1").is_err());
+        // A password without a user name is user info too (such a prefix would admit nothing).
+        assert!(CallbackPrefix::parse("https://:pw@x.test/cb/").is_err());
+    }
+
+    use x509_cert::der::asn1::ObjectIdentifier;
+    use x509_cert::der::oid::db::rfc4519::{COMMON_NAME, ORGANIZATION_NAME, SERIAL_NUMBER};
+
+    fn ava(oid: ObjectIdentifier, tag: Tag, text: &str) -> AttributeTypeAndValue {
+        AttributeTypeAndValue {
+            oid,
+            value: Any::new(tag, text.as_bytes()).unwrap(),
+        }
+    }
+
+    /// A name as a certificate carries it: RDNs in DER order (least specific first).
+    fn name(rdns: Vec<Vec<AttributeTypeAndValue>>) -> Name {
+        x509_cert::name::RdnSequence(
+            rdns.into_iter()
+                .map(|v| RelativeDistinguishedName::try_from(v).unwrap())
+                .collect(),
+        )
+    }
+
+    /// Whether a registry entry with `client_subject = subject` (and the issuer written as the
+    /// certificate's own issuer) recognises a client certificate whose subject is `cert`.
+    fn recognises(subject: &str, cert: &Name) -> bool {
+        let issuer = name(vec![vec![ava(COMMON_NAME, Tag::Utf8String, "Test CA")]]);
+        let identity = ClientIdentity {
+            client_subject: Some(subject.into()),
+            client_issuer: Some("CN=Test CA".into()),
+            ..ClientIdentity::default()
+        };
+        let peer = PeerInfo {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            client_cert_der: Vec::new(),
+            cert_sha256: [0; 32],
+            spki_sha256: [0; 32],
+            subject: cert.to_string(),
+            issuer: issuer.to_string(),
+            subject_name: cert.clone(),
+            issuer_name: issuer,
+        };
+        Matcher::of(&identity).is_some_and(|m| m.matches(&peer))
     }
 
     #[test]
-    fn dn_comparison_ignores_spacing_and_case() {
-        assert_eq!(
-            normalise_dn("CN=Land Registry, O=State"),
-            normalise_dn("cn=Land Registry,o = State")
-        );
+    fn dn_matching_parses_escaped_commas_and_multi_valued_rdns() {
+        let c = ava(COUNTRY_NAME, Tag::PrintableString, "EE");
+        let o = ava(ORGANIZATION_NAME, Tag::Utf8String, "Gov");
+        let doe = name(vec![
+            vec![c.clone()],
+            vec![o.clone()],
+            vec![ava(COMMON_NAME, Tag::Utf8String, "Doe, John")],
+        ]);
+        assert!(recognises(r"CN=Doe\, John,O=Gov,C=EE", &doe));
+        // The space after the escaped comma belongs to the value.
+        let doe_no_space = name(vec![
+            vec![c.clone()],
+            vec![o.clone()],
+            vec![ava(COMMON_NAME, Tag::Utf8String, "Doe,John")],
+        ]);
+        assert!(!recognises(r"CN=Doe\, John,O=Gov,C=EE", &doe_no_space));
+        assert!(recognises(r"CN=Doe\,John,O=Gov,C=EE", &doe_no_space));
+        // A comma that is not escaped separates RDNs: another name.
+        assert!(!recognises("CN=Doe, John,O=Gov,C=EE", &doe));
+
+        // One RDN with two attributes, written in either order.
+        let mari = name(vec![
+            vec![c.clone()],
+            vec![
+                ava(COMMON_NAME, Tag::Utf8String, "Mari"),
+                ava(SERIAL_NUMBER, Tag::PrintableString, "PNOEE-1"),
+            ],
+        ]);
+        assert!(recognises("CN=Mari+serialNumber=PNOEE-1,C=EE", &mari));
+        assert!(recognises("serialNumber=PNOEE-1+CN=Mari,C=EE", &mari));
+        // The same attributes as two RDNs, or one of them missing: another name.
+        assert!(!recognises("CN=Mari,serialNumber=PNOEE-1,C=EE", &mari));
+        assert!(!recognises("CN=Mari,C=EE", &mari));
+        // RDN order counts.
+        assert!(!recognises("C=EE,O=Gov,CN=Doe\\, John", &doe));
+    }
+
+    #[test]
+    fn dn_attribute_types_ignore_case_values_only_for_c_dc_and_email() {
+        let shop = name(vec![
+            vec![ava(DOMAIN_COMPONENT, Tag::Ia5String, "gov")],
+            vec![ava(DOMAIN_COMPONENT, Tag::Ia5String, "example")],
+            vec![ava(COUNTRY_NAME, Tag::PrintableString, "EE")],
+            vec![ava(ORGANIZATION_NAME, Tag::Utf8String, "Land Registry")],
+            vec![ava(COMMON_NAME, Tag::PrintableString, "shop")],
+            vec![ava(EMAIL_ADDRESS, Tag::Ia5String, "Ops@Land.example.gov")],
+        ]);
+        let exact =
+            "emailAddress=Ops@Land.example.gov,CN=shop,O=Land Registry,C=EE,DC=example,DC=gov";
+        assert!(recognises(exact, &shop));
+        // Attribute types in another spelling or case, or as OIDs.
+        assert!(recognises(
+            "EMAILADDRESS=Ops@Land.example.gov,commonName=shop,o=Land Registry,c=EE,dc=example,domainComponent=gov",
+            &shop
+        ));
+        assert!(recognises(
+            "1.2.840.113549.1.9.1=Ops@Land.example.gov,2.5.4.3=shop,2.5.4.10=Land Registry,2.5.4.6=EE,DC=example,DC=gov",
+            &shop
+        ));
+        // C, DC and emailAddress values in any case.
+        assert!(recognises(
+            "emailAddress=ops@land.EXAMPLE.gov,CN=shop,O=Land Registry,C=ee,DC=Example,DC=GOV",
+            &shop
+        ));
+        // CN and O values exactly: case and spaces count.
+        for other in [
+            "emailAddress=Ops@Land.example.gov,CN=SHOP,O=Land Registry,C=EE,DC=example,DC=gov",
+            "emailAddress=Ops@Land.example.gov,CN=shop,O=land registry,C=EE,DC=example,DC=gov",
+            "emailAddress=Ops@Land.example.gov,CN=shop,O=Land  Registry,C=EE,DC=example,DC=gov",
+        ] {
+            assert!(!recognises(other, &shop), "{other}");
+        }
+        // Not RFC 4514 (spaces around the separators): refused at load with a message.
+        let e = parse_dn("CN = shop, O = Land Registry").unwrap_err();
+        assert!(e.contains("RFC 4514"), "{e}");
     }
 }

@@ -38,6 +38,8 @@ fn suspend(at: u64) -> StatusChange {
         from: StoredStatus::Active,
         to: StoredStatus::Suspended { since: t(at) },
         actor: "operator-1".into(),
+        // The admin socket's peer uid is part of the history (compared after a reopen below).
+        uid: Some(4242),
         justification: "lost card".into(),
         at: t(at),
     }
@@ -83,6 +85,7 @@ fn status_compare_and_set_and_history_survive_reopen() {
                 reason: RevocationReason::KeyCompromise,
             },
             actor: "operator-2".into(),
+            uid: None,
             justification: "late".into(),
             at: t(1001),
         };
@@ -99,6 +102,7 @@ fn status_compare_and_set_and_history_survive_reopen() {
             from: StoredStatus::Suspended { since: t(1000) },
             to: StoredStatus::Active,
             actor: "operator-1".into(),
+            uid: None,
             justification: "found".into(),
             at: t(1002),
         };
@@ -110,6 +114,7 @@ fn status_compare_and_set_and_history_survive_reopen() {
                 reason: RevocationReason::Superseded,
             },
             actor: "user".into(),
+            uid: None,
             justification: "new key".into(),
             at: t(1003),
         };
@@ -223,6 +228,7 @@ fn revoked_lists_exactly_suspended_and_revoked() {
                 from: StoredStatus::Suspended { since: t(6) },
                 to: StoredStatus::Active,
                 actor: "op".into(),
+                uid: None,
                 justification: String::new(),
                 at: t(8),
             },
@@ -238,6 +244,7 @@ fn revoked_lists_exactly_suspended_and_revoked() {
                     reason: RevocationReason::KeyCompromise,
                 },
                 actor: "op".into(),
+                uid: None,
                 justification: String::new(),
                 at: t(9),
             },

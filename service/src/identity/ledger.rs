@@ -65,12 +65,11 @@ impl IdTokenLedger {
         .ok_or_else(|| IdentityError::Rejected("claim exp missing or not a number".into()))?;
         // The token fails verification once `now > exp + skew`; keep the record a second longer.
         let until = exp.saturating_add(self.skew.as_secs()).saturating_add(1);
-        let key = [
+        let key = expiring_key(
             PREFIX,
-            &until.to_be_bytes(),
+            until,
             Sha256::digest(token.trim().as_bytes()).as_slice(),
-        ]
-        .concat();
+        );
         Ok(TokenUse { key })
     }
 
@@ -121,24 +120,42 @@ impl IdTokenLedger {
     /// Removes up to `limit` records of tokens that can no longer pass verification (expired by
     /// the ledger's clock); returns how many. Blocking: call from `spawn_blocking`.
     pub fn sweep_blocking(&self, limit: usize) -> Result<usize, IdentityError> {
-        let now = self.clock.unix_now();
-        let end = [PREFIX, &now.to_be_bytes()].concat();
-        let due = self
-            .store
-            .scan_range(Cf::Meta, PREFIX, Some(&end), Order::Ascending, limit)
-            .map_err(|e| IdentityError::Store(e.to_string()))?;
-        if due.is_empty() {
-            return Ok(0);
-        }
-        let mut b = Batch::new();
-        for (k, _) in &due {
-            b.delete(Cf::Meta, k.clone());
-        }
-        self.store
-            .commit_blocking(b)
-            .map_err(|e| IdentityError::Store(e.to_string()))?;
-        Ok(due.len())
+        sweep_expired_blocking(&self.store, PREFIX, self.clock.unix_now(), limit, |_| None)
+            .map_err(|e| IdentityError::Store(e.to_string()))
     }
+}
+
+/// The key of an expiring single-use record (spent ID tokens here, spent payment tokens in
+/// [`crate::payment`]): `prefix` + `until`, the Unix second from which the record may go
+/// (big-endian, so the records sort by expiry) + `id`.
+pub(crate) fn expiring_key(prefix: &[u8], until: u64, id: &[u8]) -> Vec<u8> {
+    [prefix, &until.to_be_bytes(), id].concat()
+}
+
+/// Removes up to `limit` records under `prefix` (keys made by [`expiring_key`]) whose `until`
+/// is before `now`, each with the key `also(id)` names if any (a lookup key kept beside it);
+/// returns how many records. Blocking: call from `spawn_blocking`.
+pub(crate) fn sweep_expired_blocking(
+    store: &Store,
+    prefix: &[u8],
+    now: u64,
+    limit: usize,
+    also: impl Fn(&[u8]) -> Option<Vec<u8>>,
+) -> Result<usize, esigd_store::StoreError> {
+    let end = expiring_key(prefix, now, &[]);
+    let due = store.scan_range(Cf::Meta, prefix, Some(&end), Order::Ascending, limit)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut b = Batch::new();
+    for (k, _) in &due {
+        if let Some(other) = k.get(prefix.len() + 8..).and_then(&also) {
+            b.delete(Cf::Meta, other);
+        }
+        b.delete(Cf::Meta, k.clone());
+    }
+    store.commit_blocking(b)?;
+    Ok(due.len())
 }
 
 #[cfg(test)]

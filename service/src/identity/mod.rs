@@ -233,6 +233,17 @@ impl IdentityProvider {
         serde_json::to_value(&d.jwks).map_err(|e| IdentityError::Malformed(e.to_string()))
     }
 
+    /// The provider's keys that may verify a JWS with `header` ([`verification_keys`]).
+    pub(crate) async fn verification_keys(
+        &self,
+        header: &jsonwebtoken::Header,
+    ) -> Result<Vec<jsonwebtoken::DecodingKey>, IdentityError> {
+        Ok(verification_keys(
+            &self.discovered(false).await?.keys,
+            header,
+        ))
+    }
+
     /// The configured algorithm names (`identity.allowed_algs`).
     pub fn allowed_algs(&self) -> &[String] {
         &self.cfg.allowed_algs
@@ -415,12 +426,7 @@ impl IdentityProvider {
         validation.set_required_spec_claims(&["iss", "sub", "aud", "exp", "iat"]);
         validation.leeway = self.cfg.clock_skew.as_secs();
         validation.validate_nbf = true;
-        let candidates: Vec<_> = keys
-            .keys
-            .iter()
-            .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
-            .filter_map(|k| jsonwebtoken::DecodingKey::from_jwk(k).ok())
-            .collect();
+        let candidates = verification_keys(keys, header);
         if candidates.is_empty() {
             return Err(IdentityError::Rejected(format!(
                 "{UNKNOWN_KEY} in the provider's JWKS"
@@ -554,6 +560,36 @@ impl IdentityProvider {
 
 const UNKNOWN_KEY: &str = "no matching key";
 
+/// The keys of `set` that may verify a JWS with `header` (ID tokens, signed userinfo, payment
+/// tokens): the header's `kid` when it names one, and of those only keys meant for it: a JWK
+/// `use` other than `sig` or an `alg` other than the header's rules the key out (RFC 7517 4.2,
+/// 4.4: a key published for encryption or for another algorithm must not verify signatures).
+pub(crate) fn verification_keys(
+    set: &jsonwebtoken::jwk::JwkSet,
+    header: &jsonwebtoken::Header,
+) -> Vec<jsonwebtoken::DecodingKey> {
+    use jsonwebtoken::jwk::PublicKeyUse;
+    let name = |v: serde_json::Result<Value>| v.ok().and_then(|v| v.as_str().map(str::to_owned));
+    let header_alg = name(serde_json::to_value(header.alg));
+    set.keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+        .filter(|k| {
+            k.common
+                .public_key_use
+                .as_ref()
+                .is_none_or(|u| *u == PublicKeyUse::Signature)
+        })
+        .filter(|k| {
+            k.common
+                .key_algorithm
+                .as_ref()
+                .is_none_or(|a| header_alg.is_some() && name(serde_json::to_value(a)) == header_alg)
+        })
+        .filter_map(|k| jsonwebtoken::DecodingKey::from_jwk(k).ok())
+        .collect()
+}
+
 /// The JOSE header `typ` of an ID token: absent or `JWT` (OIDC Core does not define another).
 /// Anything else (`at+jwt` access tokens, `logout+jwt`, ...) is a JWT meant for something else.
 fn check_typ(typ: Option<&str>) -> Result<(), IdentityError> {
@@ -606,7 +642,7 @@ mod tests {
 
     /// How the test Identity BB answers.
     #[derive(Clone, Copy, PartialEq)]
-    enum Mode {
+    pub(super) enum Mode {
         Up,
         /// HTTP 500 to everything.
         Failing,
@@ -617,12 +653,21 @@ mod tests {
     /// A discovery document and an (empty) JWKS on 127.0.0.1, with a raw tokio responder (this
     /// crate links no HTTP server); counts discovery requests.
     async fn provider_server(mode: Arc<std::sync::Mutex<Mode>>) -> (String, Arc<AtomicUsize>) {
+        provider_server_with(mode, serde_json::json!({"keys": []}), serde_json::json!({})).await
+    }
+
+    /// [`provider_server`] publishing `jwks`, with `extra` added to the discovery document.
+    pub(super) async fn provider_server_with(
+        mode: Arc<std::sync::Mutex<Mode>>,
+        jwks: Value,
+        extra: Value,
+    ) -> (String, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let discoveries = Arc::new(AtomicUsize::new(0));
         let counter = discoveries.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
-        let doc = serde_json::json!({
+        let mut doc = serde_json::json!({
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/auth"),
             "token_endpoint": format!("{issuer}/token"),
@@ -630,11 +675,20 @@ mod tests {
             "response_types_supported": ["code"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"],
-        })
-        .to_string();
+        });
+        if let (Some(d), Value::Object(e)) = (doc.as_object_mut(), extra) {
+            d.extend(e);
+        }
+        let doc = doc.to_string();
+        let jwks = jwks.to_string();
         tokio::spawn(async move {
             while let Ok((mut conn, _)) = listener.accept().await {
-                let (mode, counter, doc) = (*mode.lock().unwrap(), counter.clone(), doc.clone());
+                let (mode, counter, doc, jwks) = (
+                    *mode.lock().unwrap(),
+                    counter.clone(),
+                    doc.clone(),
+                    jwks.clone(),
+                );
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut buf = [0u8; 1024];
@@ -649,7 +703,7 @@ mod tests {
                         counter.fetch_add(1, Ordering::SeqCst);
                     }
                     let body = if head.starts_with("GET /jwks") {
-                        r#"{"keys":[]}"#.to_owned()
+                        jwks
                     } else {
                         doc
                     };

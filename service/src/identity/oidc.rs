@@ -280,6 +280,13 @@ async fn userinfo(
     Ok(claims)
 }
 
+/// A signed (JWT) userinfo response, checked with `jsonwebtoken` against the provider's keys:
+/// the algorithm in `identity.allowed_algs` (and among the provider's
+/// `userinfo_signing_alg_values_supported` when it lists them), a key meant for it
+/// ([`crate::identity::verification_keys`]: `kid`, `use` = `sig`, `alg`), `iss` = the issuer and
+/// `aud` containing our client ID (both required: OIDC Core 5.3.2 says a signed response should
+/// carry them, and without them a userinfo JWT the provider signed for another client, or another
+/// JWT it signed, would pass), `exp` and `nbf` when present (with `identity.clock_skew`).
 async fn verify_userinfo_jwt(
     provider: &IdentityProvider,
     body: &[u8],
@@ -298,26 +305,151 @@ async fn verify_userinfo_jwt(
             "userinfo JWT algorithm {alg_name} is not in identity.allowed_algs"
         )));
     }
-    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(provider.jwks_json().await?)
-        .map_err(|e| IdentityError::Malformed(format!("provider JWKS: {e}")))?;
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.set_audience(&[provider.config().client_id.as_str()]);
-    validation.set_issuer(&[provider.config().issuer.as_str()]);
-    validation.set_required_spec_claims(&["sub"]);
-    validation.leeway = provider.config().clock_skew.as_secs();
-    let mut last = IdentityError::Rejected("userinfo JWT: no key of the provider matches".into());
-    for jwk in set
-        .keys
-        .iter()
-        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+    if let Some(algs) = provider
+        .metadata()
+        .await?
+        .userinfo_signing_alg_values_supported()
+        && !algs.iter().any(|a| {
+            serde_json::to_value(a)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .as_deref()
+                == Some(alg_name.as_str())
+        })
     {
-        let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else {
-            continue;
-        };
-        match jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation) {
+        return Err(IdentityError::Rejected(format!(
+            "userinfo JWT algorithm {alg_name} is not among the provider's userinfo_signing_alg_values_supported"
+        )));
+    }
+    let cfg = provider.config();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[cfg.client_id.as_str()]);
+    validation.set_issuer(&[cfg.issuer.as_str()]);
+    validation.set_required_spec_claims(&["sub", "iss", "aud"]);
+    validation.validate_nbf = true;
+    validation.leeway = cfg.clock_skew.as_secs();
+    let keys = provider.verification_keys(&header).await?;
+    let mut last = IdentityError::Rejected(
+        "userinfo JWT: no key of the provider's JWKS matches (kid, use, alg)".into(),
+    );
+    for key in &keys {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
             Ok(d) => return Ok(d.claims),
-            Err(e) => last = IdentityError::Rejected(format!("userinfo JWT: {e}")),
+            Err(e) => {
+                use jsonwebtoken::errors::ErrorKind as K;
+                let why = match e.kind() {
+                    K::InvalidSignature => "signature: invalid".to_owned(),
+                    K::MissingRequiredClaim(c) => format!("claim {c} missing"),
+                    K::InvalidIssuer => format!("iss: not {}", cfg.issuer),
+                    K::InvalidAudience => "aud: does not contain identity.client_id".to_owned(),
+                    K::ExpiredSignature => "exp: expired".to_owned(),
+                    K::ImmatureSignature => "nbf: not valid yet".to_owned(),
+                    _ => e.to_string(),
+                };
+                last = IdentityError::Rejected(format!("userinfo JWT: {why}"));
+                // Only a bad signature may mean "another key of the set".
+                if !matches!(e.kind(), K::InvalidSignature | K::InvalidAlgorithm) {
+                    return Err(last);
+                }
+            }
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::identity::tests::{Mode, provider_server_with};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use jsonwebtoken::{Algorithm, Header};
+    use p256::pkcs8::EncodePrivateKey;
+    use std::sync::Arc;
+
+    /// A P-256 signing key and its public JWK with `kid` and the JWK members in `extra`.
+    fn key(kid: &str, extra: serde_json::Value) -> (EncodingKey, Value) {
+        let secret = p256::SecretKey::random(&mut p256::elliptic_curve::rand_core::OsRng);
+        let pem = secret.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).unwrap();
+        let point = secret.public_key().to_sec1_bytes();
+        let mut jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": kid,
+            "x": B64.encode(&point[1..33]), "y": B64.encode(&point[33..65]),
+        });
+        if let (Some(j), Value::Object(e)) = (jwk.as_object_mut(), extra) {
+            j.extend(e);
+        }
+        (EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(), jwk)
+    }
+
+    /// A signed userinfo response (or anything signed with the provider's keys) is only taken with
+    /// `iss` = the issuer, `aud` containing our client ID, a live `exp` when it has one, from a
+    /// key published for signatures with that algorithm.
+    #[tokio::test]
+    async fn signed_userinfo_needs_iss_aud_a_live_exp_and_a_signing_key() {
+        let (sig, sig_jwk) = key("sig", serde_json::json!({"use": "sig", "alg": "ES256"}));
+        let (bare, bare_jwk) = key("bare", serde_json::json!({}));
+        let (enc, enc_jwk) = key("enc", serde_json::json!({"use": "enc"}));
+        let (other_alg, other_alg_jwk) = key("es384", serde_json::json!({"alg": "ES384"}));
+        let (issuer, _) = provider_server_with(
+            Arc::new(std::sync::Mutex::new(Mode::Up)),
+            serde_json::json!({"keys": [sig_jwk, bare_jwk, enc_jwk, other_alg_jwk]}),
+            serde_json::json!({"userinfo_endpoint": "http://127.0.0.1:9/me",
+                               "userinfo_signing_alg_values_supported": ["ES256"]}),
+        )
+        .await;
+        let provider =
+            IdentityProvider::new(&IdentitySection::new(issuer.clone(), "esigd"), None).unwrap();
+        let now = crate::clock::SystemClock.unix_now();
+        let sign = |k: &EncodingKey, kid: &str, claims: Value| {
+            let mut h = Header::new(Algorithm::ES256);
+            h.kid = Some(kid.into());
+            jsonwebtoken::encode(&h, &claims, k).unwrap()
+        };
+        let verify = |jwt: String| {
+            let p = &provider;
+            async move { verify_userinfo_jwt(p, jwt.as_bytes()).await }
+        };
+        let good = serde_json::json!({"sub": "s1", "iss": issuer, "aud": "esigd", "exp": now + 60, "name": "Mari"});
+        let claims = verify(sign(&sig, "sig", good.clone())).await.unwrap();
+        assert_eq!(claims["name"], "Mari");
+        // A key without use/alg is fine; aud as an array with our client ID; exp only when present.
+        let mut no_exp = good.clone();
+        no_exp.as_object_mut().unwrap().remove("exp");
+        no_exp["aud"] = serde_json::json!(["esigd", "other"]);
+        verify(sign(&bare, "bare", no_exp)).await.unwrap();
+
+        let with = |k: &str, v: Value| {
+            let mut c = good.clone();
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v;
+            }
+            c
+        };
+        for (claims, says) in [
+            (with("iss", Value::Null), "claim iss missing"),
+            (with("iss", "https://evil.test".into()), "iss: not"),
+            (with("aud", Value::Null), "claim aud missing"),
+            (
+                with("aud", "another-client".into()),
+                "aud: does not contain",
+            ),
+            (with("exp", (now - 3600).into()), "exp: expired"),
+        ] {
+            match verify(sign(&sig, "sig", claims.clone())).await {
+                Err(IdentityError::Rejected(m)) => assert!(m.contains(says), "{claims}: {m}"),
+                other => panic!("{claims}: expected Rejected({says}), got {other:?}"),
+            }
+        }
+        // Keys published for encryption or for another algorithm: not used.
+        for (k, kid) in [(&enc, "enc"), (&other_alg, "es384")] {
+            match verify(sign(k, kid, good.clone())).await {
+                Err(IdentityError::Rejected(m)) => assert!(m.contains("no key"), "{kid}: {m}"),
+                other => panic!("{kid}: expected Rejected, got {other:?}"),
+            }
+        }
+    }
 }

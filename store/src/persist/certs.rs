@@ -306,6 +306,9 @@ struct ChangeV1 {
     from: StatusV1,
     to: StatusV1,
     actor: String,
+    /// The requester's uid (admin socket `SO_PEERCRED`); absent in records written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
     justification: String,
     at: UnixTime,
 }
@@ -354,6 +357,7 @@ fn encode_record(r: &CertRecord) -> Result<Vec<u8>, PersistError> {
                 from: c.from.into(),
                 to: c.to.into(),
                 actor: c.actor.clone(),
+                uid: c.uid,
                 justification: c.justification.clone(),
                 at: UnixTime::from_system(c.at),
             })
@@ -379,6 +383,7 @@ fn decode_record(key: &[u8], value: &[u8]) -> Result<CertRecord, PersistError> {
                 from: c.from.to_status()?,
                 to: c.to.to_status()?,
                 actor: c.actor.clone(),
+                uid: c.uid,
                 justification: c.justification.clone(),
                 at: c.at.to_system()?,
             })

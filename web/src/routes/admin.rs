@@ -5,6 +5,10 @@
 //! is never exposed on a TCP listener. Requests and answers are JSON; every error is
 //! `{"status":{"code":"ERROR","message":"…"}}` with a message that names the field at fault.
 //!
+//! The `actor` of a status change is what the caller says; next to it the history records the
+//! caller's uid as the kernel reports it for the connection (`SO_PEERCRED`, [`AdminPeer`]), and
+//! the log lines of changes and issuance carry it.
+//!
 //! | method | path | body / query | answer |
 //! |---|---|---|---|
 //! | POST | `/admin/cert/issue` | `{"profile":"scd","csr":PEM or base64 DER,"claims":{…}}` | `{"certificateId","certificate"}` |
@@ -21,6 +25,7 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
 use axum::http::StatusCode;
@@ -105,18 +110,63 @@ fn bind_staged(staged: &Path, path: &Path) -> std::io::Result<tokio::net::UnixLi
     Ok(listener)
 }
 
+/// The process on the other end of an admin socket connection, as the kernel reports it
+/// (`SO_PEERCRED`, read once when the connection is accepted); every request of the connection
+/// gets it as `ConnectInfo<AdminPeer>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminPeer {
+    /// The caller's user ID; `None` if the kernel did not say (then nothing is changed).
+    pub uid: Option<u32>,
+    /// The caller's process ID, when known (for the log).
+    pub pid: Option<i32>,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, tokio::net::UnixListener>> for AdminPeer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(cred) => AdminPeer {
+                uid: Some(cred.uid()),
+                pid: cred.pid(),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket: the caller's credentials could not be read");
+                AdminPeer {
+                    uid: None,
+                    pid: None,
+                }
+            }
+        }
+    }
+}
+
+impl AdminPeer {
+    /// The caller's uid, required before anything is changed (the audit history records it).
+    fn required_uid(&self) -> Result<u32, ApiError> {
+        self.uid.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the caller's uid could not be read from the admin socket (SO_PEERCRED)",
+            )
+        })
+    }
+}
+
 /// Serves the admin API on `listener` until `shutdown` resolves (in-flight requests finish).
 pub async fn serve(
     listener: tokio::net::UnixListener,
     state: Arc<WebState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<AdminPeer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
-/// The admin router.
+/// The admin router. Its handlers read the caller's [`AdminPeer`]: serve it with
+/// `into_make_service_with_connect_info::<AdminPeer>()`, as [`serve`] does.
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route(
@@ -192,7 +242,12 @@ fn csr_bytes(csr: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::bad(format!("csr: neither PEM nor base64-encoded DER ({e})")))
 }
 
-async fn issue(State(st): State<Arc<WebState>>, body: Bytes) -> Result<Response, ApiError> {
+async fn issue(
+    State(st): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let uid = peer.required_uid()?;
     let req: IssueRequest = parse_json(&body)?;
     match req.profile.as_str() {
         "scd" => {}
@@ -233,7 +288,7 @@ async fn issue(State(st): State<Arc<WebState>>, body: Bytes) -> Result<Response,
             format!("certificate: {e}"),
         )
     })?;
-    tracing::info!(serial = %issued.serial_hex(), profile = "scd", "admin: certificate issued");
+    tracing::info!(serial = %issued.serial_hex(), profile = "scd", uid, pid = ?peer.pid, "admin: certificate issued");
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"certificateId": issued.serial_hex(), "certificate": pem})),
@@ -291,9 +346,11 @@ pub fn reason_name(reason: RevocationReason) -> &'static str {
 
 async fn set_status(
     State(st): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<AdminPeer>,
     UrlPath(serial): UrlPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let uid = peer.required_uid()?;
     let serial = parse_serial(&serial)?;
     let req: StatusRequest = parse_json(&body)?;
     let transition = match (req.action.as_str(), req.reason.as_deref()) {
@@ -326,10 +383,11 @@ async fn set_status(
         state
             .svc
             .ca
-            .set_status(
+            .set_status_as(
                 &serial,
                 transition,
                 &actor,
+                Some(uid),
                 &justification,
                 SystemTime::now(),
             )
@@ -338,7 +396,7 @@ async fn set_status(
     .await?;
     // The next /pki/crl request signs a CRL with this change.
     st.svc.crls.invalidate();
-    tracing::info!(serial = %record.serial_hex(), action = %req.action, "admin: certificate status changed");
+    tracing::info!(serial = %record.serial_hex(), action = %req.action, uid, pid = ?peer.pid, "admin: certificate status changed");
     Ok(axum::Json(record_json(&record, SystemTime::now())).into_response())
 }
 
@@ -439,6 +497,7 @@ fn change_json(c: &StatusChange) -> Value {
         "from": status_json(&c.from),
         "to": status_json(&c.to),
         "actor": c.actor,
+        "uid": c.uid,
         "justification": c.justification,
         "at": time_json(c.at),
     })
