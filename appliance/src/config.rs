@@ -103,6 +103,9 @@ pub struct Config {
     pub source: PathBuf,
 }
 
+/// Longest duration any setting takes (the current time plus it must not overflow).
+const MAX_DURATION: Duration = Duration::from_secs(1000 * 365 * 86_400);
+
 fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/esigd")
 }
@@ -226,6 +229,10 @@ impl Config {
         if self.hsm.pin.count() != 1 {
             return Err(self.invalid("hsm.pin", "give exactly one of file, env or credential"));
         }
+        if let Some(c) = &self.hsm.pin.credential {
+            esigd_service::config::credential_name(c)
+                .map_err(|m| self.invalid("hsm.pin.credential", m))?;
+        }
         if self.hsm.sessions == Some(0) {
             return Err(self.invalid("hsm.sessions", "must be at least 1"));
         }
@@ -293,6 +300,17 @@ impl Config {
                 format!("{mapped} is an IPv4-mapped IPv6 network; write it as IPv4"),
             ));
         }
+        // The listener limits, named as the listeners name them in their own errors.
+        self.listen
+            .public_limits()
+            .validate()
+            .and_then(|()| self.listen.eservice_limits().validate_eservice())
+            .map_err(|e| match e {
+                esigd_web::net::NetError::Limit { setting, reason } => {
+                    self.invalid(setting, reason)
+                }
+                other => self.invalid("listen", other.to_string()),
+            })?;
         self.validate_clients()?;
         if let Some(p) = &self.payment {
             if p.audience.is_empty() {
@@ -356,6 +374,64 @@ impl Config {
         if self.store.sweep_interval < Duration::from_secs(1) {
             return Err(self.invalid("store.sweep_interval", "must be at least 1s"));
         }
+        self.validate_cost_limits()?;
+        self.validate_duration_ceiling()?;
+        Ok(())
+    }
+
+    /// Durations are added to the current time (expiries, deadlines, certificate validity): one
+    /// so large that the sum overflows would panic where it is used, so it is refused here.
+    fn validate_duration_ceiling(&self) -> Result<(), ConfigError> {
+        let mut all = vec![
+            ("hsm.checkout_timeout", self.hsm.checkout_timeout),
+            ("ca.root_validity", self.ca.root_validity),
+            ("ca.scd_validity", self.ca.scd_validity),
+            (
+                "ca.ocsp_certificate_validity",
+                self.ca.ocsp_certificate_validity,
+            ),
+            ("tsa.accuracy", self.tsa.accuracy),
+            ("tsa.certificate_validity", self.tsa.certificate_validity),
+            ("tsa.journal_retention", self.tsa.journal_retention),
+            ("limits.queue_timeout", self.limits.queue_timeout),
+            ("limits.request_max_age", self.limits.request_max_age),
+            (
+                "store.retention_after_fetch",
+                self.store.retention_after_fetch,
+            ),
+            ("store.retention_unfetched", self.store.retention_unfetched),
+            ("store.sweep_interval", self.store.sweep_interval),
+        ];
+        if let Some(id) = &self.identity {
+            all.push(("identity.clock_skew", id.clock_skew));
+            all.extend(id.max_age.map(|a| ("identity.max_age", a)));
+        }
+        match all.into_iter().find(|(_, d)| *d > MAX_DURATION) {
+            Some((key, _)) => Err(self.invalid(key, "must be at most 1000 years")),
+            None => Ok(()),
+        }
+    }
+
+    /// The budgets that keep what one client can make esigd spend bounded (issue #11).
+    fn validate_cost_limits(&self) -> Result<(), ConfigError> {
+        if self.ui.max_sessions_per_48 == 0 {
+            return Err(self.invalid("ui.max_sessions_per_48", "must be at least 1"));
+        }
+        if self.limits.public_rate_per_ip > 0 && self.limits.public_rate_burst == Some(0) {
+            return Err(self.invalid(
+                "limits.public_rate_burst",
+                "must be at least 1 (or leave public_rate_per_ip = 0 to turn the limit off)",
+            ));
+        }
+        if self.tsa.queue_max == 0 {
+            return Err(self.invalid("tsa.queue_max", "must be at least 1"));
+        }
+        if self.tsa.journal_retention < Duration::from_secs(86_400) {
+            return Err(self.invalid(
+                "tsa.journal_retention",
+                "must be at least 1 day (the records of issued tokens are audit evidence)",
+            ));
+        }
         Ok(())
     }
 
@@ -374,7 +450,12 @@ impl Config {
         }
         match id.client_auth.as_str() {
             "client_secret_basic" => match &id.client_secret {
-                Some(s) if s.count() == 1 => {}
+                Some(s) if s.count() == 1 => {
+                    if let Some(c) = &s.credential {
+                        esigd_service::config::credential_name(c)
+                            .map_err(|m| self.invalid("identity.client_secret.credential", m))?;
+                    }
+                }
                 _ => {
                     return Err(self.invalid(
                         "identity.client_secret",
@@ -512,6 +593,15 @@ impl Config {
                 "give exactly one of client_cert_sha256, client_spki_sha256 or client_subject + client_issuer",
             ));
         }
+        for (k, v) in [
+            ("client_subject", &c.client_subject),
+            ("client_issuer", &c.client_issuer),
+        ] {
+            if let Some(dn) = v {
+                esigd_service::registry::parse_dn(dn)
+                    .map_err(|m| self.invalid(&format!("{prefix}{k}"), m))?;
+            }
+        }
         Ok(())
     }
 
@@ -616,6 +706,31 @@ mod tests {
     }
 
     #[test]
+    fn durations_whose_sum_with_now_overflows_are_refused() {
+        // Found by fuzz/fuzz_targets/config.rs: accepted, then `now + d` panicked where used.
+        let pin = "[hsm]\npin = { env = \"X\" }\n";
+        for (key, text) in [
+            (
+                "store.retention_after_fetch",
+                format!("{pin}[store]\nretention_after_fetch = \"300000000000years\"\n"),
+            ),
+            (
+                "hsm.checkout_timeout",
+                format!("{pin}checkout_timeout = \"300000000000years\"\n"),
+            ),
+            (
+                "limits.request_max_age",
+                format!("{pin}[limits]\nrequest_max_age = \"300000000000years\"\n"),
+            ),
+        ] {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("at most 1000 years"), "{e}");
+        }
+        let ok = parse(&format!("{pin}[tsa]\njournal_retention = \"100years\"\n"));
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
     fn errors_name_file_and_key() {
         let e = parse("[hsm]\npin = { env = \"X\" }\ncolour = 1\n")
             .unwrap_err()
@@ -652,6 +767,18 @@ mod tests {
                 "listen.trusted_proxies",
             ),
             (
+                "[listen]\nmax_connections_per_ip = 0\n",
+                "listen.max_connections_per_ip",
+            ),
+            (
+                "[listen]\neservice_max_connections_per_ip = 0\n",
+                "listen.eservice_max_connections_per_ip",
+            ),
+            (
+                "[listen]\nbody_read_timeout = \"0s\"\n",
+                "listen.body_read_timeout",
+            ),
+            (
                 "[payment]\naudience = \"esigd\"\njwks_url = \"http://x\"\neservice_claim = \"\"\n",
                 "payment.eservice_claim",
             ),
@@ -677,6 +804,18 @@ mod tests {
         let ok =
             parse("[hsm]\npin = { env = \"X\" }\n[listen]\ntrusted_proxies = [\"10.0.0.0/8\"]\n");
         assert!(ok.is_ok(), "{ok:?}");
+        // systemd credential names that would leave $CREDENTIALS_DIRECTORY.
+        let e = parse("[hsm]\npin = { credential = \"../pin\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hsm.pin.credential"), "{e}");
+        let e = parse(&format!(
+            "[hsm]\npin = {{ env = \"X\" }}\n{}",
+            identity.replace("{ env = \"S\" }", "{ credential = \"a/b\" }")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("identity.client_secret.credential"), "{e}");
     }
 
     #[test]
@@ -771,5 +910,38 @@ mod tests {
             c.oidc_redirect_url(),
             "http://pki.example.gov/v1/oidc/callback"
         );
+    }
+
+    /// Issue #11: the budgets that bound what one client costs are checked, the setting named.
+    #[test]
+    fn cost_limits_are_validated_with_the_setting_named() {
+        let c = parse("[hsm]\npin = { env = \"X\" }\n").unwrap();
+        assert_eq!(c.ui.max_sessions_per_48, 200);
+        assert_eq!(c.limits.public_rate_per_ip, 20);
+        assert_eq!(c.limits.public_burst(), 40);
+        assert_eq!(c.tsa.queue_max, 4096);
+        for (extra, key) in [
+            ("[ui]\nmax_sessions_per_48 = 0\n", "ui.max_sessions_per_48"),
+            (
+                "[limits]\npublic_rate_burst = 0\n",
+                "limits.public_rate_burst",
+            ),
+            ("[tsa]\nqueue_max = 0\n", "tsa.queue_max"),
+            (
+                "[tsa]\njournal_retention = \"1h\"\n",
+                "tsa.journal_retention",
+            ),
+            (
+                "[limits]\npublic_rate_exempt = [\"10.0.0.0/33\"]\n",
+                "public_rate_exempt",
+            ),
+        ] {
+            let e = parse(&format!("[hsm]\npin = {{ env = \"X\" }}\n{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
+        let off = parse("[hsm]\npin = { env = \"X\" }\n[limits]\npublic_rate_per_ip = 0\n");
+        assert!(off.is_ok(), "{off:?}");
     }
 }

@@ -353,11 +353,7 @@ async fn run(
         .with_context(|| format!("listen.eservice: cannot listen on {}", cfg.listen.eservice))?;
     let public_addr = public.local_addr()?;
     let eservice_addr = eservice.local_addr()?;
-    let tls_config = esigd_web::net::mtls_server_config_from_files(
-        &cfg.data_path(&cfg.tls.cert),
-        &cfg.data_path(&cfg.tls.key),
-        &cfg.data_path(&cfg.tls.client_ca),
-    )?;
+    let tls_config = Reloadable::from_arc(eservice_tls(&cfg)?);
     // Which source addresses may open a connection at all: the union of every registered
     // client's allowed_ips (an address nobody allows is dropped before the TLS handshake).
     let allow = AllowList::new(svc.registry.load().all_networks());
@@ -366,7 +362,16 @@ async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
     let metrics = state.metrics.clone();
-    let (public_opts, eservice_opts) = (ServeOptions::default(), ServeOptions::default());
+    // `[listen]`; the trusted reverse proxies carry many clients, so their address is not capped.
+    let public_opts = ServeOptions {
+        limits: cfg.listen.public_limits(),
+        per_ip_exempt: cfg.listen.trusted_proxies.clone(),
+        ..ServeOptions::default()
+    };
+    let eservice_opts = ServeOptions {
+        limits: cfg.listen.eservice_limits(),
+        ..ServeOptions::default()
+    };
     install_probes(&state, &public_opts, &eservice_opts);
     let public_app = esigd_web::routes::public::router(state.clone())
         .merge(esigd_web::routes::interactive::router(state.clone()))
@@ -396,7 +401,7 @@ async fn run(
         eservice,
         eservice_app,
         EserviceTls {
-            config: Reloadable::from_arc(tls_config),
+            config: tls_config.clone(),
             allow: allow.clone(),
         },
         eservice_opts,
@@ -409,7 +414,12 @@ async fn run(
         state.clone(),
         stopped(stop_rx.clone()),
     ));
-    let reload_task = tokio::spawn(reload_on_sighup(cfg.clone(), svc.clone(), allow.clone()));
+    let reload_task = tokio::spawn(reload_on_sighup(
+        cfg.clone(),
+        svc.clone(),
+        allow.clone(),
+        tls_config,
+    ));
     let sweep_task = tokio::spawn(sweep_signatures(svc.clone()));
     print_banner(&cfg, public_addr, eservice_addr, dev_tls.as_ref());
     shutdown_signal().await;
@@ -467,10 +477,29 @@ fn install_probes(state: &Arc<WebState>, public: &ServeOptions, eservice: &Serve
     m.set_listener_probe("eservice", Box::new(move || stats.snapshot()));
 }
 
-/// SIGHUP: re-read the configuration file and swap the e-Service/auditor registry and the
-/// connection allow-list. Requests in flight finish with the registry they started with; a file
-/// that does not validate is logged and ignored (the running registry stays).
-async fn reload_on_sighup(cfg: Arc<Config>, svc: Arc<esigd_service::Service>, allow: AllowList) {
+/// The e-Service listener's TLS configuration from the `[tls]` files (certificate, key, client
+/// CAs and their CRLs).
+fn eservice_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, esigd_web::net::NetError> {
+    let crl = cfg.tls.client_crl.as_ref().map(|p| cfg.data_path(p));
+    esigd_web::net::mtls_server_config_from_files(
+        &cfg.data_path(&cfg.tls.cert),
+        &cfg.data_path(&cfg.tls.key),
+        &cfg.data_path(&cfg.tls.client_ca),
+        crl.as_deref(),
+    )
+}
+
+/// SIGHUP: re-read the configuration file and swap the e-Service/auditor registry, the
+/// connection allow-list and the e-Service listener's TLS configuration (the `[tls]` files: client
+/// CAs, their CRLs, the server certificate). Requests in flight finish with what they started
+/// with; a file that does not validate, or `[tls]` files that do not load, are logged and ignored
+/// (everything running stays).
+async fn reload_on_sighup(
+    cfg: Arc<Config>,
+    svc: Arc<esigd_service::Service>,
+    allow: AllowList,
+    tls: Reloadable<rustls::ServerConfig>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("SIGHUP handler not installed; reload needs a restart");
@@ -484,15 +513,23 @@ async fn reload_on_sighup(cfg: Arc<Config>, svc: Arc<esigd_service::Service>, al
         let path = cfg.source.clone();
         match Config::load(&path) {
             Ok(new) => {
+                let tls_config = match eservice_tls(&new) {
+                    Ok(c) => c,
+                    Err(err) => {
+                        tracing::error!(error = %err, "configuration reload refused; the running configuration stays");
+                        continue;
+                    }
+                };
                 let registry = wiring::registry(&new);
                 let (e, a) = registry.counts();
                 allow.replace(registry.all_networks());
                 svc.registry.store(registry);
+                tls.store_arc(tls_config);
                 tracing::info!(
                     file = %path.display(),
                     eservices = e,
                     auditors = a,
-                    "configuration reloaded: e-Services and auditors replaced (other sections need a restart)"
+                    "configuration reloaded: e-Services, auditors and [tls] files replaced (other sections need a restart)"
                 );
             }
             Err(err) => {
@@ -503,7 +540,7 @@ async fn reload_on_sighup(cfg: Arc<Config>, svc: Arc<esigd_service::Service>, al
 }
 
 /// Removes stored signatures whose retention has ended, and the single-use records of ID tokens
-/// that expired, every `store.sweep_interval`.
+/// and payment tokens that expired, every `store.sweep_interval`.
 async fn sweep_signatures(svc: Arc<esigd_service::Service>) {
     let mut tick = tokio::time::interval(svc.settings.store.sweep_interval);
     loop {
@@ -531,26 +568,47 @@ async fn sweep_signatures(svc: Arc<esigd_service::Service>) {
             Ok(Err(e)) => tracing::warn!(error = %e, "signature retention sweep failed"),
             Err(e) => tracing::warn!(error = %e, "signature retention sweep panicked"),
         }
-        // The single-use records of ID tokens that expired (they can no longer be replayed).
+        // The single-use records of ID tokens and payment tokens that expired (they can no
+        // longer be replayed).
         if let Some(identity) = svc.identity.clone() {
-            let removed = tokio::task::spawn_blocking(move || {
-                let mut total = 0;
-                loop {
-                    let n = identity.sweep_spent_tokens_blocking(1000)?;
-                    total += n;
-                    if n < 1000 {
-                        return Ok::<_, esigd_service::identity::IdentityError>(total);
-                    }
-                }
+            sweep_single_use("ID-token", move |n| {
+                identity
+                    .sweep_spent_tokens_blocking(n)
+                    .map_err(|e| e.to_string())
             })
             .await;
-            match removed {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(removed = n, "expired ID-token records removed"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "ID-token record sweep failed"),
-                Err(e) => tracing::warn!(error = %e, "ID-token record sweep panicked"),
+        }
+        if let Some(payment) = svc.payment.clone() {
+            sweep_single_use("payment", move |n| {
+                payment.sweep_blocking(n).map_err(|e| e.to_string())
+            })
+            .await;
+        }
+    }
+}
+
+/// Runs `sweep` (removes up to n expired single-use records of `kind`, returns how many) off the
+/// async workers until nothing is left to remove, and logs the outcome.
+async fn sweep_single_use(
+    kind: &'static str,
+    sweep: impl Fn(usize) -> Result<usize, String> + Send + 'static,
+) {
+    let removed = tokio::task::spawn_blocking(move || {
+        let mut total = 0;
+        loop {
+            let n = sweep(1000)?;
+            total += n;
+            if n < 1000 {
+                return Ok::<_, String>(total);
             }
         }
+    })
+    .await;
+    match removed {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(removed = n, kind, "expired single-use records removed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, kind, "single-use record sweep failed"),
+        Err(e) => tracing::warn!(error = %e, kind, "single-use record sweep panicked"),
     }
 }
 

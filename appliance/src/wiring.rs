@@ -208,8 +208,12 @@ pub fn build_service(
         Arc::new(move |request: &[u8], now| signer.stamp(request, now)),
         imprints.clone(),
         hsm.config().pool_size,
+        cfg.tsa.queue_max,
     )
     .context("tsa: cannot start the time-stamp signing threads")?;
+    stamp_queue
+        .sweep_journal(cfg.tsa.journal_retention, cfg.store.sweep_interval)
+        .context("tsa: cannot start the journal retention sweep (tsa.journal_retention)")?;
     Ok(Service::new(Parts {
         settings: Settings {
             limits: cfg.limits.clone(),

@@ -263,6 +263,34 @@ pub struct LimitsSection {
     /// Oldest accepted `requestTimestamp` (and how far in the future it may be).
     #[serde(default = "default_request_age", with = "humantime_serde")]
     pub request_max_age: Duration,
+    /// `POST /tsa` and `/ocsp` requests per second (sustained) from one client: an IPv4
+    /// address or an IPv6 /64; more get 429 with `Retry-After`. 0 = no limit.
+    #[serde(default = "default_public_rate")]
+    pub public_rate_per_ip: u32,
+    /// Burst above the sustained `public_rate_per_ip` (default: twice the rate).
+    pub public_rate_burst: Option<u32>,
+    /// Networks (CIDR) not limited by `public_rate_per_ip` (e-Services and relying parties
+    /// that time-stamp or check in bulk); default loopback only.
+    #[serde(default = "default_public_rate_exempt")]
+    pub public_rate_exempt: Vec<ipnet::IpNet>,
+}
+
+fn default_public_rate() -> u32 {
+    20
+}
+fn default_public_rate_exempt() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+impl LimitsSection {
+    /// The burst of `public_rate_per_ip`: `public_rate_burst`, default twice the rate.
+    pub fn public_burst(&self) -> u32 {
+        self.public_rate_burst
+            .unwrap_or(self.public_rate_per_ip.saturating_mul(2))
+    }
 }
 
 fn default_max_body() -> usize {
@@ -285,6 +313,9 @@ impl Default for LimitsSection {
             max_concurrent_signatures: default_concurrency(),
             queue_timeout: default_queue_timeout(),
             request_max_age: default_request_age(),
+            public_rate_per_ip: default_public_rate(),
+            public_rate_burst: None,
+            public_rate_exempt: default_public_rate_exempt(),
         }
     }
 }
@@ -339,14 +370,17 @@ pub struct PaymentSection {
     /// JWS algorithms accepted.
     #[serde(default = "default_payment_algs")]
     pub algorithms: Vec<String>,
-    /// When set, a token must carry this claim (e.g. `"sub"`) with the id of the e-Service it is
-    /// presented for, so a payment made for one e-Service cannot be spent at another.
-    #[serde(default)]
+    /// A token must carry this claim with the id of the e-Service it is presented for, so a
+    /// payment made for one e-Service cannot be spent at another. Default `sub`.
+    #[serde(default = "default_eservice_claim")]
     pub eservice_claim: Option<String>,
 }
 
 fn default_payment_algs() -> Vec<String> {
     vec!["ES256".into(), "RS256".into()]
+}
+fn default_eservice_claim() -> Option<String> {
+    Some("sub".into())
 }
 
 /// `[hsm]`.
@@ -498,6 +532,25 @@ pub struct TsaSection {
     /// Source addresses (CIDR) that may use `POST /tsa`; empty = everyone.
     #[serde(default)]
     pub allowed_ips: Vec<ipnet::IpNet>,
+    /// `POST /tsa` requests waiting for a signing thread; more get 503 with `Retry-After`.
+    #[serde(default = "default_tsa_queue_max")]
+    pub queue_max: usize,
+    /// How long the record of each issued token (serial, genTime, imprint, policy, nonce) is
+    /// kept; older records are removed every `store.sweep_interval`. Default 10 years.
+    #[serde(default = "default_journal_retention", with = "humantime_serde")]
+    pub journal_retention: Duration,
+}
+
+fn default_tsa_queue_max() -> usize {
+    4096
+}
+
+/// Default `tsa.journal_retention`: 10 years (ETSI EN 319 421 leaves the period to the TSA's
+/// policy; it must cover the time tokens are relied on, beyond the TSA certificate's validity).
+pub const DEFAULT_JOURNAL_RETENTION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+fn default_journal_retention() -> Duration {
+    DEFAULT_JOURNAL_RETENTION
 }
 
 fn default_tsa_key() -> String {
@@ -522,6 +575,8 @@ impl Default for TsaSection {
             allow_unsynchronized_clock: false,
             certificate_validity: default_tsa_validity(),
             allowed_ips: Vec::new(),
+            queue_max: default_tsa_queue_max(),
+            journal_retention: default_journal_retention(),
         }
     }
 }
@@ -538,6 +593,8 @@ impl SecretSpec {
         } else if let Some(v) = &self.env {
             std::env::var(v).map_err(|_| fail(format!("environment variable {v} is not set")))?
         } else if let Some(c) = &self.credential {
+            // `$CREDENTIALS_DIRECTORY/<name>`: a name with `/` (or `..`) would read outside it.
+            credential_name(c).map_err(|m| SettingError::new(format!("{key}.credential"), m))?;
             let dir = std::env::var("CREDENTIALS_DIRECTORY").map_err(|_| {
                 fail("CREDENTIALS_DIRECTORY is not set (systemd LoadCredential=)".into())
             })?;
@@ -553,6 +610,17 @@ impl SecretSpec {
         }
         Ok(secrecy::SecretString::from(trimmed.to_owned()))
     }
+}
+
+/// Checks a systemd credential name: one plain file name inside `$CREDENTIALS_DIRECTORY` (not
+/// empty, no `/`, not `.` or `..`, no NUL); the message says what is wrong.
+pub fn credential_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(format!(
+            "{name:?} is not a credential name (a plain file name in $CREDENTIALS_DIRECTORY: no `/`, not `.` or `..`)"
+        ));
+    }
+    Ok(())
 }
 
 impl IdentitySection {
@@ -598,5 +666,32 @@ impl IdentitySection {
             acr_values: Vec::new(),
             max_age: default_max_age(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A systemd credential is `$CREDENTIALS_DIRECTORY/<name>`: a name that leaves the directory
+    /// is refused before anything is read, naming the setting.
+    #[test]
+    fn credential_names_with_a_slash_or_dot_dot_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["../hsm/user-pin", "/etc/shadow", "a/b", "..", ".", ""] {
+            let spec = SecretSpec {
+                file: None,
+                env: None,
+                credential: Some(name.into()),
+            };
+            let e = spec
+                .read(dir.path(), "identity.client_secret")
+                .map(|_| ())
+                .unwrap_err();
+            assert_eq!(e.key, "identity.client_secret.credential", "{name:?}: {e}");
+            assert!(e.message.contains("not a credential name"), "{name:?}: {e}");
+        }
+        assert!(credential_name("oidc-client-secret").is_ok());
+        assert!(credential_name("hsm.pin").is_ok());
     }
 }
