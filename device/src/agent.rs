@@ -33,6 +33,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::error::AgentError;
+
 /// Wrong PINs in a row that lock the keys.
 pub const MAX_PIN_TRIES: u32 = 3;
 /// Transaction IDs remembered against replay.
@@ -43,37 +45,6 @@ pub const SUPPORTED: [&str; 3] = [
     "confirmationMessage",
     "confirmationMessageAndVerificationCodeChoice",
 ];
-
-/// Why the agent could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The transaction is not answered at all (expired, answered before, wrong code, unknown key).
-    #[error("request refused: {0}")]
-    Refused(String),
-    /// The PIN was wrong; the citizen may try again.
-    #[error("wrong PIN: {tries_left} tries left before the keys lock")]
-    WrongPin {
-        /// Tries left.
-        tries_left: u32,
-    },
-    /// The PIN does not meet the rules, or the two entries differ (onboarding).
-    #[error("PIN: {0}")]
-    PinRule(&'static str),
-    /// The token failed.
-    #[error("token: {0}")]
-    Token(#[from] HsmError),
-    /// The state directory could not be read or written.
-    #[error("{path}: {reason}")]
-    State {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Building the CSR, signature check or proof failed.
-    #[error("{0}")]
-    Crypto(String),
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct KeyRecord {

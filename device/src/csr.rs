@@ -7,7 +7,7 @@ use secrecy::SecretString;
 use signature::hazmat::PrehashVerifier;
 use spki::{AlgorithmIdentifierOwned, DecodePublicKey, DynSignatureAlgorithmIdentifier};
 
-use crate::agent::AgentError;
+use crate::error::AgentError;
 
 /// A P-256 key on the device token, usable with the PIN given for this one operation.
 pub(crate) struct TokenSigner<'a> {

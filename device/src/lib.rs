@@ -12,4 +12,5 @@ pub mod agent;
 pub mod app;
 pub mod client;
 mod csr;
+mod error;
 pub mod ui;

@@ -32,8 +32,8 @@ pub enum ConnectorError {
     Status {
         /// The HTTP status.
         status: u16,
-        /// The RFC 9457 body, if it was one.
-        problem: Option<Problem>,
+        /// The RFC 9457 body, if it was one (boxed: keeps the error small).
+        problem: Option<Box<Problem>>,
         /// `Retry-After`, for 429 and 503.
         retry_after: Option<Duration>,
     },
@@ -108,12 +108,12 @@ mod tests {
     fn status_errors_say_what_the_service_said() {
         let e = ConnectorError::Status {
             status: 409,
-            problem: Some(Problem::new(
+            problem: Some(Box::new(Problem::new(
                 409,
                 "Conflict",
                 codes::SESSION_IN_PROGRESS,
                 "a session is running for this key",
-            )),
+            ))),
             retry_after: None,
         };
         assert!(e.is_session_in_progress());

@@ -10,6 +10,7 @@
 //! * [`certs`]: the published certificates and the CRL cache.
 //! * [`clock`] and [`meter`]: time and metrics as traits, so tests set the time and the
 //!   Prometheus registry stays in the web crate.
+//! * [`scd`]: the connector to a Remote SCD service (the citizen's own signing device).
 //! * [`config`]: the configuration sections the domain owns.
 //!
 //! Dependencies point down only: `hsm`, `pki`, `ca`, `tsa` (policy) and `store` (RocksDB).
@@ -24,6 +25,7 @@ pub mod payment;
 mod peer;
 pub mod registry;
 pub mod reload;
+pub mod scd;
 pub mod service;
 pub mod signing;
 

@@ -54,7 +54,11 @@ impl Op {
             | HsmOp::Login
             | HsmOp::OpenSession
             | HsmOp::FindKey
-            | HsmOp::Destroy => None,
+            | HsmOp::Destroy
+            | HsmOp::GenerateSecretKey
+            | HsmOp::Seal
+            | HsmOp::Unseal
+            | HsmOp::BlindIndex => None,
         }
     }
 }
