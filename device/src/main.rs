@@ -104,67 +104,65 @@ async fn cli_loop(app: Arc<App>) -> anyhow::Result<()> {
         if let Some(p) = app.current()
             && (shown.as_deref() != Some(p.tx.transaction_id.as_str()) || p.message.is_some())
         {
-            {
-                let line = serde_json::json!({
-                    "transactionId": p.tx.transaction_id,
-                    "type": p.tx.kind,
-                    "rpName": p.review.rp_name,
-                    "text": p.review.interaction.text(),
-                    "vc": p.review.vc,
-                    "choices": p.review.choices,
-                    "choosePin": p.review.choose_pin,
-                    "locked": p.review.locked,
-                    "message": p.message,
-                });
-                println!("{line}");
-                std::io::stdout().flush()?;
-                shown = Some(p.tx.transaction_id.clone());
-                let Some(input) = lines.next_line().await? else {
-                    return Ok(());
-                };
-                let d: CliDecision = match serde_json::from_str(&input) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        println!(
-                            "{}",
-                            serde_json::json!({"error": format!("not a decision: {e}")})
-                        );
-                        continue;
-                    }
-                };
-                let decision = match d.decision.as_str() {
-                    "refuse" => Decision::Refuse,
-                    "confirm" => Decision::Confirm {
-                        pin: SecretString::from(d.pin.unwrap_or_default()),
-                        pin_again: d.pin_again.map(SecretString::from),
-                        choice: d.choice,
-                    },
-                    other => {
-                        println!(
-                            "{}",
-                            serde_json::json!({"error": format!("decision: confirm or refuse, not {other}")})
-                        );
-                        continue;
-                    }
-                };
-                let out = match app.decide(&d.transaction_id, decision).await {
-                    Ok(Outcome::Sent(o)) => {
-                        serde_json::json!({"transactionId": d.transaction_id, "sent": o})
-                    }
-                    Ok(Outcome::Again(m)) => {
-                        serde_json::json!({"transactionId": d.transaction_id, "again": m})
-                    }
-                    Ok(Outcome::Gone) => {
-                        serde_json::json!({"transactionId": d.transaction_id, "error": "no such request"})
-                    }
-                    Err(e) => {
-                        serde_json::json!({"transactionId": d.transaction_id, "error": e.to_string()})
-                    }
-                };
-                println!("{out}");
-                std::io::stdout().flush()?;
-                continue;
-            }
+            let line = serde_json::json!({
+                "transactionId": p.tx.transaction_id,
+                "type": p.tx.kind,
+                "rpName": p.review.rp_name,
+                "text": p.review.interaction.text(),
+                "vc": p.review.vc,
+                "choices": p.review.choices,
+                "choosePin": p.review.choose_pin,
+                "locked": p.review.locked,
+                "message": p.message,
+            });
+            println!("{line}");
+            std::io::stdout().flush()?;
+            shown = Some(p.tx.transaction_id.clone());
+            let Some(input) = lines.next_line().await? else {
+                return Ok(());
+            };
+            let d: CliDecision = match serde_json::from_str(&input) {
+                Ok(d) => d,
+                Err(e) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"error": format!("not a decision: {e}")})
+                    );
+                    continue;
+                }
+            };
+            let decision = match d.decision.as_str() {
+                "refuse" => Decision::Refuse,
+                "confirm" => Decision::Confirm {
+                    pin: SecretString::from(d.pin.unwrap_or_default()),
+                    pin_again: d.pin_again.map(SecretString::from),
+                    choice: d.choice,
+                },
+                other => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"error": format!("decision: confirm or refuse, not {other}")})
+                    );
+                    continue;
+                }
+            };
+            let out = match app.decide(&d.transaction_id, decision).await {
+                Ok(Outcome::Sent(o)) => {
+                    serde_json::json!({"transactionId": d.transaction_id, "sent": o})
+                }
+                Ok(Outcome::Again(m)) => {
+                    serde_json::json!({"transactionId": d.transaction_id, "again": m})
+                }
+                Ok(Outcome::Gone) => {
+                    serde_json::json!({"transactionId": d.transaction_id, "error": "no such request"})
+                }
+                Err(e) => {
+                    serde_json::json!({"transactionId": d.transaction_id, "error": e.to_string()})
+                }
+            };
+            println!("{out}");
+            std::io::stdout().flush()?;
+            continue;
         }
         app.wait_change(std::time::Duration::from_secs(1)).await;
     }
