@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# cargo-fuzz (libFuzzer) runs of the targets in fuzz/ (parsers of outside input in the lower crates:
-# TimeStampReq via esigd_tsa::Tsa::stamp, OCSP requests as DER and in the GET form, CSRs with proof of
-# possession, PKCS#11 key URIs).
+# cargo-fuzz (libFuzzer) runs of the targets in fuzz/, the parsers of outside input: TimeStampReq via
+# esigd_tsa::Tsa::stamp, OCSP requests as DER and in the GET form, CSRs with proof of possession,
+# PKCS#11 key URIs (lower crates); the JSON body of POST /v1/sign/onetime and the signatureId path
+# parameter (sign_body), the query string of GET /v1/sign/interactive (interactive_query),
+# callbackUrl matching (callback_url), X-Forwarded-For (forwarded) and the configuration file
+# (config). Each target's header comment says what it asserts.
 #
 # Usage:
 #   scripts/fuzz.sh smoke [SECONDS] [TARGET...]   short run of every target (default 30 s each)
@@ -22,15 +25,18 @@
 #
 # Requirements: a nightly toolchain (rustup toolchain "nightly", or FUZZ_TOOLCHAIN); the script fails
 # if it is missing. cargo-fuzz is installed with `cargo install cargo-fuzz --locked` if absent.
-# Environment: CARGO_TARGET_DIR (default ~/.cache/esigd-fuzz-target), CARGO_BUILD_JOBS (default 1),
-# FUZZ_TOOLCHAIN (default nightly), FUZZ_TIMEOUT (per-input timeout in s, default 10),
-# FUZZ_ARGS (extra libFuzzer flags).
+# The targets of the upper crates link RocksDB: the C++ library is the archive scripts/rocksdb-lib.sh
+# built once for the main workspace (ROCKSDB_LIB_DIR + ROCKSDB_STATIC, taken from the environment or
+# from that script), never compiled again in the fuzz target directory (checked after the build).
+# Environment: FUZZ_TARGET_DIR (default ~/.cache/esigd-fuzz-target; CARGO_TARGET_DIR stays the main
+# workspace's, which rocksdb-lib.sh uses), CARGO_BUILD_JOBS (default 1), FUZZ_TOOLCHAIN (default
+# nightly), FUZZ_TIMEOUT (per-input timeout in s, default 10), FUZZ_ARGS (extra libFuzzer flags).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ_DIR="$ROOT/fuzz"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/esigd-fuzz-target}"
+FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-fuzz-target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-1}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
 
@@ -86,23 +92,39 @@ else
     targets="$(echo $all_targets)"
 fi
 
-echo "fuzz.sh: $nightly_version, $(cargo fuzz --version), target dir $CARGO_TARGET_DIR"
+# The prebuilt RocksDB archive (built once in the main target directory if missing).
+if [ -z "${ROCKSDB_LIB_DIR:-}" ]; then
+    rocksdb_env="$("$ROOT/scripts/rocksdb-lib.sh")" || die "scripts/rocksdb-lib.sh failed"
+    eval "$rocksdb_env"
+fi
+[ -f "$ROCKSDB_LIB_DIR/librocksdb.a" ] || die "ROCKSDB_LIB_DIR=$ROCKSDB_LIB_DIR has no librocksdb.a"
+export ROCKSDB_LIB_DIR ROCKSDB_STATIC="${ROCKSDB_STATIC:-1}"
+
+echo "fuzz.sh: $nightly_version, $(cargo fuzz --version), target dir $FUZZ_TARGET_DIR, RocksDB from $ROCKSDB_LIB_DIR"
 # One build of every target (sanitizer=address, debug assertions and overflow checks on), then the
 # binaries are run directly, so all runs test the same sources.
 build_start=$SECONDS
-(cd "$ROOT" && cargo "+$TOOLCHAIN" fuzz build --debug-assertions --fuzz-dir "$FUZZ_DIR") ||
+(cd "$ROOT" && CARGO_TARGET_DIR="$FUZZ_TARGET_DIR" \
+    cargo "+$TOOLCHAIN" fuzz build --debug-assertions --fuzz-dir "$FUZZ_DIR") ||
     die "building the fuzz targets failed"
 echo "fuzz.sh: build took $((SECONDS - build_start)) s"
+# librocksdb-sys compiles the C++ library only when ROCKSDB_LIB_DIR is not honoured.
+if compiled="$(find "$FUZZ_TARGET_DIR" -path '*librocksdb-sys-*/out/*' -name 'librocksdb.a' -print -quit)" &&
+    [ -n "$compiled" ]; then
+    die "RocksDB was compiled in the fuzz target directory ($compiled): ROCKSDB_LIB_DIR was not used"
+fi
 [ "$mode" = build ] && exit 0
 
 host="$(rustup run "$TOOLCHAIN" rustc -vV | sed -n 's/^host: //p')"
-bin_dir="$CARGO_TARGET_DIR/$host/release"
+bin_dir="$FUZZ_TARGET_DIR/$host/release"
 
 count_artifacts() {
     find "$1" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) 2>/dev/null | wc -l
 }
 
 failed=0
+passed=0
+failures=0
 summary=()
 for t in $targets; do
     bin="$bin_dir/$t"
@@ -131,13 +153,18 @@ for t in $targets; do
     if [ "$crashes" -gt 0 ] || [ "$rc" -ne 0 ] || grep -qE 'exited with exit code [1-9]' "$log"; then
         status=FAIL
         failed=1
+        failures=$((failures + 1))
         grep -E '^(panicked at|thread .* panicked)|^==[0-9]+==ERROR|^SUMMARY:' "$log" | head -n 3 >&2 || true
+    else
+        passed=$((passed + 1))
     fi
     summary+=("$(printf '%-18s %-4s execs=%-10s corpus=%-14s crashes=%s' "$t" "$status" "${execs:-?}" "$corpus" "$crashes")")
 done
 
 echo "fuzz.sh: summary ($mode, $secs s per target)"
 printf '  %s\n' "${summary[@]}"
+# The plain closing line CI reads: one test per target.
+echo "fuzz: $passed passed, $failures failed"
 if [ "$failed" -ne 0 ]; then
     echo "fuzz.sh: FAILED; crash inputs are in fuzz/artifacts/<target>/" >&2
     exit 1

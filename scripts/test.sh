@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then format check, clippy, and every test
-# (unit, SoftHSM, RocksDB, TLS, openssl/pkilint validators) under cargo-nextest, one process
-# per test, each with its own SoftHSM token directory (see scripts/test-runner).
+# (unit, SoftHSM, RocksDB, TLS, openssl/pkilint validators, schemathesis) under cargo-nextest, one
+# process per test, each with its own SoftHSM token directory (see scripts/test-runner), then a
+# short run of every fuzz target (scripts/fuzz.sh smoke; nightly toolchain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --with-test-tools
@@ -18,3 +19,7 @@ echo "== node --test (esig.js, example e-Service, development Identity BB)"
 node --test web/assets/ examples/eservice/ tests/e2e/
 echo "== cargo nextest"
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
+# Every fuzz target for FUZZ_SMOKE_SECONDS (default 30 s) each on its committed seeds and grown
+# corpus; a crash fails the run (inputs in fuzz/artifacts/<target>/). Both cores build the targets.
+echo "== fuzz smoke (scripts/fuzz.sh smoke)"
+CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}" scripts/fuzz.sh smoke "${FUZZ_SMOKE_SECONDS:-30}"

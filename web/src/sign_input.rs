@@ -6,12 +6,81 @@ use std::time::{Duration, SystemTime};
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use esigd_service::signing::HashType;
+use esigd_service::signing::{HashType, SUPPORTED_HASH_TYPES};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
 /// Longest `dataToBeDisplayed`, in characters.
 pub const MAX_DISPLAY_CHARS: usize = 256;
+/// Longest part of a client's value that an error message repeats, in characters. Messages are
+/// shown to the caller and, for the interactive redirect, on the appliance's own error page, where
+/// a long echoed value could pose as the appliance's words.
+pub const MAX_ECHO_CHARS: usize = 32;
+/// Longest parser message about a request body, in characters (serde's messages quote values).
+const MAX_PARSE_MESSAGE: usize = 160;
+
+/// The first [`MAX_ECHO_CHARS`] characters of a client's value, for error messages.
+fn echo(v: &str) -> String {
+    v.chars().take(MAX_ECHO_CHARS).collect()
+}
+
+/// Body of `POST /v1/sign/onetime` (every field optional here so that a missing one gets the
+/// contract's 422 with its name rather than a generic parse error).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignBody {
+    /// `format` (CAdES).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// `hash`: the document digest, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// `hashType`, e.g. `SHA2-256`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_type: Option<String>,
+    /// `dataToBeDisplayed` (plain text in the API body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_to_be_displayed: Option<String>,
+    /// `requestTimestamp` (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timestamp: Option<String>,
+}
+
+impl SignBody {
+    /// Parses the request body; 400 with serde's message (which names the line and column) if it
+    /// is not a JSON object of this shape.
+    pub fn parse(body: &[u8]) -> Result<SignBody, ApiError> {
+        serde_json::from_slice(body).map_err(|e| {
+            let mut m = e.to_string();
+            if m.chars().count() > MAX_PARSE_MESSAGE {
+                // serde quotes the offending value (e.g. a whole top-level string): say where
+                // instead.
+                let what = match e.classify() {
+                    serde_json::error::Category::Data => "a value of the wrong type",
+                    _ => "not valid JSON",
+                };
+                m = format!("{what} at line {} column {}", e.line(), e.column());
+            }
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("request body is not the expected JSON object: {m}"),
+            )
+        })
+    }
+
+    /// The checks of [`validate_sign_input`] on this body.
+    pub fn validate(&self, max_age: Duration) -> Result<SignInput, ApiError> {
+        validate_sign_input(
+            self.format.as_deref(),
+            self.hash.as_deref(),
+            self.hash_type.as_deref(),
+            self.data_to_be_displayed.as_deref(),
+            self.request_timestamp.as_deref(),
+            max_age,
+        )
+    }
+}
 
 /// A validated signing request body.
 #[derive(Debug, Clone)]
@@ -42,13 +111,21 @@ pub fn validate_sign_input(
             format!(
                 "format {:?} is not supported yet; supported: CAdES",
                 // Echo a bounded prefix only: the value comes from the client.
-                format.chars().take(32).collect::<String>()
+                echo(format)
             ),
         ));
     }
     let hash_type = hash_type.ok_or_else(|| missing("hashType"))?;
-    let hash_type = HashType::parse(hash_type)
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+    // Every known name is short: a long value is unknown, and only its start is repeated.
+    let hash_type = if hash_type.chars().count() > MAX_ECHO_CHARS {
+        Err(format!(
+            "hashType {:?}… is unknown; supported: {SUPPORTED_HASH_TYPES}",
+            echo(hash_type)
+        ))
+    } else {
+        HashType::parse(hash_type)
+    }
+    .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
     let hash = hash.ok_or_else(|| missing("hash"))?;
     let digest = decode_b64(hash)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "hash is not valid base64"))?;
@@ -127,6 +204,27 @@ pub fn check_display_chars(text: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The display text of the interactive redirect (`dataToBeDisplayed` in the query string). The
+/// GovStack API has it base64url-encoded (UTF-8), and that is the only form taken: guessing
+/// whether a value is encoded would turn some plain words into other text, and the user approves
+/// what is shown. Padding is optional; what [`check_display_chars`] refuses is refused here too.
+pub fn decode_display_text(v: &str) -> Result<String, &'static str> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    const MUST: &str = "dataToBeDisplayed must be base64url-encoded UTF-8 text (GovStack API; esig.js signUrl encodes it)";
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+    {
+        return Err(MUST);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(v.trim_end_matches('='))
+        .map_err(|_| MUST)?;
+    let text = String::from_utf8(bytes).map_err(|_| MUST)?;
+    check_display_chars(&text)?;
+    Ok(text)
+}
+
 /// Standard base64 (padding optional), or base64url as a courtesy.
 pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -137,7 +235,6 @@ pub fn decode_b64(s: &str) -> Option<Vec<u8>> {
         .or_else(|| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')).ok())
 }
 
-#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +293,19 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message().contains("base64"));
+        // What the client sent is repeated only in part.
+        let long = "Call +1 555 0100 now. ".repeat(20);
+        for (format, hash_type) in [(long.as_str(), "SHA2-256"), ("CAdES", long.as_str())] {
+            let e = validate_sign_input(Some(format), Some(&h), Some(hash_type), None, None, age)
+                .unwrap_err();
+            assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(e.message().len() < 120, "{}", e.message());
+        }
+        let body = serde_json::to_vec(&long).unwrap();
+        let e = SignBody::parse(&body).unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+        assert!(!e.message().contains("Call"), "{}", e.message());
+        assert!(e.message().contains("line 1 column"), "{}", e.message());
         let long = "x".repeat(257);
         let e = validate_sign_input(
             Some("CAdES"),

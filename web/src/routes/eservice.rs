@@ -30,7 +30,7 @@ use esigd_store::signatures::{AuditEvent, SignatureRecord, rfc3339};
 pub use crate::error::ApiError;
 use crate::observe::RequestId;
 pub use crate::sign_input::MAX_DISPLAY_CHARS;
-use crate::sign_input::validate_sign_input;
+use crate::sign_input::SignBody;
 use crate::state::WebState;
 
 /// Header carrying the user's ID token from the Identity BB.
@@ -119,18 +119,6 @@ impl Caller {
     }
 }
 
-/// Body of `POST /v1/sign/onetime` (every field optional here so that a missing one gets the
-/// contract's 422 with its name rather than a generic parse error).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SignBody {
-    format: Option<String>,
-    hash: Option<String>,
-    hash_type: Option<String>,
-    data_to_be_displayed: Option<String>,
-    request_timestamp: Option<String>,
-}
-
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -173,20 +161,7 @@ async fn sign_onetime(
     )
     .await
     .map_err(|e| ApiError::payment(&eservice, e))?;
-    let body: SignBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("request body is not the expected JSON object: {e}"),
-        )
-    })?;
-    let input = validate_sign_input(
-        body.format.as_deref(),
-        body.hash.as_deref(),
-        body.hash_type.as_deref(),
-        body.data_to_be_displayed.as_deref(),
-        body.request_timestamp.as_deref(),
-        st.svc.settings.limits.request_max_age,
-    )?;
+    let input = SignBody::parse(&body)?.validate(st.svc.settings.limits.request_max_age)?;
     let provider = st.svc.identity.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -61,22 +61,10 @@ const STYLE_CSS: &str = include_str!("../../templates/style.css");
 /// The display text of the redirect. The GovStack API has it base64url-encoded (UTF-8) in the
 /// query string, and that is the only form taken: guessing whether a value is encoded would turn
 /// some plain words into other text, and the user approves what is shown. Padding is optional;
-/// what [`crate::sign_input::check_display_chars`] refuses is refused here too.
+/// what [`crate::sign_input::check_display_chars`] refuses is refused here too. The same
+/// decoding as the API's: [`crate::sign_input::decode_display_text`].
 fn display_text(v: &str) -> Result<String, &'static str> {
-    use base64::Engine;
-    const MUST: &str = "dataToBeDisplayed must be base64url-encoded UTF-8 text (GovStack API; esig.js signUrl encodes it)";
-    if !v
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
-    {
-        return Err(MUST);
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(v.trim_end_matches('='))
-        .map_err(|_| MUST)?;
-    let text = String::from_utf8(bytes).map_err(|_| MUST)?;
-    crate::sign_input::check_display_chars(&text)?;
-    Ok(text)
+    crate::sign_input::decode_display_text(v)
 }
 
 // What `ui.max_sessions_per_ip` (and `limits.public_rate_per_ip`) counts: an IPv4 address or an IPv6 /64;
