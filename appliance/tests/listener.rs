@@ -13,10 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use esigd_hsm::testing::TestToken;
 use esigd_testkit::api::{mtls, sha256_of_cert};
+use esigd_testkit::flood::{connect_from, expect_408, require_open_files, trickle};
 use esigd_testkit::pki::{CA_CNF, Ca, openssl};
 use esigd_testkit::{Daemon, config, esigd, init};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
 
 /// A configured daemon with `tls` (the `[tls]` section), `extra` TOML and the e-Service `shop`; logs to
 /// `<dir>/esigd.log`. Returns the daemon and its configuration file.
@@ -53,27 +52,6 @@ fn curl(args: &[&str]) -> (u16, f64) {
         .unwrap();
     let code = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
     (code, t.elapsed().as_secs_f64())
-}
-
-async fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let sock = TcpSocket::new_v4()?;
-    sock.bind(format!("{from}:0").parse().unwrap())?;
-    sock.connect(to).await
-}
-
-/// The soft limit on open files must fit the test's client sockets.
-fn require_open_files(needed: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let soft: u64 = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX);
-    assert!(
-        soft >= needed,
-        "this test holds about {needed} sockets: raise the open-file limit (ulimit -n {needed})"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,19 +145,9 @@ async fn one_host_cannot_starve_tsa_ocsp_and_the_signing_page() {
     let mut trickles = Vec::new();
     for _ in 0..8 {
         let s = connect_from("127.0.0.2", addr).await.unwrap();
-        let (r, mut wr) = s.into_split();
-        let writer = tokio::spawn(async move {
-            let head = "POST /tsa HTTP/1.1\r\nHost: x\r\nContent-Type: application/timestamp-query\r\nContent-Length: 1000\r\n\r\n";
-            if wr.write_all(head.as_bytes()).await.is_err() {
-                return;
-            }
-            for _ in 0..1000 {
-                if wr.write_all(b"x").await.is_err() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        });
+        let (r, w) = s.into_split();
+        let head = "POST /tsa HTTP/1.1\r\nHost: x\r\nContent-Type: application/timestamp-query\r\nContent-Length: 1000\r\n\r\n";
+        let writer = trickle(w, head.into(), 1000, Duration::from_secs(2));
         trickles.push((r, writer));
     }
     let mut idle = Vec::new();
@@ -200,24 +168,7 @@ async fn one_host_cannot_starve_tsa_ocsp_and_the_signing_page() {
         }
     }
     // The trickled bodies end with 408 within seconds, not after the 2,000 s they would take.
-    for (mut r, writer) in trickles {
-        let mut buf = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
-            let mut b = [0u8; 1024];
-            match tokio::time::timeout_at(deadline, r.read(&mut b)).await {
-                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&b[..n]),
-                Ok(_) => break,
-                Err(_) => panic!("trickled body still open after 30 s"),
-            }
-        }
-        let head = String::from_utf8_lossy(&buf);
-        assert!(
-            head.starts_with("HTTP/1.1 408"),
-            "trickled body answered {head:?}"
-        );
-        writer.abort();
-    }
+    expect_408(trickles).await;
     drop(idle);
     // The refusals were logged, but not once per connection.
     let log = d.log_text();

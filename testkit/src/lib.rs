@@ -8,6 +8,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 pub mod api;
+pub mod flood;
 pub mod idp;
 pub mod pki;
 pub mod validators;

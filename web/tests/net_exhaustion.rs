@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::{get, post};
+use esigd_testkit::flood::{connect_from, expect_408, require_open_files, trickle};
 use esigd_web::net::{Limits, ListenerStats, ServeOptions, ShutdownReport, serve_public};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -76,13 +77,6 @@ async fn start(limits: Limits) -> Server {
     }
 }
 
-/// A TCP connection to `to` from the local address `from` (127.0.0.2 is another host for the listener).
-async fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let sock = TcpSocket::new_v4()?;
-    sock.bind(format!("{from}:0").parse().unwrap())?;
-    sock.connect(to).await
-}
-
 /// curl (an HTTP client we did not write) from 127.0.0.1: (HTTP status, seconds taken).
 async fn curl(addr: SocketAddr, args: &[&str]) -> (String, f64) {
     let mut all: Vec<String> = [
@@ -123,35 +117,9 @@ async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool
     }
 }
 
-/// The soft limit on open files must fit both ends of every connection of the test (one process).
-fn require_open_files(needed: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let soft: u64 = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(u64::MAX);
-    assert!(
-        soft >= needed,
-        "this test holds about {needed} sockets: raise the open-file limit (ulimit -n {needed})"
-    );
-}
-
-/// Starts a body of `len` bytes on `s` and sends it one byte every `every`, until the peer stops reading.
-fn trickle(mut s: tokio::net::tcp::OwnedWriteHalf, len: usize, every: Duration) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let head = format!("POST /tsa HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
-        if s.write_all(head.as_bytes()).await.is_err() {
-            return;
-        }
-        for _ in 0..len {
-            if s.write_all(b"x").await.is_err() {
-                return;
-            }
-            tokio::time::sleep(every).await;
-        }
-    })
+/// The head of a `POST /tsa` announcing `len` body bytes.
+fn tsa_head(len: usize) -> String {
+    format!("POST /tsa HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n")
 }
 
 /// Production limits except a 1 s body deadline (so the test is quick).
@@ -171,7 +139,7 @@ async fn one_host_with_idle_and_trickling_connections_cannot_starve_the_others()
     for _ in 0..8 {
         let s = connect_from("127.0.0.2", server.addr).await.unwrap();
         let (r, w) = s.into_split();
-        trickles.push((r, trickle(w, 1000, Duration::from_secs(2))));
+        trickles.push((r, trickle(w, tsa_head(1000), 1000, Duration::from_secs(2))));
     }
     // ... and 1,024 connections that send nothing (as many as listen.max_connections).
     let mut idle = Vec::new();
@@ -204,24 +172,7 @@ async fn one_host_with_idle_and_trickling_connections_cannot_starve_the_others()
     assert!(c.rejected_limit >= 1024 - 64, "{c:?}");
     // The trickled bodies (accepted first) end with 408 (listen.body_read_timeout), not after the 2,000 s they
     // would take.
-    for (mut r, writer) in trickles {
-        let mut buf = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
-            let mut b = [0u8; 1024];
-            match tokio::time::timeout_at(deadline, r.read(&mut b)).await {
-                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&b[..n]),
-                Ok(_) => break,
-                Err(_) => panic!("trickled body still open after 30 s"),
-            }
-        }
-        let head = String::from_utf8_lossy(&buf);
-        assert!(
-            head.starts_with("HTTP/1.1 408"),
-            "trickled body answered {head:?}"
-        );
-        writer.abort();
-    }
+    expect_408(trickles).await;
     drop(idle);
     let _ = server.stop.send(());
     server.task.await.unwrap();
@@ -234,7 +185,7 @@ async fn a_body_trickled_byte_by_byte_gets_408_and_frees_its_handler() {
     let (mut r, w) = s.into_split();
     let started = Instant::now();
     // One byte every 300 ms: each read is quick, the whole body would take 5 minutes.
-    let writer = trickle(w, 1000, Duration::from_millis(300));
+    let writer = trickle(w, tsa_head(1000), 1000, Duration::from_millis(300));
     let (got, _) = {
         let mut got = Vec::new();
         let mut b = [0u8; 1024];
