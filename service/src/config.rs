@@ -109,6 +109,10 @@ pub struct IdentitySection {
     /// Default 10 minutes ([`DEFAULT_MAX_AGE`]).
     #[serde(default = "default_max_age", with = "humantime_serde")]
     pub max_age: Option<Duration>,
+    /// The RFC 7662 token introspection endpoint where access tokens presented on the e-Service
+    /// API are checked (esigd authenticating as `client_id`, like at the token endpoint); default
+    /// the discovery document's `introspection_endpoint`.
+    pub introspection_url: Option<String>,
 }
 
 /// Default `identity.max_age`: a login older than this cannot make a signature.
@@ -665,6 +669,7 @@ impl IdentitySection {
             redirect_url: None,
             acr_values: Vec::new(),
             max_age: default_max_age(),
+            introspection_url: None,
         }
     }
 }

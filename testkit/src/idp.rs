@@ -1,6 +1,8 @@
 //! The development Identity Building Block for tests: `tests/e2e/idp.mjs`, a real OpenID Connect provider
 //! (npm `oidc-provider`) run with Node, and `tests/e2e/get-id-token.mjs`, which logs a user in without a
-//! browser and returns a real ID token.
+//! browser and returns a real ID token ([`Idp::id_token`]), or the ID token and the opaque access token of
+//! one login ([`Idp::tokens`]; the IdP's introspection endpoint, `/token/introspection`, lets the built-in
+//! `esigd` client read the access tokens of every client).
 //!
 //! Needs `node` and `tests/e2e/node_modules` (`scripts/install-deps.sh --with-test-tools`); without them the
 //! tests fail (they are not skipped).
@@ -45,6 +47,15 @@ pub fn require_node_modules() {
 
 fn node() -> Command {
     Command::new("node")
+}
+
+/// The ID token and the access token of one login (`get-id-token.mjs --json`).
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// The raw ID token (compact JWS).
+    pub id_token: String,
+    /// The access token: opaque, good for userinfo, introspectable, revocable by its client.
+    pub access_token: String,
 }
 
 /// A running development IdP (`tests/e2e/idp.mjs`); killed and reaped on drop.
@@ -214,6 +225,55 @@ impl Idp {
     /// As [`Idp::id_token`], with extra `get-id-token.mjs` arguments (`--nonce N`, `--scope S`,
     /// `--password P`).
     pub fn id_token_with_args(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        user: &str,
+        extra: &[&str],
+    ) -> String {
+        self.get_id_token(client_id, client_secret, redirect_uri, user, extra)
+    }
+
+    /// Logs `user` (password `test`) in for the client with scope `openid profile national_id`;
+    /// returns the ID token and the access token of that one login. Panics on failure like
+    /// [`Idp::id_token`].
+    pub fn tokens(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        user: &str,
+    ) -> Tokens {
+        self.tokens_with_args(client_id, client_secret, redirect_uri, user, &[])
+    }
+
+    /// As [`Idp::tokens`], with extra `get-id-token.mjs` arguments (`--nonce N`, `--scope S`,
+    /// `--password P`).
+    pub fn tokens_with_args(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        user: &str,
+        extra: &[&str],
+    ) -> Tokens {
+        let mut args = extra.to_vec();
+        args.push("--json");
+        let line = self.get_id_token(client_id, client_secret, redirect_uri, user, &args);
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("get-id-token.mjs --json printed no JSON object: {e}"));
+        match (v["id_token"].as_str(), v["access_token"].as_str()) {
+            (Some(id), Some(at)) => Tokens {
+                id_token: id.to_string(),
+                access_token: at.to_string(),
+            },
+            _ => panic!("get-id-token.mjs --json: no id_token / access_token"),
+        }
+    }
+
+    /// Runs `get-id-token.mjs` for `user` at the client; its one line of output.
+    fn get_id_token(
         &self,
         client_id: &str,
         client_secret: &str,

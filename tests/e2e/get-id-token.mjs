@@ -2,7 +2,7 @@
 // Programmatic login at the development Identity BB (idp.mjs) without a browser; prints the raw ID token.
 //
 //   node tests/e2e/get-id-token.mjs --issuer URL --client-id ID --client-secret S --redirect-uri URI --user LOGIN
-//        [--password test] [--scope "openid profile national_id"] [--nonce N]
+//        [--password test] [--scope "openid profile national_id"] [--nonce N] [--json]
 //   node tests/e2e/get-id-token.mjs --forge --keys KEYS.json --header JSON --claims JSON
 //
 // --forge (tests of the verifier): prints a JWT with exactly the given protected header and claims, signed with the
@@ -12,6 +12,8 @@
 // Discovery, authorization code flow with PKCE S256 and a random state, fetch with a manual cookie jar and manual
 // redirects, fills the login form, stops at the redirect to the redirect URI (never fetches it), checks the state,
 // exchanges the code (client_secret_basic) and prints the id_token, alone on one line, to stdout.
+// --json: prints instead one line {"id_token": "...", "access_token": "...", "expires_in": N, "scope": "..."}, the
+// ID token and the (opaque) access token of the same login.
 // Any failure: a message on stderr and a non-zero exit status.
 //
 // The building blocks are exported for the self-test (idp.test.mjs).
@@ -227,6 +229,14 @@ export async function exchangeCode({ meta, clientId, redirectUri, code, verifier
 
 /** The whole flow for one user; resolves to the raw ID token. */
 export async function getIdToken(opts) {
+  return (await getTokens(opts)).id_token;
+}
+
+/**
+ * The whole flow for one user; resolves to { id_token, access_token, expires_in, scope } of that one login (the
+ * nonce of the ID token checked).
+ */
+export async function getTokens(opts) {
   const { params, nonce, verifier, meta } = await authorize({ ...opts, action: 'login' });
   if (params.get('error')) {
     throw new FlowError(`authorization failed: ${params.get('error')}${params.get('error_description') ? `: ${params.get('error_description')}` : ''}`);
@@ -236,7 +246,15 @@ export async function getIdToken(opts) {
   const tokens = await exchangeCode({ ...opts, meta, code, verifier });
   const payload = JSON.parse(Buffer.from(tokens.id_token.split('.')[1] ?? '', 'base64url').toString('utf8'));
   if (payload.nonce !== nonce) throw new FlowError(`nonce mismatch in the ID token: ${payload.nonce} != ${nonce}`);
-  return tokens.id_token;
+  if (typeof tokens.access_token !== 'string' || !tokens.access_token) {
+    throw new FlowError('token endpoint: no access_token in the response');
+  }
+  return {
+    id_token: tokens.id_token,
+    access_token: tokens.access_token,
+    expires_in: tokens.expires_in,
+    scope: tokens.scope,
+  };
 }
 
 /** A JWT with exactly `header` and `claims` (see --forge above). */
@@ -290,6 +308,7 @@ async function main() {
         password: { type: 'string', default: 'test' },
         scope: { type: 'string', default: 'openid profile national_id' },
         nonce: { type: 'string' },
+        json: { type: 'boolean', default: false },
       },
       strict: true,
     }));
@@ -300,9 +319,9 @@ async function main() {
   if (missing.length) {
     throw new FlowError(`missing ${missing.map((k) => `--${k}`).join(', ')}\nusage: node get-id-token.mjs --issuer URL `
       + '--client-id ID --client-secret S --redirect-uri URI --user LOGIN [--password test] '
-      + '[--scope "openid profile national_id"] [--nonce N]');
+      + '[--scope "openid profile national_id"] [--nonce N] [--json]');
   }
-  const token = await getIdToken({
+  const tokens = await getTokens({
     issuer: values.issuer,
     clientId: values['client-id'],
     clientSecret: values['client-secret'],
@@ -312,7 +331,7 @@ async function main() {
     scope: values.scope,
     nonce: values.nonce,
   });
-  process.stdout.write(`${token}\n`);
+  process.stdout.write(values.json ? `${JSON.stringify(tokens)}\n` : `${tokens.id_token}\n`);
 }
 
 const invokedDirectly = (() => {

@@ -17,13 +17,21 @@
 //   clients: oidc-provider client metadata (client_id, client_secret, redirect_uris, token_endpoint_auth_method
 //            "client_secret_basic" | "private_key_jwt", jwks or jwks_uri, id_token_signed_response_alg (default
 //            ES256), userinfo_signed_response_alg, post_logout_redirect_uris, ...) plus `id_token_ttl` (seconds,
-//            default 600).
+//            default 600), `access_token_ttl` (seconds, default 600) and `introspect_any_token` (boolean, default
+//            false; the built-in `esigd` client has it: see "Access tokens" below).
 //   users:   { "login": "...", "password": "test", "sub": "...", "acr": "...", <any claims> }; password defaults
 //            to "test", sub to "user-<login>"; `acr` is the login's authentication context (ID token `acr`;
 //            defaults: mari eIDAS LoA high, juri substantial). Claims not mapped to a scope are released with
 //            the `profile` scope.
 //   claims:  extra scope -> claim names mapping (oidc-provider `claims` format), merged over the defaults
 //            openid: sub; profile: name given_name family_name birthdate; national_id: individual_id country.
+//
+// Access tokens (what an e-Service may pass on instead of an ID token): opaque (not JWTs), good for userinfo
+// (plain JSON unless the client asked for userinfo_signed_response_alg), revocable at /token/revocation by the
+// client they were issued to, and readable at the RFC 7662 introspection endpoint (/token/introspection), which
+// also gives the login's `auth_time` and `acr`. A client may introspect its own tokens; one with
+// `introspect_any_token: true` (and a real client authentication) those of every client: esigd checks there the
+// access tokens its e-Services forward.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -39,6 +47,7 @@ import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 class DevMemoryAdapter extends MemoryAdapter {}
 
 const DEFAULT_ID_TOKEN_TTL = 600;
+const DEFAULT_ACCESS_TOKEN_TTL = 600;
 
 const DEFAULT_CLIENTS = [
   {
@@ -47,6 +56,8 @@ const DEFAULT_CLIENTS = [
     client_secret: 'esigd-dev-secret',
     token_endpoint_auth_method: 'client_secret_basic',
     redirect_uris: ['http://127.0.0.1:8080/v1/oidc/callback', 'http://localhost:8080/v1/oidc/callback'],
+    // esigd introspects the access tokens that e-Services (other clients) pass on.
+    introspect_any_token: true,
   },
   {
     client_id: 'demo-eservice',
@@ -319,12 +330,26 @@ function buildProvider(issuer, { clients, users, scopeClaims, jwks, log }) {
       require_auth_time: true,
     },
     extraClientMetadata: {
-      properties: ['id_token_ttl'],
+      properties: ['id_token_ttl', 'access_token_ttl', 'introspect_any_token'],
       validator(ctx, key, value) {
-        if (key === 'id_token_ttl' && value !== undefined && !(Number.isInteger(value) && value > 0)) {
-          throw new Error('id_token_ttl must be a positive integer (seconds)');
+        if (['id_token_ttl', 'access_token_ttl'].includes(key) && value !== undefined
+          && !(Number.isInteger(value) && value > 0)) {
+          throw new Error(`${key} must be a positive integer (seconds)`);
+        }
+        if (key === 'introspect_any_token' && value !== undefined && typeof value !== 'boolean') {
+          throw new Error('introspect_any_token must be a boolean');
         }
       },
+    },
+    // Opaque access tokens carry the login's auth_time and acr; introspection returns them (esigd applies
+    // identity.max_age and identity.acr_values to access tokens as it does to ID tokens).
+    async extraTokenClaims(ctx, token) {
+      const code = ctx.oidc.entities.AuthorizationCode;
+      if (token.kind !== 'AccessToken' || !code) return undefined;
+      return {
+        ...(code.authTime !== undefined ? { auth_time: code.authTime } : {}),
+        ...(code.acr ? { acr: code.acr } : {}),
+      };
     },
     jwks,
     cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
@@ -341,6 +366,17 @@ function buildProvider(issuer, { clients, users, scopeClaims, jwks, log }) {
       claimsParameter: { enabled: true },
       userinfo: { enabled: true },
       jwtUserinfo: { enabled: true },
+      // RFC 7662: a client may read its own tokens; a confidential client with introspect_any_token those of
+      // every client (esigd, for the access tokens e-Services forward).
+      introspection: {
+        enabled: true,
+        async allowedPolicy(ctx, client, token) {
+          if (token.clientId === client.clientId) return true;
+          return client.clientAuthMethod !== 'none' && client.introspect_any_token === true;
+        },
+      },
+      // RFC 7009, so that tests can withdraw an access token before it expires.
+      revocation: { enabled: true },
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx, form) {
@@ -358,7 +394,7 @@ ${form}
       },
     },
     ttl: {
-      AccessToken: 600,
+      AccessToken: (ctx, token, client) => client?.access_token_ttl ?? DEFAULT_ACCESS_TOKEN_TTL,
       AuthorizationCode: 60,
       Grant: 3600,
       IdToken: (ctx, token, client) => client?.id_token_ttl ?? DEFAULT_ID_TOKEN_TTL,
@@ -396,7 +432,7 @@ ${form}
     },
   });
 
-  for (const event of ['authorization.error', 'grant.error', 'userinfo.error', 'end_session.error', 'jwks.error', 'discovery.error']) {
+  for (const event of ['authorization.error', 'grant.error', 'userinfo.error', 'introspection.error', 'revocation.error', 'end_session.error', 'jwks.error', 'discovery.error']) {
     provider.on(event, (ctx, err) => {
       log(`idp: ${event}: ${err.error ?? err.name}${err.error_description ? `: ${err.error_description}` : ''}`);
     });

@@ -22,6 +22,11 @@ const ESIGD = {
   clientSecret: 'esigd-dev-secret',
   redirectUri: 'http://127.0.0.1:8080/v1/oidc/callback',
 };
+const DEMO = {
+  clientId: 'demo-eservice',
+  clientSecret: 'demo-eservice-secret',
+  redirectUri: 'http://127.0.0.1:8090/login/callback',
+};
 const SHORT = { clientId: 'short-ttl', clientSecret: 'short-secret', redirectUri: 'http://127.0.0.1:9/short/cb' };
 const RSA = { clientId: 'rs256-client', clientSecret: 'rs256-secret', redirectUri: 'http://localhost:9/rs/cb' };
 const SIGNED_UI = { clientId: 'signed-userinfo', clientSecret: 'sui-secret', redirectUri: 'http://127.0.0.1:9/sui/cb' };
@@ -77,6 +82,22 @@ async function getIdTokenCli(issuer, c, user, extra = []) {
   }
 }
 
+/** `Authorization: Basic` for client `c` (RFC 6749 2.3.1: both parts form-urlencoded first). */
+function basic(c) {
+  const enc = (s) => encodeURIComponent(s).replace(/%20/g, '+');
+  return `Basic ${Buffer.from(`${enc(c.clientId)}:${enc(c.clientSecret)}`).toString('base64')}`;
+}
+
+/** POSTs `token` to the RFC 7662 introspection endpoint as client `c`; resolves to { status, body }. */
+async function introspect(meta, c, token) {
+  const res = await fetch(meta.introspection_endpoint, {
+    method: 'POST',
+    headers: { authorization: basic(c), 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+    body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString(),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
 describe('development Identity BB', () => {
   let tmp;
   let idp;
@@ -91,7 +112,13 @@ describe('development Identity BB', () => {
     const pub = { ...(await jose.exportJWK(publicKey)), kid: 'test-client-key', use: 'sig', alg: 'ES256' };
     const config = {
       clients: [
-        { client_id: SHORT.clientId, client_secret: SHORT.clientSecret, redirect_uris: [SHORT.redirectUri], id_token_ttl: 2 },
+        {
+          client_id: SHORT.clientId,
+          client_secret: SHORT.clientSecret,
+          redirect_uris: [SHORT.redirectUri],
+          id_token_ttl: 2,
+          access_token_ttl: 2,
+        },
         {
           client_id: RSA.clientId,
           client_secret: RSA.clientSecret,
@@ -345,22 +372,89 @@ describe('development Identity BB', () => {
     assert.equal(payload.name, 'Mari Maasikas');
   });
 
-  test('id_token_ttl: a 2-second ID token (exp - iat == 2) that then expires', async () => {
-    const r = await getIdTokenCli(idp.issuer, SHORT, 'mari');
+  test('id_token_ttl / access_token_ttl: 2-second tokens (exp - iat == 2) that then expire', async () => {
+    const r = await getIdTokenCli(idp.issuer, SHORT, 'mari', ['--json']);
     assert.equal(r.code, 0, r.stderr);
-    const token = r.stdout.trim();
+    const { id_token: token, access_token: accessToken, expires_in: expiresIn } = JSON.parse(r.stdout);
     const { payload } = await jose.jwtVerify(token, jwks, { issuer: idp.issuer, audience: SHORT.clientId });
     assert.equal(payload.exp - payload.iat, 2);
+    assert.ok(expiresIn <= 2, String(expiresIn));
+    const live = await introspect(meta, ESIGD, accessToken);
+    assert.equal(live.body.active, true);
+    assert.equal(live.body.exp - live.body.iat, 2);
     await new Promise((res) => { setTimeout(res, 3100); });
     await assert.rejects(jose.jwtVerify(token, jwks, { issuer: idp.issuer, audience: SHORT.clientId }), {
       code: 'ERR_JWT_EXPIRED',
     });
+    assert.deepEqual(await introspect(meta, ESIGD, accessToken), { status: 200, body: { active: false } });
+  });
+
+  test('get-id-token.mjs --json: the ID token and the opaque access token of one login', async () => {
+    const r = await getIdTokenCli(idp.issuer, DEMO, 'juri', ['--json', '--scope', 'openid profile']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n');
+    assert.equal(lines.length, 2, 'exactly one line on stdout');
+    const tokens = JSON.parse(lines[0]);
+    const { payload } = await jose.jwtVerify(tokens.id_token, jwks, { issuer: idp.issuer, audience: DEMO.clientId });
+    assert.equal(payload.sub, 'user-juri');
+    assert.match(tokens.access_token, /^[\w-]{32,}$/, 'an opaque access token, not a JWT');
+    assert.equal(tokens.expires_in, 600);
+    assert.deepEqual(tokens.scope.split(' ').sort(), ['openid', 'profile']);
+    const ui = await fetch(meta.userinfo_endpoint, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+    assert.equal(ui.status, 200);
+    const claims = await ui.json();
+    assert.equal(claims.sub, 'user-juri');
+    assert.equal(claims.name, 'Jüri Õun');
+    assert.equal(claims.individual_id, undefined, 'national_id was not asked for');
+  });
+
+  test('introspection: esigd reads any client\'s access token (with auth_time, acr); others only their own', async () => {
+    assert.equal(meta.introspection_endpoint, `${idp.issuer}/token/introspection`);
+    assert.equal(meta.revocation_endpoint, `${idp.issuer}/token/revocation`);
+    const { id_token: idToken, access_token: at } = JSON.parse((await getIdTokenCli(idp.issuer, DEMO, 'mari', ['--json'])).stdout);
+    const { payload } = await jose.jwtVerify(idToken, jwks, { issuer: idp.issuer, audience: DEMO.clientId });
+
+    const byEsigd = await introspect(meta, ESIGD, at);
+    assert.equal(byEsigd.status, 200);
+    const b = byEsigd.body;
+    assert.equal(b.active, true);
+    assert.equal(b.client_id, DEMO.clientId);
+    assert.equal(b.sub, 'user-mari');
+    assert.equal(b.iss, idp.issuer);
+    assert.equal(b.token_type, 'Bearer');
+    assert.equal(b.exp - b.iat, 600);
+    assert.equal(b.auth_time, payload.auth_time);
+    assert.equal(b.acr, 'http://eidas.europa.eu/LoA/high');
+    assert.deepEqual(b.scope.split(' ').sort(), ['national_id', 'openid', 'profile']);
+
+    // The token's own client may read it; a client without introspect_any_token may not (active: false).
+    assert.equal((await introspect(meta, DEMO, at)).body.active, true);
+    assert.deepEqual(await introspect(meta, RSA, at), { status: 200, body: { active: false } });
+    // ID tokens and garbage are not introspectable tokens.
+    assert.deepEqual((await introspect(meta, ESIGD, idToken)).body, { active: false });
+    assert.deepEqual((await introspect(meta, ESIGD, 'not-a-token')).body, { active: false });
+    // A wrong client secret: 401 invalid_client.
+    const bad = await introspect(meta, { ...ESIGD, clientSecret: 'nope' }, at);
+    assert.equal(bad.status, 401);
+    assert.equal(bad.body.error, 'invalid_client');
+
+    // Revoked by its client: inactive, and userinfo refuses it.
+    const rev = await fetch(meta.revocation_endpoint, {
+      method: 'POST',
+      headers: { authorization: basic(DEMO), 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: at, token_type_hint: 'access_token' }).toString(),
+    });
+    assert.equal(rev.status, 200);
+    assert.deepEqual((await introspect(meta, ESIGD, at)).body, { active: false });
+    const ui = await fetch(meta.userinfo_endpoint, { headers: { authorization: `Bearer ${at}` } });
+    assert.equal(ui.status, 401);
   });
 
   test('the request log: one line per request, method path status, no tokens', () => {
     const log = idp.stderr();
     assert.match(log, /^GET \/\.well-known\/openid-configuration 200 /m);
     assert.match(log, /^POST \/token 200 /m);
+    assert.match(log, /^POST \/token\/introspection 200 /m);
     assert.match(log, /^POST \/interaction\/[\w-]+ 200 /m);
     assert.match(log, /^POST \/interaction\/[\w-]+ 303 /m);
     assert.doesNotMatch(log, /eyJ/, 'no JWTs in the log');

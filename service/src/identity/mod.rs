@@ -15,6 +15,9 @@
 //! ID tokens presented on the e-Service API are single-use: [`ledger`] keeps a durable record of
 //! each one spent on a signature until it expires.
 //!
+//! Access tokens (opaque, or `at+jwt`) presented there instead are checked at the provider's
+//! RFC 7662 introspection endpoint and the claims read from userinfo: [`introspect`].
+//!
 //! Tokens are never logged; errors say which check failed, not the token.
 
 use std::sync::{Arc, RwLock};
@@ -22,16 +25,41 @@ use std::time::{Duration, Instant};
 
 use esigd_pki::identity::IdentityClaims;
 use openidconnect::IssuerUrl;
-use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata};
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
+};
 use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
 use crate::config::{ClaimMapping, IdentitySection};
 
+pub mod introspect;
 pub mod ledger;
 pub mod oidc;
 
+pub use introspect::{IntrospectionMetadata, TokenKind};
 use ledger::{IdTokenLedger, TokenUse};
+use oidc::ClientAuth;
+
+/// The provider's discovery document: OpenID Connect Discovery, plus the `introspection_endpoint`
+/// (RFC 8414) that [`IdentityProvider::verify_access_token`] uses.
+pub type ProviderMetadata = openidconnect::ProviderMetadata<
+    IntrospectionMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
 
 /// JWKS re-fetches triggered by unknown keys happen at most this often.
 pub const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
@@ -94,7 +122,7 @@ pub struct VerifiedToken {
 }
 
 struct Discovered {
-    metadata: CoreProviderMetadata,
+    metadata: ProviderMetadata,
     jwks: CoreJsonWebKeySet,
     /// The same keys for `jsonwebtoken` (ring verifies ES256 several times faster than the
     /// RustCrypto code `openidconnect` uses).
@@ -111,6 +139,10 @@ pub struct IdentityProvider {
     refresh: tokio::sync::Mutex<Refresh>,
     clock: SharedClock,
     ledger: Option<IdTokenLedger>,
+    /// How esigd authenticates as `client_id` (introspection of access tokens).
+    client_auth: Option<Arc<ClientAuth>>,
+    /// `identity.introspection_url`, parsed.
+    introspection_url: Option<url::Url>,
     /// [`DISCOVERY_TTL`] (tests shorten it).
     ttl: Duration,
     /// [`DISCOVERY_MAX_STALE`].
@@ -158,6 +190,12 @@ impl IdentityProvider {
         let http = builder
             .build()
             .map_err(|e| IdentityError::Unavailable(format!("HTTP client: {e}")))?;
+        let introspection_url = cfg
+            .introspection_url
+            .as_deref()
+            .map(introspect::endpoint_url)
+            .transpose()
+            .map_err(|e| IdentityError::Unavailable(format!("identity.introspection_url: {e}")))?;
         Ok(IdentityProvider {
             cfg: cfg.clone(),
             issuer,
@@ -166,6 +204,8 @@ impl IdentityProvider {
             refresh: tokio::sync::Mutex::new(Refresh::default()),
             clock: crate::clock::system(),
             ledger: None,
+            client_auth: None,
+            introspection_url,
             ttl: DISCOVERY_TTL,
             max_stale: DISCOVERY_MAX_STALE,
             retry_min: REFRESH_RETRY_MIN,
@@ -189,6 +229,14 @@ impl IdentityProvider {
             self.clock.clone(),
             self.cfg.clock_skew,
         ));
+        self
+    }
+
+    /// The same provider authenticating as `identity.client_id` with `auth` (read by
+    /// [`ClientAuth::from_section`]) where it calls the provider as a client itself: the token
+    /// introspection of [`IdentityProvider::verify_access_token`] (required there).
+    pub fn with_client_auth(mut self, auth: Arc<ClientAuth>) -> Self {
+        self.client_auth = Some(auth);
         self
     }
 
@@ -223,7 +271,7 @@ impl IdentityProvider {
     }
 
     /// The discovery document (fetched and cached).
-    pub async fn metadata(&self) -> Result<CoreProviderMetadata, IdentityError> {
+    pub async fn metadata(&self) -> Result<ProviderMetadata, IdentityError> {
         Ok(self.discovered(false).await?.metadata.clone())
     }
 
@@ -311,7 +359,7 @@ impl IdentityProvider {
     }
 
     async fn fetch(&self) -> Result<Arc<Discovered>, IdentityError> {
-        let metadata = CoreProviderMetadata::discover_async(self.issuer.clone(), &self.http)
+        let metadata = ProviderMetadata::discover_async(self.issuer.clone(), &self.http)
             .await
             .map_err(|e| {
                 IdentityError::Unavailable(format!(
@@ -516,6 +564,19 @@ impl IdentityProvider {
                 None => return Err(IdentityError::Rejected("nonce: missing".into())),
             }
         }
+        self.check_login(&claims)?;
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| IdentityError::Rejected("claim sub missing".into()))?
+            .to_owned();
+        Ok(VerifiedToken { subject, claims })
+    }
+
+    /// The login behind a token: `acr` against `identity.acr_values` (when set) and `auth_time`
+    /// against `identity.max_age` (when set; with `identity.clock_skew`).
+    fn check_login(&self, claims: &Map<String, Value>) -> Result<(), IdentityError> {
         if !self.cfg.acr_values.is_empty() {
             match claims.get("acr").and_then(Value::as_str) {
                 Some(acr) if self.cfg.acr_values.iter().any(|a| a == acr) => {}
@@ -548,13 +609,7 @@ impl IdentityProvider {
                 ));
             }
         }
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| IdentityError::Rejected("claim sub missing".into()))?
-            .to_owned();
-        Ok(VerifiedToken { subject, claims })
+        Ok(())
     }
 }
 
@@ -592,7 +647,7 @@ pub(crate) fn verification_keys(
 
 /// The JOSE header `typ` of an ID token: absent or `JWT` (OIDC Core does not define another).
 /// Anything else (`at+jwt` access tokens, `logout+jwt`, ...) is a JWT meant for something else.
-fn check_typ(typ: Option<&str>) -> Result<(), IdentityError> {
+pub(crate) fn check_typ(typ: Option<&str>) -> Result<(), IdentityError> {
     match typ {
         None => Ok(()),
         Some(t) if t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("application/jwt") => {

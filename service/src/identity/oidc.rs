@@ -149,8 +149,9 @@ pub async fn authorization_url(
     ))
 }
 
-/// RFC 7523 client assertion for `private_key_jwt`.
-fn client_assertion(
+/// RFC 7523 client assertion for `private_key_jwt` (`iss` = `sub` = our client ID, `aud`, one
+/// minute of validity, a random `jti`); the token endpoint and introspection use it.
+pub(crate) fn client_assertion(
     now: u64,
     client_id: &str,
     audience: &str,
