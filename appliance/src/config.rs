@@ -95,6 +95,10 @@ pub struct Config {
     /// Look of the pages users see.
     #[serde(default)]
     pub ui: UiSection,
+    /// The Remote SCD service of the citizens' own signing devices (workflows 9.2); without it
+    /// onboarding and the certificate API answer that no SCD is served.
+    #[serde(default)]
+    pub scd: Option<esigd_service::scd::ScdSection>,
     /// True for the embedded development defaults (not settable in a file).
     #[serde(skip)]
     pub dev: bool,
@@ -206,6 +210,8 @@ impl Config {
             store: StoreSection::default(),
             metrics: MetricsSection::default(),
             payment: None,
+            // Used when scripts/run-dev.sh has made the Remote SCD service's dev PKI.
+            scd: Some(esigd_service::scd::ScdSection::dev()),
             ui: UiSection {
                 name: "esigd (development)".into(),
                 ..UiSection::default()
@@ -275,6 +281,10 @@ impl Config {
         }
         if let Some(id) = &self.identity {
             self.validate_identity(id)?;
+        }
+        if let Some(scd) = &self.scd {
+            scd.validate()
+                .map_err(|e| self.invalid(&e.key, e.message))?;
         }
         if let Some(everyone) = self
             .listen
@@ -405,6 +415,10 @@ impl Config {
         if let Some(id) = &self.identity {
             all.push(("identity.clock_skew", id.clock_skew));
             all.extend(id.max_age.map(|a| ("identity.max_age", a)));
+        }
+        if let Some(scd) = &self.scd {
+            all.push(("scd.request_timeout", scd.request_timeout));
+            all.push(("scd.onboarding_timeout", scd.onboarding_timeout));
         }
         match all.into_iter().find(|(_, d)| *d > MAX_DURATION) {
             Some((key, _)) => Err(self.invalid(key, "must be at most 1000 years")),
@@ -827,7 +841,7 @@ mod tests {
         let c = Config::load(path).unwrap();
         assert_eq!(c.eservices.len(), 1);
         assert_eq!(c.auditors.len(), 1);
-        assert!(c.identity.is_some() && c.payment.is_some());
+        assert!(c.identity.is_some() && c.payment.is_some() && c.scd.is_some());
         assert!(!c.tsa.allow_unsynchronized_clock);
         // The shipped file lets only this host read /metrics.
         assert!(

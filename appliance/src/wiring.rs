@@ -10,8 +10,11 @@ use esigd_pki::pem::{certificate_to_der, certificate_to_pem, certificates_to_pem
 use esigd_service::certs::Published;
 use esigd_service::clock::{ClockDiscipline, SharedClock};
 use esigd_service::identity::IdentityProvider;
+use esigd_service::identity::oidc::ClientAuth;
 use esigd_service::payment::PaymentVerifier;
 use esigd_service::registry::Registry;
+use esigd_service::scd::{RscdConnector, RscdSettings, ScdSection, ScdVault};
+use esigd_service::service::ScdParts;
 use esigd_service::{CaAuthority, Parts, Service, Settings};
 use esigd_store::persist::{RocksCertStore, RocksImprintLog, RocksSerialStore, StampQueue};
 use esigd_store::{Store, StoreOptions};
@@ -184,10 +187,15 @@ pub fn build_service(
                 })?),
                 None => None,
             };
+            // esigd's client credentials: the code flow's token endpoint and the introspection of
+            // access tokens e-Services pass on.
+            let auth = ClientAuth::from_section(section, &cfg.data_dir)
+                .map_err(|e| cfg.invalid(&e.key, e.message))?;
             Some(Arc::new(
                 IdentityProvider::new(section, ca.as_deref())?
                     .with_clock(clock.clone())
-                    .with_store(store.clone()),
+                    .with_store(store.clone())
+                    .with_client_auth(Arc::new(auth)),
             ))
         }
         None => None,
@@ -214,6 +222,17 @@ pub fn build_service(
     stamp_queue
         .sweep_journal(cfg.tsa.journal_retention, cfg.store.sweep_interval)
         .context("tsa: cannot start the journal retention sweep (tsa.journal_retention)")?;
+    let scd = match &cfg.scd {
+        Some(section) if cfg.dev && !cfg.data_path(&section.client_cert).exists() => {
+            tracing::info!(
+                path = %cfg.data_path(&section.client_cert).display(),
+                "no Remote SCD service set up for development (scripts/run-dev.sh makes one); SCD onboarding is off"
+            );
+            None
+        }
+        Some(section) => Some(scd_parts(cfg, section, &hsm)?),
+        None => None,
+    };
     Ok(Service::new(Parts {
         settings: Settings {
             limits: cfg.limits.clone(),
@@ -234,7 +253,34 @@ pub fn build_service(
         meter,
         clock,
         discipline,
+        scd,
     }))
+}
+
+/// `[scd]`: the connector (client certificate and pinned server CA read now) and the HSM keys
+/// that seal device IDs (created on first start).
+fn scd_parts(cfg: &Config, s: &ScdSection, hsm: &Hsm) -> Result<ScdParts> {
+    let read = |key: &str, p: &std::path::Path| {
+        let path = cfg.data_path(p);
+        std::fs::read(&path).with_context(|| format!("{key}: reading {}", path.display()))
+    };
+    let mut identity = read("scd.client_cert", &s.client_cert)?;
+    identity.push(b'\n');
+    identity.extend(read("scd.client_key", &s.client_key)?);
+    let connector = RscdConnector::new(&RscdSettings {
+        base_url: s.url.clone(),
+        client_identity_pem: identity,
+        server_ca_pem: read("scd.server_ca", &s.server_ca)?,
+        request_timeout: s.request_timeout,
+    })
+    .context("scd: the Remote SCD connector cannot be built")?;
+    let vault = ScdVault::open(hsm.clone(), &s.seal_key, &s.index_key)
+        .context("scd.seal_key / scd.index_key: the HSM keys cannot be found or created")?;
+    Ok(ScdParts {
+        section: s.clone(),
+        connector: Arc::new(connector),
+        vault,
+    })
 }
 
 /// The domain and the web state of a configuration, with the real clock and the kernel's clock

@@ -11,21 +11,27 @@ use std::process::Command;
 
 use base64::Engine;
 use esigd_hsm::testing::TestToken;
+use esigd_testkit::certcheck::{openssl, openssl_csr};
 use esigd_testkit::{SERVE, config, curl, esigd, text};
 use serde_json::{Value, json};
 
 // ---- helpers (the daemon itself is `esigd_testkit::Daemon`) ----
+
+/// An EC P-256 CSR by openssl; its PEM text.
+fn ec_csr(dir: &Path, name: &str) -> String {
+    esigd_testkit::certcheck::ec_csr(dir, name).0
+}
+
+/// `openssl ocsp` against the running responder for `target` (`-cert FILE` or `-serial 0x…`).
+fn ocsp(d: &Daemon, target: &[&str], sha256: bool) -> String {
+    esigd_testkit::certcheck::ocsp(&d.ca_pem(), &d.url("/ocsp"), target, sha256)
+}
 
 /// Runs a command; panics with its output unless it succeeded.
 fn ok(cmd: &mut Command) -> String {
     let o = cmd.output().expect("run command");
     assert!(o.status.success(), "{cmd:?} failed:\n{}", text(&o));
     text(&o)
-}
-
-/// `openssl` with `args`; panics with its output unless it succeeded.
-fn openssl(args: &[&str]) -> String {
-    ok(Command::new("openssl").args(args))
 }
 
 fn s(p: &Path) -> &str {
@@ -152,39 +158,6 @@ fn claims() -> Value {
     })
 }
 
-/// A CSR made by openssl with `newkey` (e.g. `ec`, `rsa:2048`); returns its PEM text.
-fn openssl_csr(dir: &Path, name: &str, newkey: &[&str]) -> String {
-    let csr = dir.join(format!("{name}.csr"));
-    let key = dir.join(format!("{name}.key"));
-    let mut args = vec!["req", "-new", "-nodes", "-subj", "/CN=requester"];
-    args.extend_from_slice(newkey);
-    args.extend(["-keyout", s(&key), "-out", s(&csr)]);
-    openssl(&args);
-    std::fs::read_to_string(csr).unwrap()
-}
-
-fn ec_csr(dir: &Path, name: &str) -> String {
-    openssl_csr(
-        dir,
-        name,
-        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
-    )
-}
-
-/// `openssl ocsp` against the running responder for `target` (`-cert FILE` or `-serial 0x…`).
-fn ocsp(d: &Daemon, target: &[&str], sha256: bool) -> String {
-    let ca = d.ca_pem();
-    let url = d.url("/ocsp");
-    let mut args = vec!["ocsp", "-issuer", s(&ca), "-CAfile", s(&ca), "-url", &url];
-    if sha256 {
-        args.push("-sha256");
-    }
-    args.extend_from_slice(target);
-    let out = openssl(&args);
-    assert!(out.contains("Response verify OK"), "{out}");
-    out
-}
-
 /// The CRL from `/pki/crl`, verified by openssl against the CA; returns `openssl crl -text`.
 fn crl_text(d: &Daemon, dir: &Path) -> String {
     let (code, der) = d.get("/pki/crl", &[]);
@@ -267,7 +240,7 @@ fn admin_issued_scd_certificate_verifies_lints_and_is_published() {
     assert!(out.contains(": OK"), "{out}");
 
     // An RSA-2048 CSR through the socket, DER in base64.
-    openssl_csr(t, "rsa", &["-newkey", "rsa:2048"]);
+    let _ = openssl_csr(t, "rsa", &["-newkey", "rsa:2048"]);
     let rsa_der = t.join("rsa.der");
     openssl(&[
         "req",
@@ -785,12 +758,12 @@ fn bad_csrs_are_refused_with_a_message() {
         ),
         (
             "RSA-1024",
-            openssl_csr(t, "rsa1024", &["-newkey", "rsa:1024"]),
+            openssl_csr(t, "rsa1024", &["-newkey", "rsa:1024"]).0,
             vec!["1024"],
         ),
         (
             "DSA",
-            openssl_csr(t, "dsa", &["-newkey", dsa_newkey.as_str()]),
+            openssl_csr(t, "dsa", &["-newkey", dsa_newkey.as_str()]).0,
             vec!["DSA", "dsa"],
         ),
         (

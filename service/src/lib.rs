@@ -4,6 +4,8 @@
 //!   reading top to bottom like its sequence diagram (`signing::onetime` is 9.1). A workflow
 //!   receives the parts it uses (keys, CA, TSA, store, clock, meter), never the whole
 //!   [`Service`](service::Service).
+//! * [`onboarding`]: 9.2.1, a citizen's own device gets a key and an SCD certificate;
+//!   [`citizen_certs`]: the citizen lists, suspends, resumes and revokes their certificates.
 //! * [`identity`]: ID-token verification and the browser's OpenID Connect flow at the Identity BB.
 //! * [`payment`]: Payment BB tokens, single use.
 //! * [`registry`]: who may call the e-Service API (client certificates, networks, rate limits).
@@ -17,10 +19,12 @@
 
 pub mod authorities;
 pub mod certs;
+pub mod citizen_certs;
 pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod meter;
+pub mod onboarding;
 pub mod payment;
 mod peer;
 pub mod registry;

@@ -13,14 +13,19 @@ use esigd_tsa::check_clock;
 
 use crate::authorities::{CaAuthority, TsaService};
 use crate::certs::{Crls, Published};
+use crate::citizen_certs::CitizenCerts;
 use crate::clock::{ClockDiscipline, SharedClock};
 use crate::config::{LimitsSection, StoreSection, TsaSection};
 use crate::identity::IdentityProvider;
 use crate::meter::Meter;
+use crate::onboarding::Onboarding;
 use crate::payment::PaymentVerifier;
 use crate::registry::Registry;
 use crate::reload::Reloadable;
+use crate::scd::{ScdSection, ScdVault};
 use crate::signing::onetime::OneTime;
+use esigd_scd::connector::RemoteScdConnector;
+use esigd_store::scd::ScdKeyStore;
 
 /// The settings the domain reads while it runs (from `[limits]`, `[store]` and `[tsa]`).
 #[derive(Debug, Clone)]
@@ -65,6 +70,18 @@ pub struct Parts {
     pub clock: SharedClock,
     /// The clock discipline the TSA and the readiness check read.
     pub discipline: ClockDiscipline,
+    /// The Remote SCD service, when `[scd]` is configured.
+    pub scd: Option<ScdParts>,
+}
+
+/// What workflows 9.2 use when `[scd]` is configured.
+pub struct ScdParts {
+    /// `[scd]`.
+    pub section: ScdSection,
+    /// The connector to the Remote SCD service.
+    pub connector: Arc<dyn RemoteScdConnector>,
+    /// Sealing and blind indexes in the HSM.
+    pub vault: ScdVault,
 }
 
 /// Everything the request handlers share.
@@ -84,11 +101,15 @@ pub struct Service {
     /// `POST /tsa`: signing threads that batch requests and their audit commits.
     pub stamp_queue: StampQueue,
     /// Published certificates and the CRL cache.
-    pub crls: Crls,
+    pub crls: Arc<Crls>,
     /// Stored signatures and the audit trail.
     pub signatures: SignatureStore,
     /// Workflow 9.1 with the parts it uses.
     pub onetime: Arc<OneTime>,
+    /// Workflow 9.2.1 with the parts it uses.
+    pub onboarding: Arc<Onboarding>,
+    /// The citizens' own certificates.
+    pub citizen_certs: Arc<CitizenCerts>,
     /// Registered e-Services and auditors (replaced on SIGHUP).
     pub registry: Reloadable<Registry>,
     /// The Identity BB, when `[identity]` is configured.
@@ -130,8 +151,52 @@ impl Service {
             clock: p.clock.clone(),
             meter: p.meter.clone(),
         });
+        let crls = Arc::new(Crls::new(ca.clone(), p.published));
+        let keys = ScdKeyStore::new(p.store.clone());
+        let (connector, vault, section) = match p.scd {
+            Some(s) => (Some(s.connector), Some(s.vault), Some(s.section)),
+            None => (None, None, None),
+        };
+        let key_spec = section.as_ref().and_then(|s| s.key_spec().ok()).unwrap_or(
+            esigd_scd::api::KeySpec::Ec {
+                curve: esigd_scd::api::Curve::P256,
+            },
+        );
+        let onboarding = Arc::new(Onboarding {
+            connector: connector.clone(),
+            scd_types: section
+                .as_ref()
+                .map(|s| s.scd_types.clone())
+                .unwrap_or_else(|| vec![crate::scd::REMOTE_SCD.into()]),
+            relying_party: section
+                .as_ref()
+                .map(|s| (s.relying_party_uuid.clone(), s.relying_party_name.clone()))
+                .unwrap_or_default(),
+            key_spec,
+            timeout: section
+                .as_ref()
+                .map(|s| s.onboarding_timeout)
+                .unwrap_or(esigd_scd::api::USER_WINDOW),
+            ca: ca.clone(),
+            keys: keys.clone(),
+            vault: vault.clone(),
+            audit: signatures.clone(),
+            clock: p.clock.clone(),
+            meter: p.meter.clone(),
+        });
+        let citizen_certs = Arc::new(CitizenCerts {
+            keys,
+            ca: ca.clone(),
+            crls: crls.clone(),
+            vault,
+            connector,
+            audit: signatures.clone(),
+            clock: p.clock.clone(),
+        });
         Service {
-            crls: Crls::new(ca.clone(), p.published),
+            crls,
+            onboarding,
+            citizen_certs,
             settings: p.settings,
             hsm: p.hsm,
             store: p.store,

@@ -13,16 +13,19 @@ pub enum Cf {
     Audit,
     /// Store metadata (schema version, counters).
     Meta,
+    /// Citizens' SCD keys: certificate records with their owner, pseudonym and device indexes.
+    Scd,
 }
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 5] = [
+    pub const ALL: [Cf; 6] = [
         Cf::Signatures,
         Cf::Certificates,
         Cf::TsaSerials,
         Cf::Audit,
         Cf::Meta,
+        Cf::Scd,
     ];
 
     /// The RocksDB column family name.
@@ -33,6 +36,7 @@ impl Cf {
             Cf::TsaSerials => "tsa_serials",
             Cf::Audit => "audit",
             Cf::Meta => "meta",
+            Cf::Scd => "scd",
         }
     }
 }

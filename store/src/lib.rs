@@ -24,6 +24,7 @@ mod batch;
 mod error;
 mod keys;
 pub mod persist;
+pub mod scd;
 pub mod signatures;
 mod writer;
 

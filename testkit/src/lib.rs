@@ -2,12 +2,14 @@
 //!
 //! * the `esigd` binary, a daemon on free ports with its config file, `esigd init`, curl;
 //! * [`api`]: the mTLS client of the e-Service API and openssl checks of what it returns;
+//! * [`certcheck`]: openssl verify / ocsp and pkilint checks of issued certificates, openssl CSRs;
 //! * [`idp`]: the development Identity BB (npm `oidc-provider`);
 //! * [`pki`]: a throw-away openssl CA for client certificates;
 //! * [`venv`]: the Python venv of the independent validators (pkilint, pyHanko).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 pub mod api;
+pub mod certcheck;
 pub mod flood;
 pub mod idp;
 pub mod pki;

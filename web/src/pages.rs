@@ -26,9 +26,13 @@ pub const SECURE_SESSION_COOKIE: &str = "__Host-esigd_session";
 
 pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; \
                    frame-ancestors 'none'; base-uri 'none'";
+/// The citizen's own pages post forms to this origin (onboarding, "My certificates").
+pub(crate) const CSP_FORMS: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
 
-/// One signing visit. Keyed by its link token (`t` on our links), bound to the browser by the
-/// `esigd_session` cookie, so one browser may have several signing tabs open at once.
+/// One visit: a signature for an e-Service, or the citizen's own pages (onboarding, "My
+/// certificates"). Keyed by its link token (`t` on our links), bound to the browser by the
+/// `esigd_session` cookie, so one browser may have several tabs open at once.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
     pub(crate) created: Instant,
@@ -37,14 +41,6 @@ pub(crate) struct Session {
     /// Where the visit came from: an IPv4 address or the /64 of an IPv6 address (live sessions
     /// per address, and per IPv6 /48, are capped).
     pub(crate) ip: IpAddr,
-    /// A verified payment, used up right before signing.
-    pub(crate) payment: Option<Payment>,
-    pub(crate) eservice: String,
-    pub(crate) eservice_name: String,
-    pub(crate) input: SignInput,
-    pub(crate) callback: url::Url,
-    pub(crate) state: Option<String>,
-    pub(crate) nonce: Option<String>,
     /// The link token of our pages (the session's key).
     pub(crate) csrf: String,
     /// Set while the browser is at the Identity BB.
@@ -54,6 +50,80 @@ pub(crate) struct Session {
     pub(crate) at_idp: bool,
     /// Insertion number, set by [`Pages::insert`] (orders sessions created in the same instant).
     pub(crate) seq: u64,
+    /// What the visit is for.
+    pub(crate) visit: Visit,
+}
+
+/// What a [`Session`] is for.
+#[derive(Debug, Clone)]
+pub(crate) enum Visit {
+    /// Workflow 9.1 for an e-Service.
+    Sign(Box<SignVisit>),
+    /// The citizen's own pages.
+    Account(Box<AccountVisit>),
+}
+
+/// A signing visit (workflow 9.1).
+#[derive(Debug, Clone)]
+pub(crate) struct SignVisit {
+    /// A verified payment, used up right before signing.
+    pub(crate) payment: Option<Payment>,
+    pub(crate) eservice: String,
+    pub(crate) eservice_name: String,
+    pub(crate) input: SignInput,
+    pub(crate) callback: url::Url,
+    pub(crate) state: Option<String>,
+    pub(crate) nonce: Option<String>,
+}
+
+/// Which of the citizen's pages a visit is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AccountPage {
+    /// `/v1/onboard`: a signing device gets a key and a certificate (9.2.1).
+    Onboard,
+    /// `/v1/certs`: the citizen's certificates.
+    Certs,
+}
+
+/// A visit to the citizen's own pages.
+#[derive(Debug, Clone)]
+pub(crate) struct AccountVisit {
+    pub(crate) page: AccountPage,
+    /// Who logged in (after the OIDC callback).
+    pub(crate) citizen: Option<esigd_service::onboarding::Citizen>,
+    /// Where onboarding stands.
+    pub(crate) onboarding: OnboardStep,
+}
+
+/// Onboarding in a browser visit.
+#[derive(Debug, Clone)]
+pub(crate) enum OnboardStep {
+    /// Nothing asked of a device yet.
+    Idle,
+    /// The device was asked; the page shows the code.
+    Started(Box<esigd_service::onboarding::Started>),
+    /// Waiting for the device (a request is long-polling).
+    Waiting,
+    /// Ended: the pseudonym and certificate ID, or the message to show.
+    Done(Result<(String, String), String>),
+}
+
+impl Session {
+    /// The signing visit, if this is one.
+    pub(crate) fn sign(&self) -> Option<&SignVisit> {
+        match &self.visit {
+            Visit::Sign(v) => Some(v),
+            Visit::Account(_) => None,
+        }
+    }
+
+    /// The account visit, if this is one.
+    pub(crate) fn account(&self) -> Option<&AccountVisit> {
+        match &self.visit {
+            Visit::Account(v) => Some(v),
+            Visit::Sign(_) => None,
+        }
+    }
 }
 
 /// Templates, sessions and the OIDC client credentials of the pages.
@@ -96,6 +166,27 @@ impl Pages {
             ("payment.html", include_str!("../templates/payment.html")),
             ("scd.html", include_str!("../templates/scd.html")),
             ("result.html", include_str!("../templates/result.html")),
+            (
+                "account_start.html",
+                include_str!("../templates/account_start.html"),
+            ),
+            (
+                "account_error.html",
+                include_str!("../templates/account_error.html"),
+            ),
+            (
+                "onboard_device.html",
+                include_str!("../templates/onboard_device.html"),
+            ),
+            (
+                "onboard_wait.html",
+                include_str!("../templates/onboard_wait.html"),
+            ),
+            (
+                "onboard_done.html",
+                include_str!("../templates/onboard_done.html"),
+            ),
+            ("certs.html", include_str!("../templates/certs.html")),
         ] {
             env.add_template(name, src)
                 .map_err(|e| SettingError::new("templates (built in)", e.to_string()))?;
@@ -274,6 +365,21 @@ impl Pages {
         self.lock().remove(t);
     }
 
+    /// Changes the live session `t` of `browser` in place; false if there is none.
+    pub(crate) fn update(&self, t: &str, browser: &str, f: impl FnOnce(&mut Session)) -> bool {
+        let mut all = self.lock();
+        match all.by_token.get_mut(t) {
+            Some(s)
+                if s.created.elapsed() < self.ttl
+                    && constant_time_eq(s.browser.as_bytes(), browser.as_bytes()) =>
+            {
+                f(s);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Signing sessions open now (expired ones are dropped first): `esigd_signing_sessions`.
     pub fn open_sessions(&self) -> usize {
         let mut all = self.lock();
@@ -435,6 +541,22 @@ pub(crate) fn session_id(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 impl Pages {
+    /// Sets the browser's session cookie on `resp`. Set on every visit, also to a browser that
+    /// has the cookie: its lifetime then runs from the newest visit, so a tab opened earlier
+    /// cannot make a later login find it expired.
+    pub(crate) fn with_cookie(&self, mut resp: Response, browser: &str) -> Response {
+        let cookie = format!(
+            "{}={browser}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            self.cookie_name(),
+            self.ttl.as_secs(),
+            if self.secure_cookie { "; Secure" } else { "" }
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        resp
+    }
+
     pub(crate) fn cookie_name(&self) -> &'static str {
         if self.secure_cookie {
             SECURE_SESSION_COOKIE
@@ -515,17 +637,7 @@ mod tests {
             created: Instant::now(),
             browser: "browser-a".into(),
             ip: "192.0.2.1".parse().unwrap(),
-            payment: None,
-            eservice: "shop".into(),
-            eservice_name: "Shop".into(),
-            input: SignInput {
-                hash_type: esigd_service::signing::HashType::Sha256,
-                digest: vec![1; 32],
-                display: None,
-            },
-            callback: url::Url::parse("https://shop.example/cb").unwrap(),
-            state: None,
-            nonce: None,
+            visit: shop_visit(),
             csrf: "link-1".into(),
             oidc: None,
             at_idp: false,
@@ -548,13 +660,8 @@ mod tests {
         assert!(pages.lock().by_state.is_empty());
     }
 
-    /// A session of `browser` with link token `t` from `ip` (already the /64 bucket), created
-    /// `age` ago.
-    fn session_from(t: &str, browser: &str, ip: &str, age: Duration) -> Session {
-        Session {
-            created: Instant::now().checked_sub(age).unwrap(),
-            browser: browser.into(),
-            ip: ip.parse().unwrap(),
+    fn shop_visit() -> Visit {
+        Visit::Sign(Box::new(SignVisit {
             payment: None,
             eservice: "shop".into(),
             eservice_name: "Shop".into(),
@@ -566,6 +673,17 @@ mod tests {
             callback: url::Url::parse("https://shop.example/cb").unwrap(),
             state: None,
             nonce: None,
+        }))
+    }
+
+    /// A session of `browser` with link token `t` from `ip` (already the /64 bucket), created
+    /// `age` ago.
+    fn session_from(t: &str, browser: &str, ip: &str, age: Duration) -> Session {
+        Session {
+            created: Instant::now().checked_sub(age).unwrap(),
+            browser: browser.into(),
+            ip: ip.parse().unwrap(),
+            visit: shop_visit(),
             csrf: t.into(),
             oidc: None,
             at_idp: false,

@@ -149,32 +149,43 @@ pub fn validate_sign_input(
         }
         check_display_chars(d).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, m))?;
     }
-    if let Some(ts) = request_timestamp {
-        let at = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z'))
-            .or_else(|_| humantime::parse_rfc3339(ts))
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "requestTimestamp is not an ISO 8601 / RFC 3339 UTC time",
-                )
-            })?;
-        let now = SystemTime::now();
-        let age = now.duration_since(at).unwrap_or_else(|e| e.duration());
-        if age > max_age {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "requestTimestamp is more than {} away from the server time",
-                    humantime::format_duration(max_age)
-                ),
-            ));
-        }
-    }
+    check_request_timestamp(request_timestamp, max_age)?;
     Ok(SignInput {
         hash_type,
         digest,
         display: display.map(str::to_owned),
     })
+}
+
+/// Refuses a `requestTimestamp` that is not an RFC 3339 UTC time or is more than `max_age` away
+/// from the server time (`limits.request_max_age`); absent is accepted.
+pub(crate) fn check_request_timestamp(
+    request_timestamp: Option<&str>,
+    max_age: Duration,
+) -> Result<(), ApiError> {
+    let Some(ts) = request_timestamp else {
+        return Ok(());
+    };
+    let at = humantime::parse_rfc3339_weak(ts.trim_end_matches('Z'))
+        .or_else(|_| humantime::parse_rfc3339(ts))
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "requestTimestamp is not an ISO 8601 / RFC 3339 UTC time",
+            )
+        })?;
+    let now = SystemTime::now();
+    let age = now.duration_since(at).unwrap_or_else(|e| e.duration());
+    if age > max_age {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "requestTimestamp is more than {} away from the server time",
+                humantime::format_duration(max_age)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses display text a citizen could read otherwise than it is stored: control characters

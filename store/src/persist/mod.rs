@@ -51,7 +51,7 @@
 //! (answer 503) from a failure can downcast the source to [`PersistError`] and check [`PersistError::is_busy`].
 
 mod certs;
-mod codec;
+pub(crate) mod codec;
 mod tsa;
 
 pub use certs::RocksCertStore;

@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
@@ -47,6 +47,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/v1/sign/onetime", post(sign_onetime))
         .route("/v1/sign/response/{signature_id}", get(sign_response))
         .route("/v1/audit/log", get(audit_log))
+        .route("/v1/cert/create", post(super::cert::create))
+        .route("/v1/cert/list", get(super::cert::list))
+        .route("/v1/cert/{certificate_id}", patch(super::cert::patch))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -98,7 +101,7 @@ impl FromRequestParts<Arc<WebState>> for Caller {
 }
 
 impl Caller {
-    fn eservice(&self) -> Result<&Arc<Eservice>, ApiError> {
+    pub(crate) fn eservice(&self) -> Result<&Arc<Eservice>, ApiError> {
         match &self.0 {
             Client::Eservice(e) => Ok(e),
             Client::Auditor(_) => Err(ApiError::new(

@@ -40,7 +40,7 @@ use esigd_service::registry::Eservice;
 use esigd_service::signing::onetime::{self, OneTimeRequest};
 
 use crate::observe::RequestId;
-use crate::pages::Session;
+use crate::pages::{Session, SignVisit, Visit};
 use crate::sign_input::validate_sign_input;
 use crate::state::WebState;
 /// Longest `state` / `nonce` echoed back to the e-Service.
@@ -71,14 +71,14 @@ fn display_text(v: &str) -> Result<String, &'static str> {
 // the one helper the listener's `listen.max_connections_per_ip` uses too.
 pub(crate) use crate::net::address_bucket;
 
-fn random_token(n: usize) -> String {
+pub(crate) fn random_token(n: usize) -> String {
     use base64::Engine;
     let mut b = vec![0u8; n];
     rand::rngs::OsRng.fill_bytes(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
 
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     match HeaderValue::from_str(to) {
         Ok(v) => {
             let mut r = StatusCode::SEE_OTHER.into_response();
@@ -91,7 +91,8 @@ fn redirect(to: &str) -> Response {
     }
 }
 
-/// The public routes of the signing pages.
+/// The public routes of the signing pages and of the citizen's own pages
+/// ([`super::account`]).
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/v1/sign/interactive", get(interactive))
@@ -104,7 +105,9 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/v1/ui/logo", get(logo))
         // Browsers ask for it on every page; answer without a 404 in their console.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-        .with_state(state)
+        .with_state(state.clone())
+        // The citizen's own pages share the session table and the OIDC callback.
+        .merge(super::account::router(state))
 }
 
 fn rid(r: &Option<Extension<RequestId>>) -> String {
@@ -127,7 +130,7 @@ fn echo_param(name: &str, v: Option<&String>) -> Result<Option<String>, String> 
 
 /// Sends the browser back to the e-Service with `error` and `error_description` (and its
 /// `state` and `nonce`), never with a signature ID.
-fn fail_back(st: &WebState, s: &Session, code: &str, description: &str) -> Response {
+fn fail_back(st: &WebState, s: &SignVisit, code: &str, description: &str) -> Response {
     st.metrics.signing_session_ended(code);
     redirect(&callback_url(
         s,
@@ -136,7 +139,7 @@ fn fail_back(st: &WebState, s: &Session, code: &str, description: &str) -> Respo
 }
 
 /// `callback?k=v&…&state=…&nonce=…`.
-fn callback_url(s: &Session, params: &[(&str, &str)]) -> String {
+fn callback_url(s: &SignVisit, params: &[(&str, &str)]) -> String {
     let mut u = s.callback.clone();
     {
         let mut q = u.query_pairs_mut();
@@ -243,17 +246,19 @@ async fn interactive(
         created: Instant::now(),
         browser: browser.clone(),
         ip: address_bucket(peer.ip()),
-        payment,
-        eservice: eservice.id.clone(),
-        eservice_name: eservice.name.clone(),
-        input: input.clone(),
-        callback,
-        state,
-        nonce,
         csrf: csrf.clone(),
         oidc: None,
         at_idp: false,
         seq: 0,
+        visit: Visit::Sign(Box::new(SignVisit {
+            payment,
+            eservice: eservice.id.clone(),
+            eservice_name: eservice.name.clone(),
+            input: input.clone(),
+            callback,
+            state,
+            nonce,
+        })),
     };
     match pages.insert(session) {
         Ok(0) => {}
@@ -268,7 +273,7 @@ async fn interactive(
             );
         }
     }
-    let mut resp = pages.render(
+    let resp = pages.render(
         StatusCode::OK,
         "choice.html",
         context! {
@@ -279,18 +284,7 @@ async fn interactive(
             csrf => csrf,
         },
     );
-    // Set on every visit, also to a browser that has the cookie: its lifetime then runs from the
-    // newest signing visit, so a tab opened earlier cannot make a later login find it expired.
-    let cookie = format!(
-        "{}={browser}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        pages.cookie_name(),
-        pages.ttl.as_secs(),
-        if pages.secure_cookie { "; Secure" } else { "" }
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    resp
+    pages.with_cookie(resp, &browser)
 }
 
 fn payment_page(st: &WebState, eservice: &Eservice, e: PaymentError, rid: &str) -> Response {
@@ -318,15 +312,16 @@ fn session_for(
     st: &WebState,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
-) -> Result<Session, &'static str> {
+) -> Result<(Session, SignVisit), &'static str> {
     let browser = st
         .pages
         .browser_id(headers)
         .ok_or("Your signing session has expired or cookies are blocked.")?;
     let t = q.get("t").map(String::as_str).unwrap_or_default();
-    st.pages
-        .get(t, &browser)
-        .ok_or("Your signing session has expired, or this link is not yours. Start again from the service.")
+    let expired = "Your signing session has expired, or this link is not yours. Start again from the service.";
+    let s = st.pages.get(t, &browser).ok_or(expired)?;
+    let v = s.sign().cloned().ok_or(expired)?;
+    Ok((s, v))
 }
 
 async fn national_id(
@@ -336,7 +331,7 @@ async fn national_id(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let rid = rid(&r);
-    let session = match session_for(&st, &headers, &q) {
+    let (session, visit) = match session_for(&st, &headers, &q) {
         Ok(x) => x,
         Err(m) => return st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid),
     };
@@ -350,7 +345,7 @@ async fn national_id(
     match oidc_flow::authorization_url(provider, auth, &st.pages.redirect_url).await {
         Ok((url, pending)) => {
             st.pages.set_pending(&session.csrf, Some(pending));
-            tracing::info!(eservice = %session.eservice, "user sent to the Identity BB");
+            tracing::info!(eservice = %visit.eservice, "user sent to the Identity BB");
             redirect(url.as_str())
         }
         Err(e) => {
@@ -370,10 +365,10 @@ async fn scd(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     match session_for(&st, &headers, &q) {
-        Ok(s) => st.pages.render(
+        Ok((s, v)) => st.pages.render(
             StatusCode::OK,
             "scd.html",
-            context! { eservice_name => s.eservice_name, csrf => s.csrf },
+            context! { eservice_name => v.eservice_name, csrf => s.csrf },
         ),
         Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
     }
@@ -386,11 +381,11 @@ async fn cancel(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     match session_for(&st, &headers, &q) {
-        Ok(s) => {
+        Ok((s, v)) => {
             st.pages.remove(&s.csrf);
             fail_back(
                 &st,
-                &s,
+                &v,
                 "access_denied",
                 "The user cancelled the signature.",
             )
@@ -433,6 +428,12 @@ async fn oidc_callback(
             "This sign-in response does not belong to a signing session of this browser (expired, used already, or forged).",
         );
     };
+    let visit = match &session.visit {
+        Visit::Sign(v) => v.as_ref().clone(),
+        Visit::Account(_) => {
+            return super::account::logged_in(&st, session, pending, &q, &rid).await;
+        }
+    };
 
     if let Some(err) = q.get("error") {
         st.pages.remove(&session.csrf);
@@ -443,10 +444,10 @@ async fn oidc_callback(
         };
         // The value comes from the browser's URL: logged bounded and escaped (Debug), never raw.
         let err: String = err.chars().take(64).collect();
-        tracing::info!(eservice = %session.eservice, error = ?err, "login at the Identity BB not completed");
+        tracing::info!(eservice = %visit.eservice, error = ?err, "login at the Identity BB not completed");
         return fail_back(
             &st,
-            &session,
+            &visit,
             code,
             "The login at the Identity BB was not completed.",
         );
@@ -470,7 +471,7 @@ async fn oidc_callback(
                 tracing::warn!(error = %e, "login at the Identity BB failed");
                 return fail_back(
                     &st,
-                    &session,
+                    &visit,
                     "login_failed",
                     "The login could not be verified.",
                 );
@@ -481,12 +482,12 @@ async fn oidc_callback(
     // The payment is used up right before signing and given back if no signature is made.
     let result = onetime::sign_with_payment(
         &st.svc.onetime,
-        session.payment.clone(),
+        visit.payment.clone(),
         OneTimeRequest {
-            eservice: session.eservice.clone(),
+            eservice: visit.eservice.clone(),
             identity,
-            hash_type: session.input.hash_type,
-            digest: session.input.digest.clone(),
+            hash_type: visit.input.hash_type,
+            digest: visit.input.digest.clone(),
             request_id: rid.clone(),
         },
     )
@@ -495,29 +496,29 @@ async fn oidc_callback(
         Ok(record) => {
             st.metrics.signing_session_ended("signed");
             let id = record.id_hex();
-            let to = callback_url(&session, &[("signatureId", &id)]);
+            let to = callback_url(&visit, &[("signatureId", &id)]);
             st.pages.render(
                 StatusCode::OK,
                 "result.html",
                 context! {
-                    eservice_name => session.eservice_name.clone(),
+                    eservice_name => visit.eservice_name.clone(),
                     signature_id => id,
                     continue_url => to,
                 },
             )
         }
         Err(onetime::PaidSignError::Payment(e)) => {
-            tracing::info!(reason = %e, eservice = %session.eservice, "payment not usable at signing time");
+            tracing::info!(reason = %e, eservice = %visit.eservice, "payment not usable at signing time");
             fail_back(
                 &st,
-                &session,
+                &visit,
                 "payment_required",
                 "The payment token was used already or cannot be checked.",
             )
         }
         Err(onetime::PaidSignError::Sign(e)) => {
             tracing::warn!(error = %e, "interactive one-time signature failed");
-            fail_back(&st, &session, "signing_failed", failure_description(&e))
+            fail_back(&st, &visit, "signing_failed", failure_description(&e))
         }
     }
 }

@@ -1,6 +1,8 @@
 //! HTTP routes of the two listeners and the admin socket.
 
+pub mod account;
 pub mod admin;
+pub mod cert;
 pub mod eservice;
 pub mod interactive;
 pub mod metrics;
