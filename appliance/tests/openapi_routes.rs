@@ -88,10 +88,12 @@ fn the_openapi_document_is_valid_and_every_path_exists() {
         let concrete = path
             .replace("{signatureId}", &"0".repeat(64))
             .replace("{serial}", "01")
+            .replace("{certificateId}", "01")
             .replace("{request}", "MAA=");
         let eservice_api = path.starts_with("/v1/sign/onetime")
             || path.starts_with("/v1/sign/response/")
-            || path.starts_with("/v1/audit/");
+            || path.starts_with("/v1/audit/")
+            || path.starts_with("/v1/cert/");
         for method in methods(&yaml, path) {
             let (status, body) = if eservice_api {
                 let url = format!("https://{}{concrete}", d.eservice);
