@@ -14,19 +14,23 @@ use serde_json::Value;
 
 /// Workspace crates by layer: a crate may depend (normal and build dependencies) only on
 /// workspace crates of a lower layer. `esigd-testkit` is a dev-dependency only.
+///
+/// `esigd-net` (the accept loops) sits above the domain, since it is HTTP, and below everything
+/// that serves HTTP: esigd's web layer and the reference Remote SCD service both use it.
 const LAYERS: &[(&str, u32)] = &[
     ("esigd-hsm", 0),
     ("esigd-pki", 0),
     ("esigd-ca", 1),
     ("esigd-tsa", 1),
     ("esigd-scd", 0),
-    ("esigd-remote-scd", 5),
-    ("esigd-device", 5),
     ("esigd-store", 2),
     ("esigd-service", 3),
-    ("esigd-web", 4),
-    ("esigd", 5),
-    ("esigd-integration", 6),
+    ("esigd-net", 4),
+    ("esigd-web", 5),
+    ("esigd-remote-scd", 6),
+    ("esigd-device", 6),
+    ("esigd", 6),
+    ("esigd-integration", 7),
 ];
 
 /// Crates the domain (esigd-service) and everything below it must not depend on directly.
@@ -157,6 +161,15 @@ fn dependencies_point_down_and_only_the_store_links_rocksdb() {
             if dep == "rocksdb" || HTTP_CRATES.contains(&dep.as_str()) {
                 problems.push(format!("{name} reaches {dep} through its dependencies"));
             }
+        }
+    }
+    // The accept loops know no domain: no store, RocksDB, CA or service, not even transitively
+    // (the Remote SCD service uses them too).
+    for dep in transitive_deps(&meta, "esigd-net") {
+        if dep == "rocksdb" || dep == "librocksdb-sys" || dep.starts_with("esigd") {
+            problems.push(format!(
+                "esigd-net reaches {dep}: the accept loops depend on no esigd crate"
+            ));
         }
     }
     // The reference Remote SCD service (and device) are other parties: they never hold the

@@ -45,7 +45,7 @@ pub enum Decision {
 /// What became of a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The answer was sent.
+    /// The answer was sent; the outcome's wire name (`OK`, `USER_REFUSED_INTERACTION`, …).
     Sent(String),
     /// The request is still waiting (e.g. wrong PIN); the message says why.
     Again(String),
@@ -229,7 +229,11 @@ impl App {
             }
             Err(e) => return Err(e.into()),
         };
-        let outcome = format!("{:?}", result.outcome);
+        // The wire name (`OK`, `USER_REFUSED_INTERACTION`, `DOCUMENT_UNUSABLE`, …).
+        let outcome = serde_json::to_value(result.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", result.outcome));
         let handle = self
             .client
             .result(&self.signer(), transaction_id, &result)

@@ -84,6 +84,7 @@ pub struct Service {
     poll_seq: AtomicU64,
     public_url: String,
     failed: AtomicBool,
+    closing: AtomicBool,
     compact_after: usize,
 }
 
@@ -119,6 +120,7 @@ impl Service {
             poll_seq: AtomicU64::new(0),
             public_url: public_url.trim_end_matches('/').to_owned(),
             failed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             compact_after: 100_000,
         }))
     }
@@ -168,6 +170,18 @@ impl Service {
             self.changes.send_modify(|n| *n += 1);
         }
         out
+    }
+
+    /// Ends every long poll now (an RP poll answers the session's current state, a device poll
+    /// `204`), and the ones that start later at once: call it when the listeners stop, so that a
+    /// graceful shutdown does not wait for them.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// Forgets expired sessions and replay entries (call periodically).
@@ -321,7 +335,7 @@ async fn session_status(
             e.status(&rp.0, &id, SystemTime::now())?
         };
         let superseded = lock(&svc.polls).get(&id) != Some(&generation);
-        if status.state == SessionState::Complete || superseded {
+        if status.state == SessionState::Complete || superseded || svc.is_closing() {
             break status;
         }
         let now = tokio::time::Instant::now();
@@ -421,7 +435,7 @@ async fn transactions(
             return Ok(Json(list).into_response());
         }
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if now >= deadline || svc.is_closing() {
             return Ok(no_content());
         }
         let _ = tokio::time::timeout(deadline - now, rx.changed()).await;

@@ -1,4 +1,4 @@
-//! The two listeners of the appliance.
+//! The two listeners of the appliance, on the accept loops of [`esigd_net`].
 //!
 //! * [`serve_public`]: plain HTTP (HTTP/1.1 + h2c) for the public routes; handlers see the peer address through
 //!   `axum::extract::ConnectInfo<SocketAddr>`. Route-level IP allow-lists (e.g. `/metrics`) are the app's job.
@@ -7,10 +7,8 @@
 //!   configured client CAs; each request carries `Arc<PeerInfo>` (leaf DER, SHA-256 of the certificate and of
 //!   its SPKI, subject) and `ConnectInfo<SocketAddr>`.
 //!
-//! Both are hand-written tokio accept loops with an overall and a per-address connection limit, timeouts for the
-//! first byte, the request head, the whole request body and idle connections ([`Limits`], `[listen]` in the
-//! configuration), counters ([`ListenerStats`]), rate-limited refusal logs and graceful shutdown (stop accepting,
-//! drain in-flight requests up to a deadline).
+//! What esigd adds to the generic loops: the e-Service identity ([`PeerInfo`]) and the API's error document for
+//! a request body that missed `listen.body_read_timeout` (408).
 //!
 //! ```no_run
 //! # async fn demo(app: axum::Router, pem: esigd_web::net::MtlsPem<'_>) -> anyhow::Result<()> {
@@ -28,23 +26,83 @@
 //! # let _ = report; Ok(()) }
 //! ```
 
-mod allow;
-mod body;
-mod error;
-pub mod forwarded;
-mod io;
-mod limits;
-mod serve;
-mod throttle;
-mod tls;
+use std::future::Future;
+use std::sync::Arc;
 
-pub use allow::{AllowList, address_bucket, canonical_ip};
-pub use error::NetError;
-pub use esigd_service::registry::PeerInfo;
-pub use esigd_service::reload::Reloadable;
-pub use limits::{
-    DEFAULT_ESERVICE_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_CONNECTIONS_PER_IP, Limits,
-    ListenerCounts, ListenerStats,
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tokio::net::TcpListener;
+
+pub use esigd_net::forwarded;
+pub use esigd_net::{
+    AllowList, DEFAULT_ESERVICE_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_CONNECTIONS_PER_IP, Limits,
+    ListenerCounts, ListenerStats, MtlsPem, NetError, Reloadable, ServeOptions, ShutdownReport,
+    TimeoutAnswer, address_bucket, canonical_ip, mtls_server_config, mtls_server_config_from_files,
+    provider,
 };
-pub use serve::{EserviceTls, ServeOptions, ShutdownReport, serve_eservice, serve_public};
-pub use tls::{MtlsPem, mtls_server_config, mtls_server_config_from_files, provider};
+pub use esigd_service::registry::PeerInfo;
+
+use crate::error::ApiError;
+
+/// TLS side of the e-Service listener (the generic [`esigd_net::TlsListener`]): both fields are reloadable
+/// handles; keep clones and replace their contents on SIGHUP.
+pub use esigd_net::TlsListener as EserviceTls;
+
+/// The API's error document for a request body not complete within `listen.body_read_timeout`, unless the
+/// caller chose another answer.
+fn with_api_timeout(mut opts: ServeOptions) -> ServeOptions {
+    if opts.body_timeout_answer.is_none() {
+        opts.body_timeout_answer = Some(TimeoutAnswer::new(|| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not complete within listen.body_read_timeout",
+            )
+            .into_response()
+        }));
+    }
+    opts
+}
+
+/// Serves `app` over plain HTTP until `shutdown` resolves ([`esigd_net::serve_public`], with the API's 408
+/// document).
+pub async fn serve_public<F>(
+    listener: TcpListener,
+    app: Router,
+    opts: ServeOptions,
+    shutdown: F,
+) -> Result<ShutdownReport, NetError>
+where
+    F: Future<Output = ()> + Send,
+{
+    esigd_net::serve_public(listener, app, with_api_timeout(opts), shutdown).await
+}
+
+/// Serves `app` over mutual TLS until `shutdown` resolves ([`esigd_net::serve_tls`]): every request carries
+/// `ConnectInfo<SocketAddr>` and `Arc<PeerInfo>` built from the verified client chain; a connection whose leaf
+/// does not parse is closed.
+pub async fn serve_eservice<F>(
+    listener: TcpListener,
+    app: Router,
+    tls: EserviceTls,
+    opts: ServeOptions,
+    shutdown: F,
+) -> Result<ShutdownReport, NetError>
+where
+    F: Future<Output = ()> + Send,
+{
+    let identify = |addr, chain: &[rustls::pki_types::CertificateDer<'static>]| {
+        let peer = PeerInfo::from_chain(addr, chain)?;
+        tracing::debug!(peer = %addr, cert_sha256 = %peer.cert_sha256_hex(), "e-Service connection");
+        Some(Arc::new(peer))
+    };
+    esigd_net::serve_tls(
+        listener,
+        app,
+        tls,
+        with_api_timeout(opts),
+        shutdown,
+        identify,
+    )
+    .await
+}

@@ -1,6 +1,7 @@
-//! The accept loops: plain HTTP (public listener) and mTLS (e-Service listener), both serving an axum `Router`
-//! through hyper-util's auto builder (HTTP/1.1 + h2).
+//! The accept loops: plain HTTP ([`serve_public`]) and TLS ([`serve_tls`], usually with a required client
+//! certificate), both serving an axum `Router` through hyper-util's auto builder (HTTP/1.1 + h2).
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use ipnet::IpNet;
 use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -26,15 +28,40 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::allow::AllowList;
-use super::body::{DeadlineBody, InFlight, Tracked};
-use super::error::NetError;
-use super::io::FirstRead;
-use super::limits::{Limits, Listener, ListenerStats, PerIp};
-use super::throttle::RefusalLogs;
-use crate::error::ApiError;
-use esigd_service::registry::PeerInfo;
-use esigd_service::reload::Reloadable;
+use crate::allow::AllowList;
+use crate::body::{DeadlineBody, InFlight, Tracked};
+use crate::error::NetError;
+use crate::io::FirstRead;
+use crate::limits::{Limits, Listener, ListenerStats, PerIp};
+use crate::reload::Reloadable;
+use crate::throttle::RefusalLogs;
+
+/// The answer to a request whose body was not complete within `limits.body_read_timeout`. The loop sets the
+/// status to 408 and, over HTTP/1, `Connection: close`; the function gives the headers and body (e.g. the
+/// application's own error document).
+#[derive(Clone)]
+pub struct TimeoutAnswer(Arc<dyn Fn() -> Response + Send + Sync>);
+
+impl TimeoutAnswer {
+    /// An answer made by `f` for each late request.
+    pub fn new(f: impl Fn() -> Response + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    fn response(&self) -> Response {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for TimeoutAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TimeoutAnswer(..)")
+    }
+}
+
+/// The body of the 408 when [`ServeOptions::body_timeout_answer`] is not set.
+pub const BODY_TIMEOUT_TEXT: &str =
+    "request body not complete within the time allowed (body_read_timeout)\n";
 
 /// Settings of one listener.
 #[derive(Debug, Clone, Default)]
@@ -46,13 +73,20 @@ pub struct ServeOptions {
     /// Peers not subject to `limits.max_connections_per_ip`: the trusted reverse proxies
     /// (`listen.trusted_proxies`), whose connections carry many clients.
     pub per_ip_exempt: Vec<IpNet>,
+    /// The 408 answer to a request body that missed `limits.body_read_timeout`; `None`: plain text
+    /// ([`BODY_TIMEOUT_TEXT`]).
+    pub body_timeout_answer: Option<TimeoutAnswer>,
+    /// The listener's name in log lines (`listener = …`); `None`: `public` for [`serve_public`],
+    /// `eservice` for [`serve_tls`].
+    pub name: Option<&'static str>,
 }
 
-/// TLS side of the e-Service listener. Both fields are reloadable handles: keep clones and replace their
-/// contents on SIGHUP; connections accepted afterwards use the new values.
+/// TLS side of a TLS listener. Both fields are reloadable handles: keep clones and replace their contents on
+/// SIGHUP; connections accepted afterwards use the new values.
 #[derive(Debug, Clone)]
-pub struct EserviceTls {
-    /// Server configuration from [`super::mtls_server_config`].
+pub struct TlsListener {
+    /// Server configuration, e.g. from [`crate::mtls_server_config`] (client certificate required) or
+    /// [`crate::server_config`] (none asked for).
     pub config: Reloadable<ServerConfig>,
     /// Networks allowed to connect at all (checked before the handshake).
     pub allow: AllowList,
@@ -81,6 +115,7 @@ where
 {
     let builder = http_builder(&opts.limits);
     let limits = opts.limits;
+    let answer = opts.body_timeout_answer.clone();
     let logs = Arc::new(RefusalLogs::default());
     let conn_logs = logs.clone();
     accept_loop(
@@ -92,36 +127,50 @@ where
         |_| true,
         move |stream, addr, stop| {
             let (app, builder, logs) = (app.clone(), builder.clone(), conn_logs.clone());
-            async move { serve_http(stream, addr, None, app, builder, limits, logs, stop).await }
+            let answer = answer.clone();
+            async move {
+                serve_http(
+                    stream, addr, None::<()>, app, builder, limits, answer, logs, stop,
+                )
+                .await
+            }
         },
     )
     .await
 }
 
-/// Serves `app` over mutual TLS until `shutdown` resolves (same shutdown behaviour as [`serve_public`]).
+/// Serves `app` over TLS until `shutdown` resolves (same shutdown behaviour as [`serve_public`]).
 ///
-/// Per connection: source IP not in `tls.allow` → closed before the handshake; TLS 1.3 handshake with a
-/// verified client certificate within `limits.handshake_timeout`, or closed; then every request carries
-/// `ConnectInfo<SocketAddr>` and `Arc<PeerInfo>` as extensions.
-pub async fn serve_eservice<F>(
+/// Per connection: source IP not in `tls.allow` → closed before the handshake; TLS handshake within
+/// `limits.handshake_timeout` (with the client certificate the configuration requires, if any), or closed;
+/// then `identify(peer address, verified client chain, leaf first; empty when none was asked for)` gives the
+/// connection's identity, or `None` to close it. Every request carries `ConnectInfo<SocketAddr>` and a clone
+/// of that identity as extensions.
+pub async fn serve_tls<F, P, E>(
     listener: TcpListener,
     app: Router,
-    tls: EserviceTls,
+    tls: TlsListener,
     opts: ServeOptions,
     shutdown: F,
+    identify: P,
 ) -> Result<ShutdownReport, NetError>
 where
     F: Future<Output = ()> + Send,
+    P: Fn(SocketAddr, &[CertificateDer<'static>]) -> Option<E> + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
 {
     let builder = http_builder(&opts.limits);
     let (limits, stats) = (opts.limits, opts.stats.clone());
+    let answer = opts.body_timeout_answer.clone();
+    let name = opts.name.unwrap_or(Listener::Eservice.name());
     let allow = tls.allow.clone();
     let admit = move |addr: SocketAddr| allow.allows(addr.ip());
     let logs = Arc::new(RefusalLogs::default());
     let conn_logs = logs.clone();
+    let identify = Arc::new(identify);
     let conn = move |stream: TcpStream, addr: SocketAddr, mut stop: watch::Receiver<bool>| {
         let (app, builder, stats) = (app.clone(), builder.clone(), stats.clone());
-        let logs = conn_logs.clone();
+        let (logs, answer, identify) = (conn_logs.clone(), answer.clone(), identify.clone());
         let acceptor = TlsAcceptor::from(tls.config.load());
         async move {
             let handshake = timeout(limits.handshake_timeout, acceptor.accept(stream));
@@ -131,40 +180,36 @@ where
                     Ok(Err(e)) => {
                         stats.handshake_failed();
                         if let Some(suppressed) = logs.handshake.permit(std::time::Instant::now()) {
-                            tracing::info!(peer = %addr, error = %e, suppressed, "e-Service TLS handshake failed");
+                            tracing::info!(listener = name, peer = %addr, error = %e, suppressed, "TLS handshake failed");
                         }
                         return;
                     }
                     Err(_) => {
                         stats.handshake_failed();
                         if let Some(suppressed) = logs.handshake.permit(std::time::Instant::now()) {
-                            tracing::info!(peer = %addr, suppressed, "e-Service TLS handshake timed out (listen.handshake_timeout)");
+                            tracing::info!(listener = name, peer = %addr, suppressed, "TLS handshake timed out (listen.handshake_timeout)");
                         }
                         return;
                     }
                 },
                 _ = stop.changed() => return,
             };
-            let peer = tls_stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| PeerInfo::from_chain(addr, chain));
-            let Some(peer) = peer else {
+            let chain = tls_stream.get_ref().1.peer_certificates().unwrap_or(&[]);
+            let Some(identity) = identify(addr, chain) else {
                 stats.handshake_failed();
                 if let Some(suppressed) = logs.handshake.permit(std::time::Instant::now()) {
-                    tracing::warn!(peer = %addr, suppressed, "e-Service connection without a parsable client certificate");
+                    tracing::warn!(listener = name, peer = %addr, suppressed, "TLS connection closed: client certificate not accepted");
                 }
                 return;
             };
-            tracing::debug!(peer = %addr, cert_sha256 = %peer.cert_sha256_hex(), "e-Service connection");
             serve_http(
                 tls_stream,
                 addr,
-                Some(Arc::new(peer)),
+                Some(identity),
                 app,
                 builder,
                 limits,
+                answer,
                 logs,
                 stop,
             )
@@ -219,7 +264,10 @@ where
         limits,
         stats,
         per_ip_exempt,
+        body_timeout_answer: _,
+        name,
     } = opts;
+    let name = name.unwrap_or(kind.name());
     let exempt = AllowList::new(per_ip_exempt);
     let per_ip = PerIp::new(limits.max_connections_per_ip);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -245,7 +293,7 @@ where
                 if !admit(addr) {
                     stats.rejected_ip();
                     if let Some(suppressed) = logs.ip_not_allowed.permit(now) {
-                        tracing::info!(listener = kind.name(), peer = %addr, suppressed, "connection refused: source IP not allowed");
+                        tracing::info!(listener = name, peer = %addr, suppressed, "connection refused: source IP not allowed");
                     }
                     continue; // dropping `stream` closes it; no TLS byte was read
                 }
@@ -258,7 +306,7 @@ where
                             stats.rejected_limit();
                             if let Some(suppressed) = logs.per_ip.permit(now) {
                                 tracing::warn!(
-                                    listener = kind.name(),
+                                    listener = name,
                                     peer = %addr,
                                     max = limits.max_connections_per_ip,
                                     suppressed,
@@ -273,7 +321,7 @@ where
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
                     stats.rejected_limit();
                     if let Some(suppressed) = logs.max_connections.permit(now) {
-                        tracing::warn!(listener = kind.name(), peer = %addr, max = limits.max_connections, suppressed, "connection refused: listen.max_connections reached");
+                        tracing::warn!(listener = name, peer = %addr, max = limits.max_connections, suppressed, "connection refused: listen.max_connections reached");
                     }
                     continue;
                 };
@@ -292,6 +340,7 @@ where
     drop(listener);
     let _ = stop_tx.send(true);
     tracing::info!(
+        listener = name,
         open = tasks.len(),
         "listener stopped accepting; draining connections"
     );
@@ -308,7 +357,7 @@ where
                         aborted += 1;
                     }
                 }
-                tracing::warn!(aborted, "listen.shutdown_grace elapsed; connections aborted");
+                tracing::warn!(listener = name, aborted, "listen.shutdown_grace elapsed; connections aborted");
                 return Ok(ShutdownReport { aborted });
             }
         }
@@ -318,17 +367,19 @@ where
 /// Serves HTTP on one connection until the peer closes, the connection ages out or stays idle, or the listener
 /// stops. Every request body must be complete within `limits.body_read_timeout` (else 408).
 #[allow(clippy::too_many_arguments)]
-async fn serve_http<I>(
+async fn serve_http<I, E>(
     io: I,
     addr: SocketAddr,
-    peer: Option<Arc<PeerInfo>>,
+    identity: Option<E>,
     app: Router,
     builder: Arc<Builder<TokioExecutor>>,
     limits: Limits,
+    answer: Option<TimeoutAnswer>,
     logs: Arc<RefusalLogs>,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    E: Clone + Send + Sync + 'static,
 {
     let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
     let (in_flight, mut busy) = InFlight::new();
@@ -340,10 +391,10 @@ async fn serve_http<I>(
         let deadline = Instant::now() + limits.body_read_timeout;
         let mut req = req.map(|b| DeadlineBody::new(b, deadline, expired.clone()));
         req.extensions_mut().insert(ConnectInfo(addr));
-        if let Some(peer) = &peer {
-            req.extensions_mut().insert(peer.clone());
+        if let Some(identity) = &identity {
+            req.extensions_mut().insert(identity.clone());
         }
-        let (app, logs) = (app.clone(), body_logs.clone());
+        let (app, logs, answer) = (app.clone(), body_logs.clone(), answer.clone());
         async move {
             let res = app.oneshot(req).await;
             res.map(|resp| {
@@ -351,7 +402,7 @@ async fn serve_http<I>(
                     if let Some(suppressed) = logs.body.permit(std::time::Instant::now()) {
                         tracing::info!(peer = %addr, suppressed, "request refused: body not complete within listen.body_read_timeout");
                     }
-                    body_timeout_response(version)
+                    body_timeout_response(version, answer.as_ref())
                 } else {
                     resp
                 };
@@ -422,12 +473,16 @@ async fn serve_http<I>(
 
 /// 408 for a request whose body did not arrive within `listen.body_read_timeout`; over HTTP/1 the
 /// connection is closed after it (the rest of the body is never read).
-fn body_timeout_response(version: Version) -> Response {
-    let mut r = ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "request body not complete within listen.body_read_timeout",
-    )
-    .into_response();
+fn body_timeout_response(version: Version, answer: Option<&TimeoutAnswer>) -> Response {
+    let mut r = match answer {
+        Some(a) => a.response(),
+        None => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            BODY_TIMEOUT_TEXT,
+        )
+            .into_response(),
+    };
+    *r.status_mut() = StatusCode::REQUEST_TIMEOUT;
     if version < Version::HTTP_2 {
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -1,5 +1,6 @@
-//! rustls configuration of the e-Service listener: TLS 1.3 only, ring provider, client certificate required and
-//! verified against the configured client CA certificates and, when configured, their CRLs.
+//! rustls configurations of the TLS listeners, ring provider: [`mtls_server_config`] (TLS 1.3 only, client
+//! certificate required and verified against the configured client CA certificates and, when configured, their
+//! CRLs) and [`server_config`] (server authentication only, TLS 1.2 and 1.3).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 
-use super::error::NetError;
+use crate::error::NetError;
 
 /// Setting names used in error messages.
 const CERT: &str = "tls.cert";
@@ -22,7 +23,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// PEM inputs of the e-Service TLS server.
+/// PEM inputs of a mutual-TLS server.
 #[derive(Debug, Clone)]
 pub struct MtlsPem<'a> {
     /// Server certificate chain, leaf first (`tls.cert`).
@@ -42,13 +43,7 @@ pub struct MtlsPem<'a> {
 /// `WebPkiClientVerifier`.
 pub fn mtls_server_config(pem: &MtlsPem<'_>) -> Result<Arc<ServerConfig>, NetError> {
     let chain = certs(pem.cert_chain, CERT)?;
-    let key = PrivateKeyDer::from_pem_slice(pem.key).map_err(|e| match e {
-        rustls::pki_types::pem::Error::NoItemsFound => NetError::Empty {
-            setting: KEY,
-            what: "private key",
-        },
-        other => NetError::ServerCert(format!("{KEY}: {other}")),
-    })?;
+    let key = private_key(pem.key)?;
     let mut roots = RootCertStore::empty();
     for ca in certs(pem.client_ca, CLIENT_CA)? {
         roots.add(ca).map_err(|e| NetError::ClientCa {
@@ -90,13 +85,6 @@ pub fn mtls_server_config_from_files(
     client_ca: &Path,
     client_crl: Option<&Path>,
 ) -> Result<Arc<ServerConfig>, NetError> {
-    let read = |setting: &'static str, path: &Path| {
-        std::fs::read(path).map_err(|e| NetError::Pem {
-            setting,
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
-    };
     let (c, k, ca) = (
         read(CERT, cert_chain)?,
         read(KEY, key)?,
@@ -108,6 +96,48 @@ pub fn mtls_server_config_from_files(
         key: &k,
         client_ca: &ca,
         client_crl: crl.as_deref(),
+    })
+}
+
+/// A server configuration without client authentication (the callers authenticate themselves otherwise, e.g.
+/// with signed requests): TLS 1.2 and 1.3, ALPN `h2` + `http/1.1`. `cert_chain` is the server certificate
+/// chain, leaf first; `key` its private key (PKCS#8 / SEC1 / PKCS#1), both PEM.
+pub fn server_config(cert_chain: &[u8], key: &[u8]) -> Result<Arc<ServerConfig>, NetError> {
+    let chain = certs(cert_chain, CERT)?;
+    let key = private_key(key)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| NetError::ServerCert(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| NetError::ServerCert(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Same as [`server_config`], reading the PEM files.
+pub fn server_config_from_files(
+    cert_chain: &Path,
+    key: &Path,
+) -> Result<Arc<ServerConfig>, NetError> {
+    server_config(&read(CERT, cert_chain)?, &read(KEY, key)?)
+}
+
+fn read(setting: &'static str, path: &Path) -> Result<Vec<u8>, NetError> {
+    std::fs::read(path).map_err(|e| NetError::Pem {
+        setting,
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, NetError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => NetError::Empty {
+            setting: KEY,
+            what: "private key",
+        },
+        other => NetError::ServerCert(format!("{KEY}: {other}")),
     })
 }
 

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::allow::address_bucket;
-use super::error::NetError;
+use crate::allow::address_bucket;
+use crate::error::NetError;
 
 /// Default of `listen.max_connections_per_ip` (public listener).
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
@@ -20,7 +20,7 @@ pub const DEFAULT_ESERVICE_MAX_CONNECTIONS_PER_IP: usize = 256;
 pub(crate) enum Listener {
     /// Plain HTTP, public routes.
     Public,
-    /// Mutual TLS, e-Service API.
+    /// TLS (esigd: mutual TLS, e-Service API).
     Eservice,
 }
 
@@ -43,8 +43,8 @@ impl Listener {
 }
 
 /// Connection limits and timeouts of one listener. `Default` gives production values (those of the public
-/// listener). `[listen]` in the configuration gives them: `crate::config::Listen::public_limits` and
-/// `eservice_limits`. The names in parentheses are the
+/// listener). esigd's `[listen]` configuration gives them (`Listen::public_limits` and
+/// `eservice_limits` in esigd-web). The names in parentheses are the
 /// configuration keys (`[listen]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -52,9 +52,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Concurrent connections from one IPv4 address or one IPv6 /64 (`listen.max_connections_per_ip`,
     /// `listen.eservice_max_connections_per_ip`); a connection beyond it is closed at once. Peers in
-    /// [`super::ServeOptions::per_ip_exempt`] (the trusted reverse proxies) are not counted.
+    /// [`crate::ServeOptions::per_ip_exempt`] (the trusted reverse proxies) are not counted.
     pub max_connections_per_ip: usize,
-    /// Time allowed for the TLS handshake (`listen.handshake_timeout`; e-Service listener only).
+    /// Time allowed for the TLS handshake (`listen.handshake_timeout`; TLS listeners only).
     pub handshake_timeout: Duration,
     /// Time allowed to receive a complete HTTP/1 request head (`listen.header_read_timeout`), also while an
     /// idle keep-alive connection waits for its next request, and for the first byte of any connection.
@@ -102,7 +102,8 @@ impl Limits {
         self.validate_for(Listener::Public)
     }
 
-    /// Same as [`Limits::validate`], naming the e-Service listener's keys.
+    /// Same as [`Limits::validate`], naming the keys of esigd's e-Service listener (the TLS listeners'
+    /// names).
     pub fn validate_eservice(&self) -> Result<(), NetError> {
         self.validate_for(Listener::Eservice)
     }

@@ -1,14 +1,14 @@
-//! The connection-level IP allow-list of the e-Service listener.
+//! The connection-level IP allow-list of a TLS listener (esigd: the e-Service listener).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use esigd_service::reload::Reloadable;
+use crate::reload::Reloadable;
 
-/// Source networks allowed to open a connection to the e-Service listener: the union of every e-Service's
-/// `allowed_ips`. Checked right after `accept()`, before any TLS byte is read. Per-request checks (this IP
-/// belongs to *this* e-Service) stay with the application, which gets the address in [`super::PeerInfo`].
+/// Source networks allowed to open a connection to a TLS listener (esigd: the union of every e-Service's
+/// `allowed_ips`). Checked right after `accept()`, before any TLS byte is read. Per-request checks (this IP
+/// belongs to *this* client) stay with the application, which gets the address in `ConnectInfo`.
 ///
 /// Clone the handle, keep one in the reload path and call [`AllowList::replace`] after a SIGHUP; connections
 /// accepted afterwards use the new list. An empty list admits nobody (fail closed).
@@ -29,6 +29,14 @@ impl AllowList {
     /// The current networks.
     pub fn nets(&self) -> Vec<IpNet> {
         self.0.load().as_ref().clone()
+    }
+
+    /// Every address, IPv4 and IPv6 (`0.0.0.0/0`, `::/0`).
+    pub fn any() -> Self {
+        Self::new(vec![
+            IpNet::V4(ipnet::Ipv4Net::default()),
+            IpNet::V6(ipnet::Ipv6Net::default()),
+        ])
     }
 
     /// Whether `ip` may connect. IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`, seen on dual-stack sockets)

@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 
-use super::canonical_ip;
+use crate::canonical_ip;
 
 /// The proxy a request came through, when [`real_client`] replaced the peer address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

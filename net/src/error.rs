@@ -50,7 +50,7 @@ pub enum NetError {
         message: String,
     },
     /// rustls rejected the server certificate chain / key pair or the protocol set-up.
-    #[error("invalid e-Service TLS server certificate or key (tls.cert / tls.key): {0}")]
+    #[error("invalid TLS server certificate or key (tls.cert / tls.key): {0}")]
     ServerCert(String),
     /// A listener limit is out of range.
     #[error("invalid listener setting {setting}: {reason}")]
