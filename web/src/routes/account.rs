@@ -31,9 +31,11 @@ use esigd_service::identity::oidc::{self as oidc_flow, Pending};
 use esigd_service::onboarding::{Citizen, MAX_SCD_KEY_ID, OnboardError, OnboardRequest};
 use esigd_store::signatures::rfc3339;
 
-use super::interactive::{address_bucket, random_token, redirect};
+use crate::net::address_bucket;
 use crate::observe::RequestId;
-use crate::pages::{AccountPage, AccountVisit, CSP_FORMS, OnboardStep, Session, Visit};
+use crate::pages::{
+    AccountPage, AccountVisit, CSP_FORMS, OnboardStep, Session, Visit, random_token, redirect,
+};
 use crate::state::WebState;
 
 /// Key slots offered on the page (the API takes up to [`MAX_SCD_KEY_ID`]).

@@ -35,7 +35,7 @@ use esigd_service::onboarding::{Citizen, OnboardError, OnboardRequest};
 use esigd_service::registry::Eservice;
 use esigd_store::signatures::rfc3339;
 
-use super::eservice::{AUTH_TOKEN_HEADER, Caller, PAYMENT_TOKEN_HEADER};
+use super::caller::{AUTH_TOKEN_HEADER, Caller, PAYMENT_TOKEN_HEADER};
 use crate::error::ApiError;
 use crate::observe::RequestId;
 use crate::sign_input::check_request_timestamp;

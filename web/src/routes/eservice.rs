@@ -5,15 +5,13 @@
 //! contract's body `{"status":{"code":"ERROR","message":"…"}}`; messages name the field or header at
 //! fault and never echo tokens.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -22,7 +20,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use esigd_service::registry::{Auditor, Client, Eservice, PeerInfo};
 use esigd_service::signing::onetime::{self, OneTimeRequest};
 use esigd_store::AuditKey;
 use esigd_store::signatures::{AuditEvent, SignatureRecord, rfc3339};
@@ -33,10 +30,7 @@ pub use crate::sign_input::MAX_DISPLAY_CHARS;
 use crate::sign_input::SignBody;
 use crate::state::WebState;
 
-/// Header carrying the user's ID token from the Identity BB.
-pub const AUTH_TOKEN_HEADER: &str = "x-govstack-authenticationtoken";
-/// Header carrying a Payment BB token.
-pub const PAYMENT_TOKEN_HEADER: &str = "x-govstack-paymenttoken";
+pub use super::caller::{AUTH_TOKEN_HEADER, Caller, PAYMENT_TOKEN_HEADER};
 /// Largest audit page.
 pub const MAX_AUDIT_PAGE: usize = 1000;
 
@@ -53,73 +47,6 @@ pub fn router(state: Arc<WebState>) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
-}
-
-/// The registered client making the request, with its source IP checked.
-#[derive(Debug, Clone)]
-pub struct Caller(pub Client);
-
-impl FromRequestParts<Arc<WebState>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<WebState>,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<Arc<PeerInfo>>()
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::new(StatusCode::UNAUTHORIZED, "client certificate required")
-            })?;
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(peer.addr.ip(), |c| c.0.ip());
-        let registry = state.svc.registry.load();
-        let Some(client) = registry.identify(&peer) else {
-            tracing::warn!(cert_sha256 = %peer.cert_sha256_hex(), "client certificate not registered");
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "client certificate is not registered for any e-Service or auditor",
-            ));
-        };
-        let ok = match &client {
-            Client::Eservice(e) => e.ip_allowed(ip),
-            Client::Auditor(a) => a.ip_allowed(ip),
-        };
-        if !ok {
-            tracing::warn!(%ip, "request from an address outside the client's allowed_ips");
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("source address {ip} is not in this client's allowed_ips"),
-            ));
-        }
-        Ok(Caller(client))
-    }
-}
-
-impl Caller {
-    pub(crate) fn eservice(&self) -> Result<&Arc<Eservice>, ApiError> {
-        match &self.0 {
-            Client::Eservice(e) => Ok(e),
-            Client::Auditor(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "this route is for e-Services; the client certificate belongs to an auditor",
-            )),
-        }
-    }
-
-    fn auditor(&self) -> Result<&Arc<Auditor>, ApiError> {
-        match &self.0 {
-            Client::Auditor(a) => Ok(a),
-            Client::Eservice(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "only auditor clients may read the audit log",
-            )),
-        }
-    }
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

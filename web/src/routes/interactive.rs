@@ -27,11 +27,10 @@ use std::time::Instant;
 use axum::Extension;
 use axum::Router;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use minijinja::context;
-use rand::RngCore;
 
 use esigd_service::identity::IdentityError;
 use esigd_service::identity::oidc as oidc_flow;
@@ -40,7 +39,7 @@ use esigd_service::registry::Eservice;
 use esigd_service::signing::onetime::{self, OneTimeRequest};
 
 use crate::observe::RequestId;
-use crate::pages::{Session, SignVisit, Visit};
+use crate::pages::{Session, SignVisit, Visit, random_token, redirect};
 use crate::sign_input::validate_sign_input;
 use crate::state::WebState;
 /// Longest `state` / `nonce` echoed back to the e-Service.
@@ -70,26 +69,6 @@ fn display_text(v: &str) -> Result<String, &'static str> {
 // What `ui.max_sessions_per_ip` (and `limits.public_rate_per_ip`) counts: an IPv4 address or an IPv6 /64;
 // the one helper the listener's `listen.max_connections_per_ip` uses too.
 pub(crate) use crate::net::address_bucket;
-
-pub(crate) fn random_token(n: usize) -> String {
-    use base64::Engine;
-    let mut b = vec![0u8; n];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-pub(crate) fn redirect(to: &str) -> Response {
-    match HeaderValue::from_str(to) {
-        Ok(v) => {
-            let mut r = StatusCode::SEE_OTHER.into_response();
-            r.headers_mut().insert(header::LOCATION, v);
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
 
 /// The public routes of the signing pages and of the citizen's own pages
 /// ([`super::account`]).
