@@ -8,11 +8,7 @@
 //! `cargo nextest run`), or at `$ESIGD_DEVICE_BIN`.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
@@ -22,332 +18,32 @@ use esigd_pki::identity::DnBuilder;
 use esigd_pki::keys::{DigestSignatureScheme, verify_digest_signature};
 use esigd_scd::api::*;
 use esigd_scd::interactions::{self, Interaction};
+use esigd_testkit::free_port;
+use esigd_testkit::rscd::{
+    Device, PIN, Pki, Rscd, WRONG_PIN, start_device, start_rscd, wait_for_log,
+};
 use rand_core::{OsRng, RngCore};
 use serde_json::Value;
 use sha2::Digest;
 
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
-/// The citizen's PIN (distinctive, so that the log check cannot match by accident).
-const PIN: &str = "739146";
-/// A wrong PIN (as distinctive).
-const WRONG_PIN: &str = "582937";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn device_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("ESIGD_DEVICE_BIN") {
-        return p.into();
-    }
-    let exe = std::env::current_exe().unwrap();
-    let p = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("esigd-device");
-    assert!(
-        p.is_file(),
-        "{} missing: cargo build -p esigd-device (or build the whole workspace), or set ESIGD_DEVICE_BIN",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The development PKI, made by the script run-dev.sh uses.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        let dir = dir.join("pki");
-        let out = Command::new(workspace().join("scripts/dev-rscd-pki.sh"))
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "dev-rscd-pki.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// esigd's client identity (certificate + key, PEM).
-    fn rp_identity(&self) -> reqwest::Identity {
-        let mut pem = std::fs::read(self.path("esigd-rp.pem")).unwrap();
-        pem.extend(std::fs::read(self.path("esigd-rp.key")).unwrap());
-        reqwest::Identity::from_pem(&pem).unwrap()
-    }
-
-    fn ca(&self) -> reqwest::Certificate {
-        reqwest::Certificate::from_pem(&std::fs::read(self.path("rscd-ca.pem")).unwrap()).unwrap()
-    }
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running `esigd-remote-scd serve`.
-struct Rscd {
-    proc: Proc,
-    rp_port: u16,
-    device_port: u16,
-    log: PathBuf,
-}
-
-fn start_rscd(pki: &Pki, state: &Path, rp_port: u16, device_port: u16, log: &Path) -> Rscd {
-    let child = Command::new(env!("CARGO_BIN_EXE_esigd-remote-scd"))
-        .arg("serve")
-        .args(["--rp-listen", &format!("127.0.0.1:{rp_port}")])
-        .arg("--rp-client-ca")
-        .arg(pki.path("rscd-ca.pem"))
-        .args(["--device-listen", &format!("127.0.0.1:{device_port}")])
-        .arg("--cert")
-        .arg(pki.path("rscd-server.pem"))
-        .arg("--key")
-        .arg(pki.path("rscd-server.key"))
-        .arg("--state")
-        .arg(state)
-        .args(["--push-limit", "50"])
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let rscd = Rscd {
-        proc: Proc(child),
-        rp_port,
-        device_port,
-        log: log.to_owned(),
-    };
-    wait_for_log(
-        &rscd.log,
-        "esigd-remote-scd serving",
-        Duration::from_secs(30),
-    );
-    rscd
-}
-
-impl Rscd {
-    fn rp_url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.rp_port)
-    }
-
-    fn device_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.device_port)
-    }
-}
-
-fn wait_for_log(path: &Path, needle: &str, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
-            return line.to_owned();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{needle:?} not in {} after {limit:?}:\n{text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A running `esigd-device run --cli`.
-struct Device {
-    _proc: Proc,
-    stdin: ChildStdin,
-    lines: mpsc::Receiver<Value>,
-    id: String,
-    state: PathBuf,
-    log: PathBuf,
-}
-
-fn start_device(pki: &Pki, rscd: &Rscd, state: &Path, log: &Path) -> Device {
-    let bin = device_binary();
-    if !state.join("softhsm2.conf").exists() {
-        let out = Command::new(&bin)
-            .args(["init", "--state"])
-            .arg(state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "esigd-device init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("SOFTHSM2_CONF="), "{stdout}");
-    }
-    let conf = std::fs::canonicalize(state.join("softhsm2.conf")).unwrap();
-    let mut child = Command::new(&bin)
-        .args(["run", "--cli", "--state"])
-        .arg(state)
-        .args(["--service", &rscd.device_url()])
-        .arg("--service-ca")
-        .arg(pki.path("rscd-ca.pem"))
-        .args(["--module", SOFTHSM])
-        .env("SOFTHSM2_CONF", &conf)
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let v: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("device stdout is not JSON ({e}): {line}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
-    let proc = Proc(child);
-    let line = wait_for_log(log, "device ID (SCDRemoteId): ", Duration::from_secs(30));
-    let id = line
-        .rsplit("device ID (SCDRemoteId): ")
-        .next()
-        .unwrap()
-        .trim()
-        .to_owned();
-    Device {
-        _proc: proc,
-        stdin,
-        lines,
-        id,
-        state: state.to_owned(),
-        log: log.to_owned(),
-    }
-}
-
-impl Device {
-    /// The next line the device prints (a request on screen or the fate of a decision).
-    fn next(&self) -> Value {
-        self.lines
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "no line from the device in 60 s; its log:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                )
-            })
-    }
-
-    /// Waits for the request `tx` on screen.
-    fn shown(&self, tx: &str) -> Value {
-        let line = self.next();
-        assert_eq!(line["transactionId"], tx, "{line}");
-        assert!(line.get("type").is_some(), "{line}");
-        line
-    }
-
-    fn decide(&mut self, decision: Value) -> Value {
-        writeln!(self.stdin, "{decision}").unwrap();
-        self.stdin.flush().unwrap();
-        self.next()
-    }
-
-    fn confirm(&mut self, tx: &str, pin: &str, pin_again: Option<&str>) -> Value {
-        let mut d = serde_json::json!({"transactionId": tx, "decision": "confirm", "pin": pin});
-        if let Some(again) = pin_again {
-            d["pinAgain"] = again.into();
-        }
-        self.decide(d)
-    }
-
-    /// Labels of the certificates on the device's token.
-    fn token_certificates(&self) -> Vec<String> {
-        let conf = std::fs::canonicalize(self.state.join("softhsm2.conf")).unwrap();
-        let list = Command::new("pkcs11-tool")
-            .args(["--module", SOFTHSM, "--login", "--pin", PIN])
-            .args(["--list-objects", "--type", "cert"])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&list.stdout).to_string();
-        assert!(list.status.success(), "pkcs11-tool: {text}");
-        text.lines()
-            .filter_map(|l| l.trim().strip_prefix("label:"))
-            .map(|l| l.trim().to_owned())
-            .collect()
-    }
-
-    /// The DER SubjectPublicKeyInfo of each public key on the device's token (pkcs11-tool, an
-    /// independent PKCS#11 client, logged in with the citizen's PIN).
-    fn token_public_keys(&self) -> Vec<Vec<u8>> {
-        let conf = std::fs::canonicalize(self.state.join("softhsm2.conf")).unwrap();
-        let list = Command::new("pkcs11-tool")
-            .args(["--module", SOFTHSM, "--login", "--pin", PIN])
-            .args(["--list-objects", "--type", "pubkey"])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&list.stdout).to_string();
-        assert!(list.status.success(), "pkcs11-tool: {text}");
-        let mut keys = Vec::new();
-        for label in text
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("label:"))
-            .map(str::trim)
-        {
-            let out = self.state.join("pubkey.der");
-            let read = Command::new("pkcs11-tool")
-                .args(["--module", SOFTHSM, "--login", "--pin", PIN])
-                .args(["--read-object", "--type", "pubkey", "--label", label])
-                .arg("--output-file")
-                .arg(&out)
-                .env("SOFTHSM2_CONF", &conf)
-                .output()
-                .unwrap();
-            assert!(
-                read.status.success(),
-                "pkcs11-tool --read-object: {}",
-                String::from_utf8_lossy(&read.stderr)
-            );
-            keys.push(std::fs::read(&out).unwrap());
-        }
-        keys
-    }
-}
-
 /// esigd's side: an HTTP client of the RP API with esigd's client certificate.
+/// esigd's client identity (certificate + key, PEM).
+fn rp_identity(pki: &Pki) -> reqwest::Identity {
+    let mut pem = std::fs::read(pki.path("esigd-rp.pem")).unwrap();
+    pem.extend(std::fs::read(pki.path("esigd-rp.key")).unwrap());
+    reqwest::Identity::from_pem(&pem).unwrap()
+}
+
+fn rp_ca(pki: &Pki) -> reqwest::Certificate {
+    reqwest::Certificate::from_pem(&std::fs::read(pki.path("rscd-ca.pem")).unwrap()).unwrap()
+}
+
 fn rp_client(pki: &Pki) -> reqwest::Client {
     reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(pki.ca())
-        .identity(pki.rp_identity())
+        .add_root_certificate(rp_ca(pki))
+        .identity(rp_identity(pki))
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
@@ -728,7 +424,7 @@ async fn a_relying_party_without_a_client_certificate_is_refused_at_the_handshak
     let anonymous = reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
-        .add_root_certificate(pki.ca())
+        .add_root_certificate(rp_ca(&pki))
         .build()
         .unwrap();
     let err = anonymous

@@ -2,17 +2,23 @@
 //!
 //! * the `esigd` binary, a daemon on free ports with its config file, `esigd init`, curl;
 //! * [`api`]: the mTLS client of the e-Service API and openssl checks of what it returns;
+//! * [`browser`]: Chromium and playwright-core present, the screenshots' artifacts folder;
 //! * [`certcheck`]: openssl verify / ocsp and pkilint checks of issued certificates, openssl CSRs;
+//! * [`device_ui`]: the reference device app with its web UI, and reads of its token;
 //! * [`idp`]: the development Identity BB (npm `oidc-provider`);
 //! * [`pki`]: a throw-away openssl CA for client certificates;
+//! * [`rscd`]: the reference Remote SCD service and device app as processes;
 //! * [`venv`]: the Python venv of the independent validators (pkilint, pyHanko).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 pub mod api;
+pub mod browser;
 pub mod certcheck;
+pub mod device_ui;
 pub mod flood;
 pub mod idp;
 pub mod pki;
+pub mod rscd;
 pub mod validators;
 
 use std::io::{BufRead, BufReader, Read};
