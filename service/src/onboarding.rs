@@ -9,7 +9,8 @@
 //!    device with it ([`esigd_scd::connector::RemoteScdConnector::start_onboarding`]);
 //! 3. the verification code of the answer is recomputed here: the service cannot show the
 //!    citizen a code that is not bound to this session and challenge;
-//! 4. the citizen compares the code, accepts and chooses a PIN on the device; we long-poll the
+//! 4. the citizen picks the code this page shows out of three on the device (or compares it, on a
+//!    device that cannot offer the choice), accepts and chooses a PIN; we long-poll the
 //!    session until it completes or `scd.onboarding_timeout` passes (then it is cancelled);
 //! 5. the CSR from the device: proof of possession, `challengePassword` = our challenge, the
 //!    key type asked for, and a key never certified before;
@@ -410,9 +411,16 @@ impl Onboarding {
             scd_key_id: req.scd_key_id,
             key_spec: self.key_spec,
             challenge: challenge_b64.clone(),
-            interactions: interactions::encode(&[Interaction::ConfirmationMessage {
-                display_text200: text,
-            }])
+            // The citizen picks the code shown on our page out of three on the device (a device
+            // that cannot, shows the code to compare).
+            interactions: interactions::encode(&[
+                Interaction::ConfirmationMessageAndVerificationCodeChoice {
+                    display_text200: text.clone(),
+                },
+                Interaction::ConfirmationMessage {
+                    display_text200: text,
+                },
+            ])
             .map_err(|e| internal("onboarding interactions", e))?,
             nonce: None,
         };
