@@ -13,6 +13,12 @@
 //! error with a generic ASN.1 error, and the caller must be able to tell "HSM unavailable" apart; and
 //! re-encoding the signer certificate for every signature was a large part of a time-stamp token's
 //! cost). The tests check the output byte for byte against `cms::builder::SignerInfoBuilder`.
+//!
+//! A key esigd does not hold (a citizen's remote signing device, which signs a ready digest) signs
+//! in two phases instead: [`SignerContext::for_certificate`], [`SignerContext::prepare`] (the
+//! signed attributes and their digest), the device's signature, and [`SignerContext::finish`],
+//! which verifies that signature with the certificate's key before it writes the same
+//! `ContentInfo(SignedData)`.
 
 use cms::builder::Error as CmsBuilderError;
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
@@ -136,6 +142,10 @@ pub enum CmsError {
         /// Digest algorithm asked for.
         requested: DigestAlgorithm,
     },
+    /// The certificate's key, or its combination with the digest algorithm, cannot sign here
+    /// ([`SignerContext::for_certificate`]: ECDSA P-256/P-384 or RSA 2048–4096 with SHA-256/384/512).
+    #[error("signer certificate key not supported: {0}")]
+    UnsupportedKey(String),
     /// The CMS structure is not what this module produces / accepts.
     #[error("invalid CMS structure: {0}")]
     Invalid(&'static str),
@@ -505,19 +515,69 @@ where
 /// directly around them. The output is byte for byte what [`sign_detached_digest`] and
 /// [`sign_encapsulated`] produced through the `cms` crate's `SignerInfoBuilder` (checked by a test
 /// against that builder); those two functions now go through a one-off context.
+///
+/// # Two-phase signing
+///
+/// A key esigd does not hold (a citizen's remote signing device that signs a raw digest) signs in
+/// two steps: [`SignerContext::for_certificate`] makes a context from the certificate alone,
+/// [`SignerContext::prepare`] builds the signed attributes ([`Prepared::digest`] is what the
+/// device signs), and [`SignerContext::finish`] verifies the device's signature against the
+/// certificate's key and writes the same `ContentInfo(SignedData)` [`SignerContext::sign`] writes.
 #[derive(Clone, Debug)]
 pub struct SignerContext {
     digest_algorithm: DigestAlgorithm,
     digest_algorithm_der: Vec<u8>,
-    signature_algorithm: ObjectIdentifier,
+    signature_algorithm: AlgorithmIdentifierOwned,
     signature_algorithm_der: Vec<u8>,
+    /// The certificate's key: [`SignerContext::finish`] verifies every signature with it, and
+    /// [`SignerContext::sign`] the signatures of RSA signers.
+    spki: spki::SubjectPublicKeyInfoOwned,
     spki_der: Vec<u8>,
-    /// RSA signers only: the certificate key and the signature algorithm, to verify every
-    /// signature before it leaves (see [`SignerContext::sign`]).
-    rsa_check: Option<(spki::SubjectPublicKeyInfoOwned, AlgorithmIdentifierOwned)>,
+    /// Whether the key is RSA (see [`SignerContext::sign`] for why RSA signatures are always
+    /// verified).
+    rsa: bool,
     sid_der: Vec<u8>,
     ess_attribute_der: Vec<u8>,
     cert_der: Vec<u8>,
+}
+
+/// The signed attributes of a signature being made in two phases ([`SignerContext::prepare`]),
+/// with everything [`SignerContext::finish`] needs to write the `ContentInfo(SignedData)` once the
+/// signature value is known: content type, certificates to include, encapsulated content.
+///
+/// It belongs to the context that made it: [`SignerContext::finish`] refuses one made by a context
+/// for another certificate or digest algorithm.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    digest_algorithm: DigestAlgorithm,
+    signature_algorithm: ObjectIdentifier,
+    /// The context's signing-certificate-v2 attribute (it hashes the certificate): identifies the
+    /// context the signed attributes were made for.
+    ess_attribute_der: Vec<u8>,
+    content_type: ContentType,
+    signed_attrs: Vec<u8>,
+    include_signer_cert: bool,
+    extra_certs_der: Vec<Vec<u8>>,
+    content: Option<Vec<u8>>,
+}
+
+impl Prepared {
+    /// The DER `SET OF Attribute` that is signed (in the `SignerInfo` it appears with the tag
+    /// `[0] IMPLICIT`; the signature covers this `SET OF` encoding, RFC 5652 §5.4).
+    pub fn signed_attributes(&self) -> &[u8] {
+        &self.signed_attrs
+    }
+
+    /// The digest algorithm of the signature ([`SignerContext::digest_algorithm`]).
+    pub fn digest_algorithm(&self) -> DigestAlgorithm {
+        self.digest_algorithm
+    }
+
+    /// [`Prepared::digest_algorithm`] over [`Prepared::signed_attributes`]: what a device that
+    /// signs a ready digest (`RAW_DIGEST_SIGNATURE`) signs.
+    pub fn digest(&self) -> Vec<u8> {
+        self.digest_algorithm.digest(&self.signed_attrs)
+    }
 }
 
 impl SignerContext {
@@ -551,20 +611,64 @@ impl SignerContext {
                 "signer certificate public key does not match the signer",
             ));
         }
+        Self::with_algorithms(signer_cert, digest_algorithm, sig_alg)
+    }
+
+    /// A context for the key in `cert`, held elsewhere (no signer needed): for
+    /// [`SignerContext::prepare`] and [`SignerContext::finish`].
+    ///
+    /// The signature algorithm follows from the certificate's key and `digest_algorithm`: an ECDSA
+    /// P-256 or P-384 key signs with ecdsa-with-SHA256/384/512, an RSA key (2048 to 4096 bits) with
+    /// sha256/384/512WithRSAEncryption (PKCS#1 v1.5). Other keys (other curves, RSASSA-PSS keys,
+    /// EdDSA, DSA, ...) and the SHA-3 digests are refused with [`CmsError::UnsupportedKey`].
+    pub fn for_certificate(
+        cert: &Certificate,
+        digest_algorithm: DigestAlgorithm,
+    ) -> Result<Self, CmsError> {
+        use crate::keys::{KeyKind, classify_key};
+        let kind = classify_key(&cert.tbs_certificate.subject_public_key_info)
+            .map_err(|e| CmsError::UnsupportedKey(e.to_string()))?;
+        let ec = matches!(kind, KeyKind::EcdsaP256 | KeyKind::EcdsaP384);
+        let oid = match (ec, digest_algorithm) {
+            (true, DigestAlgorithm::Sha256) => oids::ECDSA_WITH_SHA256,
+            (true, DigestAlgorithm::Sha384) => oids::ECDSA_WITH_SHA384,
+            (true, DigestAlgorithm::Sha512) => oids::ECDSA_WITH_SHA512,
+            (false, DigestAlgorithm::Sha256) => oids::SHA256_WITH_RSA,
+            (false, DigestAlgorithm::Sha384) => oids::SHA384_WITH_RSA,
+            (false, DigestAlgorithm::Sha512) => oids::SHA512_WITH_RSA,
+            (_, d) => {
+                return Err(CmsError::UnsupportedKey(format!(
+                    "{kind} with {d:?}: only SHA-256, SHA-384 and SHA-512 are supported"
+                )));
+            }
+        };
+        // As the RustCrypto signers write them: ECDSA without parameters (RFC 5758 §3.2), RSA
+        // PKCS#1 v1.5 with NULL parameters (RFC 4055 §5).
+        let signature_algorithm = AlgorithmIdentifierOwned {
+            oid,
+            parameters: (!ec).then(Any::null),
+        };
+        Self::with_algorithms(cert, digest_algorithm, signature_algorithm)
+    }
+
+    fn with_algorithms(
+        signer_cert: &Certificate,
+        digest_algorithm: DigestAlgorithm,
+        signature_algorithm: AlgorithmIdentifierOwned,
+    ) -> Result<Self, CmsError> {
         let sid = IssuerAndSerialNumber {
             issuer: signer_cert.tbs_certificate.issuer.clone(),
             serial_number: signer_cert.tbs_certificate.serial_number.clone(),
         };
-        let spki = &signer_cert.tbs_certificate.subject_public_key_info;
-        let rsa_check =
-            (spki.algorithm.oid == oids::RSA_ENCRYPTION).then(|| (spki.clone(), sig_alg.clone()));
+        let spki = signer_cert.tbs_certificate.subject_public_key_info.clone();
         Ok(Self {
             digest_algorithm,
             digest_algorithm_der: digest_algorithm.algorithm_identifier().to_der()?,
-            signature_algorithm: sig_alg.oid,
-            signature_algorithm_der: sig_alg.to_der()?,
-            spki_der,
-            rsa_check,
+            signature_algorithm_der: signature_algorithm.to_der()?,
+            signature_algorithm,
+            spki_der: spki.to_der()?,
+            rsa: spki.algorithm.oid == oids::RSA_ENCRYPTION,
+            spki,
             sid_der: sid.to_der()?,
             ess_attribute_der: SigningCertificateV2::for_certificate(signer_cert)?
                 .to_attribute()?
@@ -610,6 +714,15 @@ impl SignerContext {
     /// `content` is `None`): the DER `ContentInfo(SignedData)` with signed attributes content-type,
     /// message-digest, signing-time (if given) and signing-certificate-v2. `signer` must be the
     /// signer the context was made for (checked: algorithm and public key).
+    ///
+    /// The same as [`SignerContext::prepare`], the signer's signature over
+    /// [`Prepared::signed_attributes`] and [`SignerContext::finish`], with one difference:
+    /// `finish` verifies every signature (it comes from a device esigd does not control), `sign`
+    /// only RSA signatures. A single faulty RSA-CRT signature discloses the private key, so none
+    /// leaves unverified; an ECDSA signature from a signer esigd runs (its HSM) is not verified
+    /// here, as a verification costs about as much as the signature and no single fault in a
+    /// randomised ECDSA signature is known to disclose the key (the reasoning is with
+    /// `esigd_ca::SignatureCheck`).
     pub fn sign<S, Sig>(
         &self,
         signer: &S,
@@ -621,24 +734,141 @@ impl SignerContext {
         S::VerifyingKey: EncodePublicKey,
         Sig: SignatureBitStringEncoding,
     {
-        use crate::der_write::{header_len, put_header, put_tlv, sort_set_of, tlv_len};
-        params.digest_algorithm.check_len(params.digest)?;
-        if params.digest_algorithm != self.digest_algorithm {
-            return Err(CmsError::SignerDigestMismatch {
-                signature_algorithm: self.signature_algorithm,
-                requested: params.digest_algorithm,
-            });
-        }
-        if signer.signature_algorithm_identifier()?.oid != self.signature_algorithm
+        self.check_params(params)?;
+        if signer.signature_algorithm_identifier()?.oid != self.signature_algorithm.oid
             || signer.verifying_key().to_public_key_der()?.as_bytes() != self.spki_der
         {
             return Err(CmsError::Invalid(
                 "signer differs from the one the signer context was made for",
             ));
         }
+        let extra = encode_certificates(params.extra_certs)?;
+        let certs = self.certificate_set(params.include_signer_cert, &extra)?;
+        let signed_attrs = self.signed_attributes(params)?;
+        let signature = signer
+            .try_sign(&signed_attrs)
+            .map_err(CmsError::Signer)?
+            .to_bitstring()?;
+        if self.rsa {
+            self.verify(&signed_attrs, &signature).map_err(|_| {
+                CmsError::Verify("the signer returned an RSA signature that does not verify")
+            })?;
+        }
+        Ok(self.write(
+            params.content_type,
+            &signed_attrs,
+            &certs,
+            content,
+            signature.raw_bytes(),
+        ))
+    }
 
-        // Signed attributes, a DER SET OF Attribute (sorted encodings).
-        let content_type_oid = params.content_type.oid();
+    /// First phase of a two-phase signature: the same checks as [`SignerContext::sign`] (digest
+    /// length, digest algorithm = the context's, no certificate twice), and, when `content` is
+    /// encapsulated, that `params.digest` is its digest; then the signed attributes. Sign
+    /// [`Prepared::signed_attributes`] (or, with a device that signs a ready digest,
+    /// [`Prepared::digest`]) with the certificate's key and pass the signature to
+    /// [`SignerContext::finish`].
+    ///
+    /// The output is deterministic: the same context and parameters (with a fixed signing time)
+    /// give the same signed attributes.
+    pub fn prepare(
+        &self,
+        params: &SignParams<'_>,
+        content: Option<&[u8]>,
+    ) -> Result<Prepared, CmsError> {
+        self.check_params(params)?;
+        if let Some(c) = content
+            && self.digest_algorithm.digest(c) != params.digest
+        {
+            return Err(CmsError::Invalid(
+                "the message digest is not the digest of the encapsulated content",
+            ));
+        }
+        let extra_certs_der = encode_certificates(params.extra_certs)?;
+        self.certificate_set(params.include_signer_cert, &extra_certs_der)?;
+        Ok(Prepared {
+            digest_algorithm: self.digest_algorithm,
+            signature_algorithm: self.signature_algorithm.oid,
+            ess_attribute_der: self.ess_attribute_der.clone(),
+            content_type: params.content_type,
+            signed_attrs: self.signed_attributes(params)?,
+            include_signer_cert: params.include_signer_cert,
+            extra_certs_der,
+            content: content.map(<[u8]>::to_vec),
+        })
+    }
+
+    /// Second phase of a two-phase signature: `signature` is the signature value as it goes into
+    /// `SignerInfo.signature` (a DER `ECDSA-Sig-Value` for ECDSA, the RSA signature block for RSA)
+    /// over [`Prepared::signed_attributes`]. It is verified with the certificate's public key first
+    /// (the device that made it is not trusted): a signature that does not verify, by another
+    /// key, over other data or not a signature at all, is refused with [`CmsError::Verify`].
+    /// Then the DER `ContentInfo(SignedData)`, exactly as [`SignerContext::sign`] writes it.
+    ///
+    /// `prepared` must come from [`SignerContext::prepare`] of a context for the same certificate
+    /// and digest algorithm ([`CmsError::Invalid`] otherwise). The verification knows the
+    /// algorithms of [`SignerContext::for_certificate`]; a context [`SignerContext::new`] made for
+    /// a signer with a SHA-3 algorithm cannot finish (it signs with [`SignerContext::sign`]).
+    pub fn finish(&self, prepared: &Prepared, signature: &[u8]) -> Result<Vec<u8>, CmsError> {
+        if prepared.digest_algorithm != self.digest_algorithm
+            || prepared.signature_algorithm != self.signature_algorithm.oid
+            || prepared.ess_attribute_der != self.ess_attribute_der
+        {
+            return Err(CmsError::Invalid(
+                "the signed attributes were prepared by a signer context for another certificate or algorithm",
+            ));
+        }
+        let bits = der::asn1::BitString::from_bytes(signature)
+            .map_err(|_| CmsError::Verify("the signature is not a bit string"))?;
+        self.verify(&prepared.signed_attrs, &bits).map_err(|_| {
+            CmsError::Verify(
+                "the signature does not verify with the certificate's key over the signed attributes",
+            )
+        })?;
+        let certs =
+            self.certificate_set(prepared.include_signer_cert, &prepared.extra_certs_der)?;
+        Ok(self.write(
+            prepared.content_type,
+            &prepared.signed_attrs,
+            &certs,
+            prepared.content.as_deref(),
+            signature,
+        ))
+    }
+
+    /// The checks of [`SignerContext::sign`] and [`SignerContext::prepare`] on `params`.
+    fn check_params(&self, params: &SignParams<'_>) -> Result<(), CmsError> {
+        params.digest_algorithm.check_len(params.digest)?;
+        if params.digest_algorithm != self.digest_algorithm {
+            return Err(CmsError::SignerDigestMismatch {
+                signature_algorithm: self.signature_algorithm.oid,
+                requested: params.digest_algorithm,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies `signature` over `signed_attrs` with the certificate's key.
+    fn verify(
+        &self,
+        signed_attrs: &[u8],
+        signature: &der::asn1::BitString,
+    ) -> Result<(), crate::X509Error> {
+        crate::keys::verify_signature(
+            "CMS signature",
+            &self.spki,
+            &self.signature_algorithm,
+            signed_attrs,
+            signature,
+        )
+        .map(|_| ())
+    }
+
+    /// The signed attributes, a DER SET OF Attribute (sorted encodings): content-type,
+    /// message-digest, signing-time (if given), signing-certificate-v2.
+    fn signed_attributes(&self, params: &SignParams<'_>) -> Result<Vec<u8>, CmsError> {
+        use crate::der_write::{put_header, put_tlv, sort_set_of, tlv_len};
         let attr = |oid: ObjectIdentifier, value_tag: u8, value: &[u8]| -> Vec<u8> {
             let set_len = tlv_len(value.len());
             let seq_len = tlv_len(oid.as_bytes().len()) + tlv_len(set_len);
@@ -649,7 +879,11 @@ impl SignerContext {
             put_tlv(&mut out, value_tag, value);
             out
         };
-        let content_type_attr = attr(oids::ID_CONTENT_TYPE, 0x06, content_type_oid.as_bytes());
+        let content_type_attr = attr(
+            oids::ID_CONTENT_TYPE,
+            0x06,
+            params.content_type.oid().as_bytes(),
+        );
         let digest_attr = attr(oids::ID_MESSAGE_DIGEST, 0x04, params.digest);
         let time_attr = match params.signing_time {
             Some(t) => Some(signing_time_attribute(t)?.to_der()?),
@@ -666,33 +900,37 @@ impl SignerContext {
         for a in &attrs {
             signed_attrs.extend_from_slice(a);
         }
-        let signature = signer
-            .try_sign(&signed_attrs)
-            .map_err(CmsError::Signer)?
-            .to_bitstring()?;
-        // RSA: a single faulty RSA-CRT signature discloses the private key, so none leaves
-        // unverified (the reasoning, and why ECDSA signatures are not verified here, is with
-        // `esigd_ca::SignatureCheck`).
-        if let Some((spki, alg)) = &self.rsa_check {
-            crate::keys::verify_signature("CMS signature", spki, alg, &signed_attrs, &signature)
-                .map_err(|_| {
-                    CmsError::Verify("the signer returned an RSA signature that does not verify")
-                })?;
-        }
-        let signature = signature.raw_bytes();
+        Ok(signed_attrs)
+    }
 
-        // Certificates: a DER SET OF (sorted encodings, no duplicates).
-        let extra: Vec<Vec<u8>> = params
-            .extra_certs
-            .iter()
-            .map(|c| c.to_der())
-            .collect::<Result<_, _>>()?;
-        let mut certs: Vec<&[u8]> = Vec::with_capacity(extra.len() + 1);
-        if params.include_signer_cert {
+    /// The certificates of the `certificates` field: a DER SET OF (sorted encodings, no
+    /// duplicates).
+    fn certificate_set<'a>(
+        &'a self,
+        include_signer_cert: bool,
+        extra_certs_der: &'a [Vec<u8>],
+    ) -> Result<Vec<&'a [u8]>, CmsError> {
+        let mut certs: Vec<&[u8]> = Vec::with_capacity(extra_certs_der.len() + 1);
+        if include_signer_cert {
             certs.push(&self.cert_der);
         }
-        certs.extend(extra.iter().map(Vec::as_slice));
-        sort_set_of(&mut certs)?;
+        certs.extend(extra_certs_der.iter().map(Vec::as_slice));
+        crate::der_write::sort_set_of(&mut certs)?;
+        Ok(certs)
+    }
+
+    /// Writes the `ContentInfo(SignedData)` around the signed attributes (the DER SET OF), the
+    /// certificates (from [`SignerContext::certificate_set`]) and the signature value.
+    fn write(
+        &self,
+        content_type: ContentType,
+        signed_attrs: &[u8],
+        certs: &[&[u8]],
+        content: Option<&[u8]>,
+        signature: &[u8],
+    ) -> Vec<u8> {
+        use crate::der_write::{header_len, put_header, put_tlv, tlv_len};
+        let content_type_oid = content_type.oid();
         let certs_len: usize = certs.iter().map(|c| c.len()).sum();
 
         // Lengths, innermost first.
@@ -724,7 +962,7 @@ impl SignerContext {
         put_header(&mut out, 0x30, signed_data_len); // SignedData
         // RFC 5652 §5.1: v3 when eContentType is not id-data, v1 otherwise (issuerAndSerialNumber
         // sid, plain certificates only).
-        let version = if params.content_type == ContentType::Data {
+        let version = if content_type == ContentType::Data {
             1
         } else {
             3
@@ -740,7 +978,7 @@ impl SignerContext {
         }
         if !certs.is_empty() {
             put_header(&mut out, 0xa0, certs_len); // [0] IMPLICIT CertificateSet
-            for c in &certs {
+            for c in certs {
                 out.extend_from_slice(c);
             }
         }
@@ -754,8 +992,13 @@ impl SignerContext {
         out.extend_from_slice(&self.signature_algorithm_der);
         put_tlv(&mut out, 0x04, signature);
         debug_assert_eq!(out.len(), header_len(content_info_len) + content_info_len);
-        Ok(out)
+        out
     }
+}
+
+/// The DER encodings of `certs`.
+fn encode_certificates(certs: &[Certificate]) -> Result<Vec<Vec<u8>>, CmsError> {
+    Ok(certs.iter().map(|c| c.to_der()).collect::<Result<_, _>>()?)
 }
 
 /// Decodes `ContentInfo(SignedData)` DER.
