@@ -419,6 +419,7 @@ impl Config {
         if let Some(scd) = &self.scd {
             all.push(("scd.request_timeout", scd.request_timeout));
             all.push(("scd.onboarding_timeout", scd.onboarding_timeout));
+            all.push(("scd.signing_timeout", scd.signing_timeout));
         }
         match all.into_iter().find(|(_, d)| *d > MAX_DURATION) {
             Some((key, _)) => Err(self.invalid(key, "must be at most 1000 years")),

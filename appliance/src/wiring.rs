@@ -13,7 +13,7 @@ use esigd_service::identity::IdentityProvider;
 use esigd_service::identity::oidc::ClientAuth;
 use esigd_service::payment::PaymentVerifier;
 use esigd_service::registry::Registry;
-use esigd_service::scd::{RscdConnector, RscdSettings, ScdSection, ScdVault};
+use esigd_service::scd::{PseudonymTokens, RscdConnector, RscdSettings, ScdSection, ScdVault};
 use esigd_service::service::ScdParts;
 use esigd_service::{CaAuthority, Parts, Service, Settings};
 use esigd_store::persist::{RocksCertStore, RocksImprintLog, RocksSerialStore, StampQueue};
@@ -230,7 +230,7 @@ pub fn build_service(
             );
             None
         }
-        Some(section) => Some(scd_parts(cfg, section, &hsm)?),
+        Some(section) => Some(scd_parts(cfg, section, &hsm, clock.clone())?),
         None => None,
     };
     Ok(Service::new(Parts {
@@ -259,7 +259,7 @@ pub fn build_service(
 
 /// `[scd]`: the connector (client certificate and pinned server CA read now) and the HSM keys
 /// that seal device IDs (created on first start).
-fn scd_parts(cfg: &Config, s: &ScdSection, hsm: &Hsm) -> Result<ScdParts> {
+fn scd_parts(cfg: &Config, s: &ScdSection, hsm: &Hsm, clock: SharedClock) -> Result<ScdParts> {
     let read = |key: &str, p: &std::path::Path| {
         let path = cfg.data_path(p);
         std::fs::read(&path).with_context(|| format!("{key}: reading {}", path.display()))
@@ -276,10 +276,13 @@ fn scd_parts(cfg: &Config, s: &ScdSection, hsm: &Hsm) -> Result<ScdParts> {
     .context("scd: the Remote SCD connector cannot be built")?;
     let vault = ScdVault::open(hsm.clone(), &s.seal_key, &s.index_key)
         .context("scd.seal_key / scd.index_key: the HSM keys cannot be found or created")?;
+    let tokens = PseudonymTokens::open(hsm.clone(), &s.token_key, clock)
+        .context("scd.token_key: the HSM key cannot be found or created")?;
     Ok(ScdParts {
         section: s.clone(),
         connector: Arc::new(connector),
         vault,
+        tokens,
     })
 }
 

@@ -82,6 +82,8 @@ pub struct ScdParts {
     pub connector: Arc<dyn RemoteScdConnector>,
     /// Sealing and blind indexes in the HSM.
     pub vault: ScdVault,
+    /// Pseudonym tokens (HMAC key in the HSM).
+    pub tokens: crate::scd::PseudonymTokens,
 }
 
 /// Everything the request handlers share.
@@ -110,6 +112,10 @@ pub struct Service {
     pub onboarding: Arc<Onboarding>,
     /// The citizens' own certificates.
     pub citizen_certs: Arc<CitizenCerts>,
+    /// Workflow 9.2.2 with the parts it uses.
+    pub scd_signing: Arc<crate::signing::scd::ScdSigning>,
+    /// Pseudonym tokens, when `[scd]` is configured.
+    pub pseudonym_tokens: Option<Arc<crate::scd::PseudonymTokens>>,
     /// Registered e-Services and auditors (replaced on SIGHUP).
     pub registry: Reloadable<Registry>,
     /// The Identity BB, when `[identity]` is configured.
@@ -153,9 +159,14 @@ impl Service {
         });
         let crls = Arc::new(Crls::new(ca.clone(), p.published));
         let keys = ScdKeyStore::new(p.store.clone());
-        let (connector, vault, section) = match p.scd {
-            Some(s) => (Some(s.connector), Some(s.vault), Some(s.section)),
-            None => (None, None, None),
+        let (connector, vault, section, tokens) = match p.scd {
+            Some(s) => (
+                Some(s.connector),
+                Some(s.vault),
+                Some(s.section),
+                Some(Arc::new(s.tokens)),
+            ),
+            None => (None, None, None, None),
         };
         let key_spec = section.as_ref().and_then(|s| s.key_spec().ok()).unwrap_or(
             esigd_scd::api::KeySpec::Ec {
@@ -184,6 +195,30 @@ impl Service {
             clock: p.clock.clone(),
             meter: p.meter.clone(),
         });
+        let scd_signing = Arc::new(crate::signing::scd::ScdSigning {
+            connector: connector.clone(),
+            keys: keys.clone(),
+            ca: ca.clone(),
+            tsa: p.tsa.clone(),
+            vault: crate::signing::seal::Vault {
+                signatures: signatures.clone(),
+                imprints: p.imprints.clone(),
+                retention_unfetched: p.settings.store.retention_unfetched,
+            },
+            relying_party: section
+                .as_ref()
+                .map(|s| (s.relying_party_uuid.clone(), s.relying_party_name.clone()))
+                .unwrap_or_default(),
+            timeout: section
+                .as_ref()
+                .map(|s| s.signing_timeout)
+                .unwrap_or(esigd_scd::api::USER_WINDOW),
+            max_pending: section.as_ref().map(|s| s.max_pending).unwrap_or(1),
+            pending: std::sync::Mutex::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            clock: p.clock.clone(),
+            meter: p.meter.clone(),
+        });
         let citizen_certs = Arc::new(CitizenCerts {
             keys,
             ca: ca.clone(),
@@ -197,6 +232,8 @@ impl Service {
             crls,
             onboarding,
             citizen_certs,
+            scd_signing,
+            pseudonym_tokens: tokens,
             settings: p.settings,
             hsm: p.hsm,
             store: p.store,

@@ -8,6 +8,7 @@
 //! * [`idp`]: the development Identity BB (npm `oidc-provider`);
 //! * [`pki`]: a throw-away openssl CA for client certificates;
 //! * [`rscd`]: the reference Remote SCD service and device app as processes;
+//! * [`scd_world`]: esigd, the Identity BB, the Remote SCD service and a device, together;
 //! * [`venv`]: the Python venv of the independent validators (pkilint, pyHanko).
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -19,6 +20,7 @@ pub mod flood;
 pub mod idp;
 pub mod pki;
 pub mod rscd;
+pub mod scd_world;
 pub mod validators;
 
 use std::io::{BufRead, BufReader, Read};

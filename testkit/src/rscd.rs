@@ -253,6 +253,11 @@ impl Device {
             })
     }
 
+    /// The next line within `wait`, if the device prints one.
+    pub fn try_next(&self, wait: Duration) -> Option<Value> {
+        self.lines.recv_timeout(wait).ok()
+    }
+
     /// Waits for the request `tx` on screen.
     pub fn shown(&self, tx: &str) -> Value {
         let line = self.next();

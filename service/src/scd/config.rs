@@ -53,6 +53,18 @@ pub struct ScdSection {
     /// window is 120 s); then the session is cancelled and the answer is a timeout.
     #[serde(default = "default_onboarding_timeout", with = "humantime_serde")]
     pub onboarding_timeout: Duration,
+    /// How long a signature waits for the citizen on the device (workflow 9.2.2); then it ends
+    /// with a timeout and the session is cancelled.
+    #[serde(default = "default_onboarding_timeout", with = "humantime_serde")]
+    pub signing_timeout: Duration,
+    /// Most signatures waiting for devices at once (each costs a task and a few KiB, no HSM
+    /// session, thread or signing slot); more get 503.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+    /// Label of the HMAC-SHA-256 key in the HSM that signs pseudonym tokens
+    /// (`GET /v1/token/pseodonym/{pseudonym}`; created on first start).
+    #[serde(default = "default_token_key")]
+    pub token_key: String,
     /// The key the device is asked to create: `P-256` (default), `P-384`, `RSA-2048`,
     /// `RSA-3072` or `RSA-4096`.
     #[serde(default = "default_key")]
@@ -77,6 +89,14 @@ fn default_request_timeout() -> Duration {
 
 fn default_onboarding_timeout() -> Duration {
     USER_WINDOW + Duration::from_secs(10)
+}
+
+fn default_max_pending() -> usize {
+    1000
+}
+
+fn default_token_key() -> String {
+    "pseudonym-token".into()
 }
 
 fn default_key() -> String {
@@ -105,6 +125,9 @@ impl ScdSection {
             scd_types: default_scd_types(),
             request_timeout: default_request_timeout(),
             onboarding_timeout: default_onboarding_timeout(),
+            signing_timeout: default_onboarding_timeout(),
+            max_pending: default_max_pending(),
+            token_key: default_token_key(),
             key: default_key(),
             seal_key: default_seal_key(),
             index_key: default_index_key(),
@@ -169,6 +192,23 @@ impl ScdSection {
             return Err(SettingError::new(
                 "scd.onboarding_timeout",
                 "must be between 5 s and 10 min",
+            ));
+        }
+        if self.signing_timeout < Duration::from_secs(5)
+            || self.signing_timeout > Duration::from_secs(600)
+        {
+            return Err(SettingError::new(
+                "scd.signing_timeout",
+                "must be between 5 s and 10 min",
+            ));
+        }
+        if self.max_pending == 0 {
+            return Err(SettingError::new("scd.max_pending", "must be at least 1"));
+        }
+        if self.token_key == self.seal_key || self.token_key == self.index_key {
+            return Err(SettingError::new(
+                "scd.token_key",
+                "must differ from scd.seal_key and scd.index_key (one key per purpose)",
             ));
         }
         if self.seal_key == self.index_key {

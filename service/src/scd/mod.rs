@@ -4,8 +4,10 @@
 
 pub mod config;
 pub mod connector;
+pub mod token;
 pub mod vault;
 
 pub use config::{DEFAULT_SCD_TYPES, REMOTE_SCD, ScdSection};
 pub use connector::{RscdConnector, RscdSettings};
+pub use token::{PseudonymTokens, TokenError};
 pub use vault::ScdVault;

@@ -2,11 +2,27 @@
 //! bottom like its sequence diagram.
 //!
 //! * [`onetime`] — 9.1 one-time signing: one-time key, one-time certificate, CAdES, time-stamp.
+//! * [`scd`] — 9.2.2 signing with the citizen's own device named by a pseudonym.
+//! * [`seal`] — what every signature shares once its value exists: the time-stamp and the
+//!   durable batch.
 
 pub mod onetime;
+pub mod scd;
+pub mod seal;
 
 use esigd_hsm::SignatureScheme;
 use esigd_pki::cms::DigestAlgorithm;
+use x509_cert::Certificate;
+
+/// Certificates between the signer's issuer and a root: the CA chain without self-signed roots
+/// (verifiers bring their own trust anchors).
+pub(crate) fn intermediates(chain: &[Certificate]) -> Vec<Certificate> {
+    chain
+        .iter()
+        .filter(|c| c.tbs_certificate.subject != c.tbs_certificate.issuer)
+        .cloned()
+        .collect()
+}
 
 /// A `hashType` we can sign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,10 +26,7 @@ use esigd_hsm::HsmError;
 use esigd_pki::X509Error;
 use esigd_pki::cms::{self, ContentType, SignParams};
 use esigd_pki::identity::{DnBuilder, IdentityClaims};
-use esigd_tsa::DigestAlgorithm;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
-use x509_cert::Certificate;
 use x509_cert::der::Encode;
 
 use esigd_hsm::OneTimeKeys;
@@ -38,7 +35,8 @@ use esigd_store::signatures::{
     AuditEvent, KeyDestroyed, SignatureRecord, SignatureStore, SignatureType, rfc3339,
 };
 
-use super::HashType;
+use super::seal::{self, SealError};
+use super::{HashType, intermediates};
 use crate::authorities::{CaAuthority, TsaService};
 use crate::clock::SharedClock;
 use crate::meter::{Meter, Op, Timer};
@@ -240,30 +238,21 @@ pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRe
     event.tsa_serial = Some(made.token.record.serial);
     event.hash_type = Some(record.hash_type.clone());
     event.digest = Some(hex::encode(&record.digest));
-    let mut batch = app
-        .signatures
-        .create_batch(&record, app.retention_unfetched)
-        .map_err(|e| internal("encoding the record", e))?;
-    batch.extend(
-        app.imprints
-            .batch_for(&made.token.record)
-            .map_err(|e| internal("encoding the TSA record", e))?,
-    );
-    batch.extend(
-        app.signatures
-            .audit_batch(&event, made.created)
-            .map_err(|e| internal("encoding the audit event", e))?,
-    );
-    let timer = Timer::start(app.meter.as_ref(), Op::StoreWrite);
-    app.signatures.commit(batch).await.map_err(|e| {
-        if e.is_busy() {
-            SignError::Unavailable("the store is busy; retry shortly".into())
-        } else {
-            internal("storing the signature", e)
+    seal::store(
+        &app.vault(),
+        app.meter.as_ref(),
+        &record,
+        &made.token,
+        &event,
+    )
+    .await
+    .map_err(|e| match e {
+        SealError::Busy => SignError::Unavailable("the store is busy; retry shortly".into()),
+        other => {
+            tracing::error!(error = %other, "one-time signature not stored");
+            SignError::Internal
         }
     })?;
-
-    timer.finish();
     app.meter.signature_created("cades");
 
     // 9. The signature ID.
@@ -339,22 +328,14 @@ fn make_signature(
         .map_err(|e| hsm_failure("destroying the one-time key", &e))?;
 
     // 7. Signature time-stamp over the signature value (CAdES-B-T).
-    let signature_value =
-        cms::signature_value(&cms_der).map_err(|e| internal("signature value", e))?;
-    let imprint = Sha256::digest(&signature_value);
-    let timer = Timer::start(app.meter.as_ref(), Op::TsaStamp);
-    let token = app
-        .tsa
-        .stamp_imprint(DigestAlgorithm::Sha256, &imprint, app.clock.now())
-        .map_err(|r| {
-            tracing::warn!(reason = %r, "the TSA refused the signature time-stamp");
-            app.meter.tsa_rejected(&r);
-            SignError::Unavailable(format!("the time-stamping authority cannot stamp now: {r}"))
+    let stamped = seal::timestamp(&app.tsa, app.meter.as_ref(), &cms_der, app.clock.now())
+        .map_err(|e| match e {
+            SealError::TsaRefused(m) => {
+                SignError::Unavailable(format!("the time-stamping authority cannot stamp now: {m}"))
+            }
+            other => internal("time-stamp", other),
         })?;
-    timer.finish();
-    app.meter.tsa_granted();
-    let cades = esigd_pki::cades::add_signature_timestamp(&cms_der, &token.token_der)
-        .map_err(|e| internal("adding the time-stamp", e))?;
+    let (cades, token) = (stamped.cades, stamped.token);
 
     Ok(Made {
         cades,
@@ -364,16 +345,6 @@ fn make_signature(
         receipt,
         created: now,
     })
-}
-
-/// Certificates between the signer's issuer and a root: the CA chain without self-signed roots
-/// (verifiers bring their own trust anchors).
-fn intermediates(chain: &[Certificate]) -> Vec<Certificate> {
-    chain
-        .iter()
-        .filter(|c| c.tbs_certificate.subject != c.tbs_certificate.issuer)
-        .cloned()
-        .collect()
 }
 
 fn signer_failure(step: &'static str, e: X509Error) -> SignError {
@@ -402,6 +373,14 @@ fn signer_failure_ca(e: esigd_ca::CaError) -> SignError {
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl OneTime {
+    fn vault(&self) -> seal::Vault {
+        seal::Vault {
+            signatures: self.signatures.clone(),
+            imprints: self.imprints.clone(),
+            retention_unfetched: self.retention_unfetched,
+        }
+    }
+
     /// The signing tasks in progress: shutdown waits for them before the HSM and the store close.
     pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
         &self.tasks

@@ -44,6 +44,15 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/v1/cert/create", post(super::cert::create))
         .route("/v1/cert/list", get(super::cert::list))
         .route("/v1/cert/{certificate_id}", patch(super::cert::patch))
+        .route("/v1/sign/pseudonym", post(super::scd_sign::sign))
+        .route(
+            "/v1/token/pseodonym/{pseudonym}",
+            get(super::scd_sign::token),
+        )
+        .route(
+            "/v1/token/pseudonym/{pseudonym}",
+            get(super::scd_sign::token),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -179,19 +188,33 @@ async fn sign_response(
     caller: Caller,
     rid: Option<Extension<RequestId>>,
     Path(signature_id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let eservice = caller.eservice()?.clone();
     let id = parse_signature_id(&signature_id.to_ascii_lowercase()).ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "signatureId must be 64 hex digits")
     })?;
-    let store = st.svc.signatures.clone();
-    let found = tokio::task::spawn_blocking(move || store.get(&id))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading a signature");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        })?;
+    let read = |st: Arc<WebState>| async move {
+        let store = st.svc.signatures.clone();
+        tokio::task::spawn_blocking(move || store.get(&id))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "reading a signature");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            })
+    };
+    let mut found = read(st.clone()).await?;
+    if found.is_none() {
+        // A signature waiting for the citizen's device (workflow 9.2.2), or one that ended
+        // without a signature.
+        if let Some(answer) =
+            super::scd_sign::pending_answer(&st, &id, &eservice.id, &query).await?
+        {
+            return Ok(answer);
+        }
+        found = read(st.clone()).await?;
+    }
     // Unknown and someone else's look the same: no oracle for valid IDs.
     let record = match found {
         Some(r) if r.owner == eservice.id => r,

@@ -8,3 +8,4 @@ pub mod eservice;
 pub mod interactive;
 pub mod metrics;
 pub mod public;
+pub mod scd_sign;

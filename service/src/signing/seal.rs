@@ -1,0 +1,118 @@
+//! The steps every CAdES signature takes once its signature value exists, whoever held the key
+//! (a one-time key in the HSM, or the citizen's device):
+//!
+//! * [`timestamp`]: the TSA time-stamps the signature value; the token becomes the unsigned
+//!   attribute signature-time-stamp (CAdES-B-T);
+//! * [`store`]: the signature, the TSA's record of the token and the audit event in one durable
+//!   batch (the caller answers only after it).
+
+use std::time::SystemTime;
+
+use esigd_pki::cms;
+use esigd_store::persist::RocksImprintLog;
+use esigd_store::signatures::{AuditEvent, SignatureRecord, SignatureStore};
+use esigd_tsa::{DigestAlgorithm, IssuedToken};
+use sha2::{Digest, Sha256};
+
+use crate::authorities::TsaService;
+use crate::meter::{Meter, Op, Timer};
+
+/// Why a signature could not be sealed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    /// The TSA cannot stamp now (clock unsynchronised, …): a passing condition.
+    #[error("the time-stamping authority cannot stamp now: {0}")]
+    TsaRefused(String),
+    /// The store is busy: retry shortly.
+    #[error("the store is busy; retry shortly")]
+    Busy,
+    /// Anything else; details are in the log.
+    #[error("internal error while sealing the signature ({0})")]
+    Internal(&'static str),
+}
+
+fn internal(step: &'static str, e: impl std::fmt::Display) -> SealError {
+    tracing::error!(step, error = %e, "sealing a signature failed");
+    SealError::Internal(step)
+}
+
+/// A CAdES-B-T signature and the token in it.
+#[derive(Debug)]
+pub struct Stamped {
+    /// The CMS with the signature-time-stamp attribute.
+    pub cades: Vec<u8>,
+    /// The TSA's token (its record goes into the store with the signature).
+    pub token: IssuedToken,
+}
+
+/// Time-stamps the signature value of `cms_der` (SHA-256 imprint) and adds the token as the
+/// signature-time-stamp attribute. Blocking: the TSA signs in the HSM.
+pub fn timestamp(
+    tsa: &TsaService,
+    meter: &dyn Meter,
+    cms_der: &[u8],
+    now: SystemTime,
+) -> Result<Stamped, SealError> {
+    let value = cms::signature_value(cms_der).map_err(|e| internal("signature value", e))?;
+    let imprint = Sha256::digest(&value);
+    let timer = Timer::start(meter, Op::TsaStamp);
+    let token = tsa
+        .stamp_imprint(DigestAlgorithm::Sha256, &imprint, now)
+        .map_err(|r| {
+            tracing::warn!(reason = %r, "the TSA refused the signature time-stamp");
+            meter.tsa_rejected(&r);
+            SealError::TsaRefused(r.to_string())
+        })?;
+    timer.finish();
+    meter.tsa_granted();
+    let cades = esigd_pki::cades::add_signature_timestamp(cms_der, &token.token_der)
+        .map_err(|e| internal("adding the time-stamp", e))?;
+    Ok(Stamped { cades, token })
+}
+
+/// Where [`store`] writes.
+#[derive(Clone)]
+pub struct Vault {
+    /// Signature records and the audit trail.
+    pub signatures: SignatureStore,
+    /// The TSA's records of issued tokens.
+    pub imprints: RocksImprintLog,
+    /// `store.retention_unfetched`.
+    pub retention_unfetched: std::time::Duration,
+}
+
+/// Stores `record`, the TSA record of `token` and `event` in one durable batch.
+pub async fn store(
+    vault: &Vault,
+    meter: &dyn Meter,
+    record: &SignatureRecord,
+    token: &IssuedToken,
+    event: &AuditEvent,
+) -> Result<(), SealError> {
+    let mut batch = vault
+        .signatures
+        .create_batch(record, vault.retention_unfetched)
+        .map_err(|e| internal("encoding the record", e))?;
+    batch.extend(
+        vault
+            .imprints
+            .batch_for(&token.record)
+            .map_err(|e| internal("encoding the TSA record", e))?,
+    );
+    batch.extend(
+        vault
+            .signatures
+            .audit_batch(event, record.created)
+            .map_err(|e| internal("encoding the audit event", e))?,
+    );
+    let timer = Timer::start(meter, Op::StoreWrite);
+    vault.signatures.commit(batch).await.map_err(|e| {
+        if e.is_busy() {
+            SealError::Busy
+        } else {
+            internal("storing the signature", e)
+        }
+    })?;
+    timer.finish();
+    Ok(())
+}
