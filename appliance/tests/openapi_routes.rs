@@ -89,11 +89,14 @@ fn the_openapi_document_is_valid_and_every_path_exists() {
             .replace("{signatureId}", &"0".repeat(64))
             .replace("{serial}", "01")
             .replace("{certificateId}", "01")
+            .replace("{pseudonym}", "k7m2-9xqa-h3dz")
             .replace("{request}", "MAA=");
         let eservice_api = path.starts_with("/v1/sign/onetime")
             || path.starts_with("/v1/sign/response/")
             || path.starts_with("/v1/audit/")
-            || path.starts_with("/v1/cert/");
+            || path.starts_with("/v1/cert/")
+            || path.starts_with("/v1/token/")
+            || path == "/v1/sign/pseudonym";
         for method in methods(&yaml, path) {
             let (status, body) = if eservice_api {
                 let url = format!("https://{}{concrete}", d.eservice);
