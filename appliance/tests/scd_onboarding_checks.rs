@@ -2,7 +2,8 @@
 //! binary and Identity BB, and a Remote SCD service that misbehaves on purpose (a stand-in
 //! speaking RSCD API v1 over mutual TLS, as a compromised or broken service would). Nothing it
 //! says makes esigd issue a certificate for a CSR that does not prove possession, carries another
-//! challenge or another key type, or comes with a verification code not bound to the request.
+//! challenge or another key type, or comes with a verification code not bound to the request;
+//! and a signing answer made by another key than the registered certificate's is refused.
 //!
 //! The reference service and device app end to end are in `scd_onboarding.rs`.
 #![allow(clippy::unwrap_used)] // tests may unwrap
@@ -100,6 +101,21 @@ async fn status(State(f): State<Shared>, Path(id): Path<String>) -> Json<Session
     st.result = Some(end(EndResult::Ok));
     let key = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
     let der = match behaviour.as_str() {
+        "sign-tampered" => {
+            use p256::ecdsa::signature::hazmat::PrehashSigner;
+            let digest = B64.decode(&challenge).unwrap();
+            let other = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+            let sig: p256::ecdsa::Signature = other.sign_prehash(&digest).unwrap();
+            st.signature = Some(esigd_scd::api::SignatureValue {
+                value: B64.encode(sig.to_der().as_bytes()),
+                signature_algorithm: esigd_scd::api::SignatureAlgorithm::Ecdsa,
+                signature_algorithm_parameters: esigd_scd::api::AlgorithmParameters {
+                    hash_algorithm: esigd_scd::api::HashAlgorithm::Sha256,
+                },
+            });
+            st.signature_protocol = Some(esigd_scd::api::SignatureProtocol::RawDigestSignature);
+            None
+        }
         "refuse" => {
             st.result = Some(end(EndResult::UserRefused));
             None
@@ -145,6 +161,28 @@ async fn status(State(f): State<Shared>, Path(id): Path<String>) -> Json<Session
     };
     st.csr = der.map(|d| B64.encode(d));
     Json(st)
+}
+
+/// A signing session: answered with a signature by a key that is not the registered one (a
+/// tampered device app or service).
+async fn start_signature(
+    State(f): State<Shared>,
+    Path(_handle): Path<String>,
+    Json(req): Json<esigd_scd::api::SignatureRequest>,
+) -> Json<SessionCreated> {
+    let id = format!("s{}", rand::random::<u32>());
+    let digest = B64
+        .decode(&req.signature_protocol_parameters.digest)
+        .unwrap();
+    let vc = Vc::issue(&id, &digest, &mut rand::rngs::OsRng);
+    f.lock().unwrap().sessions.insert(
+        id.clone(),
+        (
+            "sign-tampered".into(),
+            req.signature_protocol_parameters.digest,
+        ),
+    );
+    Json(SessionCreated { session_id: id, vc })
 }
 
 async fn cancel(State(f): State<Shared>, Path(id): Path<String>) -> Json<Value> {
@@ -199,6 +237,7 @@ fn env() -> Env {
     let app = Router::new()
         .route("/scd/v1/onboarding/device/{ty}/{device}", post(start))
         .route("/scd/v1/session/{id}", get(status))
+        .route("/scd/v1/signature/key/{handle}", post(start_signature))
         .route("/scd/v1/session/{id}/cancel", post(cancel))
         .route("/scd/v1/keys/{handle}/certificate", post(deliver))
         .with_state(fake.clone());
@@ -345,6 +384,55 @@ fn a_misbehaving_remote_scd_service_gets_no_certificate() {
     // Only the two good answers were delivered.
     assert_eq!(f.delivered.len(), 2, "{:?}", f.delivered);
     drop(f);
+
+    // A signature whose answer is made by another key than the registered one is refused
+    // (and logged); no signature is stored.
+    let pseudonym = ok.json()["pseudonym"].as_str().unwrap().to_owned();
+    let t = mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "GET",
+        &format!("/v1/token/pseodonym/{pseudonym}"),
+        &[],
+    );
+    assert_eq!(t.status, 200, "{}", t.message());
+    let h = format!("X-Pseodonym-Token: {}", t.json()["jwt"].as_str().unwrap());
+    let body = json!({"format": "CAdES", "hash": B64.encode([9u8; 32]), "hashType": "SHA2-256",
+                      "dataToBeDisplayed": "Lease"})
+    .to_string();
+    let r = mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "POST",
+        "/v1/sign/pseudonym",
+        &[
+            "-H",
+            &h,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.message());
+    let id = r.json()["signatureId"].as_str().unwrap().to_owned();
+    let r = mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "GET",
+        &format!("/v1/sign/response/{id}?timeoutMs=20000"),
+        &["--max-time", "30"],
+    );
+    assert_eq!(r.status, 502, "{}", r.message());
+    assert!(r.message().starts_with("device_failed"), "{}", r.message());
+    let log = std::fs::read_to_string(env.dir.path().join("esigd.log")).unwrap();
+    assert!(
+        log.contains("does not verify with the registered certificate"),
+        "not logged"
+    );
 
     // Only the two good certificates exist for the citizen.
     let auth = format!("X-GovStack-AuthenticationToken: {}", mari.access_token);
