@@ -374,7 +374,7 @@ async fn run(
     };
     install_probes(&state, &public_opts, &eservice_opts);
     let public_app = esigd_web::routes::public::router(state.clone())
-        .merge(esigd_web::routes::interactive::router(state.clone()))
+        .merge(esigd_web::routes::browser(state.clone()))
         .merge(esigd_web::routes::metrics::router(
             metrics.clone(),
             cfg.metrics.allowed_ips.clone(),

@@ -220,7 +220,10 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
     // Tokens: another e-Service's is refused; a changed one is refused; none at all is refused.
     let t = token_for(&w, &pseudonym);
     let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
-    parts[1] = parts[1].replace('A', "B");
+    // The claims always start `{"` (base64url `eyJ`): change their first character.
+    assert!(parts[1].starts_with("eyJ"), "{t}");
+    parts[1].replace_range(0..1, "f");
+
     let r = sign(&w, "X-Pseodonym-Token", &parts.join("."), &body(b"6", "x"));
     assert_eq!(r.status, 401, "{}", r.message());
     let r = w.call(
@@ -268,4 +271,149 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
     for name in ["esigd.log", "rscd.log", "device.log"] {
         assert!(!w.log(name).contains(PIN), "the PIN is in {name}");
     }
+}
+
+/// The part of `html` between `start` and the next `end`.
+fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
+    let i = html
+        .find(start)
+        .unwrap_or_else(|| panic!("{start:?} not in:\n{html}"))
+        + start.len();
+    let j = html[i..].find(end).unwrap() + i;
+    &html[i..j]
+}
+
+#[test]
+fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
+    let mut w = world();
+    let mari = w.idp.tokens(AUD, SECRET, REDIRECT, "mari");
+    let pseudonym = w.onboard(&mari.access_token, 0)["pseudonym"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let work = w.dir.path().join("pages");
+    std::fs::create_dir_all(&work).unwrap();
+    let doc = work.join("form.txt");
+    std::fs::write(&doc, b"Consent form 7\n").unwrap();
+    let jar = work.join("cookies");
+    let jar = jar.to_str().unwrap();
+    let page = |path: &str, extra: &[&str]| -> (u16, String) {
+        let url = w.esigd.url(path);
+        let mut args = vec!["-c", jar, "-b", jar];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        let (code, body) = esigd_testkit::curl(&args);
+        (code, String::from_utf8(body).unwrap())
+    };
+    let hash = B64
+        .encode(Sha256::digest(b"Consent form 7\n"))
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let display = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("Consent form 7");
+    let (code, choice) = page(
+        &format!(
+            "/v1/sign/interactive?serviceId=svc-a&format=CAdES&hashType=SHA2-256&hash={hash}\
+             &dataToBeDisplayed={display}&state=st-1&nonce=n-1\
+             &callbackUrl=https%3A%2F%2Fland.example.test%2Fcb%2Fdone"
+        ),
+        &[],
+    );
+    assert_eq!(code, 200, "{choice}");
+    let t = between(&choice, "/v1/sign/interactive/scd?t=", "\"").to_owned();
+    // The pseudonym form, then the code.
+    let (code, form) = page(&format!("/v1/sign/interactive/scd?t={t}"), &[]);
+    assert_eq!(code, 200, "{form}");
+    assert!(form.contains("id=\"pseudonym\""), "{form}");
+    let (code, waiting) = page(
+        "/v1/sign/interactive/scd",
+        &[
+            "--data-urlencode",
+            &format!("t={t}"),
+            "--data-urlencode",
+            &format!("pseudonym={}", pseudonym.to_uppercase()),
+        ],
+    );
+    assert_eq!(code, 200, "{waiting}");
+    let shown = between(&waiting, "id=\"verification-code\">", "<").to_owned();
+    // The device shows the same code and the e-Service's text; the citizen types the PIN.
+    let screen = w.device.next();
+    assert_eq!(screen["type"], "SIGN", "{screen}");
+    assert_eq!(
+        screen["vc"],
+        shown.as_str(),
+        "the page and the device show one code"
+    );
+    assert_eq!(screen["text"], "Consent form 7", "{screen}");
+    let tx = screen["transactionId"].as_str().unwrap().to_owned();
+    assert_eq!(w.device.confirm(&tx, PIN, None)["sent"], "OK");
+    let (code, done) = page(&format!("/v1/sign/interactive/scd/wait?t={t}"), &[]);
+    assert_eq!(code, 200, "{done}");
+    let back = between(
+        &done,
+        "id=\"continue\" class=\"choice primary\" href=\"",
+        "\"",
+    )
+    .replace("&amp;", "&")
+    .replace("&#x2f;", "/");
+    assert!(
+        back.starts_with("https://land.example.test/cb/done?signatureId="),
+        "{back}"
+    );
+    assert!(back.ends_with("&state=st-1&nonce=n-1"), "{back}");
+    let id = between(&back, "signatureId=", "&").to_owned();
+    // The e-Service's back end fetches it over mTLS; openssl verifies it against the document.
+    let r = response(&w, &id, 0);
+    assert_eq!(r.status, 200, "{}", r.message());
+    let p7s = B64.decode(r.json()["signature"].as_str().unwrap()).unwrap();
+    verify_with_openssl(
+        &w.dir.path().join("data/pki/ca.pem"),
+        &w.dir.path().join("data/pki/tsa.pem"),
+        &p7s,
+        &doc,
+        &work,
+        None,
+    );
+
+    // Refused on the device: back to the callback with access_denied and no signatureId.
+    let (_, choice) = page(
+        &format!(
+            "/v1/sign/interactive?serviceId=svc-a&format=CAdES&hashType=SHA2-256&hash={hash}\
+             &state=st-2&callbackUrl=https%3A%2F%2Fland.example.test%2Fcb%2Fdone"
+        ),
+        &[],
+    );
+    let t = between(&choice, "/v1/sign/interactive/scd?t=", "\"").to_owned();
+    let (code, _) = page(
+        "/v1/sign/interactive/scd",
+        &[
+            "--data-urlencode",
+            &format!("t={t}"),
+            "--data-urlencode",
+            &format!("pseudonym={pseudonym}"),
+        ],
+    );
+    assert_eq!(code, 200);
+    let tx = w.device.next()["transactionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.device
+        .decide(json!({"transactionId": tx, "decision": "refuse"}));
+    let (code, out) = page(
+        &format!("/v1/sign/interactive/scd/wait?t={t}"),
+        &["-D", "-"],
+    );
+    assert_eq!(code, 303, "{out}");
+    let location = out
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim();
+    assert!(
+        location.starts_with("https://land.example.test/cb/done?error=access_denied"),
+        "{location}"
+    );
+    assert!(!location.contains("signatureId"), "{location}");
+    assert!(location.ends_with("&state=st-2"), "{location}");
 }

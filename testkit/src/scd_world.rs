@@ -110,6 +110,7 @@ name = "Land Registry"
 client_cert_sha256 = {a_fp:?}
 allowed_ips = ["127.0.0.1/32"]
 id_token_audiences = ["{AUD}"]
+callback_prefixes = ["https://land.example.test/cb/"]
 
 [[auditor]]
 name = "Audit Office"

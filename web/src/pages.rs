@@ -74,6 +74,17 @@ pub(crate) struct SignVisit {
     pub(crate) callback: url::Url,
     pub(crate) state: Option<String>,
     pub(crate) nonce: Option<String>,
+    /// The signature asked of the citizen's device (workflow 9.2.2), once asked.
+    pub(crate) scd: Option<ScdStep>,
+}
+
+/// A signature asked of the citizen's device from the signing pages.
+#[derive(Debug, Clone)]
+pub(crate) struct ScdStep {
+    /// Its signatureId.
+    pub(crate) signature_id: [u8; 32],
+    /// The verification code shown.
+    pub(crate) code: String,
 }
 
 /// Which of the citizen's pages a visit is for.
@@ -165,6 +176,7 @@ impl Pages {
             ("error.html", include_str!("../templates/error.html")),
             ("payment.html", include_str!("../templates/payment.html")),
             ("scd.html", include_str!("../templates/scd.html")),
+            ("scd_wait.html", include_str!("../templates/scd_wait.html")),
             ("result.html", include_str!("../templates/result.html")),
             (
                 "account_start.html",
@@ -696,6 +708,7 @@ mod tests {
             callback: url::Url::parse("https://shop.example/cb").unwrap(),
             state: None,
             nonce: None,
+            scd: None,
         }))
     }
 

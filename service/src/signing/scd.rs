@@ -271,6 +271,11 @@ impl ScdSigning {
         self.connector.is_some()
     }
 
+    /// `scd.signing_timeout`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The signing tasks in progress (shutdown waits for them).
     pub fn tasks(&self) -> &tokio_util::task::TaskTracker {
         &self.tasks

@@ -70,13 +70,12 @@ fn display_text(v: &str) -> Result<String, &'static str> {
 // the one helper the listener's `listen.max_connections_per_ip` uses too.
 pub(crate) use crate::net::address_bucket;
 
-/// The public routes of the signing pages and of the citizen's own pages
-/// ([`super::account`]).
+/// The public routes of the signing pages (9.1; the SCD path is [`super::scd_pages`], the
+/// citizen's own pages [`super::account`]: all of them are [`super::browser`]).
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/v1/sign/interactive", get(interactive))
         .route("/v1/sign/interactive/national-id", get(national_id))
-        .route("/v1/sign/interactive/scd", get(scd))
         .route("/v1/sign/interactive/cancel", get(cancel))
         .route("/v1/oidc/callback", get(oidc_callback))
         .route("/v1/ui/style.css", get(style_css))
@@ -84,12 +83,10 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/v1/ui/logo", get(logo))
         // Browsers ask for it on every page; answer without a 404 in their console.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-        .with_state(state.clone())
-        // The citizen's own pages share the session table and the OIDC callback.
-        .merge(super::account::router(state))
+        .with_state(state)
 }
 
-fn rid(r: &Option<Extension<RequestId>>) -> String {
+pub(crate) fn rid(r: &Option<Extension<RequestId>>) -> String {
     r.as_ref()
         .map(|Extension(r)| r.0.clone())
         .unwrap_or_default()
@@ -109,7 +106,7 @@ fn echo_param(name: &str, v: Option<&String>) -> Result<Option<String>, String> 
 
 /// Sends the browser back to the e-Service with `error` and `error_description` (and its
 /// `state` and `nonce`), never with a signature ID.
-fn fail_back(st: &WebState, s: &SignVisit, code: &str, description: &str) -> Response {
+pub(crate) fn fail_back(st: &WebState, s: &SignVisit, code: &str, description: &str) -> Response {
     st.metrics.signing_session_ended(code);
     redirect(&callback_url(
         s,
@@ -118,7 +115,7 @@ fn fail_back(st: &WebState, s: &SignVisit, code: &str, description: &str) -> Res
 }
 
 /// `callback?k=v&…&state=…&nonce=…`.
-fn callback_url(s: &SignVisit, params: &[(&str, &str)]) -> String {
+pub(crate) fn callback_url(s: &SignVisit, params: &[(&str, &str)]) -> String {
     let mut u = s.callback.clone();
     {
         let mut q = u.query_pairs_mut();
@@ -237,6 +234,7 @@ async fn interactive(
             callback,
             state,
             nonce,
+            scd: None,
         })),
     };
     match pages.insert(session) {
@@ -287,7 +285,7 @@ fn payment_page(st: &WebState, eservice: &Eservice, e: PaymentError, rid: &str) 
 }
 
 /// The session of this browser whose link token is `t`.
-fn session_for(
+pub(crate) fn session_for(
     st: &WebState,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
@@ -334,22 +332,6 @@ async fn national_id(
                 &rid,
             )
         }
-    }
-}
-
-async fn scd(
-    State(st): State<Arc<WebState>>,
-    r: Option<Extension<RequestId>>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    match session_for(&st, &headers, &q) {
-        Ok((s, v)) => st.pages.render(
-            StatusCode::OK,
-            "scd.html",
-            context! { eservice_name => v.eservice_name, csrf => s.csrf },
-        ),
-        Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
     }
 }
 

@@ -1,0 +1,248 @@
+//! Workflow 9.2.2 in the user's browser (public listener), from the choice page of a signing
+//! visit ([`super::interactive`]):
+//!
+//! 1. `GET /v1/sign/interactive/scd?t=`: the pseudonym form;
+//! 2. `POST /v1/sign/interactive/scd`: the signature is asked of the device
+//!    ([`esigd_service::signing::scd`]); the page shows the verification code;
+//! 3. `GET /v1/sign/interactive/scd/wait?t=`: waits (long poll, then a refresh meta: the pages
+//!    have no script) until the device has answered, then sends the browser to
+//!    `callbackUrl?signatureId&state&nonce`, or back with `error=access_denied|timeout|
+//!    key_unusable|device_failed|signing_failed` and no signature.
+//!
+//! A pseudonym that names no key behaves like one that does (a code, then a timeout). A payment
+//! is used up when the device is asked and given back if no signature is made.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use minijinja::context;
+use serde::Deserialize;
+
+use esigd_service::signing::scd::{Failure, ScdSignError, ScdSignRequest, Status};
+
+use super::interactive::{callback_url, fail_back, rid, session_for};
+use crate::observe::RequestId;
+use crate::pages::{CSP_FORMS, ScdStep, SignVisit, Visit, redirect};
+use crate::state::WebState;
+
+/// How long one wait request holds before the page refreshes.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The routes.
+pub fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/v1/sign/interactive/scd", get(form).post(submit))
+        .route("/v1/sign/interactive/scd/wait", get(wait))
+        .with_state(state)
+}
+
+fn forms(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP_FORMS),
+    );
+    r
+}
+
+fn form_page(
+    st: &WebState,
+    status: StatusCode,
+    v: &SignVisit,
+    csrf: &str,
+    error: Option<&str>,
+) -> Response {
+    forms(st.pages.render(
+        status,
+        "scd.html",
+        context! {
+            eservice_name => v.eservice_name.clone(),
+            csrf => csrf,
+            available => st.svc.scd_signing.available(),
+            error => error,
+        },
+    ))
+}
+
+/// `GET /v1/sign/interactive/scd?t=`.
+async fn form(
+    State(st): State<Arc<WebState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    match session_for(&st, &headers, &q) {
+        Ok((s, v)) if v.scd.is_some() => {
+            redirect(&format!("/v1/sign/interactive/scd/wait?t={}", s.csrf))
+        }
+        Ok((s, v)) => form_page(&st, StatusCode::OK, &v, &s.csrf, None),
+        Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
+    }
+}
+
+/// The form's fields.
+#[derive(Debug, Deserialize)]
+struct PseudonymForm {
+    t: String,
+    pseudonym: String,
+}
+
+fn wait_page(st: &WebState, v: &SignVisit, csrf: &str, code: &str) -> Response {
+    st.pages.render(
+        StatusCode::OK,
+        "scd_wait.html",
+        context! {
+            eservice_name => v.eservice_name.clone(),
+            csrf => csrf,
+            code => code,
+            timeout => st.svc.scd_signing.timeout().as_secs(),
+        },
+    )
+}
+
+/// `POST /v1/sign/interactive/scd`: asks the device.
+async fn submit(
+    State(st): State<Arc<WebState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Form(f): Form<PseudonymForm>,
+) -> Response {
+    let rid = rid(&r);
+    let q = HashMap::from([("t".to_owned(), f.t.clone())]);
+    let (s, v) = match session_for(&st, &headers, &q) {
+        Ok(x) => x,
+        Err(m) => return st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid),
+    };
+    if v.scd.is_some() {
+        return redirect(&format!("/v1/sign/interactive/scd/wait?t={}", s.csrf));
+    }
+    let payments = st.svc.payment.clone();
+    if let Err(e) = esigd_service::payment::consume(payments.as_deref(), v.payment.as_ref()).await {
+        tracing::info!(reason = %e, "payment not usable at signing time");
+        st.pages.remove(&s.csrf);
+        return fail_back(
+            &st,
+            &v,
+            "payment_required",
+            "The payment token was used already or cannot be checked.",
+        );
+    }
+    let requested = st
+        .svc
+        .scd_signing
+        .request(ScdSignRequest {
+            eservice: v.eservice.clone(),
+            pseudonym: f.pseudonym.chars().take(64).collect(),
+            hash_type: v.input.hash_type,
+            digest: v.input.digest.clone(),
+            display: v.input.display.clone(),
+            request_id: rid.clone(),
+        })
+        .await;
+    let requested = match requested {
+        Ok(x) => x,
+        Err(e) => {
+            esigd_service::payment::release(payments.as_deref(), v.payment.as_ref()).await;
+            let (status, message) = match &e {
+                ScdSignError::Invalid { .. } => (
+                    StatusCode::BAD_REQUEST,
+                    "That is not a pseudonym: it looks like k7m2-9xqa-h3dz.".to_owned(),
+                ),
+                ScdSignError::NotActive(state) => (
+                    StatusCode::CONFLICT,
+                    format!("The certificate behind this pseudonym is {state}: it cannot sign."),
+                ),
+                ScdSignError::Busy(_) => (
+                    StatusCode::CONFLICT,
+                    "Your device is already answering another request. Try again when it is done."
+                        .to_owned(),
+                ),
+                _ => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The signing device service cannot be reached now. Please try again shortly."
+                        .to_owned(),
+                ),
+            };
+            return form_page(&st, status, &v, &s.csrf, Some(&message));
+        }
+    };
+    let step = ScdStep {
+        signature_id: requested.signature_id,
+        code: requested.verification_code.clone(),
+    };
+    st.pages.update(&s.csrf, &s.browser, |s| {
+        if let Visit::Sign(v) = &mut s.visit {
+            v.scd = Some(step.clone());
+        }
+    });
+    wait_page(&st, &v, &s.csrf, &requested.verification_code)
+}
+
+/// `GET /v1/sign/interactive/scd/wait?t=`.
+async fn wait(
+    State(st): State<Arc<WebState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let rid = rid(&r);
+    let (s, v) = match session_for(&st, &headers, &q) {
+        Ok(x) => x,
+        Err(m) => return st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid),
+    };
+    let Some(step) = v.scd.clone() else {
+        return redirect(&format!("/v1/sign/interactive/scd?t={}", s.csrf));
+    };
+    match st
+        .svc
+        .scd_signing
+        .status(&step.signature_id, &v.eservice, WAIT)
+        .await
+    {
+        Some(Status::Pending { .. }) => wait_page(&st, &v, &s.csrf, &step.code),
+        Some(Status::Signed) => {
+            st.pages.remove(&s.csrf);
+            st.metrics.signing_session_ended("signed");
+            let id = hex::encode(step.signature_id);
+            let to = callback_url(&v, &[("signatureId", &id)]);
+            st.pages.render(
+                StatusCode::OK,
+                "result.html",
+                context! {
+                    eservice_name => v.eservice_name.clone(),
+                    signature_id => id,
+                    continue_url => to,
+                    scd => true,
+                },
+            )
+        }
+        Some(Status::Failed(f)) => {
+            st.pages.remove(&s.csrf);
+            esigd_service::payment::release(st.svc.payment.as_deref(), v.payment.as_ref()).await;
+            let description = match f {
+                Failure::Refused => "The user refused on the signing device.",
+                Failure::Timeout => "The signing device did not answer in time.",
+                Failure::KeyUnusable(_) => "The key on the signing device is locked or unusable.",
+                Failure::BadSignature | Failure::DeviceFailed(_) => {
+                    "The signing device's answer could not be used."
+                }
+                Failure::Internal(_) => "The signature could not be made.",
+            };
+            fail_back(&st, &v, f.code(), description)
+        }
+        None => {
+            st.pages.remove(&s.csrf);
+            fail_back(
+                &st,
+                &v,
+                "signing_failed",
+                "The signature could not be made.",
+            )
+        }
+    }
+}
