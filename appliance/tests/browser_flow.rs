@@ -22,7 +22,8 @@ use esigd_hsm::testing::TestToken;
 use esigd_testkit::api::{
     check_one_time_certificate, mtls, run_ok, sha256_of_cert, verify_with_openssl,
 };
-use esigd_testkit::idp::{Idp, e2e_dir, repo_root, require_node_modules};
+use esigd_testkit::browser::{self, require_browser, tail};
+use esigd_testkit::idp::{Idp, e2e_dir, repo_root};
 use esigd_testkit::pki::{Ca, openssl};
 use esigd_testkit::{Daemon, config, esigd, free_port};
 use serde_json::Value;
@@ -38,37 +39,13 @@ const PAID: &str = "paid-svc";
 const PAID_NAME: &str = "Paid e-Service (browser test)";
 /// `payment.audience`.
 const PAYMENT_AUD: &str = "esigd";
-const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Panics with the fix when the browser tooling is missing: these tests never skip.
-fn require_browser() {
-    require_node_modules();
-    let pw = e2e_dir()
-        .join("node_modules")
-        .join("playwright-core")
-        .join("package.json");
-    assert!(
-        pw.is_file(),
-        "{} is missing: run `scripts/install-deps.sh --with-test-tools` (it runs `npm ci --prefix tests/e2e`)",
-        pw.display()
-    );
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "Chromium is not installed at {CHROMIUM}: run `scripts/install-deps.sh --with-test-tools` \
-         (Debian package `chromium`)"
-    );
-}
-
-/// The (emptied) artifacts folder of `test`.
+/// The (emptied) artifacts folder of `test` (default: under cargo's `CARGO_TARGET_TMPDIR`).
 fn artifacts(test: &str) -> PathBuf {
-    let base = std::env::var_os("ESIGD_TEST_ARTIFACTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-flow"));
-    let dir = base.join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    println!("browser-flow artifacts (screenshots): {}", dir.display());
-    dir
+    browser::artifacts(
+        &Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-flow"),
+        test,
+    )
 }
 
 fn now() -> i64 {
@@ -80,12 +57,6 @@ fn now() -> i64 {
 
 fn random_hex() -> String {
     hex::encode(rand::random::<[u8; 16]>())
-}
-
-/// The last `n` lines of `s`.
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A Node process that prints one JSON ready line on stdout; killed on drop.

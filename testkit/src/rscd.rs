@@ -282,57 +282,14 @@ impl Device {
         self.decide(d)
     }
 
-    /// Labels of the certificates on the device's token.
+    /// Labels of the certificates on the device's token (logged in with [`PIN`]).
     pub fn token_certificates(&self) -> Vec<String> {
-        let conf = std::fs::canonicalize(self.state.join("softhsm2.conf")).unwrap();
-        let list = Command::new("pkcs11-tool")
-            .args(["--module", SOFTHSM, "--login", "--pin", PIN])
-            .args(["--list-objects", "--type", "cert"])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&list.stdout).to_string();
-        assert!(list.status.success(), "pkcs11-tool: {text}");
-        text.lines()
-            .filter_map(|l| l.trim().strip_prefix("label:"))
-            .map(|l| l.trim().to_owned())
-            .collect()
+        crate::device_ui::token_certificates(&self.state, PIN)
     }
 
     /// The DER SubjectPublicKeyInfo of each public key on the device's token (pkcs11-tool, an
-    /// independent PKCS#11 client, logged in with the citizen's PIN).
+    /// independent PKCS#11 client, logged in with [`PIN`]).
     pub fn token_public_keys(&self) -> Vec<Vec<u8>> {
-        let conf = std::fs::canonicalize(self.state.join("softhsm2.conf")).unwrap();
-        let list = Command::new("pkcs11-tool")
-            .args(["--module", SOFTHSM, "--login", "--pin", PIN])
-            .args(["--list-objects", "--type", "pubkey"])
-            .env("SOFTHSM2_CONF", &conf)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&list.stdout).to_string();
-        assert!(list.status.success(), "pkcs11-tool: {text}");
-        let mut keys = Vec::new();
-        for label in text
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("label:"))
-            .map(str::trim)
-        {
-            let out = self.state.join("pubkey.der");
-            let read = Command::new("pkcs11-tool")
-                .args(["--module", SOFTHSM, "--login", "--pin", PIN])
-                .args(["--read-object", "--type", "pubkey", "--label", label])
-                .arg("--output-file")
-                .arg(&out)
-                .env("SOFTHSM2_CONF", &conf)
-                .output()
-                .unwrap();
-            assert!(
-                read.status.success(),
-                "pkcs11-tool --read-object: {}",
-                String::from_utf8_lossy(&read.stderr)
-            );
-            keys.push(std::fs::read(&out).unwrap());
-        }
-        keys
+        crate::device_ui::token_public_keys(&self.state, PIN)
     }
 }
