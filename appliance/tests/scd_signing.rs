@@ -217,7 +217,7 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
     let decoy = r.json()["signatureId"].as_str().unwrap().to_owned();
     assert_eq!(response(&w, &decoy, 0).status, 202);
 
-    // Tokens: another e-Service's is refused; a changed one is refused; none at all is refused.
+    // Tokens: a changed one is refused; none at all sends to the pseudonym page.
     let t = token_for(&w, &pseudonym);
     let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
     // The claims always start `{"` (base64url `eyJ`): change their first character.
@@ -236,7 +236,20 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
             &body(b"7", "x").to_string(),
         ],
     );
-    assert_eq!(r.status, 401, "{}", r.message());
+    // Without a token: 302 to the interactive pseudonym page, as the contract says.
+    assert_eq!(r.status, 302, "{}", r.message());
+    let location = r
+        .headers
+        .lines()
+        .find_map(|l| l.strip_prefix("location: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(
+        location.starts_with("/v1/sign/interactivePseudonym?format=CAdES&hash="),
+        "{location}"
+    );
+    assert!(location.contains("&dataToBeDisplayed=eA&"), "{location}");
 
     // A suspended certificate is refused before the device is contacted.
     let patch = json!({"status": {"code": "SUSPEND", "message": "lost phone"}}).to_string();
@@ -376,14 +389,17 @@ fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
     );
 
     // Refused on the device: back to the callback with access_denied and no signatureId.
-    let (_, choice) = page(
+    // This time through the contract's entry, which has no serviceId: the callbackUrl names the
+    // e-Service, and the browser goes straight to the pseudonym form.
+    let (code, out) = page(
         &format!(
-            "/v1/sign/interactive?serviceId=svc-a&format=CAdES&hashType=SHA2-256&hash={hash}\
+            "/v1/sign/interactivePseudonym?format=CAdES&hashType=SHA2-256&hash={hash}\
              &state=st-2&callbackUrl=https%3A%2F%2Fland.example.test%2Fcb%2Fdone"
         ),
-        &[],
+        &["-D", "-"],
     );
-    let t = between(&choice, "/v1/sign/interactive/scd?t=", "\"").to_owned();
+    assert_eq!(code, 303, "{out}");
+    let t = between(&out, "location: /v1/sign/interactive/scd?t=", "\r").to_owned();
     let (code, _) = page(
         "/v1/sign/interactive/scd",
         &[

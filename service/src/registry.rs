@@ -338,6 +338,23 @@ impl Registry {
         self.by_id.get(id).cloned()
     }
 
+    /// The e-Service whose registered callback prefixes match `callback` (for a redirect shaped
+    /// as the contract shows, which has no `serviceId`): `Err` with the reason when none or
+    /// several do, since guessing would send a signature to the wrong e-Service.
+    pub fn eservice_for_callback(&self, callback: &str) -> Result<Arc<Eservice>, &'static str> {
+        let mut found = self
+            .eservices
+            .iter()
+            .filter(|e| e.callback(callback).is_some());
+        match (found.next(), found.next()) {
+            (Some(e), None) => Ok(e.clone()),
+            (None, _) => Err("callbackUrl is not registered for any e-Service"),
+            (Some(_), Some(_)) => Err(
+                "callbackUrl matches the prefixes of several e-Services: add serviceId to the request",
+            ),
+        }
+    }
+
     /// Every network any client may connect from: the connection-level allow-list.
     pub fn all_networks(&self) -> Vec<IpNet> {
         self.eservices

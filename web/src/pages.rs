@@ -113,8 +113,8 @@ pub(crate) enum OnboardStep {
     Idle,
     /// The device was asked; the page shows the code.
     Started(Box<esigd_service::onboarding::Started>),
-    /// Waiting for the device (a request is long-polling).
-    Waiting,
+    /// Waiting for the device (a request is long-polling); the code shown.
+    Waiting(String),
     /// Ended: the pseudonym and certificate ID, or the message to show.
     Done(Result<(String, String), String>),
 }

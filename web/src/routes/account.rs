@@ -514,13 +514,9 @@ async fn finish(
     let started = match v.onboarding {
         OnboardStep::Idle => return redirect(&format!("/v1/onboard/device?t={}", s.csrf)),
         OnboardStep::Done(outcome) => return done_page(&st, &s.csrf, &outcome),
-        OnboardStep::Waiting => {
+        OnboardStep::Waiting(code) => {
             // Another request is waiting for the device: show the code again, look back soon.
-            return st.pages.render(
-                StatusCode::OK,
-                "onboard_wait.html",
-                context! { csrf => s.csrf, code => "", refresh => 3, timeout => st.svc.onboarding.timeout().as_secs() },
-            );
+            return wait_page(&st, &s.csrf, &code, 3);
         }
         OnboardStep::Started(started) => started,
     };
@@ -528,9 +524,9 @@ async fn finish(
     let mut mine = false;
     st.pages.update(&s.csrf, &browser, |s| {
         if let Visit::Account(a) = &mut s.visit
-            && matches!(a.onboarding, OnboardStep::Started(_))
+            && let OnboardStep::Started(started) = &a.onboarding
         {
-            a.onboarding = OnboardStep::Waiting;
+            a.onboarding = OnboardStep::Waiting(started.verification_code.clone());
             mine = true;
         }
     });

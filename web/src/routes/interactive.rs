@@ -75,6 +75,7 @@ pub(crate) use crate::net::address_bucket;
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/v1/sign/interactive", get(interactive))
+        .route("/v1/sign/interactivePseudonym", get(interactive_pseudonym))
         .route("/v1/sign/interactive/national-id", get(national_id))
         .route("/v1/sign/interactive/cancel", get(cancel))
         .route("/v1/oidc/callback", get(oidc_callback))
@@ -141,24 +142,58 @@ fn fingerprint(digest: &[u8]) -> String {
         .join(" ")
 }
 
+/// `GET /v1/sign/interactivePseudonym`: the contract's entry straight to the pseudonym form
+/// (workflow 9.2.2), with the same parameters and checks as `/v1/sign/interactive`.
+async fn interactive_pseudonym(
+    st: State<Arc<WebState>>,
+    r: Option<Extension<RequestId>>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    entry(st, r, peer, headers, q, true).await
+}
+
 async fn interactive(
+    st: State<Arc<WebState>>,
+    r: Option<Extension<RequestId>>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    q: Query<HashMap<String, String>>,
+) -> Response {
+    entry(st, r, peer, headers, q, false).await
+}
+
+/// Both entries: validates everything, opens the session, then the choice page or (for the
+/// pseudonym entry) straight to the pseudonym form.
+async fn entry(
     State(st): State<Arc<WebState>>,
     r: Option<Extension<RequestId>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
+    pseudonym_entry: bool,
 ) -> Response {
     let pages = &st.pages;
     let rid = rid(&r);
     let bad = |m: &str| pages.error_page(StatusCode::BAD_REQUEST, m, &rid);
-    let Some(service_id) = q.get("serviceId") else {
-        return bad("serviceId is required");
-    };
-    let Some(eservice) = st.svc.registry.load().eservice(service_id) else {
-        return bad("serviceId is not a registered e-Service");
-    };
     let Some(callback) = q.get("callbackUrl") else {
         return bad("callbackUrl is required");
+    };
+    // The contract's redirect has no serviceId: the e-Service is then the one whose registered
+    // callback prefix matches, which must be unambiguous.
+    let eservice = match q.get("serviceId") {
+        Some(id) => match st.svc.registry.load().eservice(id) {
+            Some(e) => e,
+            None => return bad("serviceId is not a registered e-Service"),
+        },
+        None if callback.len() <= MAX_CALLBACK_URL => {
+            match st.svc.registry.load().eservice_for_callback(callback) {
+                Ok(e) => e,
+                Err(m) => return bad(m),
+            }
+        }
+        None => return bad("callbackUrl is longer than 2048 bytes"),
     };
     if callback.len() > MAX_CALLBACK_URL {
         return bad("callbackUrl is longer than 2048 bytes");
@@ -249,6 +284,10 @@ async fn interactive(
                 &rid,
             );
         }
+    }
+    if pseudonym_entry {
+        let resp = redirect(&format!("/v1/sign/interactive/scd?t={csrf}"));
+        return pages.with_cookie(resp, &browser);
     }
     let resp = pages.render(
         StatusCode::OK,

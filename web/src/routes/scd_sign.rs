@@ -106,6 +106,46 @@ struct PseudonymBody {
     nonce: Option<String>,
     #[serde(default)]
     state: Option<String>,
+    /// Where the pseudonym page sends the browser back (esigd addition: the contract's 302
+    /// carries it, its body does not).
+    #[serde(rename = "callbackUrl", default)]
+    callback_url: Option<String>,
+}
+
+/// `302` to `/v1/sign/interactivePseudonym` with the request's fields.
+fn redirect_to_page(
+    b: &SignBody,
+    nonce: Option<String>,
+    state: Option<String>,
+    callback: Option<String>,
+) -> Response {
+    use base64::Engine;
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("format", b.format.clone()),
+        ("hash", b.hash.clone()),
+        ("hashType", b.hash_type.clone()),
+        (
+            "dataToBeDisplayed",
+            b.data_to_be_displayed
+                .as_ref()
+                .map(|d| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_bytes())),
+        ),
+        ("requestTimestamp", b.request_timestamp.clone()),
+        ("nonce", nonce),
+        ("state", state),
+        ("callbackUrl", callback),
+    ] {
+        if let Some(v) = v {
+            q.append_pair(k, &v);
+        }
+    }
+    let location = format!("/v1/sign/interactivePseudonym?{}", q.finish());
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
 }
 
 fn echo(name: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
@@ -133,17 +173,6 @@ pub(crate) async fn sign(
         )
         .retry(Duration::from_secs(1)));
     }
-    let Some(token) = TOKEN_HEADERS
-        .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
-    else {
-        // The contract sends the caller to the interactive pseudonym page, which is not served
-        // yet: say what is missing instead of redirecting to nothing.
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "X-Pseodonym-Token header (from GET /v1/token/pseodonym/{pseudonym}) is required",
-        ));
-    };
     let b: PseudonymBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad(format!(
             "request body is not the expected JSON object: line {} column {}",
@@ -154,6 +183,14 @@ pub(crate) async fn sign(
     let input = b.sign.validate(st.svc.settings.limits.request_max_age)?;
     let nonce = echo("nonce", b.nonce)?;
     let state = echo("state", b.state)?;
+    let Some(token) = TOKEN_HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+    else {
+        // As the contract says: to the interactive pseudonym page with the request's fields
+        // (the e-Service sends the browser there; `callbackUrl` from the body, if given).
+        return Ok(redirect_to_page(&b.sign, nonce, state, b.callback_url));
+    };
     let tokens = st.svc.pseudonym_tokens.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
