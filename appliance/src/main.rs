@@ -471,6 +471,10 @@ fn install_probes(state: &Arc<WebState>, public: &ServeOptions, eservice: &Serve
     m.set_signing_sessions_probe(Box::new(move || {
         weak.upgrade().map(|s| s.pages.open_sessions())
     }));
+    let weak = Arc::downgrade(&state.svc);
+    m.set_scd_pending_probe(Box::new(move || {
+        weak.upgrade().map(|s| s.scd_signing.pending())
+    }));
     let stats = public.stats.clone();
     m.set_listener_probe("public", Box::new(move || stats.snapshot()));
     let stats = eservice.stats.clone();

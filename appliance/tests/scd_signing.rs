@@ -280,6 +280,47 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
         "the device was contacted"
     );
 
+    // Metrics: the endings by code, and the pending signatures (the decoy still waits).
+    let (code, metrics) = w.esigd.get("/metrics", &[]);
+    assert_eq!(code, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    let line = |needles: &[&str]| -> String {
+        metrics
+            .lines()
+            .find(|l| !l.starts_with('#') && needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no {needles:?} line in:\n{metrics}"))
+            .to_owned()
+    };
+    assert!(
+        line(&[
+            "esigd_scd_sessions_ended_total",
+            "kind=\"signing\"",
+            "end=\"OK\""
+        ])
+        .ends_with(" 1")
+    );
+    assert!(
+        line(&[
+            "esigd_scd_sessions_ended_total",
+            "kind=\"signing\"",
+            "end=\"DOCUMENT_UNUSABLE\""
+        ])
+        .ends_with(" 1")
+    );
+    assert!(
+        line(&[
+            "esigd_scd_sessions_ended_total",
+            "kind=\"onboarding\"",
+            "end=\"OK\""
+        ])
+        .ends_with(" 1")
+    );
+    assert!(
+        line(&["esigd_scd_sessions{", "state=\"pending\""]).ends_with(" 1"),
+        "the decoy"
+    );
+    assert!(line(&["esigd_scd_session_seconds_count", "kind=\"signing\""]).ends_with(" 3"));
+
     // No PIN in any log.
     for name in ["esigd.log", "rscd.log", "device.log"] {
         assert!(!w.log(name).contains(PIN), "the PIN is in {name}");

@@ -81,6 +81,29 @@ pub trait Meter: Send + Sync {
     fn tsa_failed(&self, reason: &'static str);
     /// Counts a browser signing session that went back to the e-Service with `outcome`.
     fn signing_session_ended(&self, outcome: &str);
+    /// A Remote SCD session (`kind`: `onboarding` or `signing`) ended with `end` (the
+    /// `endResult` code, or `TIMEOUT`/`ERROR` when it did not end at the device) after `d`.
+    fn scd_session_ended(&self, kind: &'static str, end: &'static str, d: Duration);
+}
+
+/// The `endResult` label of a Remote SCD session's ending.
+pub fn end_label(end: Option<esigd_scd::api::EndResult>) -> &'static str {
+    use esigd_scd::api::EndResult as E;
+    match end {
+        Some(E::Ok) => "OK",
+        Some(E::UserRefused) => "USER_REFUSED",
+        Some(E::UserRefusedInteraction) => "USER_REFUSED_INTERACTION",
+        Some(E::Timeout) => "TIMEOUT",
+        Some(E::WrongVc) => "WRONG_VC",
+        Some(E::DocumentUnusable) => "DOCUMENT_UNUSABLE",
+        Some(E::RequiredInteractionNotSupportedByApp) => {
+            "REQUIRED_INTERACTION_NOT_SUPPORTED_BY_APP"
+        }
+        Some(E::ProtocolFailure) => "PROTOCOL_FAILURE",
+        Some(E::ServerError) => "SERVER_ERROR",
+        Some(E::RpCancelled) => "RP_CANCELLED",
+        Some(E::Unknown) | None => "ERROR",
+    }
 }
 
 /// A [`Meter`] that keeps nothing (tools and tests that do not look at metrics).
@@ -96,6 +119,7 @@ impl Meter for NoMeter {
     fn tsa_rejected(&self, _: &Rejection) {}
     fn tsa_failed(&self, _: &'static str) {}
     fn signing_session_ended(&self, _: &str) {}
+    fn scd_session_ended(&self, _: &'static str, _: &'static str, _: Duration) {}
 }
 
 /// Times one [`Op`]: the duration is recorded by [`Timer::finish`] or, if the timer is simply

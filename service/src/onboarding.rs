@@ -553,6 +553,8 @@ impl Onboarding {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left < POLL_MIN {
                 let _ = connector.cancel(&s.session_id).await;
+                self.meter
+                    .scd_session_ended("onboarding", "TIMEOUT", s.started.elapsed());
                 return Err(OnboardError::Timeout(self.timeout));
             }
             let st = connector
@@ -562,6 +564,11 @@ impl Onboarding {
             if st.state == SessionState::Running {
                 continue;
             }
+            self.meter.scd_session_ended(
+                "onboarding",
+                crate::meter::end_label(st.end_result()),
+                s.started.elapsed(),
+            );
             return match st.end_result() {
                 Some(EndResult::Ok) => Ok(st),
                 Some(EndResult::UserRefused | EndResult::UserRefusedInteraction) => {

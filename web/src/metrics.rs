@@ -74,6 +74,7 @@ struct Probes {
     hsm: RwLock<Option<HsmProbe>>,
     onetime: RwLock<Option<CountProbe>>,
     signing_sessions: RwLock<Option<CountProbe>>,
+    scd_pending: RwLock<Option<CountProbe>>,
     listeners: RwLock<Vec<(&'static str, ListenerProbe)>>,
 }
 
@@ -107,6 +108,9 @@ pub struct Metrics {
     errors: IntCounterVec,
     signing_sessions: IntGauge,
     signing_outcomes: IntCounterVec,
+    scd_sessions: IntGaugeVec,
+    scd_ended: IntCounterVec,
+    scd_seconds: HistogramVec,
     probes: Arc<Probes>,
 }
 
@@ -301,6 +305,43 @@ impl Metrics {
         for outcome in SIGNING_OUTCOMES {
             signing_outcomes.with_label_values(&[outcome]);
         }
+        let scd_sessions = reg(
+            &r,
+            "esigd_scd_sessions",
+            IntGaugeVec::new(
+                Opts::new(
+                    "esigd_scd_sessions",
+                    "Signatures waiting for citizens' devices now (state=\"pending\"; limit scd.max_pending).",
+                ),
+                &["state"],
+            ),
+        )?;
+        scd_sessions.with_label_values(&["pending"]);
+        let scd_ended = reg(
+            &r,
+            "esigd_scd_sessions_ended_total",
+            IntCounterVec::new(
+                Opts::new(
+                    "esigd_scd_sessions_ended_total",
+                    "Remote SCD sessions (onboarding, signing) that ended, by the device's endResult (TIMEOUT when esigd stopped waiting, ERROR when the service failed).",
+                ),
+                &["kind", "end"],
+            ),
+        )?;
+        let scd_seconds = reg(
+            &r,
+            "esigd_scd_session_seconds",
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "esigd_scd_session_seconds",
+                    "Time from asking a citizen's device to its answer (or to giving up), by kind.",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 90.0, 120.0, 180.0, 300.0,
+                ]),
+                &["kind"],
+            ),
+        )?;
         let probes = Arc::new(Probes::default());
         let collector =
             ProbeCollector::new(probes.clone()).map_err(|source| MetricsError::Register {
@@ -335,6 +376,9 @@ impl Metrics {
             errors,
             signing_sessions,
             signing_outcomes,
+            scd_sessions,
+            scd_ended,
+            scd_seconds,
             probes,
         })
     }
@@ -456,6 +500,19 @@ impl Metrics {
         *write(&self.probes.signing_sessions) = Some(probe);
     }
 
+    /// Installs the probe that refreshes `esigd_scd_sessions{state="pending"}` at scrape time.
+    pub fn set_scd_pending_probe(&self, probe: CountProbe) {
+        *write(&self.probes.scd_pending) = Some(probe);
+    }
+
+    /// Counts a Remote SCD session's ending and its duration.
+    pub fn scd_session_ended(&self, kind: &'static str, end: &'static str, d: Duration) {
+        self.scd_ended.with_label_values(&[kind, end]).inc();
+        self.scd_seconds
+            .with_label_values(&[kind])
+            .observe(d.as_secs_f64());
+    }
+
     /// Installs (or replaces) the counter probe of listener `listener` (e.g. `"public"`,
     /// `"eservice"`) behind `esigd_listener_connections_total` and
     /// `esigd_listener_connections_active`.
@@ -471,6 +528,7 @@ impl Metrics {
         *write(&self.probes.hsm) = None;
         *write(&self.probes.onetime) = None;
         *write(&self.probes.signing_sessions) = None;
+        *write(&self.probes.scd_pending) = None;
         write(&self.probes.listeners).clear();
     }
 
@@ -498,6 +556,11 @@ impl Metrics {
             .and_then(|p| p())
         {
             self.signing_sessions.set(gauge_value(open));
+        }
+        if let Some(pending) = read(&self.probes.scd_pending).as_ref().and_then(|p| p()) {
+            self.scd_sessions
+                .with_label_values(&["pending"])
+                .set(gauge_value(pending));
         }
         // The clock and listener families are produced by `ProbeCollector` during `gather`.
         let families = self.registry.gather();
@@ -538,6 +601,9 @@ impl Meter for Metrics {
     }
     fn signing_session_ended(&self, outcome: &str) {
         Metrics::signing_session_ended(self, outcome);
+    }
+    fn scd_session_ended(&self, kind: &'static str, end: &'static str, d: Duration) {
+        Metrics::scd_session_ended(self, kind, end, d);
     }
 }
 

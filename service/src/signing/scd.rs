@@ -515,11 +515,14 @@ impl ScdSigning {
             .clone()
             .ok_or_else(|| Failure::Internal("no connector".into()))?;
         // 4. Long poll until the device answers or the time is up.
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        let asked = tokio::time::Instant::now();
+        let deadline = asked + self.timeout;
         let status = loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left < POLL_MIN {
                 let _ = connector.cancel(session).await;
+                self.meter
+                    .scd_session_ended("signing", "TIMEOUT", asked.elapsed());
                 return Err(Failure::Timeout);
             }
             match connector.poll_session(session, left.min(POLL_MAX)).await {
@@ -532,6 +535,8 @@ impl ScdSigning {
             }
         };
         let end = status.end_result();
+        self.meter
+            .scd_session_ended("signing", crate::meter::end_label(end), asked.elapsed());
         self.audit(
             req,
             &id,
