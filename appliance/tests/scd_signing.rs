@@ -84,6 +84,7 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
     assert_eq!(r.status, 200, "{}", r.message());
     let v = r.json();
     let id = v["signatureId"].as_str().unwrap().to_owned();
+    let code = v["verificationCode"].as_str().unwrap().to_owned();
     assert_eq!(v["state"], body(b"", "")["state"]);
     assert_eq!(v["nonce"], body(b"", "")["nonce"]);
     // Pending while the device has not answered.
@@ -116,6 +117,11 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
     let screen = w.device.next();
     assert_eq!(screen["type"], "SIGN", "{screen}");
     assert_eq!(screen["text"], "Lease 42", "{screen}");
+    assert_eq!(
+        screen["vc"],
+        code.as_str(),
+        "the e-Service and the device show one code"
+    );
     let tx = screen["transactionId"].as_str().unwrap().to_owned();
     let sent = w.device.confirm(&tx, PIN, None);
     assert_eq!(sent["sent"], "OK", "{sent}");
@@ -279,6 +285,20 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
         w.device.try_next(Duration::from_secs(2)).is_none(),
         "the device was contacted"
     );
+    // That was the fifth request for this pseudonym: the sixth waits (429, Retry-After), known
+    // or not.
+    let r = sign(
+        &w,
+        "X-Pseodonym-Token",
+        &token_for(&w, &pseudonym),
+        &body(b"9", "x"),
+    );
+    assert_eq!(r.status, 429, "{}", r.message());
+    assert!(
+        r.headers.to_ascii_lowercase().contains("retry-after:"),
+        "{}",
+        r.headers
+    );
 
     // Metrics: the endings by code, and the pending signatures (the decoy still waits).
     let (code, metrics) = w.esigd.get("/metrics", &[]);
@@ -320,6 +340,37 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
         "the decoy"
     );
     assert!(line(&["esigd_scd_session_seconds_count", "kind=\"signing\""]).ends_with(" 3"));
+
+    // The audit trail of the first signature: requested, code shown, device answered, created,
+    // fetched.
+    let log = esigd_testkit::api::mtls(
+        &w.esigd.eservice,
+        &w.ca,
+        Some(&w.auditor),
+        "GET",
+        "/v1/audit/log?limit=1000",
+        &[],
+    );
+    assert_eq!(log.status, 200, "{}", log.message());
+    let events = log.json();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["signatureId"] == id.as_str())
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "scd.signature.requested",
+            "scd.verification_code.shown",
+            "scd.device.answered",
+            "signature.created",
+            "signature.fetched"
+        ],
+        "{events}"
+    );
 
     // No PIN in any log.
     for name in ["esigd.log", "rscd.log", "device.log"] {
@@ -473,4 +524,30 @@ fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
     );
     assert!(!location.contains("signatureId"), "{location}");
     assert!(location.ends_with("&state=st-2"), "{location}");
+
+    // Pseudonym submissions from one address are limited (6 a minute, bursts of 3): each can
+    // make a phone ring.
+    let (_, choice) = page(
+        &format!(
+            "/v1/sign/interactive?serviceId=svc-a&format=CAdES&hashType=SHA2-256&hash={hash}\
+             &callbackUrl=https%3A%2F%2Fland.example.test%2Fcb%2Fdone"
+        ),
+        &[],
+    );
+    let t = between(&choice, "/v1/sign/interactive/scd?t=", "\"").to_owned();
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| {
+            page(
+                "/v1/sign/interactive/scd",
+                &[
+                    "--data-urlencode",
+                    &format!("t={t}"),
+                    "--data-urlencode",
+                    "pseudonym=not a pseudonym",
+                ],
+            )
+            .0
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
 }

@@ -215,6 +215,7 @@ impl Service {
                 .unwrap_or(esigd_scd::api::USER_WINDOW),
             max_pending: section.as_ref().map(|s| s.max_pending).unwrap_or(1),
             pending: std::sync::Mutex::default(),
+            per_pseudonym: crate::signing::scd::pseudonym_limiter(),
             tasks: tokio_util::task::TaskTracker::new(),
             clock: p.clock.clone(),
             meter: p.meter.clone(),

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -151,7 +152,14 @@ pub struct Pages {
     pub(crate) secure_cookie: bool,
     pub(crate) redirect_url: String,
     pub(crate) ui_name: String,
+    /// Pseudonym submissions per source address ([`SCD_SUBMITS_PER_MINUTE`]): each one can make
+    /// a citizen's phone ring.
+    pub(crate) scd_submits: crate::ratelimit::PublicRateLimit,
 }
+
+/// Pseudonym submissions a source address (an IPv4 address or an IPv6 /64) may make per minute
+/// (bursts of 3).
+pub const SCD_SUBMITS_PER_MINUTE: u32 = 6;
 
 impl std::fmt::Debug for Pages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -245,6 +253,14 @@ impl Pages {
             secure_cookie: redirect_url.starts_with("https://"),
             redirect_url,
             ui_name: ui.name.clone(),
+            scd_submits: crate::ratelimit::PublicRateLimit::with_quota(
+                governor::Quota::per_minute(
+                    std::num::NonZeroU32::new(SCD_SUBMITS_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+                )
+                .allow_burst(NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN)),
+                &[],
+                crate::ratelimit::TABLE_MAX,
+            ),
         })
     }
 

@@ -72,12 +72,22 @@ impl PublicRateLimit {
     ) -> Option<PublicRateLimit> {
         let rate = NonZeroU32::new(per_second)?;
         let burst = NonZeroU32::new(burst).unwrap_or(rate);
-        Some(PublicRateLimit {
-            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+        Some(PublicRateLimit::with_quota(
+            Quota::per_second(rate).allow_burst(burst),
+            exempt,
+            table_max,
+        ))
+    }
+
+    /// A limiter with any `quota` per client (e.g. a few per minute for pages that reach a
+    /// citizen's phone).
+    pub fn with_quota(quota: Quota, exempt: &[IpNet], table_max: usize) -> PublicRateLimit {
+        PublicRateLimit {
+            limiter: RateLimiter::keyed(quota),
             exempt: exempt.iter().map(IpNet::trunc).collect(),
             table_max: table_max.max(1),
             last_retain: Mutex::new(Instant::now()),
-        })
+        }
     }
 
     /// Admits or refuses one request from `ip`.

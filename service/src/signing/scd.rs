@@ -56,6 +56,26 @@ use crate::meter::Meter;
 /// (a successful one is in the store for `store.retention_*` anyway).
 pub const RESULT_RETENTION: Duration = Duration::from_secs(300);
 
+/// Signature requests one pseudonym may make: bursts of [`PER_PSEUDONYM`], then one per
+/// [`PER_PSEUDONYM_PERIOD`] (a pseudonym alone makes a phone ring; the Remote SCD service has its
+/// own per-device limit too). Unknown pseudonyms are limited alike.
+pub const PER_PSEUDONYM: u32 = 5;
+/// See [`PER_PSEUDONYM`].
+pub const PER_PSEUDONYM_PERIOD: Duration = Duration::from_secs(120);
+/// Most pseudonyms whose budgets are kept at once.
+const PSEUDONYMS_TRACKED: usize = 100_000;
+
+/// The per-pseudonym budgets.
+pub(crate) type PseudonymLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// A new per-pseudonym limiter.
+pub(crate) fn pseudonym_limiter() -> PseudonymLimiter {
+    let quota = governor::Quota::with_period(PER_PSEUDONYM_PERIOD)
+        .unwrap_or_else(|| governor::Quota::per_minute(std::num::NonZeroU32::MIN))
+        .allow_burst(std::num::NonZeroU32::new(PER_PSEUDONYM).unwrap_or(std::num::NonZeroU32::MIN));
+    governor::RateLimiter::keyed(quota)
+}
+
 /// The parts workflow 9.2.2 uses.
 pub struct ScdSigning {
     pub(crate) connector: Option<Arc<dyn RemoteScdConnector>>,
@@ -70,6 +90,7 @@ pub struct ScdSigning {
     /// `scd.max_pending`.
     pub(crate) max_pending: usize,
     pub(crate) pending: Mutex<HashMap<[u8; 32], Entry>>,
+    pub(crate) per_pseudonym: PseudonymLimiter,
     pub(crate) tasks: tokio_util::task::TaskTracker,
     pub(crate) clock: SharedClock,
     pub(crate) meter: Arc<dyn Meter>,
@@ -177,6 +198,9 @@ pub enum ScdSignError {
     /// A signature is already running on this key, or too many are pending (409 / 503).
     #[error("{0}")]
     Busy(String),
+    /// Too many requests for this pseudonym ([`PER_PSEUDONYM`]); retry after the duration.
+    #[error("too many signature requests for this pseudonym; retry in {} s", .0.as_secs().max(1))]
+    RateLimited(Duration),
     /// A dependency cannot serve now (503).
     #[error("{0}")]
     Unavailable(String),
@@ -352,6 +376,15 @@ impl ScdSigning {
         })?;
         let pseudonym = canonical_pseudonym(&req.pseudonym)?;
         let text = device_text(req.display.as_deref())?;
+        if self.per_pseudonym.len() >= PSEUDONYMS_TRACKED {
+            self.per_pseudonym.retain_recent();
+        }
+        if let Err(not_until) = self.per_pseudonym.check_key(&pseudonym) {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            tracing::info!(request_id = %req.request_id, "signature requests for one pseudonym over the limit");
+            return Err(ScdSignError::RateLimited(wait));
+        }
 
         // 1. The key and its certificate.
         let (keys, ca, now) = (self.keys.clone(), self.ca.clone(), self.clock.now());
@@ -439,6 +472,15 @@ impl ScdSigning {
             &req,
             &id,
             "scd.signature.requested",
+            Some(&record.serial_hex()),
+            None,
+        )
+        .await;
+        // The caller shows the code (the page) or hands it on (the API) right after this.
+        self.audit(
+            &req,
+            &id,
+            "scd.verification_code.shown",
             Some(&record.serial_hex()),
             None,
         )

@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Form, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -109,6 +111,7 @@ fn wait_page(st: &WebState, v: &SignVisit, csrf: &str, code: &str) -> Response {
 async fn submit(
     State(st): State<Arc<WebState>>,
     r: Option<Extension<RequestId>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<PseudonymForm>,
 ) -> Response {
@@ -118,6 +121,20 @@ async fn submit(
         Ok(x) => x,
         Err(m) => return st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid),
     };
+    if let Err(limited) = st.pages.scd_submits.check(peer.ip()) {
+        tracing::info!(peer = %peer.ip(), "pseudonym submissions over the per-address limit");
+        let mut resp = form_page(
+            &st,
+            StatusCode::TOO_MANY_REQUESTS,
+            &v,
+            &s.csrf,
+            Some("Too many requests from your network. Wait a minute and try again."),
+        );
+        if let Ok(h) = HeaderValue::from_str(&limited.retry_after_secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, h);
+        }
+        return resp;
+    }
     if v.scd.is_some() {
         return redirect(&format!("/v1/sign/interactive/scd/wait?t={}", s.csrf));
     }
@@ -156,6 +173,11 @@ async fn submit(
                 ScdSignError::NotActive(state) => (
                     StatusCode::CONFLICT,
                     format!("The certificate behind this pseudonym is {state}: it cannot sign."),
+                ),
+                ScdSignError::RateLimited(_) => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many requests were made for this pseudonym. Wait a few minutes and try again."
+                        .to_owned(),
                 ),
                 ScdSignError::Busy(_) => (
                     StatusCode::CONFLICT,

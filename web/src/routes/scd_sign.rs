@@ -56,6 +56,9 @@ impl From<ScdSignError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m).retry(Duration::from_secs(5))
             }
             ScdSignError::Busy(m) => ApiError::new(StatusCode::CONFLICT, m),
+            ScdSignError::RateLimited(wait) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, msg).retry(wait)
+            }
             ScdSignError::Unavailable(m) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, m).retry(Duration::from_secs(5))
             }
@@ -216,6 +219,8 @@ pub(crate) async fn sign(
         .await?;
     Ok(axum::Json(json!({
         "signatureId": hex::encode(requested.signature_id),
+        // esigd addition: the code the e-Service shows the citizen next to the device's.
+        "verificationCode": requested.verification_code,
         "nonce": nonce,
         "state": state,
         "responseTimestamp": rfc3339(SystemTime::now()),
