@@ -174,3 +174,63 @@ impl PseudonymTokens {
         Ok(claims.sub)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Debug)]
+    struct Clock(AtomicU64);
+    impl crate::clock::Clock for Clock {
+        fn now(&self) -> std::time::SystemTime {
+            std::time::UNIX_EPOCH + Duration::from_secs(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    #[test]
+    fn tokens_are_bound_short_lived_and_single_use() {
+        let token = esigd_hsm::testing::TestToken::create();
+        let hsm = Hsm::open(token.config()).unwrap();
+        let clock = Arc::new(Clock(AtomicU64::new(1_800_000_000)));
+        let tokens = PseudonymTokens::open(hsm.clone(), "pseudonym-token", clock.clone()).unwrap();
+        // The key is made once and found again.
+        let again = PseudonymTokens::open(hsm, "pseudonym-token", clock.clone()).unwrap();
+
+        let t = tokens.issue("k7m2-9xqa-h3dz", "svc-a").unwrap();
+        assert_eq!(again.redeem(&t, "svc-b"), Err(TokenError::Foreign));
+        assert_eq!(again.redeem(&t, "svc-a").unwrap(), "k7m2-9xqa-h3dz");
+        assert_eq!(again.redeem(&t, "svc-a"), Err(TokenError::Reused));
+
+        // 120 s of life, to the second.
+        let t = tokens.issue("k7m2-9xqa-h3dz", "svc-a").unwrap();
+        clock.0.fetch_add(TOKEN_TTL.as_secs(), Ordering::SeqCst);
+        assert_eq!(tokens.redeem(&t, "svc-a"), Err(TokenError::Expired));
+        clock.0.fetch_sub(1, Ordering::SeqCst);
+        assert!(tokens.redeem(&t, "svc-a").is_ok());
+
+        // Another pseudonym's claims under this MAC, another header, garbage: not tokens.
+        let t = tokens.issue("aaaa-bbbb-cccc", "svc-a").unwrap();
+        let parts: Vec<&str> = t.split('.').collect();
+        let other = tokens.issue("zzzz-zzzz-zzzz", "svc-a").unwrap();
+        let swapped = format!(
+            "{}.{}.{}",
+            parts[0],
+            other.split('.').nth(1).unwrap(),
+            parts[2]
+        );
+        assert_eq!(tokens.redeem(&swapped, "svc-a"), Err(TokenError::Invalid));
+        let none_alg = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        assert_eq!(tokens.redeem(&none_alg, "svc-a"), Err(TokenError::Invalid));
+        assert_eq!(tokens.redeem("x.y", "svc-a"), Err(TokenError::Invalid));
+        assert_eq!(
+            tokens.redeem(&"a".repeat(5000), "svc-a"),
+            Err(TokenError::Invalid)
+        );
+    }
+}
