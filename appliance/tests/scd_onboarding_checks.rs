@@ -175,12 +175,18 @@ async fn start_signature(
         .decode(&req.signature_protocol_parameters.digest)
         .unwrap();
     let vc = Vc::issue(&id, &digest, &mut rand::rngs::OsRng);
+    // The display text picks the behaviour: "slow" never answers.
+    let text = esigd_scd::interactions::decode(&req.interactions).unwrap()[0]
+        .text()
+        .to_owned();
+    let behaviour = if text == "slow" {
+        "slow"
+    } else {
+        "sign-tampered"
+    };
     f.lock().unwrap().sessions.insert(
         id.clone(),
-        (
-            "sign-tampered".into(),
-            req.signature_protocol_parameters.digest,
-        ),
+        (behaviour.into(), req.signature_protocol_parameters.digest),
     );
     Json(SessionCreated { session_id: id, vc })
 }
@@ -281,6 +287,7 @@ server_ca = {rscd_ca:?}
 relying_party_uuid = "00000000-0000-4000-8000-000000000001"
 relying_party_name = "esigd test"
 onboarding_timeout = "6s"
+signing_timeout = "6s"
 
 [[eservice]]
 id = "svc-a"
@@ -433,6 +440,58 @@ fn a_misbehaving_remote_scd_service_gets_no_certificate() {
         log.contains("does not verify with the registered certificate"),
         "not logged"
     );
+
+    // A device that never answers: the signature ends as a timeout after scd.signing_timeout
+    // (6 s) and the session is cancelled at the service.
+    let t = mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "GET",
+        &format!("/v1/token/pseodonym/{pseudonym}"),
+        &[],
+    );
+    let h = format!("X-Pseodonym-Token: {}", t.json()["jwt"].as_str().unwrap());
+    let body = json!({"format": "CAdES", "hash": B64.encode([8u8; 32]), "hashType": "SHA2-256",
+                      "dataToBeDisplayed": "slow"})
+    .to_string();
+    let r = mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "POST",
+        "/v1/sign/pseudonym",
+        &[
+            "-H",
+            &h,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.message());
+    let id = r.json()["signatureId"].as_str().unwrap().to_owned();
+    let r = mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "GET",
+        &format!("/v1/sign/response/{id}?timeoutMs=20000"),
+        &["--max-time", "30"],
+    );
+    assert_eq!(r.status, 504, "{}", r.message());
+    assert!(r.message().starts_with("timeout"), "{}", r.message());
+    {
+        // The slow onboarding's and the slow signature's sessions were cancelled.
+        let f = env.fake.lock().unwrap();
+        let slow = f
+            .cancelled
+            .iter()
+            .filter(|id| f.sessions.get(*id).is_some_and(|(b, _)| b == "slow"))
+            .count();
+        assert_eq!(slow, 2, "{:?}", f.cancelled);
+    }
 
     // Only the two good certificates exist for the citizen.
     let auth = format!("X-GovStack-AuthenticationToken: {}", mari.access_token);

@@ -392,10 +392,9 @@ fn between<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
 fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
     let mut w = world();
     let mari = w.idp.tokens(AUD, SECRET, REDIRECT, "mari");
-    let pseudonym = w.onboard(&mari.access_token, 0)["pseudonym"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let onboarded = w.onboard(&mari.access_token, 0);
+    let pseudonym = onboarded["pseudonym"].as_str().unwrap().to_owned();
+    let serial = onboarded["certificateId"].as_str().unwrap().to_owned();
     let work = w.dir.path().join("pages");
     std::fs::create_dir_all(&work).unwrap();
     let doc = work.join("form.txt");
@@ -550,4 +549,42 @@ fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
         })
         .collect();
     assert!(statuses.contains(&429), "{statuses:?}");
+
+    // A revoked certificate cannot sign (refused before the device), and OCSP says revoked.
+    let patch = json!({"status": {"code": "REVOKE", "message": "phone sold"}}).to_string();
+    let auth = format!("X-GovStack-AuthenticationToken: {}", mari.id_token);
+    let r = w.call(
+        "PATCH",
+        &format!("/v1/cert/{serial}"),
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &patch,
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.message());
+    let r = sign(
+        &w,
+        "X-Pseodonym-Token",
+        &token_for(&w, &pseudonym),
+        &body(b"r", "x"),
+    );
+    assert_eq!(r.status, 409, "{}", r.message());
+    assert!(r.message().contains("revoked"), "{}", r.message());
+    assert!(
+        w.device.try_next(Duration::from_secs(2)).is_none(),
+        "the device was contacted"
+    );
+    let cert = work.join("revoked.pem");
+    std::fs::write(&cert, onboarded["certificate"].as_str().unwrap()).unwrap();
+    let out = ocsp(
+        &w.dir.path().join("data/pki/ca.pem"),
+        &w.esigd.url("/ocsp"),
+        &["-cert", cert.to_str().unwrap()],
+        false,
+    );
+    assert!(out.contains(": revoked"), "{out}");
 }
