@@ -1,33 +1,50 @@
 #!/usr/bin/env bash
 # Refreshes the README screenshots (docs/screenshots/*.png) from the browser tests
-# (appliance/tests/browser_flow.rs, appliance/tests/browser_onboarding.rs): runs them with their artifacts in
-# a temporary folder, then copies the pages of the one-time signing flow, the choice page on a phone, and the
-# two sides of setting up a signing device (esigd's page with the code, the device app's page).
+# (appliance/tests/browser_flow.rs, appliance/tests/browser_onboarding.rs, appliance/tests/browser_scd_signing.rs):
+# runs them with their artifacts in a temporary folder, then copies the pages of the one-time signing flow, the
+# choice page on a phone, the two sides of setting up a signing device (esigd's page with the code, the device
+# app's page), and the two sides of signing with it (esigd's page with the code, the device app's signing page).
 #
 #   scripts/screenshots.sh            # run the tests, copy the screenshots
 #   scripts/screenshots.sh DIR        # only copy, from an earlier run's artifacts folder DIR (the folder
 #                                     # above the ones the tests printed; with ESIGD_TEST_ARTIFACTS=DIR
-#                                     # both tests write there)
+#                                     # the tests write there)
+#   ONLY="09-scd-code 10-device-sign" scripts/screenshots.sh [DIR]
+#                                     # only these screenshots (names in docs/screenshots, without .png):
+#                                     # only the tests that take them are run
 #
-# Needs what the test needs: scripts/install-deps.sh --with-test-tools (Chromium, npm packages, nextest).
+# Needs what the tests need: scripts/install-deps.sh --with-test-tools (Chromium, npm packages, nextest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dest=docs/screenshots
-# source (under the artifacts folder) -> name in docs/screenshots
+# source (under the artifacts folder), name in docs/screenshots, the test binary that takes it
 pages=(
-  happy/01-eservice-start happy/02-esigd-choice happy/03-idp-login happy/04-esigd-result
-  happy/05-eservice-result negative/phone/01-choice-on-a-phone
-  onboarding/onboard/04-onboard-code onboarding/onboard/05-device-request
+  "happy/01-eservice-start 01-eservice-start browser_flow"
+  "happy/02-esigd-choice 02-esigd-choice browser_flow"
+  "happy/03-idp-login 03-idp-login browser_flow"
+  "happy/04-esigd-result 04-esigd-result browser_flow"
+  "happy/05-eservice-result 05-eservice-result browser_flow"
+  "negative/phone/01-choice-on-a-phone 06-choice-on-a-phone browser_flow"
+  "onboarding/onboard/04-onboard-code 07-onboard-code browser_onboarding"
+  "onboarding/onboard/05-device-request 08-device-request browser_onboarding"
+  "scd-signing/sign/04-scd-code 09-scd-code browser_scd_signing"
+  "scd-signing/sign/05-device-sign 10-device-sign browser_scd_signing"
 )
-name() {
-  case $1 in
-    negative/phone/01-choice-on-a-phone) echo 06-choice-on-a-phone ;;
-    onboarding/onboard/04-onboard-code) echo 07-onboard-code ;;
-    onboarding/onboard/05-device-request) echo 08-device-request ;;
-    *) basename "$1" ;;
-  esac
-}
+
+# The pages asked for (all unless ONLY names some), and the test binaries that take them.
+selected=()
+binaries=()
+for entry in "${pages[@]}"; do
+  read -r _ name binary <<<"$entry"
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
+  selected+=("$entry")
+  [[ " ${binaries[*]:-} " == *" $binary "* ]] || binaries+=("$binary")
+done
+if [ ${#selected[@]} -eq 0 ]; then
+  echo "screenshots: ONLY=\"$ONLY\" names no screenshot" >&2
+  exit 2
+fi
 
 if [ $# -ge 1 ]; then
   src=$1
@@ -38,17 +55,20 @@ else
   eval "$(scripts/rocksdb-lib.sh)"
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/esigd-screenshots.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  # The whole workspace: the onboarding test also runs esigd-remote-scd and esigd-device.
-  ESIGD_TEST_ARTIFACTS="$tmp" cargo nextest run --workspace --all-features \
-    -E 'binary(browser_flow) | binary(browser_onboarding)'
+  filter=""
+  for b in "${binaries[@]}"; do filter="${filter:+$filter | }binary($b)"; done
+  # The whole workspace: the device tests also run esigd-remote-scd and esigd-device.
+  ESIGD_TEST_ARTIFACTS="$tmp" cargo nextest run --workspace --all-features -E "$filter"
   src="$tmp"
 fi
 
-for p in "${pages[@]}"; do
+for entry in "${selected[@]}"; do
+  read -r p _ _ <<<"$entry"
   [ -f "$src/$p.png" ] || { echo "screenshots: $src/$p.png is missing" >&2; exit 1; }
 done
 mkdir -p "$dest"
-for p in "${pages[@]}"; do
-  cp "$src/$p.png" "$dest/$(name "$p").png"
-  echo "screenshots: $dest/$(name "$p").png"
+for entry in "${selected[@]}"; do
+  read -r p name _ <<<"$entry"
+  cp "$src/$p.png" "$dest/$name.png"
+  echo "screenshots: $dest/$name.png"
 done

@@ -5,6 +5,7 @@
 //! * [`browser`]: Chromium and playwright-core present, the screenshots' artifacts folder;
 //! * [`certcheck`]: openssl verify / ocsp and pkilint checks of issued certificates, openssl CSRs;
 //! * [`device_ui`]: the reference device app with its web UI, and reads of its token;
+//! * [`e2e`]: the example e-Service as a process, and runs of the Playwright drivers of `tests/e2e/`;
 //! * [`idp`]: the development Identity BB (npm `oidc-provider`);
 //! * [`pki`]: a throw-away openssl CA for client certificates;
 //! * [`rscd`]: the reference Remote SCD service and device app as processes;
@@ -16,10 +17,12 @@ pub mod api;
 pub mod browser;
 pub mod certcheck;
 pub mod device_ui;
+pub mod e2e;
 pub mod flood;
 pub mod idp;
 pub mod pki;
 pub mod rscd;
+pub mod scd_fleet;
 pub mod scd_world;
 pub mod validators;
 
