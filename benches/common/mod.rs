@@ -4,6 +4,8 @@
 #![allow(dead_code, unreachable_pub)]
 #![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
+pub mod load;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
