@@ -284,12 +284,75 @@ impl Device {
 
     /// Labels of the certificates on the device's token (logged in with [`PIN`]).
     pub fn token_certificates(&self) -> Vec<String> {
-        crate::device_ui::token_certificates(&self.state, PIN)
+        token_certificates(&self.state, PIN)
     }
 
     /// The DER SubjectPublicKeyInfo of each public key on the device's token (pkcs11-tool, an
     /// independent PKCS#11 client, logged in with [`PIN`]).
     pub fn token_public_keys(&self) -> Vec<Vec<u8>> {
-        crate::device_ui::token_public_keys(&self.state, PIN)
+        token_public_keys(&self.state, PIN)
     }
+}
+
+/// The device's own `softhsm2.conf` (absolute), made by `esigd-device init --state`.
+pub fn softhsm_conf(state: &Path) -> PathBuf {
+    std::fs::canonicalize(state.join("softhsm2.conf")).unwrap()
+}
+
+/// `pkcs11-tool` (OpenSC: a PKCS#11 client we did not write) on the device token of `state`,
+/// logged in with `pin`, with `args`; stdout. Panics with the install hint when it is missing.
+pub fn pkcs11_tool(state: &Path, pin: &str, args: &[&str]) -> String {
+    let out = Command::new("pkcs11-tool")
+        .args(["--module", SOFTHSM, "--login", "--pin", pin])
+        .args(args)
+        .env("SOFTHSM2_CONF", softhsm_conf(state))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run pkcs11-tool ({e}): run `scripts/install-deps.sh --with-test-tools` (Debian package `opensc`)")
+        });
+    assert!(
+        out.status.success(),
+        "pkcs11-tool {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Labels of the certificates on the device token of `state` (`pkcs11-tool`, logged in with
+/// `pin`).
+pub fn token_certificates(state: &Path, pin: &str) -> Vec<String> {
+    pkcs11_tool(state, pin, &["--list-objects", "--type", "cert"])
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("label:"))
+        .map(|l| l.trim().to_owned())
+        .collect()
+}
+
+/// The DER SubjectPublicKeyInfo of each public key on the device token of `state`, read with
+/// `pkcs11-tool` logged in with `pin`.
+pub fn token_public_keys(state: &Path, pin: &str) -> Vec<Vec<u8>> {
+    let list = pkcs11_tool(state, pin, &["--list-objects", "--type", "pubkey"]);
+    let out = state.join("pubkey.der");
+    let out_arg = out.to_str().unwrap();
+    list.lines()
+        .filter_map(|l| l.trim().strip_prefix("label:"))
+        .map(str::trim)
+        .map(|label| {
+            pkcs11_tool(
+                state,
+                pin,
+                &[
+                    "--read-object",
+                    "--type",
+                    "pubkey",
+                    "--label",
+                    label,
+                    "--output-file",
+                    out_arg,
+                ],
+            );
+            std::fs::read(&out).unwrap()
+        })
+        .collect()
 }

@@ -107,6 +107,8 @@ impl std::fmt::Debug for ScdSigning {
 pub struct ScdSignRequest {
     /// The e-Service (owner of the signature).
     pub eservice: String,
+    /// Its name (the device shows it when there is no display text).
+    pub eservice_name: String,
     /// The pseudonym as typed.
     pub pseudonym: String,
     /// Hash type of `digest`.
@@ -268,8 +270,9 @@ fn signature_algorithm(
 }
 
 /// What the device shows: the display text, or a default naming the e-Service.
-fn device_text(display: Option<&str>) -> Result<String, ScdSignError> {
-    let text = display.unwrap_or("Sign the document").trim();
+fn device_text(display: Option<&str>, eservice_name: &str) -> Result<String, ScdSignError> {
+    let default = format!("{eservice_name}: sign a document");
+    let text = display.unwrap_or(&default).trim();
     let text: String = text.chars().take(interactions::TEXT200).collect();
     interactions::encode(&[
         Interaction::ConfirmationMessage {
@@ -375,7 +378,7 @@ impl ScdSigning {
             )
         })?;
         let pseudonym = canonical_pseudonym(&req.pseudonym)?;
-        let text = device_text(req.display.as_deref())?;
+        let text = device_text(req.display.as_deref(), &req.eservice_name)?;
         if self.per_pseudonym.len() >= PSEUDONYMS_TRACKED {
             self.per_pseudonym.retain_recent();
         }

@@ -154,6 +154,7 @@ async fn submit(
         .scd_signing
         .request(ScdSignRequest {
             eservice: v.eservice.clone(),
+            eservice_name: v.eservice_name.clone(),
             pseudonym: f.pseudonym.chars().take(64).collect(),
             hash_type: v.input.hash_type,
             digest: v.input.digest.clone(),

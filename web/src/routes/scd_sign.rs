@@ -210,6 +210,7 @@ pub(crate) async fn sign(
         .scd_signing
         .request(ScdSignRequest {
             eservice: eservice.id.clone(),
+            eservice_name: eservice.name.clone(),
             pseudonym,
             hash_type: input.hash_type,
             digest: input.digest,
