@@ -30,7 +30,9 @@ struct Env {
     ca: PathBuf,
     client: (PathBuf, PathBuf),
     other_client: (PathBuf, PathBuf),
+    paying_client: (PathBuf, PathBuf),
     auditor: (PathBuf, PathBuf),
+    payment_key: PathBuf,
     cfg: PathBuf,
 }
 
@@ -56,6 +58,27 @@ fn env() -> Env {
     let client = pki.issue("a", "/CN=service-a", "client_ext", None);
     let other_client = pki.issue("b", "/CN=service-b", "client_ext", None);
     let auditor = pki.issue("auditor", "/CN=auditor", "client_ext", None);
+    let paying_client = pki.issue("c", "/CN=service-c", "client_ext", None);
+    // The Payment BB's key (ES256).
+    let payment_key = dir.path().join("payment.key");
+    let payment_pub = dir.path().join("payment.pub");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        payment_key.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        payment_key.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        payment_pub.to_str().unwrap(),
+    ]);
     // The Remote SCD service is not reached when the CSR comes with the request; its client
     // certificate and CA must still exist.
     let rscd = Ca::new(dir.path(), "rscd-ca");
@@ -104,6 +127,18 @@ client_cert_sha256 = {b_fp:?}
 allowed_ips = ["127.0.0.1/32"]
 id_token_audiences = ["stranger"]
 
+[[eservice]]
+id = "svc-paid"
+name = "Paid Service"
+client_cert_sha256 = {c_fp:?}
+allowed_ips = ["127.0.0.1/32"]
+id_token_audiences = ["{AUD}"]
+payment_required = true
+
+[payment]
+audience = "esigd"
+key_file = {payment_pub:?}
+
 [[auditor]]
 name = "Audit Office"
 client_cert_sha256 = {b_fp_aud:?}
@@ -118,6 +153,7 @@ allowed_ips = ["127.0.0.1/32"]
         rscd_ca = rscd.pem(),
         a_fp = sha256_of_cert(&client.0),
         b_fp = sha256_of_cert(&other_client.0),
+        c_fp = sha256_of_cert(&paying_client.0),
         b_fp_aud = sha256_of_cert(&auditor.0),
     );
     let cfg = config(dir.path(), &token, &toml);
@@ -129,12 +165,31 @@ allowed_ips = ["127.0.0.1/32"]
         idp,
         client,
         other_client,
+        paying_client,
         auditor,
+        payment_key,
         cfg,
     }
 }
 
 impl Env {
+    /// A Payment BB token for `svc-paid` with ID `jti`.
+    fn payment_token(&self, jti: &str) -> String {
+        let key =
+            jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(&self.payment_key).unwrap())
+                .unwrap();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &json!({"aud": "esigd", "exp": now + 300, "iat": now, "jti": jti, "sub": "svc-paid"}),
+            &key,
+        )
+        .unwrap()
+    }
+
     fn start(&self) -> Daemon {
         let mut cmd = esigd();
         cmd.arg("--config")
@@ -521,6 +576,50 @@ fn certificates_are_created_listed_and_changed_by_their_owner_only() {
         ),
     );
     assert_eq!(r.status, 200, "{}", r.message());
+
+    // An e-Service that must pay: 402 without a payment token; a token is used once, and given
+    // back when no certificate is made.
+    let paid = |extra: &[&str], body: &Value| {
+        let auth = format!("X-GovStack-AuthenticationToken: {}", mari.id_token);
+        let b = body.to_string();
+        let mut args = vec![
+            "-H",
+            auth.as_str(),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            b.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        mtls(
+            &d.eservice,
+            &env.ca,
+            Some(&env.paying_client),
+            "POST",
+            "/v1/cert/create",
+            &args,
+        )
+    };
+    let pay = |t: &str| format!("X-GovStack-PaymentToken: {t}");
+    let good = json!({"CSR": ec_csr(work, "paid").0, "SCDRemoteId": "paid-1", "SCDKeyId": 0});
+    let r = paid(&[], &good);
+    assert_eq!(r.status, 402, "{}", r.message());
+    let token = env.payment_token("pay-1");
+    let bad = json!({"CSR": "bm90IGEgQ1NS", "SCDRemoteId": "paid-1", "SCDKeyId": 0});
+    let r = paid(&["-H", &pay(&token)], &bad);
+    assert_eq!(r.status, 400, "{}", r.message());
+    let r = paid(&["-H", &pay(&token)], &good);
+    assert_eq!(
+        r.status,
+        200,
+        "the token was given back after the failure: {}",
+        r.message()
+    );
+    let r = paid(
+        &["-H", &pay(&token)],
+        &json!({"CSR": ec_csr(work, "paid2").0, "SCDRemoteId": "paid-2", "SCDKeyId": 0}),
+    );
+    assert_eq!(r.status, 402, "a token pays once: {}", r.message());
 
     // Every step is an audit event.
     let log = mtls(

@@ -82,6 +82,25 @@ fn a_citizen_onboards_their_device_through_the_api() {
             .contains(&std::fs::read(&spki_der).unwrap()),
         "the certificate's key is the one in the device's token"
     );
+    // The SCDRemoteId is stored sealed: not in any file of the store (WAL, SST, manifest).
+    let needle = w.device.id.as_bytes().to_vec();
+    let mut files = vec![w.dir.path().join("data/db")];
+    let mut scanned = 0;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            let bytes = std::fs::read(&p).unwrap();
+            scanned += bytes.len();
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "the SCDRemoteId is in the clear in {}",
+                p.display()
+            );
+        }
+    }
+    assert!(scanned > 0, "no store files read");
+
     // 2. The same device and key slot again: refused at once (its certificate is active).
     let r = w.create(&mari.id_token, 0).join().unwrap();
     assert_eq!(r.status, 409, "{}", r.message());
