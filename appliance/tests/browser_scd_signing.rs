@@ -291,8 +291,12 @@ fn assert_asked_the_device(r: &Value, env: &Env, document: &str, ctx: &str) {
         code.len() == 4 && code.bytes().all(|b| b.is_ascii_digit()),
         "{ctx}"
     );
+    // With scripts (as here) the page is not reloaded while it waits: no live refresh (it is in
+    // <noscript>), the script long-polls and moves on to the wait URL once the device answered.
+    assert!(wait["metaRefresh"].is_null(), "{ctx}");
+    assert_eq!(s(&wait["waitScript"]), "/v1/ui/wait.js", "{ctx}");
     assert!(
-        s(&wait["metaRefresh"]).contains("url=/v1/sign/interactive/scd/wait?t="),
+        s(&wait["waitNext"]).starts_with("/v1/sign/interactive/scd/wait?t="),
         "{ctx}"
     );
     assert!(

@@ -440,6 +440,19 @@ fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
     );
     assert_eq!(code, 200, "{waiting}");
     let shown = between(&waiting, "id=\"verification-code\">", "<").to_owned();
+    // Without scripts the page refreshes itself; with them, /v1/ui/wait.js asks the status
+    // endpoint (a long poll) and moves on only when the device has answered.
+    assert!(
+        waiting.contains("<noscript><meta http-equiv=\"refresh\""),
+        "{waiting}"
+    );
+    assert!(waiting.contains("src=\"/v1/ui/wait.js\""), "{waiting}");
+    let (code, js) = page("/v1/ui/wait.js", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        js.contains("/v1/sign/interactive/scd") || js.contains("data-status"),
+        "{js}"
+    );
     // The device shows the same code and the e-Service's text; the citizen types the PIN.
     let screen = w.device.next();
     assert_eq!(screen["type"], "SIGN", "{screen}");
@@ -451,6 +464,8 @@ fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
     assert_eq!(screen["text"], "Consent form 7", "{screen}");
     let tx = screen["transactionId"].as_str().unwrap().to_owned();
     assert_eq!(w.device.confirm(&tx, PIN, None)["sent"], "OK");
+    let (code, status) = page(&format!("/v1/sign/interactive/scd/status?t={t}"), &[]);
+    assert_eq!((code, status.trim()), (200, "{\"pending\":false}"));
     let (code, done) = page(&format!("/v1/sign/interactive/scd/wait?t={t}"), &[]);
     assert_eq!(code, 200, "{done}");
     let back = between(

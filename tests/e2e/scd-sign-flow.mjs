@@ -229,7 +229,11 @@ async function scdSign(browser, opts, shots) {
     status: await status(page),
     h1: await text(page, 'h1'),
     code: await text(page, '#verification-code'),
+    // With scripts on, the refresh is inside <noscript> (no element) and /v1/ui/wait.js long-polls
+    // data-status, then goes to data-next.
     metaRefresh: await attr(page, 'meta[http-equiv="refresh" i]', 'content'),
+    waitScript: await attr(page, 'script[src="/v1/ui/wait.js"]', 'src'),
+    waitNext: await attr(page, '#wait', 'data-next'),
     cancelHref: await attr(page, '#cancel', 'href'),
   };
   await shots.shot(page, 'scd-code');

@@ -27,6 +27,10 @@ pub const SECURE_SESSION_COOKIE: &str = "__Host-esigd_session";
 
 pub(crate) const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'none'; \
                    frame-ancestors 'none'; base-uri 'none'";
+/// The wait page of a signature by the citizen's device: its one script (`/v1/ui/wait.js`) asks
+/// this origin whether the device has answered.
+pub(crate) const CSP_WAIT: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; \
+                   form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 /// The citizen's own pages post forms to this origin (onboarding, "My certificates").
 pub(crate) const CSP_FORMS: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use minijinja::context;
@@ -30,7 +30,7 @@ use esigd_service::signing::scd::{Failure, ScdSignError, ScdSignRequest, Status}
 
 use super::interactive::{callback_url, fail_back, rid, session_for};
 use crate::observe::RequestId;
-use crate::pages::{CSP_FORMS, ScdStep, SignVisit, Visit, redirect};
+use crate::pages::{CSP_FORMS, CSP_WAIT, ScdStep, SignVisit, Visit, redirect};
 use crate::state::WebState;
 
 /// How long one wait request holds before the page refreshes.
@@ -41,6 +41,8 @@ pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
         .route("/v1/sign/interactive/scd", get(form).post(submit))
         .route("/v1/sign/interactive/scd/wait", get(wait))
+        .route("/v1/sign/interactive/scd/status", get(status))
+        .route("/v1/ui/wait.js", get(wait_js))
         .with_state(state)
 }
 
@@ -95,7 +97,7 @@ struct PseudonymForm {
 }
 
 fn wait_page(st: &WebState, v: &SignVisit, csrf: &str, code: &str) -> Response {
-    st.pages.render(
+    let mut r = st.pages.render(
         StatusCode::OK,
         "scd_wait.html",
         context! {
@@ -104,7 +106,58 @@ fn wait_page(st: &WebState, v: &SignVisit, csrf: &str, code: &str) -> Response {
             code => code,
             timeout => st.svc.scd_signing.timeout().as_secs(),
         },
+    );
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP_WAIT),
+    );
+    r
+}
+
+/// The wait page's script.
+const WAIT_JS: &str = include_str!("../../templates/wait.js");
+
+async fn wait_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        WAIT_JS,
     )
+        .into_response()
+}
+
+/// `GET /v1/sign/interactive/scd/status?t=`: `{"pending": true}` while the device has not
+/// answered (a long poll of up to [`WAIT`]), else `{"pending": false}` (the wait page then goes
+/// on to `/v1/sign/interactive/scd/wait`, which shows the outcome).
+async fn status(
+    State(st): State<Arc<WebState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (code, pending) = match session_for(&st, &headers, &q) {
+        Ok((_, v)) => match v.scd {
+            Some(step) => (
+                StatusCode::OK,
+                matches!(
+                    st.svc
+                        .scd_signing
+                        .status(&step.signature_id, &v.eservice, WAIT)
+                        .await,
+                    Some(Status::Pending { .. })
+                ),
+            ),
+            None => (StatusCode::OK, false),
+        },
+        // No (or an expired) session: the script moves on and the wait page says so.
+        Err(_) => (StatusCode::BAD_REQUEST, false),
+    };
+    let mut r = (code, axum::Json(serde_json::json!({ "pending": pending }))).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// `POST /v1/sign/interactive/scd`: asks the device.
