@@ -539,6 +539,37 @@ fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
     assert!(!location.contains("signatureId"), "{location}");
     assert!(location.ends_with("&state=st-2"), "{location}");
 
+    // The same document again at once (same signed attributes within the second): a new
+    // session reaches the device, not the refused one.
+    let (_, choice) = page(
+        &format!(
+            "/v1/sign/interactive?serviceId=svc-a&format=CAdES&hashType=SHA2-256&hash={hash}\
+             &state=st-3&callbackUrl=https%3A%2F%2Fland.example.test%2Fcb%2Fdone"
+        ),
+        &[],
+    );
+    let t = between(&choice, "/v1/sign/interactive/scd?t=", "\"").to_owned();
+    let (code, waiting) = page(
+        "/v1/sign/interactive/scd",
+        &[
+            "--data-urlencode",
+            &format!("t={t}"),
+            "--data-urlencode",
+            &format!("pseudonym={pseudonym}"),
+        ],
+    );
+    assert_eq!(code, 200, "{waiting}");
+    let screen = w
+        .device
+        .try_next(Duration::from_secs(20))
+        .expect("the second request reached the device");
+    assert_eq!(screen["type"], "SIGN", "{screen}");
+    let tx = screen["transactionId"].as_str().unwrap().to_owned();
+    assert_eq!(w.device.confirm(&tx, PIN, None)["sent"], "OK");
+    let (code, done) = page(&format!("/v1/sign/interactive/scd/wait?t={t}"), &[]);
+    assert_eq!(code, 200, "{done}");
+    assert!(done.contains("signatureId="), "{done}");
+
     // Pseudonym submissions from one address are limited (6 a minute, bursts of 3): each can
     // make a phone ring.
     let (_, choice) = page(

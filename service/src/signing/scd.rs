@@ -31,7 +31,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use esigd_ca::CertState;
-use esigd_pki::cms::{self, ContentType, SignParams};
 use esigd_scd::api::{
     AlgorithmParameters, EndResult, HashAlgorithm, POLL_MAX, POLL_MIN, RawDigestParameters,
     SessionState, SignatureAlgorithm, SignatureProtocol, SignatureRequest,
@@ -423,25 +422,14 @@ impl ScdSigning {
         let cert = Certificate::from_der(&record.der).map_err(|e| internal("certificate", e))?;
 
         // 2. The signed attributes, and the device asked to sign their digest.
-        let ctx = cms::SignerContext::for_certificate(&cert, req.hash_type.digest_algorithm())
-            .map_err(|e| internal("signer context", e))?;
         let chain = super::intermediates(self.ca.chain());
-        let signing_time = self.clock.now();
-        let params = SignParams {
-            content_type: ContentType::Data,
-            digest_algorithm: req.hash_type.digest_algorithm(),
-            digest: &req.digest,
-            signing_time: Some(signing_time),
-            extra_certs: &chain,
-            include_signer_cert: true,
-        };
-        let prepared = ctx
-            .prepare(&params, None)
-            .map_err(|e| ScdSignError::Invalid {
-                field: "hash",
-                message: e.to_string(),
-            })?;
-        let to_sign = prepared.digest();
+        let tbs =
+            super::cades::prepare(&cert, req.hash_type, &req.digest, self.clock.now(), &chain)
+                .map_err(|e| ScdSignError::Invalid {
+                    field: "hash",
+                    message: e.to_string(),
+                })?;
+        let to_sign = tbs.digest();
         let request = SignatureRequest {
             relying_party_uuid: self.relying_party.0.clone(),
             relying_party_name: self.relying_party.1.clone(),
@@ -454,7 +442,15 @@ impl ScdSigning {
                 },
             },
             interactions: text,
-            nonce: None,
+            // Two requests for the same document within one second have the same signed
+            // attributes (signing-time has whole seconds), so the same digest: without a nonce
+            // the service's idempotency window would hand the second the first one's session
+            // (and its answer).
+            nonce: Some(STANDARD.encode({
+                let mut n = [0u8; 12];
+                rand::rngs::OsRng.fill_bytes(&mut n);
+                n
+            })),
         };
         let created = connector
             .start_signature(&handle, &request)
@@ -498,9 +494,7 @@ impl ScdSigning {
         let cert_der = record.der.clone();
         let work = async move {
             let outcome = me
-                .finish(
-                    &req, &session, &ctx, &prepared, &digest, &cert_der, &serial, id,
-                )
+                .finish(&req, &session, &tbs, &digest, &cert_der, &serial, id)
                 .await;
             match outcome {
                 Ok(()) => me.end(&id, Status::Signed),
@@ -548,8 +542,7 @@ impl ScdSigning {
         &self,
         req: &ScdSignRequest,
         session: &str,
-        ctx: &cms::SignerContext,
-        prepared: &cms::Prepared,
+        tbs: &super::cades::ToBeSigned,
         digest: &[u8],
         cert_der: &[u8],
         serial: &str,
@@ -618,7 +611,7 @@ impl ScdSigning {
             .ok_or_else(|| Failure::DeviceFailed("the answer has no signature".into()))?;
 
         // 5. Verified with the registered certificate's key, then assembled.
-        let cms_der = ctx.finish(prepared, &value).map_err(|e| {
+        let cms_der = tbs.finish(&value).map_err(|e| {
             tracing::warn!(serial, error = %e, "a device answer that does not verify with the registered certificate was refused");
             Failure::BadSignature
         })?;
