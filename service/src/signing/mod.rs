@@ -3,9 +3,12 @@
 //!
 //! * [`onetime`] — 9.1 one-time signing: one-time key, one-time certificate, CAdES, time-stamp.
 //! * [`scd`] — 9.2.2 signing with the citizen's own device named by a pseudonym.
+//! * [`cades`] — the two-phase step both take: prepare the signed attributes, have them signed
+//!   (HSM key or device), finish (verify with the certificate, assemble).
 //! * [`seal`] — what every signature shares once its value exists: the time-stamp and the
 //!   durable batch.
 
+pub mod cades;
 pub mod onetime;
 pub mod scd;
 pub mod seal;

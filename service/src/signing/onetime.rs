@@ -24,7 +24,6 @@ use std::time::{Duration, SystemTime};
 
 use esigd_hsm::HsmError;
 use esigd_pki::X509Error;
-use esigd_pki::cms::{self, ContentType, SignParams};
 use esigd_pki::identity::{DnBuilder, IdentityClaims};
 use rand::RngCore;
 use x509_cert::der::Encode;
@@ -36,7 +35,7 @@ use esigd_store::signatures::{
 };
 
 use super::seal::{self, SealError};
-use super::{HashType, intermediates};
+use super::{HashType, cades, intermediates};
 use crate::authorities::{CaAuthority, TsaService};
 use crate::clock::SharedClock;
 use crate::meter::{Meter, Op, Timer};
@@ -306,21 +305,22 @@ fn make_signature(
     timer.finish();
     app.meter.ca_issued(esigd_ca::ProfileKind::OneTime);
 
-    // 5. CAdES: detached SignedData over the given digest, signed in the HSM by the one-time key.
+    // 5. CAdES, in the two phases every signature takes (super::cades): the signed attributes
+    //    over the given digest, signed in the HSM by the one-time key, verified with the
+    //    certificate and assembled.
     let chain = intermediates(app.ca.chain());
-    let cms_der = cms::sign_detached_digest::<_, esigd_hsm::HsmSignature>(
-        &key,
-        &issued.certificate,
-        &SignParams {
-            content_type: ContentType::Data,
-            digest_algorithm: hash_type.digest_algorithm(),
-            digest,
-            signing_time: Some(now),
-            extra_certs: &chain,
-            include_signer_cert: true,
-        },
-    )
-    .map_err(|e| internal("CMS signature", e))?;
+    let tbs = cades::prepare(&issued.certificate, hash_type, digest, now, &chain)
+        .map_err(|e| internal("CAdES signed attributes", e))?;
+    let signature: Vec<u8> = {
+        use signature::Signer;
+        let sig: esigd_hsm::HsmSignature = key
+            .try_sign(tbs.signed_attributes())
+            .map_err(|e| signer_failure("CMS signature", X509Error::Signer(e)))?;
+        sig.into()
+    };
+    let cms_der = tbs
+        .finish(&signature)
+        .map_err(|e| internal("CMS signature", e))?;
 
     // 6. The key is destroyed; the receipt goes into the audit event.
     let receipt = key
