@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::reload::Reloadable;
+use esigd_reload::Reloadable;
 
 /// Source networks allowed to open a connection to a TLS listener (esigd: the union of every e-Service's
 /// `allowed_ips`). Checked right after `accept()`, before any TLS byte is read. Per-request checks (this IP

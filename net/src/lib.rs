@@ -42,18 +42,17 @@ mod error;
 pub mod forwarded;
 mod io;
 mod limits;
-mod reload;
 mod serve;
 mod throttle;
 mod tls;
 
 pub use allow::{AllowList, address_bucket, canonical_ip};
 pub use error::NetError;
+pub use esigd_reload::Reloadable;
 pub use limits::{
     DEFAULT_ESERVICE_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_CONNECTIONS_PER_IP, Limits,
     ListenerCounts, ListenerStats,
 };
-pub use reload::Reloadable;
 pub use serve::{
     BODY_TIMEOUT_TEXT, ServeOptions, ShutdownReport, TimeoutAnswer, TlsListener, serve_public,
     serve_tls,

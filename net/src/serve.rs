@@ -33,8 +33,8 @@ use crate::body::{DeadlineBody, InFlight, Tracked};
 use crate::error::NetError;
 use crate::io::FirstRead;
 use crate::limits::{Limits, Listener, ListenerStats, PerIp};
-use crate::reload::Reloadable;
 use crate::throttle::RefusalLogs;
+use esigd_reload::Reloadable;
 
 /// The answer to a request whose body was not complete within `limits.body_read_timeout`. The loop sets the
 /// status to 408 and, over HTTP/1, `Connection: close`; the function gives the headers and body (e.g. the

@@ -1,44 +1,4 @@
-//! A value that can be swapped at run time (SIGHUP reload) while readers keep a consistent snapshot.
+//! A value that can be swapped at run time (SIGHUP reload) while readers keep a consistent snapshot
+//! (the e-Service registry); the listeners use the same type.
 
-use std::sync::{Arc, RwLock};
-
-/// Shared, replaceable value: readers take an `Arc` snapshot with [`Reloadable::load`] (a read lock held only
-/// for an `Arc` clone), a reload installs a new value with [`Reloadable::store`]. Clones share the value.
-///
-/// A poor man's `ArcSwap`; the lock is never held across I/O, so contention is negligible at accept rates.
-#[derive(Debug)]
-pub struct Reloadable<T>(Arc<RwLock<Arc<T>>>);
-
-impl<T> Clone for Reloadable<T> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<T> Reloadable<T> {
-    /// Wraps an initial value.
-    pub fn new(value: T) -> Self {
-        Self::from_arc(Arc::new(value))
-    }
-
-    /// Wraps an initial shared value.
-    pub fn from_arc(value: Arc<T>) -> Self {
-        Self(Arc::new(RwLock::new(value)))
-    }
-
-    /// The current value.
-    pub fn load(&self) -> Arc<T> {
-        // The guarded value is a plain Arc: a panicking writer cannot leave it half-updated, so ignore poison.
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Replaces the value; connections accepted afterwards see the new one.
-    pub fn store(&self, value: T) {
-        self.store_arc(Arc::new(value));
-    }
-
-    /// Replaces the value with a shared one.
-    pub fn store_arc(&self, value: Arc<T>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = value;
-    }
-}
+pub use esigd_reload::Reloadable;

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 ///
 /// A poor man's `ArcSwap` (arc-swap is not in the dependency graph); the lock is never held across I/O, so
 /// contention is negligible at accept rates. The listeners keep their allow-list and their rustls
-/// configuration in one.
+/// configuration in one, the domain its e-Service registry.
 #[derive(Debug)]
 pub struct Reloadable<T>(Arc<RwLock<Arc<T>>>);
 
