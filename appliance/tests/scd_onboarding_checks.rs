@@ -340,6 +340,49 @@ fn create(d: &Daemon, env: &Env, token: &str, device: &str, slot: u32) -> Reply 
     )
 }
 
+/// A signature by `pseudonym` over a digest of bytes `fill` showing `text` (the stand-in's
+/// behaviour); the `GET /v1/sign/response` answer once it ended (long poll).
+fn sign_by_pseudonym(d: &Daemon, env: &Env, pseudonym: &str, fill: u8, text: &str) -> Reply {
+    let t = mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "GET",
+        &format!("/v1/token/pseodonym/{pseudonym}"),
+        &[],
+    );
+    assert_eq!(t.status, 200, "{}", t.message());
+    let h = format!("X-Pseodonym-Token: {}", t.json()["jwt"].as_str().unwrap());
+    let body = json!({"format": "CAdES", "hash": B64.encode([fill; 32]), "hashType": "SHA2-256",
+                      "dataToBeDisplayed": text})
+    .to_string();
+    let r = mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "POST",
+        "/v1/sign/pseudonym",
+        &[
+            "-H",
+            &h,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.message());
+    let id = r.json()["signatureId"].as_str().unwrap().to_owned();
+    mtls(
+        &d.eservice,
+        &env.ca,
+        Some(&env.client),
+        "GET",
+        &format!("/v1/sign/response/{id}?timeoutMs=20000"),
+        &["--max-time", "30"],
+    )
+}
+
 #[test]
 fn a_misbehaving_remote_scd_service_gets_no_certificate() {
     let env = env();
@@ -395,44 +438,7 @@ fn a_misbehaving_remote_scd_service_gets_no_certificate() {
     // A signature whose answer is made by another key than the registered one is refused
     // (and logged); no signature is stored.
     let pseudonym = ok.json()["pseudonym"].as_str().unwrap().to_owned();
-    let t = mtls(
-        &d.eservice,
-        &env.ca,
-        Some(&env.client),
-        "GET",
-        &format!("/v1/token/pseodonym/{pseudonym}"),
-        &[],
-    );
-    assert_eq!(t.status, 200, "{}", t.message());
-    let h = format!("X-Pseodonym-Token: {}", t.json()["jwt"].as_str().unwrap());
-    let body = json!({"format": "CAdES", "hash": B64.encode([9u8; 32]), "hashType": "SHA2-256",
-                      "dataToBeDisplayed": "Lease"})
-    .to_string();
-    let r = mtls(
-        &d.eservice,
-        &env.ca,
-        Some(&env.client),
-        "POST",
-        "/v1/sign/pseudonym",
-        &[
-            "-H",
-            &h,
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &body,
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.message());
-    let id = r.json()["signatureId"].as_str().unwrap().to_owned();
-    let r = mtls(
-        &d.eservice,
-        &env.ca,
-        Some(&env.client),
-        "GET",
-        &format!("/v1/sign/response/{id}?timeoutMs=20000"),
-        &["--max-time", "30"],
-    );
+    let r = sign_by_pseudonym(&d, &env, &pseudonym, 9, "Lease");
     assert_eq!(r.status, 502, "{}", r.message());
     assert!(r.message().starts_with("device_failed"), "{}", r.message());
     let log = std::fs::read_to_string(env.dir.path().join("esigd.log")).unwrap();
@@ -443,43 +449,7 @@ fn a_misbehaving_remote_scd_service_gets_no_certificate() {
 
     // A device that never answers: the signature ends as a timeout after scd.signing_timeout
     // (6 s) and the session is cancelled at the service.
-    let t = mtls(
-        &d.eservice,
-        &env.ca,
-        Some(&env.client),
-        "GET",
-        &format!("/v1/token/pseodonym/{pseudonym}"),
-        &[],
-    );
-    let h = format!("X-Pseodonym-Token: {}", t.json()["jwt"].as_str().unwrap());
-    let body = json!({"format": "CAdES", "hash": B64.encode([8u8; 32]), "hashType": "SHA2-256",
-                      "dataToBeDisplayed": "slow"})
-    .to_string();
-    let r = mtls(
-        &d.eservice,
-        &env.ca,
-        Some(&env.client),
-        "POST",
-        "/v1/sign/pseudonym",
-        &[
-            "-H",
-            &h,
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &body,
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.message());
-    let id = r.json()["signatureId"].as_str().unwrap().to_owned();
-    let r = mtls(
-        &d.eservice,
-        &env.ca,
-        Some(&env.client),
-        "GET",
-        &format!("/v1/sign/response/{id}?timeoutMs=20000"),
-        &["--max-time", "30"],
-    );
+    let r = sign_by_pseudonym(&d, &env, &pseudonym, 8, "slow");
     assert_eq!(r.status, 504, "{}", r.message());
     assert!(r.message().starts_with("timeout"), "{}", r.message());
     {

@@ -61,6 +61,45 @@ fn response(w: &World, id: &str, wait_ms: u64) -> Reply {
     )
 }
 
+/// The owner changes the certificate's status (`code`); a signature request by its pseudonym is
+/// then refused (409, naming `state`) and the device is not contacted.
+fn refused_before_the_device(
+    w: &World,
+    id_token: &str,
+    serial: &str,
+    pseudonym: &str,
+    code: &str,
+    state: &str,
+) {
+    let patch = json!({"status": {"code": code, "message": "lost phone"}}).to_string();
+    let auth = format!("X-GovStack-AuthenticationToken: {id_token}");
+    let r = w.call(
+        "PATCH",
+        &format!("/v1/cert/{serial}"),
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &patch,
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.message());
+    let r = sign(
+        w,
+        "X-Pseodonym-Token",
+        &token_for(w, pseudonym),
+        &body(code.as_bytes(), "x"),
+    );
+    assert_eq!(r.status, 409, "{}", r.message());
+    assert!(r.message().contains(state), "{}", r.message());
+    assert!(
+        w.device.try_next(Duration::from_secs(2)).is_none(),
+        "the device was contacted"
+    );
+}
+
 #[test]
 fn a_citizen_signs_with_their_device_by_pseudonym() {
     let mut w = world();
@@ -258,32 +297,13 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
     assert!(location.contains("&dataToBeDisplayed=eA&"), "{location}");
 
     // A suspended certificate is refused before the device is contacted.
-    let patch = json!({"status": {"code": "SUSPEND", "message": "lost phone"}}).to_string();
-    let auth = format!("X-GovStack-AuthenticationToken: {}", mari.id_token);
-    let r = w.call(
-        "PATCH",
-        &format!("/v1/cert/{serial}"),
-        &[
-            "-H",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &patch,
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.message());
-    let r = sign(
+    refused_before_the_device(
         &w,
-        "X-Pseodonym-Token",
-        &token_for(&w, &pseudonym),
-        &body(b"8", "x"),
-    );
-    assert_eq!(r.status, 409, "{}", r.message());
-    assert!(r.message().contains("suspended"), "{}", r.message());
-    assert!(
-        w.device.try_next(Duration::from_secs(2)).is_none(),
-        "the device was contacted"
+        &mari.id_token,
+        &serial,
+        &pseudonym,
+        "SUSPEND",
+        "suspended",
     );
     // That was the fifth request for this pseudonym: the sixth waits (429, Retry-After), known
     // or not.
@@ -597,33 +617,7 @@ fn the_signing_pages_ask_the_device_and_return_to_the_callback() {
     assert!(statuses.contains(&429), "{statuses:?}");
 
     // A revoked certificate cannot sign (refused before the device), and OCSP says revoked.
-    let patch = json!({"status": {"code": "REVOKE", "message": "phone sold"}}).to_string();
-    let auth = format!("X-GovStack-AuthenticationToken: {}", mari.id_token);
-    let r = w.call(
-        "PATCH",
-        &format!("/v1/cert/{serial}"),
-        &[
-            "-H",
-            &auth,
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            &patch,
-        ],
-    );
-    assert_eq!(r.status, 200, "{}", r.message());
-    let r = sign(
-        &w,
-        "X-Pseodonym-Token",
-        &token_for(&w, &pseudonym),
-        &body(b"r", "x"),
-    );
-    assert_eq!(r.status, 409, "{}", r.message());
-    assert!(r.message().contains("revoked"), "{}", r.message());
-    assert!(
-        w.device.try_next(Duration::from_secs(2)).is_none(),
-        "the device was contacted"
-    );
+    refused_before_the_device(&w, &mari.id_token, &serial, &pseudonym, "REVOKE", "revoked");
     let cert = work.join("revoked.pem");
     std::fs::write(&cert, onboarded["certificate"].as_str().unwrap()).unwrap();
     let out = ocsp(
