@@ -10,11 +10,9 @@
 //! `scripts/screenshots.sh` copies the happy-path ones to `docs/screenshots/`.
 #![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -23,7 +21,8 @@ use esigd_testkit::api::{
     check_one_time_certificate, mtls, run_ok, sha256_of_cert, verify_with_openssl,
 };
 use esigd_testkit::browser::{self, require_browser, tail};
-use esigd_testkit::idp::{Idp, e2e_dir, repo_root};
+use esigd_testkit::e2e::{EServiceSetup, NodeServer, drive, start_example_eservice};
+use esigd_testkit::idp::Idp;
 use esigd_testkit::pki::{Ca, openssl};
 use esigd_testkit::{Daemon, config, esigd, free_port};
 use serde_json::Value;
@@ -57,62 +56,6 @@ fn now() -> i64 {
 
 fn random_hex() -> String {
     hex::encode(rand::random::<[u8; 16]>())
-}
-
-/// A Node process that prints one JSON ready line on stdout; killed on drop.
-struct NodeServer {
-    child: Child,
-    ready: Value,
-    log: PathBuf,
-}
-
-impl NodeServer {
-    fn start(mut cmd: Command, what: &str, log: PathBuf) -> NodeServer {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run `node` ({e}): run `scripts/install-deps.sh --with-test-tools`")
-            });
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut out = BufReader::new(out);
-            let mut line = String::new();
-            let _ = tx.send(out.read_line(&mut line).map(|_| line));
-            let mut sink = Vec::new();
-            let _ = out.read_to_end(&mut sink);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20));
-        let ready = match line {
-            Ok(Ok(l)) => serde_json::from_str::<Value>(l.trim()).ok(),
-            _ => None,
-        };
-        match ready {
-            Some(ready) if ready["ready"] == true => NodeServer { child, ready, log },
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{what} did not start:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for NodeServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Client certificates and the e-Service listener's server certificate (one test CA).
@@ -264,29 +207,17 @@ allowed_ips = ["127.0.0.1/32"]
         ]);
         cmd.env("ESIGD_TEST_OIDC_SECRET", OIDC_SECRET);
         let daemon = Daemon::start_logged(cmd, root.join("esigd.log"));
-
         // The example e-Service: its mTLS client certificate and the CA of esigd's server certificate.
-        let data = root.join("eservice");
-        std::fs::create_dir_all(data.join("pki")).unwrap();
-        for (from, to) in [
-            (&pki.eservice.0, "demo-eservice.pem"),
-            (&pki.eservice.1, "demo-eservice.key"),
-            (&pki.ca, "eservice-client-ca.pem"),
-        ] {
-            std::fs::copy(from, data.join("pki").join(to)).unwrap();
-        }
-        let mut cmd = Command::new("node");
-        cmd.arg(repo_root().join("examples/eservice/server.mjs"))
-            .args(["--port", &eservice_port.to_string(), "--host", "127.0.0.1"])
-            .args(["--esigd-public", &public])
-            .args(["--esigd-api", &format!("https://{}", daemon.eservice)])
-            .arg("--data")
-            .arg(&data)
-            .args(["--service-id", SERVICE]);
-        let eservice = NodeServer::start(cmd, "the example e-Service", root.join("eservice.log"));
-        assert_eq!(
-            eservice.ready["url"].as_str(),
-            Some(format!("{eservice_origin}/").as_str())
+        let eservice = start_example_eservice(
+            &root.join("eservice"),
+            &EServiceSetup {
+                port: eservice_port,
+                esigd_public: &public,
+                esigd_eservice: &daemon.eservice,
+                client: &pki.eservice,
+                ca: &pki.ca,
+                service_id: SERVICE,
+            },
         );
 
         Env {
@@ -308,42 +239,17 @@ allowed_ips = ["127.0.0.1/32"]
         format!(
             "--- esigd log (tail) ---\n{}\n--- e-Service log (tail) ---\n{}\n--- IdP log (tail) ---\n{}",
             tail(&self.daemon.log_text(), 60),
-            tail(&self.eservice.log_text(), 30),
+            tail(
+                &std::fs::read_to_string(&self.eservice.log).unwrap_or_default(),
+                30
+            ),
             tail(&self.idp.log(), 40)
         )
     }
 
     /// Runs `tests/e2e/sign-flow.mjs` with `args`; returns its JSON report (panics on failure).
     fn drive(&self, out: &Path, args: &[&str]) -> Value {
-        let started = std::time::Instant::now();
-        let o = Command::new("node")
-            .arg(e2e_dir().join("sign-flow.mjs"))
-            .arg("--out")
-            .arg(out)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run node tests/e2e/sign-flow.mjs");
-        println!(
-            "sign-flow.mjs {}: {:.1} s",
-            args.get(1).unwrap_or(&""),
-            started.elapsed().as_secs_f64()
-        );
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        let stderr = String::from_utf8_lossy(&o.stderr);
-        let report = stdout
-            .lines()
-            .last()
-            .and_then(|l| serde_json::from_str::<Value>(l).ok());
-        match report {
-            Some(r) if o.status.success() && r["ok"] == true => r,
-            _ => panic!(
-                "sign-flow.mjs {args:?} failed ({}); screenshots in {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n{}",
-                o.status,
-                out.display(),
-                self.diagnostics()
-            ),
-        }
+        drive("sign-flow.mjs", out, args, || self.diagnostics())
     }
 
     fn callback_url(&self) -> String {
