@@ -9,6 +9,10 @@ scripts/install-deps.sh --with-test-tools
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-target}"
 export ESIGD_VENV="${ESIGD_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/esigd-venv}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# No incremental state: a test run builds once, and incremental directories grew to 13 GB.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# The target directory is shared between runs and clones; stale test executables pile up.
+scripts/prune-target.sh "$CARGO_TARGET_DIR"
 # RocksDB's C++ is compiled once and linked by every build below (check, clippy, test).
 eval "$(scripts/rocksdb-lib.sh)"
 echo "== cargo fmt --check"
