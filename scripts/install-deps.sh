@@ -11,6 +11,9 @@ command -v node >/dev/null 2>&1 || APT_PACKAGES+=(nodejs npm)
 if [ "${1:-}" = "--with-test-tools" ]; then
   # Browser tests drive Debian's Chromium through playwright-core (never a downloaded browser).
   APT_PACKAGES+=(chromium)
+  # Independent validators of the signature formats: xmlsec1 (XAdES, ASiC-E), pdfsig and qpdf
+  # (PAdES).
+  APT_PACKAGES+=(xmlsec1 poppler-utils qpdf)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
