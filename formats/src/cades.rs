@@ -89,13 +89,16 @@ impl Prepared for CmsPrepared {
     }
 
     fn finish(&self, signature: &[u8]) -> Result<Box<dyn Signed>, FormatError> {
-        let der = self.ctx.finish(&self.prepared, signature).map_err(|e| match e {
-            cms::CmsError::Verify(m) => FormatError::Verify(m.to_owned()),
-            e => FormatError::Internal {
-                format: self.format,
-                problem: e.to_string(),
-            },
-        })?;
+        let der = self
+            .ctx
+            .finish(&self.prepared, signature)
+            .map_err(|e| match e {
+                cms::CmsError::Verify(m) => FormatError::Verify(m.to_owned()),
+                e => FormatError::Internal {
+                    format: self.format,
+                    problem: e.to_string(),
+                },
+            })?;
         let value = cms::signature_value(&der).map_err(|e| FormatError::Internal {
             format: self.format,
             problem: e.to_string(),
@@ -165,7 +168,9 @@ mod tests {
                 .iter()
                 .any(|a| a.oid == cms::oids::ID_SIGNING_TIME);
             assert_eq!(has_time, wants_time, "{format}");
-            let bt = signed.add_timestamp(&tsa_token(&signed.timestamp_input())).unwrap();
+            let bt = signed
+                .add_timestamp(&tsa_token(&signed.timestamp_input()))
+                .unwrap();
             assert!(bt.len() > signed.bytes().len());
         }
     }

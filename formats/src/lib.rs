@@ -155,6 +155,20 @@ pub trait SignatureFormat: Sync {
     /// Builds what the signer's key signs. Checks the request (document count, digest lengths,
     /// names, the certificate's key) and refuses with a [`FormatError`] naming the field at fault.
     fn prepare(&self, request: &SignRequest<'_>) -> Result<Box<dyn Prepared>, FormatError>;
+
+    /// The checks of [`SignatureFormat::prepare`] that need no certificate: run them before a key
+    /// is used, so that a request that cannot be signed costs nothing.
+    fn check(
+        &self,
+        digest_algorithm: DigestAlgorithm,
+        documents: &[Document],
+    ) -> Result<(), FormatError> {
+        check_digests(
+            digest_algorithm,
+            documents,
+            self.format().signs_several_documents(),
+        )
+    }
 }
 
 /// A signature waiting for its signature value (second phase).
@@ -172,7 +186,8 @@ pub trait Prepared: Send + Sync + fmt::Debug {
 
     /// What a device that signs a ready digest signs: the digest of [`Prepared::to_be_signed`].
     fn digest(&self) -> Vec<u8> {
-        self.signature_digest_algorithm().digest(self.to_be_signed())
+        self.signature_digest_algorithm()
+            .digest(self.to_be_signed())
     }
 
     /// Verifies `signature` with the certificate's key over [`Prepared::to_be_signed`] and writes
@@ -198,7 +213,10 @@ pub trait Signed: Send + Sync + fmt::Debug {
 }
 
 /// Prepares a signature in `format` ([`Format::implementation`]).
-pub fn prepare(format: Format, request: &SignRequest<'_>) -> Result<Box<dyn Prepared>, FormatError> {
+pub fn prepare(
+    format: Format,
+    request: &SignRequest<'_>,
+) -> Result<Box<dyn Prepared>, FormatError> {
     format.implementation().prepare(request)
 }
 
@@ -254,9 +272,19 @@ impl FormatError {
 /// `several` is false), each digest of the request's length, names present and distinct when
 /// several are allowed.
 pub(crate) fn check_documents(request: &SignRequest<'_>, several: bool) -> Result<(), FormatError> {
-    let docs = request.documents;
+    check_digests(request.digest_algorithm, request.documents, several)
+}
+
+fn check_digests(
+    digest_algorithm: DigestAlgorithm,
+    docs: &[Document],
+    several: bool,
+) -> Result<(), FormatError> {
     if docs.is_empty() {
-        return Err(FormatError::request("documents", "at least one document is needed"));
+        return Err(FormatError::request(
+            "documents",
+            "at least one document is needed",
+        ));
     }
     if !several && docs.len() > 1 {
         return Err(FormatError::request(
@@ -267,7 +295,7 @@ pub(crate) fn check_documents(request: &SignRequest<'_>, several: bool) -> Resul
             ),
         ));
     }
-    let len = request.digest_algorithm.output_len();
+    let len = digest_algorithm.output_len();
     for (i, d) in docs.iter().enumerate() {
         if d.digest.len() != len {
             return Err(FormatError::request(
@@ -275,13 +303,16 @@ pub(crate) fn check_documents(request: &SignRequest<'_>, several: bool) -> Resul
                 format!(
                     "{} bytes, but a {:?} digest has {len}",
                     d.digest.len(),
-                    request.digest_algorithm
+                    digest_algorithm
                 ),
             ));
         }
         if several {
             if d.name.is_empty() {
-                return Err(FormatError::request(format!("documents[{i}].name"), "empty"));
+                return Err(FormatError::request(
+                    format!("documents[{i}].name"),
+                    "empty",
+                ));
             }
             if docs[..i].iter().any(|o| o.name == d.name) {
                 return Err(FormatError::request(
@@ -290,7 +321,10 @@ pub(crate) fn check_documents(request: &SignRequest<'_>, several: bool) -> Resul
                 ));
             }
             if d.media_type.is_empty() {
-                return Err(FormatError::request(format!("documents[{i}].mediaType"), "empty"));
+                return Err(FormatError::request(
+                    format!("documents[{i}].mediaType"),
+                    "empty",
+                ));
             }
         }
     }

@@ -19,7 +19,11 @@ pub(crate) fn key_kind(format: Format, cert: &Certificate) -> Result<KeyKind, Fo
 
 /// Verifies `signature` (DER `ECDSA-Sig-Value`, or an RSA PKCS#1 v1.5 block) over `digest` with
 /// the certificate's key.
-pub(crate) fn verify(cert: &Certificate, digest: &[u8], signature: &[u8]) -> Result<(), FormatError> {
+pub(crate) fn verify(
+    cert: &Certificate,
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<(), FormatError> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
     let scheme = match classify_key(spki).map_err(|e| FormatError::Verify(e.to_string()))? {
         KeyKind::EcdsaP256 | KeyKind::EcdsaP384 => DigestSignatureScheme::Ecdsa,
@@ -33,7 +37,8 @@ pub(crate) fn verify(cert: &Certificate, digest: &[u8], signature: &[u8]) -> Res
 /// The signature value as XML-DSig (RFC 4050/6931) and JWS (RFC 7518) carry it: raw `r‖s` of
 /// fixed width for ECDSA, unchanged for RSA.
 pub(crate) fn to_raw(kind: KeyKind, signature: &[u8]) -> Result<Vec<u8>, FormatError> {
-    let bad = |e: p256::ecdsa::Error| FormatError::Verify(format!("not a DER ECDSA-Sig-Value ({e})"));
+    let bad =
+        |e: p256::ecdsa::Error| FormatError::Verify(format!("not a DER ECDSA-Sig-Value ({e})"));
     Ok(match kind {
         KeyKind::EcdsaP256 => p256::ecdsa::Signature::from_der(signature)
             .map_err(bad)?
