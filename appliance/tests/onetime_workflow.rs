@@ -11,8 +11,8 @@ use esigd_hsm::testing::TestToken;
 use esigd_pki::identity::IdentityClaims;
 use esigd_service::Service;
 use esigd_service::clock::Clock;
-use esigd_service::signing::HashType;
 use esigd_service::signing::onetime::{OneTimeRequest, sign_with_payment};
+use esigd_service::signing::{HashType, SignSpec};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 
@@ -77,8 +77,11 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
             country: Some("EE".into()),
             ..Default::default()
         },
-        hash_type: HashType::Sha256,
-        digest: vec![7u8; 32],
+        spec: SignSpec::single(
+            esigd_formats::Format::Cades,
+            HashType::Sha256,
+            vec![7u8; 32],
+        ),
         request_id: "dropped-request".into(),
     };
     // Polled for a moment, then dropped long before a signature can be ready.

@@ -162,7 +162,9 @@ impl From<SignError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
                     .retry(onetime::RETRY_AFTER)
             }
-            SignError::Identity(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            SignError::Identity(m) | SignError::Request(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m)
+            }
             SignError::Internal => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }

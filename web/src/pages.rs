@@ -721,8 +721,11 @@ mod tests {
             eservice: "shop".into(),
             eservice_name: "Shop".into(),
             input: SignInput {
-                hash_type: esigd_service::signing::HashType::Sha256,
-                digest: vec![1; 32],
+                spec: esigd_service::signing::SignSpec::single(
+                    esigd_formats::Format::Cades,
+                    esigd_service::signing::HashType::Sha256,
+                    vec![1; 32],
+                ),
                 display: None,
             },
             callback: url::Url::parse("https://shop.example/cb").unwrap(),

@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime};
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use esigd_service::signing::{HashType, SUPPORTED_HASH_TYPES};
+use esigd_formats::{Document, Format};
+use esigd_service::signing::{
+    HashType, SINGLE_DOCUMENT_MEDIA_TYPE, SUPPORTED_HASH_TYPES, SignSpec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -17,6 +20,10 @@ pub const MAX_DISPLAY_CHARS: usize = 256;
 /// shown to the caller and, for the interactive redirect, on the appliance's own error page, where
 /// a long echoed value could pose as the appliance's words.
 pub const MAX_ECHO_CHARS: usize = 32;
+/// Most documents one signature covers (`documents`).
+pub const MAX_DOCUMENTS: usize = 64;
+/// Longest document name (`documents[].name`) and media type, in characters.
+pub const MAX_DOCUMENT_NAME_CHARS: usize = 255;
 /// Longest parser message about a request body, in characters (serde's messages quote values).
 const MAX_PARSE_MESSAGE: usize = 160;
 
@@ -30,12 +37,16 @@ fn echo(v: &str) -> String {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SignBody {
-    /// `format` (CAdES).
+    /// `format`: `CAdES`, `PAdES`, `XAdES`, `ASIC` or `JWS`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    /// `hash`: the document digest, base64.
+    /// `hash`: the document digest, base64 (the contract's single-document form).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// `documents`: several documents by name, media type and digest (our extension, for XAdES,
+    /// ASIC and JWS; instead of `hash`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub documents: Option<Vec<DocumentBody>>,
     /// `hashType`, e.g. `SHA2-256`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hash_type: Option<String>,
@@ -45,6 +56,21 @@ pub struct SignBody {
     /// `requestTimestamp` (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timestamp: Option<String>,
+}
+
+/// One entry of `documents`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentBody {
+    /// The document's name (a relative URI or container path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its media type (default `application/octet-stream`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Its digest with `hashType`, base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 impl SignBody {
@@ -74,6 +100,7 @@ impl SignBody {
         validate_sign_input(
             self.format.as_deref(),
             self.hash.as_deref(),
+            self.documents.as_deref(),
             self.hash_type.as_deref(),
             self.data_to_be_displayed.as_deref(),
             self.request_timestamp.as_deref(),
@@ -85,10 +112,8 @@ impl SignBody {
 /// A validated signing request body.
 #[derive(Debug, Clone)]
 pub struct SignInput {
-    /// Hash type.
-    pub hash_type: HashType,
-    /// Digest bytes.
-    pub digest: Vec<u8>,
+    /// The format, the hash type and the documents' digests.
+    pub spec: SignSpec,
     /// Display text (≤ 256 characters).
     pub display: Option<String>,
 }
@@ -97,6 +122,7 @@ pub struct SignInput {
 pub fn validate_sign_input(
     format: Option<&str>,
     hash: Option<&str>,
+    documents: Option<&[DocumentBody]>,
     hash_type: Option<&str>,
     display: Option<&str>,
     request_timestamp: Option<&str>,
@@ -105,16 +131,15 @@ pub fn validate_sign_input(
     let missing =
         |f: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{f} is required"));
     let format = format.ok_or_else(|| missing("format"))?;
-    if !format.eq_ignore_ascii_case("CAdES") {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!(
-                "format {:?} is not supported yet; supported: CAdES",
-                // Echo a bounded prefix only: the value comes from the client.
-                echo(format)
-            ),
-        ));
+    let format = if format.chars().count() > MAX_ECHO_CHARS {
+        Err(esigd_formats::FormatError::UnknownFormat(format!(
+            "{}…",
+            echo(format)
+        )))
+    } else {
+        Format::parse(format)
     }
+    .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let hash_type = hash_type.ok_or_else(|| missing("hashType"))?;
     // Every known name is short: a long value is unknown, and only its start is repeated.
     let hash_type = if hash_type.chars().count() > MAX_ECHO_CHARS {
@@ -126,20 +151,25 @@ pub fn validate_sign_input(
         HashType::parse(hash_type)
     }
     .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m))?;
-    let hash = hash.ok_or_else(|| missing("hash"))?;
-    let digest = decode_b64(hash)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "hash is not valid base64"))?;
-    if digest.len() != hash_type.len() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "hash is {} bytes; {} needs {}",
-                digest.len(),
-                hash_type.name(),
-                hash_type.len()
-            ),
-        ));
-    }
+    let spec = match (hash, documents) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "give either hash (one document) or documents, not both",
+            ));
+        }
+        (None, Some(docs)) => SignSpec {
+            format,
+            hash_type,
+            documents: documents_of(docs, hash_type)?,
+        },
+        (Some(hash), None) => {
+            SignSpec::single(format, hash_type, digest_of("hash", hash, hash_type)?)
+        }
+        (None, None) => return Err(missing("hash")),
+    };
+    spec.check()
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     if let Some(d) = display {
         if d.chars().count() > MAX_DISPLAY_CHARS {
             return Err(ApiError::new(
@@ -151,10 +181,78 @@ pub fn validate_sign_input(
     }
     check_request_timestamp(request_timestamp, max_age)?;
     Ok(SignInput {
-        hash_type,
-        digest,
+        spec,
         display: display.map(str::to_owned),
     })
+}
+
+/// A base64 digest of `hash_type`'s length; 400 naming `field` otherwise.
+fn digest_of(field: &str, hash: &str, hash_type: HashType) -> Result<Vec<u8>, ApiError> {
+    let digest = decode_b64(hash).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{field} is not valid base64"),
+        )
+    })?;
+    if digest.len() != hash_type.len() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{field} is {} bytes; {} needs {}",
+                digest.len(),
+                hash_type.name(),
+                hash_type.len()
+            ),
+        ));
+    }
+    Ok(digest)
+}
+
+/// The `documents` of a request: 1 to [`MAX_DOCUMENTS`], each with a name, an optional media
+/// type and a digest; names and media types short and free of control characters (the format
+/// checks the rest: distinct names, what a name may contain).
+fn documents_of(docs: &[DocumentBody], hash_type: HashType) -> Result<Vec<Document>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    if docs.is_empty() || docs.len() > MAX_DOCUMENTS {
+        return Err(bad(format!(
+            "documents must have 1 to {MAX_DOCUMENTS} entries, it has {}",
+            docs.len()
+        )));
+    }
+    let text = |field: String, v: &str| -> Result<String, ApiError> {
+        if v.is_empty() || v.chars().count() > MAX_DOCUMENT_NAME_CHARS {
+            return Err(bad(format!(
+                "{field} must have 1 to {MAX_DOCUMENT_NAME_CHARS} characters"
+            )));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(bad(format!("{field} contains control characters")));
+        }
+        Ok(v.to_owned())
+    };
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let name = d
+                .name
+                .as_deref()
+                .ok_or_else(|| bad(format!("documents[{i}].name is required")))?;
+            let hash = d
+                .hash
+                .as_deref()
+                .ok_or_else(|| bad(format!("documents[{i}].hash is required")))?;
+            Ok(Document {
+                name: text(format!("documents[{i}].name"), name)?,
+                media_type: text(
+                    format!("documents[{i}].mediaType"),
+                    d.media_type
+                        .as_deref()
+                        .unwrap_or(SINGLE_DOCUMENT_MEDIA_TYPE),
+                )?,
+                digest: digest_of(&format!("documents[{i}].hash"), hash, hash_type)?,
+            })
+        })
+        .collect()
 }
 
 /// Refuses a `requestTimestamp` that is not an RFC 3339 UTC time or is more than `max_age` away
@@ -270,6 +368,7 @@ mod tests {
         let e = validate_sign_input(
             Some("CAdES"),
             Some(&h),
+            None,
             Some("SHA2-256"),
             Some("Pay \u{202E}001"),
             None,
@@ -284,19 +383,41 @@ mod tests {
     fn sign_input_errors_name_the_field() {
         let age = Duration::from_secs(600);
         let h = B64.encode([0u8; 32]);
-        let e = validate_sign_input(None, Some(&h), Some("SHA2-256"), None, None, age).unwrap_err();
+        let e = validate_sign_input(None, Some(&h), None, Some("SHA2-256"), None, None, age)
+            .unwrap_err();
         assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert!(e.message().contains("format"));
-        let e = validate_sign_input(Some("PAdES"), Some(&h), Some("SHA2-256"), None, None, age)
-            .unwrap_err();
-        assert!(e.message().contains("not supported yet"));
-        let e = validate_sign_input(Some("CAdES"), Some(&h), Some("SHA2-512"), None, None, age)
-            .unwrap_err();
+        let e = validate_sign_input(
+            Some("PDF"),
+            Some(&h),
+            None,
+            Some("SHA2-256"),
+            None,
+            None,
+            age,
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("supported: XAdES, CAdES"),
+            "{}",
+            e.message()
+        );
+        let e = validate_sign_input(
+            Some("CAdES"),
+            Some(&h),
+            None,
+            Some("SHA2-512"),
+            None,
+            None,
+            age,
+        )
+        .unwrap_err();
         assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         assert!(e.message().contains("64"), "{}", e.message());
         let e = validate_sign_input(
             Some("CAdES"),
             Some("%%%"),
+            None,
             Some("SHA2-256"),
             None,
             None,
@@ -307,8 +428,16 @@ mod tests {
         // What the client sent is repeated only in part.
         let long = "Call +1 555 0100 now. ".repeat(20);
         for (format, hash_type) in [(long.as_str(), "SHA2-256"), ("CAdES", long.as_str())] {
-            let e = validate_sign_input(Some(format), Some(&h), Some(hash_type), None, None, age)
-                .unwrap_err();
+            let e = validate_sign_input(
+                Some(format),
+                Some(&h),
+                None,
+                Some(hash_type),
+                None,
+                None,
+                age,
+            )
+            .unwrap_err();
             assert_eq!(e.status(), StatusCode::UNPROCESSABLE_ENTITY);
             assert!(e.message().len() < 120, "{}", e.message());
         }
@@ -321,6 +450,7 @@ mod tests {
         let e = validate_sign_input(
             Some("CAdES"),
             Some(&h),
+            None,
             Some("SHA2-256"),
             Some(&long),
             None,
@@ -331,6 +461,7 @@ mod tests {
         let e = validate_sign_input(
             Some("CAdES"),
             Some(&h),
+            None,
             Some("SHA2-256"),
             None,
             Some("2001-01-01T00:00:00Z"),
@@ -342,12 +473,85 @@ mod tests {
         let ok = validate_sign_input(
             Some("CAdES"),
             Some(&h),
+            None,
             Some("SHA2-256"),
             Some("ok"),
             Some(&now),
             age,
         )
         .unwrap();
-        assert_eq!(ok.digest.len(), 32);
+        assert_eq!(ok.spec.digest().len(), 32);
+        assert_eq!(ok.spec.documents[0].name, "document");
+    }
+
+    fn body(v: serde_json::Value) -> Result<SignInput, ApiError> {
+        SignBody::parse(&serde_json::to_vec(&v).unwrap())?.validate(Duration::from_secs(600))
+    }
+
+    #[test]
+    fn documents_are_checked_field_by_field() {
+        let h = B64.encode([7u8; 32]);
+        let ok = body(
+            serde_json::json!({"format": "XAdES", "hashType": "SHA2-256",
+            "documents": [{"name": "a b.pdf", "mediaType": "application/pdf", "hash": h},
+                          {"name": "note.txt", "hash": h}]}),
+        )
+        .unwrap();
+        assert_eq!(ok.spec.format, Format::Xades);
+        assert_eq!(ok.spec.documents.len(), 2);
+        assert_eq!(ok.spec.documents[1].media_type, "application/octet-stream");
+        // Every format by its contract name, and the single-hash form for each.
+        for f in ["CAdES", "PAdES", "XAdES", "ASIC", "JWS"] {
+            let ok = body(serde_json::json!({"format": f, "hashType": "SHA2-256", "hash": h}));
+            assert_eq!(ok.unwrap().spec.format.name(), f);
+        }
+        let cases = [
+            (
+                serde_json::json!({"format": "JWS", "hashType": "SHA2-256", "hash": h,
+                "documents": [{"name": "a", "hash": h}]}),
+                400,
+                "not both",
+            ),
+            (
+                serde_json::json!({"format": "JWS", "hashType": "SHA2-256", "documents": []}),
+                400,
+                "1 to 64",
+            ),
+            (
+                serde_json::json!({"format": "JWS", "hashType": "SHA2-256",
+                "documents": [{"hash": h}]}),
+                400,
+                "documents[0].name is required",
+            ),
+            (
+                serde_json::json!({"format": "JWS", "hashType": "SHA2-256",
+                "documents": [{"name": "a", "hash": "AAAA"}]}),
+                400,
+                "documents[0].hash is 3 bytes",
+            ),
+            (
+                serde_json::json!({"format": "JWS", "hashType": "SHA2-256",
+                "documents": [{"name": "a\nb", "hash": h}]}),
+                400,
+                "control",
+            ),
+            (
+                serde_json::json!({"format": "XAdES", "hashType": "SHA2-256",
+                "documents": [{"name": "a", "hash": h}, {"name": "a", "hash": h}]}),
+                422,
+                "documents[1].name",
+            ),
+            (
+                serde_json::json!({"format": "CAdES", "hashType": "SHA2-256",
+                "documents": [{"name": "a", "hash": h}, {"name": "b", "hash": h}]}),
+                422,
+                "signs one digest",
+            ),
+        ];
+        for (v, status, needle) in cases {
+            let e = body(v.clone()).unwrap_err();
+            assert_eq!(e.status().as_u16(), status, "{v}: {}", e.message());
+            assert!(e.message().contains(needle), "{v}: {}", e.message());
+        }
     }
 }

@@ -3,19 +3,98 @@
 //!
 //! * [`onetime`] — 9.1 one-time signing: one-time key, one-time certificate, CAdES, time-stamp.
 //! * [`scd`] — 9.2.2 signing with the citizen's own device named by a pseudonym.
-//! * [`cades`] — the two-phase step both take: prepare the signed attributes, have them signed
-//!   (HSM key or device), finish (verify with the certificate, assemble).
+//! * [`SignSpec`] — what both sign: a format of [`esigd_formats`] over one or more document
+//!   digests, in the two phases every format takes (prepare what the key signs; finish: verify
+//!   with the certificate, assemble).
 //! * [`seal`] — what every signature shares once its value exists: the time-stamp and the
 //!   durable batch.
 
-pub mod cades;
 pub mod onetime;
 pub mod scd;
 pub mod seal;
 
+use std::time::SystemTime;
+
+use esigd_formats::{Document, Format, FormatError, Prepared, SignRequest};
 use esigd_hsm::SignatureScheme;
 use esigd_pki::cms::DigestAlgorithm;
 use x509_cert::Certificate;
+
+/// The name a document gets when the request carries a single `hash` (the contract's form).
+pub const SINGLE_DOCUMENT_NAME: &str = "document";
+/// The media type of a document given by a single `hash`.
+pub const SINGLE_DOCUMENT_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// What an e-Service asks to have signed, whoever holds the key: a format over the digests of
+/// one or more documents (CAdES and PAdES: exactly one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignSpec {
+    /// The signature format.
+    pub format: Format,
+    /// The hash type of every document digest.
+    pub hash_type: HashType,
+    /// The documents, at least one.
+    pub documents: Vec<Document>,
+}
+
+impl SignSpec {
+    /// The contract's form: one `hash`, a document named [`SINGLE_DOCUMENT_NAME`].
+    pub fn single(format: Format, hash_type: HashType, digest: Vec<u8>) -> SignSpec {
+        SignSpec {
+            format,
+            hash_type,
+            documents: vec![Document {
+                name: SINGLE_DOCUMENT_NAME.into(),
+                media_type: SINGLE_DOCUMENT_MEDIA_TYPE.into(),
+                digest,
+            }],
+        }
+    }
+
+    /// The first document's digest: the one the record, the audit event and the page's
+    /// fingerprint name (the only one for CAdES and PAdES).
+    pub fn digest(&self) -> &[u8] {
+        self.documents.first().map_or(&[], |d| d.digest.as_slice())
+    }
+
+    /// The format's checks that need no certificate (document count, digest lengths, names):
+    /// run before a key is taken.
+    pub fn check(&self) -> Result<(), FormatError> {
+        self.format
+            .implementation()
+            .check(self.hash_type.digest_algorithm(), &self.documents)
+    }
+
+    /// First phase: what the key of `cert` signs, at `now`, with `chain` included.
+    pub fn prepare(
+        &self,
+        cert: &Certificate,
+        chain: &[Certificate],
+        now: SystemTime,
+    ) -> Result<Box<dyn Prepared>, FormatError> {
+        esigd_formats::prepare(
+            self.format,
+            &SignRequest {
+                digest_algorithm: self.hash_type.digest_algorithm(),
+                documents: &self.documents,
+                signer: cert,
+                chain,
+                time: now,
+            },
+        )
+    }
+}
+
+/// The metric label of a format (`esigd_signatures_created_total{format}`).
+pub fn format_label(format: Format) -> &'static str {
+    match format {
+        Format::Cades => "cades",
+        Format::Pades => "pades",
+        Format::Xades => "xades",
+        Format::Asice => "asice",
+        Format::Jws => "jws",
+    }
+}
 
 /// Certificates between the signer's issuer and a root: the CA chain without self-signed roots
 /// (verifiers bring their own trust anchors).
@@ -85,6 +164,16 @@ impl HashType {
             HashType::Sha256 => DigestAlgorithm::Sha256,
             HashType::Sha384 => DigestAlgorithm::Sha384,
             HashType::Sha512 => DigestAlgorithm::Sha512,
+        }
+    }
+
+    /// The hash type of a digest algorithm (SHA-2 only).
+    pub fn from_digest_algorithm(alg: DigestAlgorithm) -> Option<HashType> {
+        match alg {
+            DigestAlgorithm::Sha256 => Some(HashType::Sha256),
+            DigestAlgorithm::Sha384 => Some(HashType::Sha384),
+            DigestAlgorithm::Sha512 => Some(HashType::Sha512),
+            _ => None,
         }
     }
 

@@ -8,12 +8,12 @@
 //! 3. make a CSR signed by that key;
 //! 4. the CA issues the one-time certificate (validity `ca.one_time_validity`, subject from the
 //!    identity claims; proof of possession and pre-issuance lint inside the CA);
-//! 5. sign the given digest: CMS/CAdES detached SignedData, signed attributes content-type
-//!    id-data, message-digest = the given hash, signing-time, signing-certificate-v2; the
-//!    one-time key signs in the HSM;
+//! 5. sign the given digests in the requested format (CAdES, PAdES, XAdES, ASiC-E, JWS; see
+//!    [`esigd_formats`]): the format prepares what the key signs (for CAdES the signed
+//!    attributes content-type id-data, message-digest = the given hash, signing-time,
+//!    signing-certificate-v2); the one-time key signs in the HSM;
 //! 6. destroy the key and keep the destruction receipt;
-//! 7. the TSA time-stamps the signature value; the token becomes the unsigned attribute
-//!    signature-time-stamp (CAdES-B-T);
+//! 7. the TSA time-stamps the signature value; the format embeds the token (B-T);
 //! 8. store the signature, the TSA record and the audit event in one durable batch;
 //! 9. return the signature ID (the caller answers only after step 8).
 //!
@@ -35,7 +35,7 @@ use esigd_store::signatures::{
 };
 
 use super::seal::{self, SealError};
-use super::{HashType, cades, intermediates};
+use super::{SignSpec, format_label, intermediates};
 use crate::authorities::{CaAuthority, TsaService};
 use crate::clock::SharedClock;
 use crate::meter::{Meter, Op, Timer};
@@ -82,10 +82,8 @@ pub struct OneTimeRequest {
     pub eservice: String,
     /// The user's identity for the certificate subject.
     pub identity: IdentityClaims,
-    /// Hash type of `digest`.
-    pub hash_type: HashType,
-    /// The document digest.
-    pub digest: Vec<u8>,
+    /// The format and the documents' digests.
+    pub spec: SignSpec,
     /// Correlation ID (audit).
     pub request_id: String,
 }
@@ -102,6 +100,9 @@ pub enum SignError {
     /// The identity does not make a valid certificate subject.
     #[error("{0}")]
     Identity(String),
+    /// The format cannot sign these documents (the message names the field).
+    #[error("{0}")]
+    Request(String),
     /// Anything else (a bug or a corrupt dependency); details are in the log.
     #[error("internal error while signing")]
     Internal,
@@ -118,6 +119,7 @@ pub fn error_kind(e: &SignError) -> &'static str {
         SignError::Busy => "signing_busy",
         SignError::Unavailable(_) => "signing_unavailable",
         SignError::Identity(_) => "identity_claims",
+        SignError::Request(_) => "request_invalid",
         SignError::Internal => "internal",
     }
 }
@@ -134,7 +136,7 @@ fn hsm_failure(step: &'static str, e: &HsmError) -> SignError {
 
 /// Everything steps 2–7 produce.
 struct Made {
-    cades: Vec<u8>,
+    signature: Vec<u8>,
     certificate_der: Vec<u8>,
     certificate_serial: String,
     token: esigd_tsa::IssuedToken,
@@ -190,6 +192,10 @@ pub async fn sign_with_payment(
 
 /// Runs the workflow and returns the stored record (durable when this returns).
 pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
+    // 0. A request the format cannot sign costs no key and no certificate.
+    req.spec
+        .check()
+        .map_err(|e| SignError::Request(e.to_string()))?;
     // 1. A signing slot, or 503 after the queue timeout.
     let _slot = tokio::time::timeout(app.queue_timeout, app.slots.clone().acquire_owned())
         .await
@@ -199,11 +205,10 @@ pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRe
 
     // 2.–7. In the HSM.
     let worker = app.clone();
-    let (identity, hash_type, digest) = (req.identity.clone(), req.hash_type, req.digest.clone());
-    let made =
-        tokio::task::spawn_blocking(move || make_signature(&worker, &identity, hash_type, &digest))
-            .await
-            .map_err(|e| internal("signing task", e))??;
+    let (identity, spec) = (req.identity.clone(), req.spec.clone());
+    let made = tokio::task::spawn_blocking(move || make_signature(&worker, &identity, &spec))
+        .await
+        .map_err(|e| internal("signing task", e))??;
 
     // 8. One durable batch: the signature, the TSA's record of its token, the audit event.
     let mut id = [0u8; 32];
@@ -212,10 +217,10 @@ pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRe
         id,
         owner: req.eservice.clone(),
         signature_type: SignatureType::OneTime,
-        format: "CAdES".into(),
-        hash_type: req.hash_type.name().into(),
-        digest: req.digest.clone(),
-        signature: made.cades,
+        format: req.spec.format.name().into(),
+        hash_type: req.spec.hash_type.name().into(),
+        digest: req.spec.digest().to_vec(),
+        signature: made.signature,
         certificate: made.certificate_der,
         timestamp: made.token.token_der.clone(),
         certificate_serial: made.certificate_serial,
@@ -252,7 +257,7 @@ pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRe
             SignError::Internal
         }
     })?;
-    app.meter.signature_created("cades");
+    app.meter.signature_created(format_label(req.spec.format));
 
     // 9. The signature ID.
     tracing::info!(
@@ -269,8 +274,7 @@ pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRe
 fn make_signature(
     app: &OneTime,
     identity: &IdentityClaims,
-    hash_type: HashType,
-    digest: &[u8],
+    spec: &SignSpec,
 ) -> Result<Made, SignError> {
     let now = app.clock.now();
 
@@ -279,8 +283,6 @@ fn make_signature(
         .keys
         .take()
         .map_err(|e| hsm_failure("one-time key", &e))?;
-    key.set_scheme(hash_type.ecdsa_scheme())
-        .map_err(|e| internal("one-time key scheme", e))?;
 
     // 3. A CSR signed by the one-time key (its proof of possession for the CA).
     let csr_subject = DnBuilder::new()
@@ -305,22 +307,27 @@ fn make_signature(
     timer.finish();
     app.meter.ca_issued(esigd_ca::ProfileKind::OneTime);
 
-    // 5. CAdES, in the two phases every signature takes (super::cades): the signed attributes
-    //    over the given digest, signed in the HSM by the one-time key, verified with the
-    //    certificate and assembled.
+    // 5. The format, in the two phases every signature takes: what the key signs (for CAdES
+    //    the signed attributes over the given digest), signed in the HSM by the one-time key
+    //    with the hash the format asks for, verified with the certificate and assembled.
     let chain = intermediates(app.ca.chain());
-    let tbs = cades::prepare(&issued.certificate, hash_type, digest, now, &chain)
-        .map_err(|e| internal("CAdES signed attributes", e))?;
+    let prepared = spec
+        .prepare(&issued.certificate, &chain, now)
+        .map_err(|e| SignError::Request(e.to_string()))?;
+    let hash = super::HashType::from_digest_algorithm(prepared.signature_digest_algorithm())
+        .ok_or_else(|| internal("signature hash", "not SHA-2"))?;
+    key.set_scheme(hash.ecdsa_scheme())
+        .map_err(|e| internal("one-time key scheme", e))?;
     let signature: Vec<u8> = {
         use signature::Signer;
         let sig: esigd_hsm::HsmSignature = key
-            .try_sign(tbs.signed_attributes())
-            .map_err(|e| signer_failure("CMS signature", X509Error::Signer(e)))?;
+            .try_sign(prepared.to_be_signed())
+            .map_err(|e| signer_failure("signature", X509Error::Signer(e)))?;
         sig.into()
     };
-    let cms_der = tbs
+    let signed = prepared
         .finish(&signature)
-        .map_err(|e| internal("CMS signature", e))?;
+        .map_err(|e| internal("signature", e))?;
 
     // 6. The key is destroyed; the receipt goes into the audit event.
     let receipt = key
@@ -328,17 +335,22 @@ fn make_signature(
         .map_err(|e| hsm_failure("destroying the one-time key", &e))?;
 
     // 7. Signature time-stamp over the signature value (CAdES-B-T).
-    let stamped = seal::timestamp(&app.tsa, app.meter.as_ref(), &cms_der, app.clock.now())
-        .map_err(|e| match e {
-            SealError::TsaRefused(m) => {
-                SignError::Unavailable(format!("the time-stamping authority cannot stamp now: {m}"))
-            }
-            other => internal("time-stamp", other),
-        })?;
-    let (cades, token) = (stamped.cades, stamped.token);
+    let stamped = seal::timestamp(
+        &app.tsa,
+        app.meter.as_ref(),
+        signed.as_ref(),
+        app.clock.now(),
+    )
+    .map_err(|e| match e {
+        SealError::TsaRefused(m) => {
+            SignError::Unavailable(format!("the time-stamping authority cannot stamp now: {m}"))
+        }
+        other => internal("time-stamp", other),
+    })?;
+    let (signature, token) = (stamped.signature, stamped.token);
 
     Ok(Made {
-        cades,
+        signature,
         certificate_der: issued.der,
         certificate_serial: issued.record.serial_hex(),
         token,

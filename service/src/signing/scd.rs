@@ -3,16 +3,17 @@
 //!
 //! 1. the pseudonym names a key: its record and the CA's record of its certificate, which must
 //!    be ACTIVE (suspended, revoked or expired are refused before the device is contacted);
-//! 2. esigd prepares the CAdES signed attributes over the e-Service's digest (content-type,
-//!    message-digest, signing-time, signing-certificate-v2 naming the SCD certificate) and asks
-//!    the Remote SCD service to sign **their digest** (`RAW_DIGEST_SIGNATURE`);
+//! 2. esigd prepares what the key signs in the requested format (for CAdES the signed
+//!    attributes over the e-Service's digest: content-type, message-digest, signing-time,
+//!    signing-certificate-v2 naming the SCD certificate; see [`esigd_formats`]) and asks the
+//!    Remote SCD service to sign **its digest** (`RAW_DIGEST_SIGNATURE`);
 //! 3. the verification code of the answer is recomputed here (bound to the session and to that
 //!    digest); the caller answers at once with the signatureId (and the page shows the code);
 //! 4. the citizen checks the code and the text on the device and types the PIN; we long-poll
 //!    the session up to `scd.signing_timeout`;
 //! 5. the returned signature is verified over our digest **with the public key of the
-//!    registered certificate** (never a key from the answer) and the CMS is assembled;
-//! 6. the TSA time-stamps the signature value (CAdES-B-T); signature, TSA record and audit event
+//!    registered certificate** (never a key from the answer) and the signature is assembled;
+//! 6. the TSA time-stamps the signature value (B-T); signature, TSA record and audit event
 //!    are stored in one durable batch ([`super::seal`]).
 //!
 //! Steps 4–6 run in a task of their own; [`ScdSigning::status`] reports where a signature
@@ -45,8 +46,8 @@ use tokio::sync::watch;
 use x509_cert::Certificate;
 use x509_cert::der::Decode;
 
-use super::HashType;
 use super::seal::{self, SealError};
+use super::{HashType, SignSpec, format_label};
 use crate::authorities::{CaAuthority, TsaService};
 use crate::clock::SharedClock;
 use crate::meter::Meter;
@@ -110,10 +111,8 @@ pub struct ScdSignRequest {
     pub eservice_name: String,
     /// The pseudonym as typed.
     pub pseudonym: String,
-    /// Hash type of `digest`.
-    pub hash_type: HashType,
-    /// The document digest.
-    pub digest: Vec<u8>,
+    /// The format and the documents' digests.
+    pub spec: SignSpec,
     /// What the device shows (≤ 200 characters; 60 are shown with the PIN).
     pub display: Option<String>,
     /// Correlation ID.
@@ -377,6 +376,10 @@ impl ScdSigning {
             )
         })?;
         let pseudonym = canonical_pseudonym(&req.pseudonym)?;
+        req.spec.check().map_err(|e| ScdSignError::Invalid {
+            field: "documents",
+            message: e.to_string(),
+        })?;
         let text = device_text(req.display.as_deref(), &req.eservice_name)?;
         if self.per_pseudonym.len() >= PSEUDONYMS_TRACKED {
             self.per_pseudonym.retain_recent();
@@ -421,29 +424,32 @@ impl ScdSigning {
         })?;
         let cert = Certificate::from_der(&record.der).map_err(|e| internal("certificate", e))?;
 
-        // 2. The signed attributes, and the device asked to sign their digest.
+        // 2. What the key signs in this format, and the device asked to sign its digest.
         let chain = super::intermediates(self.ca.chain());
-        let tbs =
-            super::cades::prepare(&cert, req.hash_type, &req.digest, self.clock.now(), &chain)
-                .map_err(|e| ScdSignError::Invalid {
-                    field: "hash",
-                    message: e.to_string(),
-                })?;
+        let tbs = req
+            .spec
+            .prepare(&cert, &chain, self.clock.now())
+            .map_err(|e| ScdSignError::Invalid {
+                field: "documents",
+                message: e.to_string(),
+            })?;
         let to_sign = tbs.digest();
+        let hash = HashType::from_digest_algorithm(tbs.signature_digest_algorithm())
+            .ok_or_else(|| internal("signature hash", "not SHA-2"))?;
         let request = SignatureRequest {
             relying_party_uuid: self.relying_party.0.clone(),
             relying_party_name: self.relying_party.1.clone(),
             signature_protocol: SignatureProtocol::RawDigestSignature,
             signature_protocol_parameters: RawDigestParameters {
                 digest: STANDARD.encode(&to_sign),
-                signature_algorithm: signature_algorithm(&cert, req.hash_type)?,
+                signature_algorithm: signature_algorithm(&cert, hash)?,
                 signature_algorithm_parameters: AlgorithmParameters {
-                    hash_algorithm: hash_algorithm(req.hash_type),
+                    hash_algorithm: hash_algorithm(hash),
                 },
             },
             interactions: text,
             // Two requests for the same document within one second have the same signed
-            // attributes (signing-time has whole seconds), so the same digest: without a nonce
+            // data (signing times have whole seconds), so the same digest: without a nonce
             // the service's idempotency window would hand the second the first one's session
             // (and its answer).
             nonce: Some(STANDARD.encode({
@@ -489,12 +495,20 @@ impl ScdSigning {
         // 4.–6. In their own task.
         let me = self.clone();
         let session = created.session_id.clone();
-        let digest = req.digest.clone();
+        let digest = req.spec.digest().to_vec();
         let serial = record.serial_hex();
         let cert_der = record.der.clone();
         let work = async move {
             let outcome = me
-                .finish(&req, &session, &tbs, &digest, &cert_der, &serial, id)
+                .finish(
+                    &req,
+                    &session,
+                    tbs.as_ref(),
+                    &digest,
+                    &cert_der,
+                    &serial,
+                    id,
+                )
                 .await;
             match outcome {
                 Ok(()) => me.end(&id, Status::Signed),
@@ -542,7 +556,7 @@ impl ScdSigning {
         &self,
         req: &ScdSignRequest,
         session: &str,
-        tbs: &super::cades::ToBeSigned,
+        tbs: &dyn esigd_formats::Prepared,
         digest: &[u8],
         cert_der: &[u8],
         serial: &str,
@@ -611,7 +625,7 @@ impl ScdSigning {
             .ok_or_else(|| Failure::DeviceFailed("the answer has no signature".into()))?;
 
         // 5. Verified with the registered certificate's key, then assembled.
-        let cms_der = tbs.finish(&value).map_err(|e| {
+        let signed = tbs.finish(&value).map_err(|e| {
             tracing::warn!(serial, error = %e, "a device answer that does not verify with the registered certificate was refused");
             Failure::BadSignature
         })?;
@@ -619,7 +633,7 @@ impl ScdSigning {
         // 6. Time-stamp, then one durable batch.
         let (tsa, meter, now) = (self.tsa.clone(), self.meter.clone(), self.clock.now());
         let stamped = tokio::task::spawn_blocking(move || {
-            seal::timestamp(&tsa, meter.as_ref(), &cms_der, now)
+            seal::timestamp(&tsa, meter.as_ref(), signed.as_ref(), now)
         })
         .await
         .map_err(|e| Failure::Internal(format!("time-stamp task: {e}")))?
@@ -628,10 +642,10 @@ impl ScdSigning {
             id,
             owner: req.eservice.clone(),
             signature_type: SignatureType::Scd,
-            format: "CAdES".into(),
-            hash_type: req.hash_type.name().into(),
+            format: req.spec.format.name().into(),
+            hash_type: req.spec.hash_type.name().into(),
             digest: digest.to_vec(),
-            signature: stamped.cades,
+            signature: stamped.signature,
             certificate: cert_der.to_vec(),
             timestamp: stamped.token.token_der.clone(),
             certificate_serial: serial.to_owned(),
@@ -660,7 +674,7 @@ impl ScdSigning {
             SealError::Busy => Failure::Internal("the store is busy".into()),
             other => Failure::Internal(other.to_string()),
         })?;
-        self.meter.signature_created("cades");
+        self.meter.signature_created(format_label(req.spec.format));
         tracing::info!(signature_id = %record.id_hex(), serial, "SCD signature created");
         Ok(())
     }

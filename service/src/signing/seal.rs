@@ -1,14 +1,15 @@
-//! The steps every CAdES signature takes once its signature value exists, whoever held the key
-//! (a one-time key in the HSM, or the citizen's device):
+//! The steps every signature takes once its signature value exists, whoever held the key
+//! (a one-time key in the HSM, or the citizen's device), in every format:
 //!
-//! * [`timestamp`]: the TSA time-stamps the signature value; the token becomes the unsigned
-//!   attribute signature-time-stamp (CAdES-B-T);
+//! * [`timestamp`]: the TSA time-stamps what the format's time-stamp covers (the CMS signature
+//!   value, the canonical XAdES `SignatureValue`, the JWS signature); the format embeds the
+//!   token (level B-T);
 //! * [`store`]: the signature, the TSA's record of the token and the audit event in one durable
 //!   batch (the caller answers only after it).
 
 use std::time::SystemTime;
 
-use esigd_pki::cms;
+use esigd_formats::Signed;
 use esigd_store::persist::RocksImprintLog;
 use esigd_store::signatures::{AuditEvent, SignatureRecord, SignatureStore};
 use esigd_tsa::{DigestAlgorithm, IssuedToken};
@@ -36,25 +37,24 @@ fn internal(step: &'static str, e: impl std::fmt::Display) -> SealError {
     SealError::Internal(step)
 }
 
-/// A CAdES-B-T signature and the token in it.
+/// A signature at level B-T and the token in it.
 #[derive(Debug)]
 pub struct Stamped {
-    /// The CMS with the signature-time-stamp attribute.
-    pub cades: Vec<u8>,
+    /// The signed object with the signature time-stamp.
+    pub signature: Vec<u8>,
     /// The TSA's token (its record goes into the store with the signature).
     pub token: IssuedToken,
 }
 
-/// Time-stamps the signature value of `cms_der` (SHA-256 imprint) and adds the token as the
-/// signature-time-stamp attribute. Blocking: the TSA signs in the HSM.
+/// Time-stamps what `signed` says its time-stamp covers (SHA-256 imprint) and embeds the token.
+/// Blocking: the TSA signs in the HSM.
 pub fn timestamp(
     tsa: &TsaService,
     meter: &dyn Meter,
-    cms_der: &[u8],
+    signed: &dyn Signed,
     now: SystemTime,
 ) -> Result<Stamped, SealError> {
-    let value = cms::signature_value(cms_der).map_err(|e| internal("signature value", e))?;
-    let imprint = Sha256::digest(&value);
+    let imprint = Sha256::digest(signed.timestamp_input());
     let timer = Timer::start(meter, Op::TsaStamp);
     let token = tsa
         .stamp_imprint(DigestAlgorithm::Sha256, &imprint, now)
@@ -65,9 +65,10 @@ pub fn timestamp(
         })?;
     timer.finish();
     meter.tsa_granted();
-    let cades = esigd_pki::cades::add_signature_timestamp(cms_der, &token.token_der)
+    let signature = signed
+        .add_timestamp(&token.token_der)
         .map_err(|e| internal("adding the time-stamp", e))?;
-    Ok(Stamped { cades, token })
+    Ok(Stamped { signature, token })
 }
 
 /// Where [`store`] writes.

@@ -125,8 +125,7 @@ async fn sign_onetime(
         OneTimeRequest {
             eservice: eservice.id.clone(),
             identity,
-            hash_type: input.hash_type,
-            digest: input.digest,
+            spec: input.spec,
             request_id: request_id(&rid),
         },
     )
@@ -141,7 +140,8 @@ async fn sign_onetime(
         | onetime::PaidSignError::Sign(
             onetime::SignError::Busy
             | onetime::SignError::Unavailable(_)
-            | onetime::SignError::Identity(_),
+            | onetime::SignError::Identity(_)
+            | onetime::SignError::Request(_),
         ),
     ) = &result
     {

@@ -223,6 +223,7 @@ async fn entry(
     let input = match validate_sign_input(
         q.get("format").map(String::as_str),
         hash.as_deref(),
+        None,
         q.get("hashType").map(String::as_str),
         display.as_deref(),
         q.get("requestTimestamp").map(String::as_str),
@@ -295,8 +296,8 @@ async fn entry(
         context! {
             eservice_name => eservice.name.clone(),
             display => input.display.clone(),
-            hash_type => input.hash_type.name(),
-            fingerprint => fingerprint(&input.digest),
+            hash_type => input.spec.hash_type.name(),
+            fingerprint => fingerprint(input.spec.digest()),
             csrf => csrf,
         },
     );
@@ -404,6 +405,7 @@ fn failure_description(e: &onetime::SignError) -> &'static str {
         onetime::SignError::Identity(_) => {
             "The identity from the login cannot be put in a certificate."
         }
+        onetime::SignError::Request(_) => "The documents cannot be signed in this format.",
         onetime::SignError::Internal => "The signature could not be made.",
     }
 }
@@ -486,8 +488,7 @@ async fn oidc_callback(
         OneTimeRequest {
             eservice: visit.eservice.clone(),
             identity,
-            hash_type: visit.input.hash_type,
-            digest: visit.input.digest.clone(),
+            spec: visit.input.spec.clone(),
             request_id: rid.clone(),
         },
     )

@@ -209,8 +209,7 @@ async fn submit(
             eservice: v.eservice.clone(),
             eservice_name: v.eservice_name.clone(),
             pseudonym: f.pseudonym.chars().take(64).collect(),
-            hash_type: v.input.hash_type,
-            digest: v.input.digest.clone(),
+            spec: v.input.spec.clone(),
             display: v.input.display.clone(),
             request_id: rid.clone(),
         })

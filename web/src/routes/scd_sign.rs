@@ -212,8 +212,7 @@ pub(crate) async fn sign(
             eservice: eservice.id.clone(),
             eservice_name: eservice.name.clone(),
             pseudonym,
-            hash_type: input.hash_type,
-            digest: input.digest,
+            spec: input.spec,
             display: input.display,
             request_id: rid(&r),
         })
