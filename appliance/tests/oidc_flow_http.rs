@@ -377,6 +377,77 @@ fn private_key_jwt_login_with_signed_userinfo_signs_and_returns_to_the_callback(
 }
 
 #[test]
+fn several_documents_in_the_redirect_are_listed_and_signed_as_xades() {
+    let env = env();
+    let (contract, note) = (b"contract body".as_slice(), b"a note".as_slice());
+    let docs = [
+        (
+            "contract 2024.pdf",
+            "application/pdf",
+            Sha256::digest(contract),
+        ),
+        ("note.txt", "", Sha256::digest(note)),
+    ];
+    let mut u = url::Url::parse(&format!("http://{}/v1/sign/interactive", env.public)).unwrap();
+    {
+        let mut q = u.query_pairs_mut();
+        q.append_pair("serviceId", "shop")
+            .append_pair("hashType", "SHA2-256")
+            .append_pair("format", "XAdES")
+            .append_pair("callbackUrl", &format!("{CALLBACK}done?order=43"))
+            .append_pair("state", "st-docs");
+        for (name, media, digest) in &docs {
+            q.append_pair("doc", &format!("{name}|{media}|{}", B64.encode(digest)));
+        }
+    }
+    // The choice page lists each document with its fingerprint.
+    let (status, page) = esigd_testkit::curl(&[u.as_str()]);
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"documents\""), "{page}");
+    assert!(
+        page.contains("contract 2024.pdf") && page.contains("note.txt"),
+        "{page}"
+    );
+
+    let params = env.flow(u.as_str(), "login").unwrap_or_else(|e| {
+        panic!("{e}\n--- esigd ---\n{}", env.d.log_text());
+    });
+    let id = params["signatureId"].as_str().expect("signatureId");
+    let (status, resp) = env.fetch(&env.a, id);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["format"], "XAdES");
+    let xml = String::from_utf8(B64.decode(resp["signature"].as_str().unwrap()).unwrap()).unwrap();
+    // Both documents are referenced by name (percent-encoded), with their digests and media
+    // types; the independent validators run on this format in formats_api.rs.
+    assert!(xml.contains("URI=\"contract%202024.pdf\""), "{xml}");
+    assert!(xml.contains("URI=\"note.txt\""), "{xml}");
+    for (_, _, digest) in &docs {
+        assert!(xml.contains(&B64.encode(digest)), "{xml}");
+    }
+    assert!(
+        xml.contains("<xades:MimeType>application/pdf</xades:MimeType>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<xades:MimeType>application/octet-stream</xades:MimeType>"),
+        "{xml}"
+    );
+    assert!(xml.contains("SignatureTimeStamp"), "B-T: {xml}");
+
+    // CAdES signs one digest: two documents are refused on the page, before any login.
+    let cades = u.as_str().replace("format=XAdES", "format=CAdES");
+    let (status, page) = esigd_testkit::curl(&[&cades]);
+    let page = String::from_utf8(page).unwrap();
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("signs one digest"), "{page}");
+    // hash and doc together are refused.
+    let both = format!("{}&hash={}", u.as_str(), B64.encode(docs[0].2));
+    let (status, _) = esigd_testkit::curl(&[&both]);
+    assert_eq!(status, 400);
+}
+
+#[test]
 fn payment_tokens_are_required_checked_and_single_use_on_both_entry_points() {
     let env = env();
     let digest = Sha256::digest(b"paid document");

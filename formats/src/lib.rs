@@ -23,8 +23,8 @@
 pub mod cades;
 pub mod jws;
 mod sigvalue;
-#[cfg(test)]
-mod testing;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod xades;
 
 use std::fmt;

@@ -99,6 +99,7 @@ fn handler(q: &HashMap<String, String>) -> Result<Accepted, String> {
     let input = validate_sign_input(
         q.get("format").map(String::as_str),
         hash.as_deref(),
+        None,
         q.get("hashType").map(String::as_str),
         display.as_deref(),
         q.get("requestTimestamp").map(String::as_str),
@@ -111,9 +112,9 @@ fn handler(q: &HashMap<String, String>) -> Result<Accepted, String> {
 fn canonical_query(callback: &str, input: &SignInput) -> String {
     let mut s = url::form_urlencoded::Serializer::new(String::new());
     s.append_pair("serviceId", "land-registry")
-        .append_pair("hash", &STANDARD.encode(&input.digest))
-        .append_pair("hashType", input.hash_type.name())
-        .append_pair("format", "CAdES")
+        .append_pair("hash", &STANDARD.encode(input.spec.digest()))
+        .append_pair("hashType", input.spec.hash_type.name())
+        .append_pair("format", input.spec.format.name())
         .append_pair("callbackUrl", callback);
     if let Some(d) = &input.display {
         s.append_pair("dataToBeDisplayed", &URL_SAFE_NO_PAD.encode(d));
@@ -159,7 +160,8 @@ fuzz_target!(|data: &[u8]| {
     // The limit applies to the value as sent; the parsed URL kept in the session may be longer only
     // by percent-encoding (at most three bytes per byte).
     assert!(a.callback.as_str().len() <= 3 * MAX_CALLBACK_URL);
-    assert_eq!(a.input.digest.len(), a.input.hash_type.len());
+    assert_eq!(a.input.spec.documents.len(), 1);
+    assert_eq!(a.input.spec.digest().len(), a.input.spec.hash_type.len());
     if let Some(d) = &a.input.display {
         assert!(d.chars().count() <= MAX_DISPLAY_CHARS);
         assert!(check_display_chars(d).is_ok());
@@ -196,7 +198,6 @@ fuzz_target!(|data: &[u8]| {
         .expect("extractor takes the canonical query")
         .expect("canonical query is accepted");
     assert_eq!(b.callback, a.callback);
-    assert_eq!(b.input.hash_type, a.input.hash_type);
-    assert_eq!(b.input.digest, a.input.digest);
+    assert_eq!(b.input.spec, a.input.spec);
     assert_eq!(b.input.display, a.input.display);
 });

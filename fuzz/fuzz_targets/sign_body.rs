@@ -5,9 +5,10 @@
 //!
 //! Asserts: every refusal is a 400 or 422 whose message names a field (or the body) and echoes a
 //! bounded amount of the input (the message is shown to the caller and, on the signing pages, to
-//! the user); an accepted body is CAdES with a digest of exactly the hash type's length and display
-//! text within the documented bound; and an accepted body round-trips (serialize → parse → validate
-//! gives the same input), also with the digest re-encoded as canonical standard base64.
+//! the user); an accepted body names one of the five formats, has 1 to 64 documents each with a
+//! digest of exactly the hash type's length, and display text within the documented bound; and an
+//! accepted body round-trips (serialize → parse → validate gives the same input), also with the
+//! digests re-encoded as canonical standard base64 in the `documents` form.
 #![no_main]
 
 use std::time::Duration;
@@ -15,7 +16,10 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use esigd_web::routes::eservice::parse_signature_id;
-use esigd_web::sign_input::{MAX_DISPLAY_CHARS, SignBody, SignInput, check_display_chars};
+use esigd_formats::Format;
+use esigd_web::sign_input::{
+    DocumentBody, MAX_DISPLAY_CHARS, MAX_DOCUMENTS, SignBody, SignInput, check_display_chars,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// `limits.request_max_age` default.
@@ -23,17 +27,18 @@ const MAX_AGE: Duration = Duration::from_secs(600);
 /// Longest error message: what the route writes around the input plus a bounded echo of it.
 const MAX_MESSAGE: usize = 400;
 /// Field names a refusal may name.
-const FIELDS: [&str; 6] = [
+const FIELDS: [&str; 7] = [
     "request body",
     "format",
     "hashType",
     "hash",
+    "documents",
     "dataToBeDisplayed",
     "requestTimestamp",
 ];
 
 fn same(a: &SignInput, b: &SignInput) -> bool {
-    a.hash_type == b.hash_type && a.digest == b.digest && a.display == b.display
+    a.spec == b.spec && a.display == b.display
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -70,8 +75,14 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let format = body.format.as_deref().expect("accepted without format");
-    assert!(format.eq_ignore_ascii_case("CAdES"));
-    assert_eq!(input.digest.len(), input.hash_type.len());
+    assert_eq!(Format::parse(format).expect("accepted format parses"), input.spec.format);
+    let docs = &input.spec.documents;
+    assert!(!docs.is_empty() && docs.len() <= MAX_DOCUMENTS);
+    assert!(docs.len() == 1 || input.spec.format.signs_several_documents());
+    for d in docs {
+        assert_eq!(d.digest.len(), input.spec.hash_type.len());
+        assert!(!d.name.is_empty() && !d.name.chars().any(char::is_control));
+    }
     assert_eq!(input.display, body.data_to_be_displayed);
     if let Some(d) = &input.display {
         assert!(d.chars().count() <= MAX_DISPLAY_CHARS);
@@ -88,11 +99,21 @@ fuzz_target!(|data: &[u8]| {
         Ok(i) => assert!(same(&i, &input), "validation is deterministic"),
         Err(e) => assert!(e.message().contains("requestTimestamp"), "{}", e.message()),
     }
-    // The canonical form of the digest and hash type names the same request.
+    // The canonical form (contract names, standard base64, the documents form) names the same
+    // request.
     let canonical = SignBody {
-        format: Some("CAdES".into()),
-        hash: Some(STANDARD.encode(&input.digest)),
-        hash_type: Some(input.hash_type.name().into()),
+        format: Some(input.spec.format.name().into()),
+        hash: None,
+        documents: Some(
+            docs.iter()
+                .map(|d| DocumentBody {
+                    name: Some(d.name.clone()),
+                    media_type: Some(d.media_type.clone()),
+                    hash: Some(STANDARD.encode(&d.digest)),
+                })
+                .collect(),
+        ),
+        hash_type: Some(input.spec.hash_type.name().into()),
         data_to_be_displayed: input.display.clone(),
         request_timestamp: None,
     };

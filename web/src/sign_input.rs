@@ -24,6 +24,9 @@ pub const MAX_ECHO_CHARS: usize = 32;
 pub const MAX_DOCUMENTS: usize = 64;
 /// Longest document name (`documents[].name`) and media type, in characters.
 pub const MAX_DOCUMENT_NAME_CHARS: usize = 255;
+/// Longest total of the `doc` values of a signing redirect, in bytes (several documents belong in
+/// the API body; a redirect is a URL).
+pub const MAX_REDIRECT_DOCUMENTS_BYTES: usize = 8192;
 /// Longest parser message about a request body, in characters (serde's messages quote values).
 const MAX_PARSE_MESSAGE: usize = 160;
 
@@ -184,6 +187,53 @@ pub fn validate_sign_input(
         spec,
         display: display.map(str::to_owned),
     })
+}
+
+/// The documents of a signing redirect: one `doc` query parameter per document, its value
+/// `name|mediaType|hash` (the compact form of `documents`; split at the last two `|`, so a name
+/// may contain `|`; an empty media type means `application/octet-stream`; a `+` of the base64
+/// hash that arrives as a space is mended). At most [`MAX_DOCUMENTS`] and
+/// [`MAX_REDIRECT_DOCUMENTS_BYTES`] in all.
+pub fn redirect_documents(values: &[&str]) -> Result<Vec<DocumentBody>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let total: usize = values.iter().map(|v| v.len()).sum();
+    if total > MAX_REDIRECT_DOCUMENTS_BYTES {
+        return Err(bad(format!(
+            "doc parameters are longer than {MAX_REDIRECT_DOCUMENTS_BYTES} bytes in all; send many documents through the API"
+        )));
+    }
+    if values.len() > MAX_DOCUMENTS {
+        return Err(bad(format!(
+            "at most {MAX_DOCUMENTS} doc parameters, {} given",
+            values.len()
+        )));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut parts = v.rsplitn(3, '|');
+            let (Some(hash), Some(media), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(bad(format!("doc[{i}] is not name|mediaType|hash")));
+            };
+            Ok(DocumentBody {
+                name: Some(name.to_owned()),
+                media_type: (!media.is_empty()).then(|| media.to_owned()),
+                hash: Some(hash.replace(' ', "+")),
+            })
+        })
+        .collect()
+}
+
+/// The `doc` value of a document in a signing redirect ([`redirect_documents`] reads it).
+pub fn redirect_document_value(d: &DocumentBody) -> String {
+    format!(
+        "{}|{}|{}",
+        d.name.as_deref().unwrap_or(""),
+        d.media_type.as_deref().unwrap_or(""),
+        d.hash.as_deref().unwrap_or("")
+    )
 }
 
 /// A base64 digest of `hash_type`'s length; 400 naming `field` otherwise.
@@ -482,6 +532,44 @@ mod tests {
         .unwrap();
         assert_eq!(ok.spec.digest().len(), 32);
         assert_eq!(ok.spec.documents[0].name, "document");
+    }
+
+    #[test]
+    fn redirect_documents_are_compact_and_bounded() {
+        let h = B64.encode([7u8; 32]);
+        let docs = vec![
+            DocumentBody {
+                name: Some("a|b.pdf".into()),
+                media_type: Some("application/pdf".into()),
+                hash: Some(h.clone()),
+            },
+            DocumentBody {
+                name: Some("note.txt".into()),
+                media_type: None,
+                hash: Some(h.clone()),
+            },
+        ];
+        let values: Vec<String> = docs.iter().map(redirect_document_value).collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        assert_eq!(redirect_documents(&refs).unwrap(), docs);
+        // A '+' that arrived as a space is mended.
+        let spaced = format!("x|text/plain|{}", "+".repeat(4) + &h[4..]).replace('+', " ");
+        let back = redirect_documents(&[spaced.as_str()]).unwrap();
+        assert_eq!(
+            back[0]
+                .hash
+                .as_deref()
+                .unwrap()
+                .chars()
+                .filter(|c| *c == ' ')
+                .count(),
+            0
+        );
+        let e = redirect_documents(&["no-separators"]).unwrap_err();
+        assert!(e.message().contains("doc[0]"), "{}", e.message());
+        let long = format!("{}|x|{h}", "n".repeat(MAX_REDIRECT_DOCUMENTS_BYTES));
+        let e = redirect_documents(&[long.as_str()]).unwrap_err();
+        assert!(e.message().contains("8192"), "{}", e.message());
     }
 
     fn body(v: serde_json::Value) -> Result<SignInput, ApiError> {

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -40,7 +40,7 @@ use esigd_service::signing::onetime::{self, OneTimeRequest};
 
 use crate::observe::RequestId;
 use crate::pages::{Session, SignVisit, Visit, random_token, redirect};
-use crate::sign_input::validate_sign_input;
+use crate::sign_input::{redirect_documents, validate_sign_input};
 use crate::state::WebState;
 /// Longest `state` / `nonce` echoed back to the e-Service.
 pub const MAX_ECHO: usize = 512;
@@ -149,9 +149,10 @@ async fn interactive_pseudonym(
     r: Option<Extension<RequestId>>,
     peer: ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    raw: RawQuery,
     q: Query<HashMap<String, String>>,
 ) -> Response {
-    entry(st, r, peer, headers, q, true).await
+    entry(st, r, peer, headers, raw, q, true).await
 }
 
 async fn interactive(
@@ -159,9 +160,10 @@ async fn interactive(
     r: Option<Extension<RequestId>>,
     peer: ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    raw: RawQuery,
     q: Query<HashMap<String, String>>,
 ) -> Response {
-    entry(st, r, peer, headers, q, false).await
+    entry(st, r, peer, headers, raw, q, false).await
 }
 
 /// Both entries: validates everything, opens the session, then the choice page or (for the
@@ -171,6 +173,7 @@ async fn entry(
     r: Option<Extension<RequestId>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     Query(q): Query<HashMap<String, String>>,
     pseudonym_entry: bool,
 ) -> Response {
@@ -220,10 +223,25 @@ async fn entry(
         Ok(d) => d,
         Err(m) => return bad(m),
     };
+    // Several documents: one `doc` parameter each (the map above keeps only one of a name).
+    let doc_values: Vec<String> =
+        url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k == "doc")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+    let documents = if doc_values.is_empty() {
+        None
+    } else {
+        let refs: Vec<&str> = doc_values.iter().map(String::as_str).collect();
+        match redirect_documents(&refs) {
+            Ok(d) => Some(d),
+            Err(e) => return bad(e.message()),
+        }
+    };
     let input = match validate_sign_input(
         q.get("format").map(String::as_str),
         hash.as_deref(),
-        None,
+        documents.as_deref(),
         q.get("hashType").map(String::as_str),
         display.as_deref(),
         q.get("requestTimestamp").map(String::as_str),
@@ -298,10 +316,28 @@ async fn entry(
             display => input.display.clone(),
             hash_type => input.spec.hash_type.name(),
             fingerprint => fingerprint(input.spec.digest()),
+            documents => document_list(&input.spec),
             csrf => csrf,
         },
     );
     pages.with_cookie(resp, &browser)
+}
+
+/// The documents a page lists (name and fingerprint), when the request named them (`doc` or
+/// `documents`); empty for the contract's single `hash`.
+pub(crate) fn document_list(spec: &esigd_service::signing::SignSpec) -> Vec<minijinja::Value> {
+    let named = spec.documents.len() > 1
+        || spec
+            .documents
+            .first()
+            .is_some_and(|d| d.name != esigd_service::signing::SINGLE_DOCUMENT_NAME);
+    if !named {
+        return Vec::new();
+    }
+    spec.documents
+        .iter()
+        .map(|d| context! { name => d.name.clone(), fingerprint => fingerprint(&d.digest) })
+        .collect()
 }
 
 fn payment_page(st: &WebState, eservice: &Eservice, e: PaymentError, rid: &str) -> Response {

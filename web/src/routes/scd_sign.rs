@@ -143,6 +143,9 @@ fn redirect_to_page(
             q.append_pair(k, &v);
         }
     }
+    for d in b.documents.iter().flatten() {
+        q.append_pair("doc", &crate::sign_input::redirect_document_value(d));
+    }
     let location = format!("/v1/sign/interactivePseudonym?{}", q.finish());
     let mut r = StatusCode::FOUND.into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -191,7 +194,8 @@ pub(crate) async fn sign(
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
     else {
         // As the contract says: to the interactive pseudonym page with the request's fields
-        // (the e-Service sends the browser there; `callbackUrl` from the body, if given).
+        // (the e-Service sends the browser there; `callbackUrl` from the body, if given); the
+        // documents go as `doc` parameters.
         return Ok(redirect_to_page(&b.sign, nonce, state, b.callback_url));
     };
     let tokens = st.svc.pseudonym_tokens.clone().ok_or_else(|| {
