@@ -6,6 +6,8 @@
 //! * [`certcheck`]: openssl verify / ocsp and pkilint checks of issued certificates, openssl CSRs;
 //! * [`device_ui`]: the reference device app with its web UI, and reads of its token;
 //! * [`e2e`]: the example e-Service as a process, and runs of the Playwright drivers of `tests/e2e/`;
+//! * [`formats_check`]: the validators of the five signature formats (xmlsec1, signxml, jwcrypto,
+//!   `openssl ts`, pyHanko, pdfsig, qpdf) and a small PDF;
 //! * [`idp`]: the development Identity BB (npm `oidc-provider`);
 //! * [`pki`]: a throw-away openssl CA for client certificates;
 //! * [`rscd`]: the reference Remote SCD service and device app as processes;
@@ -19,6 +21,7 @@ pub mod certcheck;
 pub mod device_ui;
 pub mod e2e;
 pub mod flood;
+pub mod formats_check;
 pub mod idp;
 pub mod pki;
 pub mod rscd;
