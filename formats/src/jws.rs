@@ -197,7 +197,12 @@ impl Prepared for JwsPrepared {
     }
 
     fn finish(&self, signature: &[u8]) -> Result<Box<dyn Signed>, FormatError> {
-        sigvalue::verify(&self.signer, &self.digest(), signature)?;
+        sigvalue::verify(
+            &self.signer,
+            self.to_be_signed(),
+            self.signature_digest_algorithm(),
+            signature,
+        )?;
         let raw = sigvalue::to_raw(self.kind, signature)?;
         let signature = URL_SAFE_NO_PAD.encode(raw);
         let json = format!(

@@ -413,7 +413,12 @@ impl Prepared for XadesPrepared {
     }
 
     fn finish(&self, signature: &[u8]) -> Result<Box<dyn Signed>, FormatError> {
-        sigvalue::verify(&self.signer, &self.digest(), signature)?;
+        sigvalue::verify(
+            &self.signer,
+            self.to_be_signed(),
+            self.signature_digest_algorithm(),
+            signature,
+        )?;
         let raw = sigvalue::to_raw(self.kind, signature)?;
         let value_b64 = B64.encode(&raw);
         let timestamp_input = format!(
