@@ -19,6 +19,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# The WebAssembly PAdES client (client-wasm/) that web/assets/esig-pdf.test.mjs loads; installs the
+# wasm32 target and the pinned wasm-bindgen-cli when missing, and fails (never skips) without them.
+echo "== scripts/build-wasm.sh"
+scripts/build-wasm.sh
 echo "== node --test (esig.js, example e-Service, development Identity BB)"
 node --test web/assets/ examples/eservice/ tests/e2e/
 echo "== cargo nextest"

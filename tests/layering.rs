@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("esigd-remote-scd", 6),
     ("esigd-device", 6),
     ("esig", 6),
+    ("esig-wasm", 7),
     ("esigd", 6),
     ("esigd-integration", 7),
 ];

@@ -111,6 +111,21 @@ pub enum Error {
          (was it made for another prepared file, or was the prepared file changed?)"
     )]
     WrongDigest,
+    /// An ASiC-E container is malformed or breaks a byte rule of EN 319 162-1.
+    #[error("ASiC-E container: {0}")]
+    Container(String),
+    /// The data files do not match what the signature references (names or digests).
+    #[error("the data files do not match the signature: {0}")]
+    FilesMismatch(String),
+    /// A signature object (XAdES XML, JWS JSON, CMS, ASiCManifest) cannot be read.
+    #[error("the signature cannot be read: {0}")]
+    SignatureFile(String),
+    /// A sign request cannot be built from the arguments.
+    #[error("cannot build the sign request: {0}")]
+    Request(String),
+    /// The signing service answered with an error or something that is not a signature.
+    #[error("the signing service's answer: {0}")]
+    Response(String),
 }
 
 impl Error {

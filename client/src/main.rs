@@ -1,4 +1,4 @@
-//! `esig`: the esigd client command line (file digests; PAdES prepare and embed).
+//! `esig`: the esigd client command line (digests; PAdES prepare and embed; ASiC-E; verify; sign).
 
 use std::fs;
 use std::io::Write;
@@ -12,7 +12,10 @@ use clap::{Parser, Subcommand};
 use esig::digest::HashAlgorithm;
 use esig::pdf::{self, PrepareOptions};
 
-/// The client side of esigd: digests to send, and PDFs to prepare and complete (PAdES).
+mod commands;
+
+/// The client side of esigd: digests to send, PDFs to prepare and complete (PAdES), ASiC-E
+/// containers to build, signatures to check, and the whole sign round trip of an e-Service.
 #[derive(Debug, Parser)]
 #[command(name = "esig", version)]
 struct Cli {
@@ -36,6 +39,18 @@ enum Command {
         #[command(subcommand)]
         command: PdfCommand,
     },
+    /// ASiC-E containers: build one around a signature, write the ASiCManifest of the CAdES form.
+    Asice {
+        #[command(subcommand)]
+        command: commands::AsiceCommand,
+    },
+    /// Checks a signed PDF, .p7s, XAdES, JWS or ASiC-E: structure, document digests, signature
+    /// value, time-stamp imprint. Exit code 0 only when every check passes. A structural check,
+    /// not a qualified validation (no trust list, no revocation checking).
+    Verify(commands::VerifyArgs),
+    /// Signs files through esigd (POST /v1/sign/onetime over mutual TLS) and writes the signed
+    /// PDF, .p7s, .xml, .json or .asice.
+    Sign(commands::SignArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +77,33 @@ enum PdfCommand {
         #[arg(long, default_value_t = pdf::DEFAULT_RESERVE)]
         reserve: usize,
     },
+    /// PAdES B-LT: adds the validation data of the PDF's signatures (certificates, the CA's
+    /// CRL, OCSP responses for the CA- and TSA-issued certificates that are not one-time) from
+    /// esigd's public endpoints to the document security store, as an incremental update.
+    /// With --lta (B-LTA), a document time-stamp from esigd's TSA follows. Running
+    /// `esig pdf lt --lta` again on a B-LTA file adds the validation data of the last document
+    /// time-stamp and another archive time-stamp over it (do so before the last TSA
+    /// certificate expires or its algorithms weaken).
+    Lt {
+        /// The signed PDF (B-T, or B-LTA to renew; never modified).
+        input: PathBuf,
+        /// esigd's public base URL (e.g. https://esigd.example:8443).
+        #[arg(long)]
+        server: String,
+        /// The CA certificate(s) (PEM) to trust for the server's TLS certificate, instead of
+        /// the built-in web roots.
+        #[arg(long)]
+        cacert: Option<PathBuf>,
+        /// The PDF to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also add a document time-stamp (PAdES B-LTA).
+        #[arg(long)]
+        lta: bool,
+        /// Bytes reserved for the document time-stamp token.
+        #[arg(long, default_value_t = esig::pdf_lt::DEFAULT_TIMESTAMP_RESERVE)]
+        reserve: usize,
+    },
     /// Puts the CMS signature esigd returned (DER, base64 or PEM) into a prepared PDF.
     Embed {
         /// The PDF `esig pdf prepare` wrote, unchanged since.
@@ -83,6 +125,9 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Asice { command } => commands::asice(command),
+        Command::Verify(args) => commands::verify(args),
+        Command::Sign(args) => commands::sign(args),
         Command::Digest { hash, files } => {
             let alg = HashAlgorithm::parse(&hash)?;
             let mut out = std::io::stdout().lock();
@@ -138,6 +183,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Pdf {
             command:
+                PdfCommand::Lt {
+                    input,
+                    server,
+                    cacert,
+                    out,
+                    lta,
+                    reserve,
+                },
+        } => pdf_lt(&input, &server, cacert.as_deref(), &out, lta, reserve),
+        Command::Pdf {
+            command:
                 PdfCommand::Embed {
                     prepared,
                     signature,
@@ -153,6 +209,50 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `esig pdf lt`: B-LT (and B-LTA) from esigd's public endpoints.
+fn pdf_lt(
+    input: &Path,
+    server: &str,
+    cacert: Option<&Path>,
+    out: &Path,
+    lta: bool,
+    reserve: usize,
+) -> Result<()> {
+    if same_file(input, out) {
+        bail!(
+            "--out {} is the input: the signed PDF is never overwritten",
+            out.display()
+        );
+    }
+    let signed = read(input)?;
+    let cacert = cacert.map(read).transpose()?;
+    let server = esig::lt_fetch::Server::new(server, cacert.as_deref())?;
+    let done = esig::lt_fetch::extend(&signed, &server, lta, reserve)
+        .with_context(|| format!("extending {}", input.display()))?;
+    write_atomically(out, &done.bytes)?;
+    let d = &done.data;
+    eprintln!(
+        "DSS: {} certificates, {} CRLs, {} OCSP responses ({} new bytes)",
+        d.certs.len(),
+        d.crls.len(),
+        d.ocsps.len(),
+        done.bytes.len() - signed.len()
+    );
+    for s in &done.plan.no_rev_avail {
+        eprintln!("no revocation data by design (noRevAvail): {s}");
+    }
+    for s in &done.plan.unknown_issuer {
+        eprintln!("warning: no OCSP request for {s}: its issuer is not among the certificates");
+    }
+    for s in &done.plan.unanswered {
+        eprintln!("warning: esigd's OCSP responder is not authoritative for {s}");
+    }
+    if let Some(field) = &done.timestamp_field {
+        eprintln!("document time-stamp: {field}");
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -109,63 +109,76 @@ impl std::fmt::Debug for PreparedPdf {
 /// a prepared but never filled signature, a PDF without pages, a taken field name and a reserve
 /// out of range.
 pub fn prepare(original: &[u8], options: &PrepareOptions) -> Result<PreparedPdf, Error> {
-    if !(MIN_RESERVE..=MAX_RESERVE).contains(&options.reserve) {
+    prepare_placeholder(
+        original,
+        &SigKind::Signature(options),
+        options.field_name.as_deref(),
+        options.reserve,
+    )
+}
+
+/// The kind of signature dictionary [`prepare_placeholder`] writes.
+pub(crate) enum SigKind<'a> {
+    /// A PAdES signature (`/Type /Sig`, `/SubFilter /ETSI.CAdES.detached`) with `/M` and the
+    /// optional `/Reason` and `/Location` of the options.
+    Signature(&'a PrepareOptions),
+    /// A document time-stamp (`/Type /DocTimeStamp`, `/SubFilter /ETSI.RFC3161`; PAdES B-LTA).
+    DocTimeStamp,
+}
+
+impl SigKind<'_> {
+    /// The prefix of automatic field names (`Signature1`, `DocTimeStamp1`, …).
+    fn field_prefix(&self) -> &'static str {
+        match self {
+            SigKind::Signature(_) => "Signature",
+            SigKind::DocTimeStamp => "DocTimeStamp",
+        }
+    }
+}
+
+/// Appends a signature field whose value is an empty signature dictionary of `kind` (a
+/// `/Contents` placeholder of `reserve` bytes) to `original` as an incremental update; returns
+/// the prepared file with the digest of its `/ByteRange`. Shared by [`prepare`] and the
+/// document time-stamp of [`crate::pdf_lt`]; the checks are those [`prepare`] documents.
+pub(crate) fn prepare_placeholder(
+    original: &[u8],
+    kind: &SigKind<'_>,
+    field_name: Option<&str>,
+    reserve: usize,
+) -> Result<PreparedPdf, Error> {
+    if !(MIN_RESERVE..=MAX_RESERVE).contains(&reserve) {
         return Err(Error::Reserve {
             min: MIN_RESERVE,
             max: MAX_RESERVE,
-            asked: options.reserve,
+            asked: reserve,
         });
     }
-    let head = &original[..original.len().min(1024)];
-    if find(head, b"%PDF-").is_none() {
-        return Err(Error::NotPdf);
-    }
-    let doc = Document::load_mem(original).map_err(|e| Error::Parse(e.to_string()))?;
-    if doc.trailer.has(b"Encrypt") || doc.encryption_state.is_some() {
-        return Err(Error::Encrypted);
-    }
-    if matches!(doc.xref_recovery, Some(XrefRecovery::Reconstructed)) || doc.xref_start == 0 {
-        return Err(Error::Damaged(
-            "the table was rebuilt by scanning the file for objects".into(),
-        ));
-    }
-    let root_id = doc
-        .trailer
-        .get(b"Root")
-        .and_then(Object::as_reference)
-        .map_err(|e| structure("trailer /Root", e))?;
-    if docmdp_permission(&doc, root_id) == Some(1) {
+    let (doc, root_id) = load_for_update(original)?;
+    // ISO 32000-2 §12.8.2.2: DSS and document time-stamp updates are allowed at every DocMDP
+    // level; another signature is not at level 1.
+    if matches!(kind, SigKind::Signature(_)) && docmdp_permission(&doc, root_id) == Some(1) {
         return Err(Error::Certified);
     }
     let page_id = doc.page_iter().next().ok_or(Error::NoPage)?;
     let taken = field_names(&doc, root_id)?;
-    let field_name = match &options.field_name {
+    let field_name = match field_name {
         Some(name) => {
             check_field_name(name, &taken)?;
-            name.clone()
+            name.to_owned()
         }
         None => (1u32..)
-            .map(|i| format!("Signature{i}"))
+            .map(|i| format!("{}{i}", kind.field_prefix()))
             .find(|n| !taken.contains(n))
-            .unwrap_or_else(|| "Signature".into()),
+            .unwrap_or_else(|| kind.field_prefix().into()),
     };
 
-    let mut inc = IncrementalDocument::create_from(original.to_vec(), doc);
-    clean_trailer(&mut inc.new_document.trailer);
-    let widget_id = add_signature_objects(&mut inc, options, &field_name, page_id)?;
+    let mut inc = start_update(original, doc);
+    let widget_id = add_signature_objects(&mut inc, kind, reserve, &field_name, page_id)?;
     add_annotation(&mut inc, page_id, widget_id)?;
     add_to_acroform(&mut inc, root_id, widget_id)?;
 
-    let mut bytes = Vec::with_capacity(original.len() + 2 * options.reserve + 8192);
-    inc.save_to(&mut bytes)
-        .map_err(|e| Error::Write(e.to_string()))?;
-    drop(inc);
-    if !bytes.starts_with(original) {
-        return Err(Error::Write(
-            "the original bytes are not a prefix of the output".into(),
-        ));
-    }
-    let (byte_range, digest) = fill_byte_range(&mut bytes, original.len(), options.reserve)?;
+    let mut bytes = finish_update(original, inc, 2 * reserve + 8192)?;
+    let (byte_range, digest) = fill_byte_range(&mut bytes, original.len(), reserve)?;
     Ok(PreparedPdf {
         bytes,
         byte_range,
@@ -265,11 +278,62 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-fn structure(what: &'static str, e: impl std::fmt::Display) -> Error {
+pub(crate) fn structure(what: &'static str, e: impl std::fmt::Display) -> Error {
     Error::Structure {
         what,
         problem: e.to_string(),
     }
+}
+
+/// Parses a PDF that is to get an incremental update and returns it with its catalog's id.
+/// Refuses what is not a PDF, an encrypted PDF and a PDF whose cross-reference data had to be
+/// rebuilt.
+pub(crate) fn load_for_update(original: &[u8]) -> Result<(Document, ObjectId), Error> {
+    let head = &original[..original.len().min(1024)];
+    if find(head, b"%PDF-").is_none() {
+        return Err(Error::NotPdf);
+    }
+    let doc = Document::load_mem(original).map_err(|e| Error::Parse(e.to_string()))?;
+    if doc.trailer.has(b"Encrypt") || doc.encryption_state.is_some() {
+        return Err(Error::Encrypted);
+    }
+    if matches!(doc.xref_recovery, Some(XrefRecovery::Reconstructed)) || doc.xref_start == 0 {
+        return Err(Error::Damaged(
+            "the table was rebuilt by scanning the file for objects".into(),
+        ));
+    }
+    let root_id = doc
+        .trailer
+        .get(b"Root")
+        .and_then(Object::as_reference)
+        .map_err(|e| structure("trailer /Root", e))?;
+    Ok((doc, root_id))
+}
+
+/// An empty incremental update on top of `original` (parsed as `doc`).
+pub(crate) fn start_update(original: &[u8], doc: Document) -> IncrementalDocument {
+    let mut inc = IncrementalDocument::create_from(original.to_vec(), doc);
+    clean_trailer(&mut inc.new_document.trailer);
+    inc
+}
+
+/// Writes `original` followed by the update and checks that `original` is a byte prefix of
+/// the result. `extra` is a capacity hint for the update's size.
+pub(crate) fn finish_update(
+    original: &[u8],
+    mut inc: IncrementalDocument,
+    extra: usize,
+) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::with_capacity(original.len() + extra);
+    inc.save_to(&mut bytes)
+        .map_err(|e| Error::Write(e.to_string()))?;
+    drop(inc);
+    if !bytes.starts_with(original) {
+        return Err(Error::Write(
+            "the original bytes are not a prefix of the output".into(),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The `/P` of the document's certification signature (`/Perms /DocMDP`), if it has one
@@ -301,7 +365,7 @@ fn docmdp_permission(doc: &Document, root_id: ObjectId) -> Option<i64> {
 }
 
 /// The names (`/T`) of the top-level fields of the existing `/AcroForm`.
-fn field_names(doc: &Document, root_id: ObjectId) -> Result<BTreeSet<String>, Error> {
+pub(crate) fn field_names(doc: &Document, root_id: ObjectId) -> Result<BTreeSet<String>, Error> {
     let mut names = BTreeSet::new();
     let catalog = doc
         .get_dictionary(root_id)
@@ -390,7 +454,8 @@ fn clean_trailer(trailer: &mut Dictionary) {
 /// Adds the empty appearance, the signature dictionary and the widget; returns the widget's id.
 fn add_signature_objects(
     inc: &mut IncrementalDocument,
-    options: &PrepareOptions,
+    kind: &SigKind<'_>,
+    reserve: usize,
     field_name: &str,
     page_id: ObjectId,
 ) -> Result<ObjectId, Error> {
@@ -404,21 +469,30 @@ fn add_signature_objects(
         .map_err(|e| Error::Write(e.to_string()))?;
 
     let mut sig = Dictionary::new();
-    sig.set("Type", Object::Name(b"Sig".to_vec()));
-    sig.set("Filter", Object::Name(b"Adobe.PPKLite".to_vec()));
-    sig.set("SubFilter", Object::Name(b"ETSI.CAdES.detached".to_vec()));
-    sig.set(
-        "M",
-        Object::String(
-            pdf_date(options.signing_time).into_bytes(),
-            StringFormat::Literal,
-        ),
-    );
-    if let Some(reason) = &options.reason {
-        sig.set("Reason", lopdf::text_string(reason));
-    }
-    if let Some(location) = &options.location {
-        sig.set("Location", lopdf::text_string(location));
+    match kind {
+        SigKind::Signature(options) => {
+            sig.set("Type", Object::Name(b"Sig".to_vec()));
+            sig.set("Filter", Object::Name(b"Adobe.PPKLite".to_vec()));
+            sig.set("SubFilter", Object::Name(b"ETSI.CAdES.detached".to_vec()));
+            sig.set(
+                "M",
+                Object::String(
+                    pdf_date(options.signing_time).into_bytes(),
+                    StringFormat::Literal,
+                ),
+            );
+            if let Some(reason) = &options.reason {
+                sig.set("Reason", lopdf::text_string(reason));
+            }
+            if let Some(location) = &options.location {
+                sig.set("Location", lopdf::text_string(location));
+            }
+        }
+        SigKind::DocTimeStamp => {
+            sig.set("Type", Object::Name(b"DocTimeStamp".to_vec()));
+            sig.set("Filter", Object::Name(b"Adobe.PPKLite".to_vec()));
+            sig.set("SubFilter", Object::Name(b"ETSI.RFC3161".to_vec()));
+        }
     }
     sig.set(
         "ByteRange",
@@ -431,7 +505,7 @@ fn add_signature_objects(
     );
     sig.set(
         "Contents",
-        Object::String(vec![0; options.reserve], StringFormat::Hexadecimal),
+        Object::String(vec![0; reserve], StringFormat::Hexadecimal),
     );
     let sig_id = doc
         .try_add_object(sig)
@@ -458,13 +532,16 @@ fn zero_rect() -> Object {
 }
 
 /// Where an entry of a dictionary lives: missing, direct, or in another object.
-enum Entry {
+pub(crate) enum Entry {
+    /// No entry, or `null`.
     Missing,
+    /// The value is in the dictionary itself.
     Direct,
+    /// The value is the object with this id.
     Indirect(ObjectId),
 }
 
-fn entry(dict: &Dictionary, key: &[u8]) -> Entry {
+pub(crate) fn entry(dict: &Dictionary, key: &[u8]) -> Entry {
     match dict.get(key) {
         Err(_) | Ok(Object::Null) => Entry::Missing,
         Ok(Object::Reference(id)) => Entry::Indirect(*id),
@@ -472,7 +549,7 @@ fn entry(dict: &Dictionary, key: &[u8]) -> Entry {
     }
 }
 
-fn new_dict_mut<'a>(
+pub(crate) fn new_dict_mut<'a>(
     inc: &'a mut IncrementalDocument,
     id: ObjectId,
     what: &'static str,
@@ -488,7 +565,7 @@ fn new_dict_mut<'a>(
 /// Appends `item` to the array at `key` of a dictionary, creating the array if missing. The
 /// dictionary is the object `holder`, or its direct dictionary entry `inline`. Only what changes
 /// is copied into the update: the array object when the array is indirect, else the holder.
-fn push_to_array(
+pub(crate) fn push_to_array(
     inc: &mut IncrementalDocument,
     holder: ObjectId,
     inline: Option<&[u8]>,
@@ -537,7 +614,7 @@ fn push_to_array(
 
 /// The dictionary object `holder` (cloned into the update), or its direct dictionary entry
 /// `inline`.
-fn holder_dict<'a>(
+pub(crate) fn holder_dict<'a>(
     inc: &'a mut IncrementalDocument,
     holder: ObjectId,
     inline: Option<&[u8]>,
@@ -676,34 +753,47 @@ fn parse_int_array(s: &[u8]) -> Option<Vec<u64>> {
 
 /// Checks that `der` is exactly one DER SEQUENCE (a CMS `ContentInfo` is one).
 fn check_der(der: &[u8]) -> Result<(), Error> {
+    match der_sequence_len(der) {
+        Ok(n) if n == der.len() => Ok(()),
+        Ok(n) => Err(Error::NotCms(format!(
+            "the DER object has {n} bytes but the input has {}",
+            der.len()
+        ))),
+        Err(problem) => Err(Error::NotCms(problem)),
+    }
+}
+
+/// The length (header included) of the DER SEQUENCE at the start of `der`, which may be
+/// followed by other bytes (a `/Contents` value is padded with zeros).
+pub(crate) fn der_sequence_len(der: &[u8]) -> Result<usize, String> {
     let [tag, first, rest @ ..] = der else {
-        return Err(Error::NotCms(format!("{} bytes", der.len())));
+        return Err(format!("{} bytes", der.len()));
     };
     if *tag != 0x30 {
-        return Err(Error::NotCms(format!(
+        return Err(format!(
             "starts with 0x{tag:02x}, not a SEQUENCE (0x30); base64 or PEM must be decoded first"
-        )));
+        ));
     }
     let (len, header) = if first & 0x80 == 0 {
         (usize::from(*first), 2)
     } else {
         let n = usize::from(first & 0x7f);
         if n == 0 || n > 4 || rest.len() < n {
-            return Err(Error::NotCms("bad DER length".into()));
+            return Err("bad DER length".into());
         }
         let len = rest[..n]
             .iter()
             .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
         (len, 2 + n)
     };
-    if header + len != der.len() {
-        return Err(Error::NotCms(format!(
-            "the DER object has {} bytes but the input has {}",
-            header + len,
+    let total = header + len;
+    if total > der.len() {
+        return Err(format!(
+            "the DER object has {total} bytes but the input has {}",
             der.len()
-        )));
+        ));
     }
-    Ok(())
+    Ok(total)
 }
 
 /// Whether `cms` carries, as an OCTET STRING, the SHA-256, SHA-384 or SHA-512 of `head ‖ tail`.
@@ -722,14 +812,14 @@ fn signs_ranges(cms: &[u8], head: &[u8], tail: &[u8]) -> bool {
         || find(cms, &octets::<sha2::Sha512>(head, tail)).is_some()
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || haystack.len() < needle.len() {
         return None;
     }
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || haystack.len() < needle.len() {
         return None;
     }
