@@ -3,7 +3,10 @@
 //! mutual-TLS back end, a real OpenID provider as the Identity BB (`tests/e2e/idp.mjs`, npm
 //! `oidc-provider`) whose login form the browser fills, and the real `esigd` binary on a SoftHSM
 //! token. The signature the browser downloads is checked with `openssl cms -verify` and
-//! `openssl ts -verify`.
+//! `openssl ts -verify`. In the other formats the e-Service offers, the citizen downloads a signed
+//! PDF (PAdES: prepared and embedded in the browser by the WebAssembly `esig-pdf.js`; pyHanko,
+//! pdfsig and qpdf check it), the document with its XAdES / JAdES signature (xmlsec1, signxml,
+//! jwcrypto), or an ASiC-E container zipped in the browser (also libdigidocpp).
 //!
 //! Screenshots of every page go to `$ESIGD_TEST_ARTIFACTS/<test>/` (default: under cargo's
 //! `CARGO_TARGET_TMPDIR`, `browser-flow/<test>/`); the tests print the folder.
@@ -22,6 +25,10 @@ use esigd_testkit::api::{
 };
 use esigd_testkit::browser::{self, require_browser, tail};
 use esigd_testkit::e2e::{EServiceSetup, NodeServer, drive, start_example_eservice};
+use esigd_testkit::formats_check::{
+    Anchors, DocFile, check_jws_signature, check_pdf_signature, check_xml_signature, pdfsig,
+    pyhanko_validate_pdf, qpdf_check, simple_pdf,
+};
 use esigd_testkit::idp::Idp;
 use esigd_testkit::pki::{Ca, openssl};
 use esigd_testkit::{Daemon, config, esigd, free_port};
@@ -848,4 +855,332 @@ fn refused_cancelled_and_unpaid_requests_in_a_real_browser() {
         "the payment token was logged"
     );
     println!("browser-flow artifacts (screenshots): {}", out.display());
+}
+
+/// `pdf` (from [`simple_pdf`]) grown by `size` random bytes: an incremental update adding one
+/// stream object (as a scanned page would weigh), so that the browser keeps megabytes across the
+/// round trip through esigd.
+fn heavy_pdf(pdf: &[u8], size: usize) -> Vec<u8> {
+    let text = String::from_utf8_lossy(pdf).into_owned();
+    let prev: usize = text
+        .rsplit("startxref\n")
+        .next()
+        .and_then(|t| t.lines().next())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let size_at = text.rfind("/Size ").unwrap() + "/Size ".len();
+    let objects: usize = text[size_at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let id = &text[text.rfind("/ID [").unwrap()..];
+    let id = &id[..=id.find(']').unwrap()];
+    let mut out = pdf.to_vec();
+    let at = out.len();
+    out.extend_from_slice(format!("{objects} 0 obj\n<< /Length {size} >>\nstream\n").as_bytes());
+    let mut filler = vec![0u8; size];
+    for chunk in filler.chunks_mut(32) {
+        let r: [u8; 32] = rand::random();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+    out.extend_from_slice(&filler);
+    out.extend_from_slice(b"\nendstream\nendobj\n");
+    let xref = out.len();
+    out.extend_from_slice(
+        format!(
+            "xref\n0 1\n0000000000 65535 f \n{objects} 1\n{at:010} 00000 n \n\
+             trailer\n<< /Size {} /Root 1 0 R /Prev {prev} {id} >>\nstartxref\n{xref}\n%%EOF\n",
+            objects + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// `qpdf --check` finds `pdf` clean (the test's own PDF, before anything signs it).
+fn qpdf_check_ok(pdf: &[u8], dir: &Path) {
+    let file = dir.join("unsigned.pdf");
+    std::fs::write(&file, pdf).unwrap();
+    qpdf_check(&file).accepted("qpdf --check of the unsigned PDF");
+}
+
+/// libdigidocpp (pydigidoc, with client/tests/digidoc_validate.py, offline) opens the ASiC-E
+/// `container`, finds `lease.txt` and one time-stamped signature, and finds nothing wrong with it
+/// but what it must say of a test CA in no trusted list (trust, revocation).
+fn digidoc_accepts(container: &Path, work: &Path, ctx: &str) {
+    esigd_testkit::formats_check::require_python_module("pydigidoc");
+    std::fs::create_dir_all(work).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../client/tests/digidoc_validate.py");
+    let o = esigd_testkit::formats_check::python()
+        .arg(script)
+        .arg(container)
+        .arg(work)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "libdigidocpp: {e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert!(v.get("open_error").is_none(), "libdigidocpp: {v:#}\n{ctx}");
+    assert_eq!(v["files"][0]["name"], "lease.txt", "libdigidocpp: {v:#}");
+    assert_eq!(
+        v["files"].as_array().unwrap().len(),
+        1,
+        "libdigidocpp: {v:#}"
+    );
+    let sigs = v["signatures"].as_array().unwrap();
+    assert_eq!(sigs.len(), 1, "libdigidocpp: {v:#}");
+    assert!(!s(&sigs[0]["tst_time"]).is_empty(), "libdigidocpp: {v:#}");
+    let trust = [
+        "Signature validation",
+        "Unable to verify signing certificate",
+        "unable to get local issuer certificate",
+        "TSL",
+        "Certificate status: unknown",
+        "RevocationValues object is missing",
+        "OCSP",
+        "time stamp routines::certificate verify error",
+    ];
+    let other: Vec<&str> = s(&sigs[0]["error"])
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !trust.iter().any(|t| l.contains(t)))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "libdigidocpp findings beyond trust and revocation: {other:#?}\n{v:#}"
+    );
+}
+
+/// The DER of the first certificate of a PEM text.
+fn pem_der(pem: &str) -> Vec<u8> {
+    esigd_pki::pem::decode_pem("certificate", pem.as_bytes())
+        .unwrap()
+        .1
+}
+
+/// What esigd answered the e-Service (its result page has it): the signer's certificate (DER)
+/// and the signature time-stamp token.
+fn signer_and_timestamp(r: &Value) -> (Vec<u8>, Vec<u8>) {
+    let resp = &r["result"]["response"];
+    (
+        pem_der(s(&resp["certificate"])),
+        B64.decode(s(&resp["signatureTimestamp"])).unwrap(),
+    )
+}
+
+#[test]
+fn signed_pdf_and_the_other_formats_in_a_real_browser() {
+    let env = Env::start();
+    let out = artifacts("formats");
+    let work = env.dir.path().join("formats");
+    std::fs::create_dir_all(&work).unwrap();
+    let anchors = Anchors::of_data_dir(&env.dir.path().join("data"));
+    let url = s(&env.eservice.ready["url"]).to_owned();
+
+    // PAdES, which the e-Service chooses for a PDF: the browser prepares the PDF (WebAssembly),
+    // esigd signs the digest of its byte ranges, the browser embeds the CMS and offers the signed
+    // PDF under the document's name. 4 MiB: the browser keeps it (and the prepared copy) in
+    // IndexedDB across the round trip.
+    let pdf = work.join("contract.pdf");
+    let original = heavy_pdf(
+        &simple_pdf(&[
+            "Land sale contract no. 77",
+            "Seller: Jaan Tamm. Buyer: Mari Maasikas.",
+        ]),
+        4 << 20,
+    );
+    qpdf_check_ok(&original, &work);
+    std::fs::write(&pdf, &original).unwrap();
+    let pades_out = out.join("pades");
+    let r = env.drive(
+        &pades_out,
+        &[
+            "--scenario",
+            "happy",
+            "--eservice",
+            &url,
+            "--user",
+            "mari",
+            "--document",
+            pdf.to_str().unwrap(),
+        ],
+    );
+    let ctx = format!("report: {r:#}\n{}", env.diagnostics());
+    assert_eq!(s(&r["formatChoice"]["defaultFormat"]), "PAdES", "{ctx}");
+    assert_eq!(s(&r["choice"]["format"]), "PAdES", "{ctx}");
+    assert_eq!(s(&r["callback"]["format"]), "PAdES", "{ctx}");
+    assert_eq!(r["callback"]["serverCheckOk"], "true", "{ctx}");
+    assert_eq!(r["callback"]["browserCheckOk"], "true", "{ctx}");
+    assert_eq!(r["callback"]["timestampPresent"], "true", "{ctx}");
+    assert_eq!(
+        s(&r["result"]["downloadPdfText"]),
+        "Download signed PDF",
+        "{ctx}"
+    );
+    assert_eq!(
+        s(&r["result"]["signedPdf"]["name"]),
+        "contract-signed.pdf",
+        "{ctx}"
+    );
+    let signed = std::fs::read(s(&r["result"]["signedPdf"]["file"])).unwrap();
+    // An incremental update: the citizen's PDF is unchanged at the start of the signed one.
+    assert!(signed.starts_with(&original), "{ctx}");
+    // The CMS of the answer is the one in the PDF, over the digest the browser sent.
+    let cms = std::fs::read(s(&r["signature"])).unwrap();
+    let digest = B64.decode(s(&r["result"]["hash"])).unwrap();
+    esigd_pki::cms::verify_detached_digest(&cms, Some(&digest)).unwrap();
+    assert!(
+        signed
+            .windows(64)
+            .any(|w| w == hex::encode_upper(&cms[..32]).as_bytes()
+                || w == hex::encode(&cms[..32]).as_bytes()),
+        "the CMS is not in the PDF's /Contents"
+    );
+    // pyHanko, pdfsig and qpdf accept it; a changed byte of the text ("contract" on page one) is
+    // caught.
+    let at = signed.windows(8).position(|w| w == b"contract").unwrap();
+    let file = check_pdf_signature(&signed, "Mari Maasikas", at, &anchors, &work.join("pades"));
+    std::fs::copy(&file, pades_out.join("signed.pdf")).unwrap();
+    // The validators' words next to the screenshots (for the documentation).
+    let report = [
+        format!(
+            "$ pyhanko sign validate --pretty-print --trust ca.pem --trust-replace --no-revocation-check signed.pdf\n{}",
+            pyhanko_validate_pdf(&file, &anchors.ca).accepted("pyHanko")
+        ),
+        format!("$ pdfsig signed.pdf\n{}", pdfsig(&file).accepted("pdfsig")),
+        format!("$ qpdf --check signed.pdf\n{}", qpdf_check(&file).accepted("qpdf")),
+    ]
+    .join("\n");
+    std::fs::write(pades_out.join("validation.txt"), report).unwrap();
+    for name in ["01-eservice-start.png", "05-eservice-result.png"] {
+        assert!(pades_out.join(name).is_file(), "{name} missing\n{ctx}");
+    }
+    assert_eq!(r["pageErrors"], serde_json::json!([]), "{ctx}");
+
+    // XAdES, ASiC-E and JAdES: the document and its signature file, named after it; for ASiC-E
+    // also the container the browser zipped around both.
+    let text = "Lease agreement no. 42\nLandlord: Jaan Tamm\nTenant: Mari Maasikas\n";
+    let doc = work.join("lease.txt");
+    std::fs::write(&doc, text).unwrap();
+    for (format, ext) in [
+        ("XAdES", "xml"),
+        ("ASIC", "signatures0.xml"),
+        ("JWS", "json"),
+    ] {
+        let fout = out.join(format.to_lowercase());
+        let r = env.drive(
+            &fout,
+            &[
+                "--scenario",
+                "happy",
+                "--eservice",
+                &url,
+                "--user",
+                "mari",
+                "--document",
+                doc.to_str().unwrap(),
+                "--format",
+                format,
+            ],
+        );
+        let ctx = format!("{format}: report: {r:#}\n{}", env.diagnostics());
+        assert_eq!(s(&r["formatChoice"]["defaultFormat"]), "CAdES", "{ctx}");
+        assert_eq!(s(&r["choice"]["format"]), format, "{ctx}");
+        // The document goes by name (a `doc` parameter), not as an anonymous hash.
+        let docs = r["choice"]["docs"].as_array().unwrap();
+        assert_eq!(docs.len(), 1, "{ctx}");
+        assert!(s(&docs[0]).starts_with("lease.txt|text/plain|"), "{ctx}");
+        assert!(r["choice"]["query"]["hash"].is_null(), "{ctx}");
+        assert_eq!(r["callback"]["serverCheckOk"], "true", "{ctx}");
+        assert_eq!(r["callback"]["browserCheckOk"], "true", "{ctx}");
+        assert_eq!(
+            s(&r["result"]["signature"]["name"]),
+            format!("lease.txt.{ext}"),
+            "{ctx}"
+        );
+        assert_eq!(s(&r["result"]["document"]["name"]), "lease.txt", "{ctx}");
+        let kept = std::fs::read(s(&r["result"]["document"]["file"])).unwrap();
+        assert_eq!(
+            kept,
+            text.as_bytes(),
+            "the document the browser kept\n{ctx}"
+        );
+        let sig = std::fs::read(s(&r["result"]["signature"]["file"])).unwrap();
+        let (signer, timestamp) = signer_and_timestamp(&r);
+        let dir = work.join(format.to_lowercase());
+        let docs = [DocFile::write(
+            &dir.join("docs"),
+            "lease.txt",
+            "lease.txt",
+            "text/plain",
+            &kept,
+        )];
+        if format == "XAdES" {
+            check_xml_signature(&sig, false, &docs, &signer, &timestamp, &anchors, &dir);
+        } else if format == "ASIC" {
+            assert_eq!(s(&r["result"]["container"]["name"]), "lease.asice", "{ctx}");
+            let container = std::fs::read(s(&r["result"]["container"]["file"])).unwrap();
+            // `mimetype` first, stored, no extra field: its name at byte 30, its value at 38.
+            assert_eq!(&container[30..38], b"mimetype", "{ctx}");
+            assert_eq!(
+                &container[38..69],
+                b"application/vnd.etsi.asic-e+zip",
+                "{ctx}"
+            );
+            // What an independent ZIP reader (Python's zipfile) finds in it: the document as
+            // the citizen had it, the manifest, and the signature esigd made.
+            let unzipped = dir.join("unzipped");
+            let out = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+                     assert z.testzip() is None; print('\\n'.join(z.namelist())); z.extractall(sys.argv[2])",
+                ])
+                .arg(s(&r["result"]["container"]["file"]))
+                .arg(&unzipped)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .collect::<Vec<_>>(),
+                [
+                    "mimetype",
+                    "lease.txt",
+                    "META-INF/manifest.xml",
+                    "META-INF/signatures0.xml"
+                ],
+                "{ctx}"
+            );
+            assert_eq!(std::fs::read(unzipped.join("lease.txt")).unwrap(), kept);
+            let inside = std::fs::read(unzipped.join("META-INF/signatures0.xml")).unwrap();
+            assert_eq!(inside, sig, "{ctx}");
+            check_xml_signature(&inside, true, &docs, &signer, &timestamp, &anchors, &dir);
+            digidoc_accepts(
+                Path::new(s(&r["result"]["container"]["file"])),
+                &dir.join("digidoc"),
+                &ctx,
+            );
+        } else {
+            check_jws_signature(&sig, "ES256", &docs, &signer, &timestamp, &anchors, &dir);
+        }
+        assert_eq!(r["pageErrors"], serde_json::json!([]), "{ctx}");
+    }
+    println!(
+        "browser-flow artifacts (signed PDF, screenshots): {}",
+        out.display()
+    );
 }

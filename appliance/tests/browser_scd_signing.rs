@@ -10,7 +10,9 @@
 //! sees a code; the device's page (second tab) shows the same code; the PIN typed there signs. The
 //! browser lands on the e-Service's callback, whose back end fetched the signature over mutual
 //! TLS; `openssl cms -verify`, `openssl ts -verify` and pyHanko accept it, its signer is the
-//! onboarded certificate and `openssl ocsp` says good. Then Refuse on the device sends the browser
+//! onboarded certificate and `openssl ocsp` says good. A PDF is signed the same way in PAdES: the
+//! browser prepares it and embeds the device's signature (WebAssembly `esig-pdf.js`), and the
+//! signed PDF it offers passes pyHanko, pdfsig and qpdf. Then Refuse on the device sends the browser
 //! back with `error=access_denied` and no signature. No log holds the PIN.
 //!
 //! `esigd-remote-scd` and `esigd-device` are binaries of other packages: build them first
@@ -28,6 +30,9 @@ use esigd_testkit::browser::{artifacts, require_browser, tail};
 use esigd_testkit::certcheck::{ocsp, openssl};
 use esigd_testkit::device_ui::DeviceUi;
 use esigd_testkit::e2e::{EServiceSetup, NodeServer, drive, start_example_eservice};
+use esigd_testkit::formats_check::{
+    Anchors, check_pdf_signature, pdfsig, pyhanko_validate_pdf, qpdf_check, simple_pdf,
+};
 use esigd_testkit::idp::Idp;
 use esigd_testkit::pki::Ca;
 use esigd_testkit::rscd::{Pki, Rscd, start_rscd};
@@ -517,6 +522,94 @@ fn a_citizen_signs_with_their_device_in_a_real_browser() {
     );
     assert!(good.contains(": good"), "{good}");
 
+    // A PDF, signed in PAdES (what the e-Service chooses for a PDF) with the device: the browser
+    // prepares it, the device signs the digest of its byte ranges, the browser embeds the CMS and
+    // offers contract-signed.pdf.
+    let pdf = work.join("contract.pdf");
+    let original = simple_pdf(&[
+        "Rental contract no. 42",
+        "Landlord: Jaan Tamm. Tenant: Mari Maasikas.",
+    ]);
+    std::fs::write(&pdf, &original).unwrap();
+    let pades_out = out.join("pades");
+    let r = env.drive(
+        "scd-sign-flow.mjs",
+        &pades_out,
+        &[
+            "--scenario",
+            "sign",
+            "--eservice",
+            env.eservice_url(),
+            "--device-ui",
+            &env.device.ui,
+            "--pseudonym",
+            &pseudonym,
+            "--pin",
+            PIN,
+            "--document",
+            pdf.to_str().unwrap(),
+        ],
+    );
+    let ctx = format!("PAdES: report: {r:#}\n{}", env.diagnostics());
+    assert_asked_the_device(&r, &env, "contract.pdf", &ctx);
+    assert_eq!(
+        s(&r["choice"]["formatChoice"]["defaultFormat"]),
+        "PAdES",
+        "{ctx}"
+    );
+    assert_eq!(s(&r["choice"]["format"]), "PAdES", "{ctx}");
+    let cb = &r["callback"];
+    assert_eq!(s(&cb["format"]), "PAdES", "{ctx}");
+    assert_eq!(cb["serverCheckOk"], "true", "{ctx}");
+    assert_eq!(cb["browserCheckOk"], "true", "{ctx}");
+    assert_eq!(
+        s(&r["result"]["downloadPdfText"]),
+        "Download signed PDF",
+        "{ctx}"
+    );
+    assert_eq!(
+        s(&r["result"]["signedPdf"]["name"]),
+        "contract-signed.pdf",
+        "{ctx}"
+    );
+    let signed = std::fs::read(s(&r["result"]["signedPdf"]["file"])).unwrap();
+    assert!(
+        signed.starts_with(&original),
+        "an incremental update\n{ctx}"
+    );
+    let at = signed.windows(8).position(|w| w == b"contract").unwrap();
+    let file = check_pdf_signature(
+        &signed,
+        USER_NAME,
+        at,
+        &Anchors::of_data_dir(&env.dir.path().join("data")),
+        &work.join("pades"),
+    );
+    std::fs::copy(&file, pades_out.join("signed.pdf")).unwrap();
+    // The validators' words next to the screenshots (for the documentation).
+    let report = [
+        format!(
+            "$ pyhanko sign validate --pretty-print --trust ca.pem --trust-replace --no-revocation-check signed.pdf\n{}",
+            pyhanko_validate_pdf(&file, &env.esigd_ca()).accepted("pyHanko")
+        ),
+        format!("$ pdfsig signed.pdf\n{}", pdfsig(&file).accepted("pdfsig")),
+        format!("$ qpdf --check signed.pdf\n{}", qpdf_check(&file).accepted("qpdf")),
+    ]
+    .join("\n");
+    std::fs::write(pades_out.join("validation.txt"), report).unwrap();
+    // Its signer is the onboarded certificate too.
+    let cms = std::fs::read(s(&r["signature"])).unwrap();
+    let verified = esigd_pki::cms::verify_detached_digest(&cms, None).unwrap();
+    assert_eq!(
+        esigd_pki::pem::serial_hex(&verified.signer_cert.tbs_certificate.serial_number)
+            .to_ascii_lowercase(),
+        certificate_id,
+        "the PDF's signer is the onboarded certificate"
+    );
+    assert_eq!(r["pageErrors"], serde_json::json!([]), "{ctx}");
+    let pades_id = s(&r["esigdResult"]["signatureId"]).to_owned();
+    assert_eq!(s(&cb["signatureId"]), pades_id, "{ctx}");
+
     // Refuse on the device: back at the e-Service with access_denied, its state and nonce, and
     // no signature.
     let refuse_out = out.join("refuse");
@@ -563,20 +656,26 @@ fn a_citizen_signs_with_their_device_in_a_real_browser() {
             "07-eservice-refused.png",
         ],
     );
-    // Only the confirmed request made a signature, with the onboarded certificate; the refusal
-    // is in the audit log as such.
+    // Only the confirmed requests (CAdES, then PAdES) made a signature, with the onboarded
+    // certificate; the refusal is in the audit log as such.
     let events = env.audit_log();
     let created: Vec<&Value> = events
         .iter()
         .filter(|e| e["event"] == "signature.created")
         .collect();
-    assert_eq!(created.len(), 1, "{created:#?}\n{ctx}");
-    assert_eq!(created[0]["signatureId"], id.as_str(), "{ctx}");
-    assert_eq!(
-        s(&created[0]["certificateSerial"]).to_ascii_lowercase(),
-        certificate_id,
-        "{created:#?}"
+    assert_eq!(created.len(), 2, "{created:#?}\n{ctx}");
+    let ids: Vec<&str> = created.iter().map(|e| s(&e["signatureId"])).collect();
+    assert!(
+        ids.contains(&id.as_str()) && ids.contains(&pades_id.as_str()),
+        "{created:#?}\n{ctx}"
     );
+    for e in &created {
+        assert_eq!(
+            s(&e["certificateSerial"]).to_ascii_lowercase(),
+            certificate_id,
+            "{created:#?}"
+        );
+    }
     let failed: Vec<&Value> = events
         .iter()
         .filter(|e| e["event"] == "scd.signature.failed")

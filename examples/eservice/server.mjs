@@ -9,10 +9,21 @@
 // logs go to stderr.
 //
 // Routes:
-//   GET  /               the start page (index.html): digest in the browser, then redirect to esigd
-//   POST /start          {hash, hashType, fileName} -> new session (cookie) + {state, nonce, callbackUrl, ...}
-//   GET  /callback       esigd sends the user back here; state check, mTLS fetch of the signature
-//   GET  /signature.p7s  the detached CMS signature of this session
+//   GET  /               the start page (index.html): a format choice (PAdES for a PDF, else CAdES;
+//                        XAdES, JAdES), the digest (PAdES: of the PDF prepared in the browser by
+//                        esig-pdf.js), then the redirect to esigd
+//   POST /start          {hash, hashType, fileName, format?, mediaType?} -> new session (cookie) +
+//                        {state, nonce, callbackUrl, fileName, documents?, ...}
+//   GET  /callback       esigd sends the user back here; state check, mTLS fetch of the signature,
+//                        check that it covers the session's digest; the result page
+//   GET  /signature.p7s  the CMS of this session (CAdES: the detached signature; PAdES: what the
+//                        browser embeds into the prepared PDF)
+//   GET  /signature.xml, /signatures0.xml, /signature.json  the XAdES, ASiC-E or JAdES signature
+//   GET  /asice.js       builds the ASiC-E container in the browser
+//   GET  /keep.js        keeps the document (and the prepared PDF) in the browser's IndexedDB
+//                        across the round trip through esigd
+//   GET  /esig-pdf.js, /pdf/esig_wasm.js, /pdf/esig_wasm_bg.wasm  the WebAssembly PAdES client
+//                        (web/assets/esig-pdf.js and the output of scripts/build-wasm.sh)
 
 import http from 'node:http';
 import https from 'node:https';
@@ -23,7 +34,7 @@ import { fileURLToPath } from 'node:url';
 
 // The same client library esigd serves at /v1/client/esig.js; it also runs in Node. A real
 // e-Service would vendor a copy of that file.
-import { verifyBasic, toP7s, parseCallback } from '../../web/assets/esig.js';
+import { verifyBasic, toP7s, parseCallback, decodeSignature } from '../../web/assets/esig.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const SESSION_COOKIE = 'esvc_session';
@@ -32,6 +43,14 @@ const MAX_SESSIONS = 10_000;
 /** Tolerated clock difference between esigd and this server when comparing times. */
 const CLOCK_SKEW_MS = 60 * 1000;
 const HASH_LENGTH = { 'SHA2-256': 32, 'SHA2-384': 48, 'SHA2-512': 64 };
+/** The formats this example offers: every one esigd makes. CMS formats sign one digest; XAdES,
+ * ASIC and JWS name the document in the signature. */
+const FORMATS = ['CAdES', 'PAdES', 'XAdES', 'ASIC', 'JWS'];
+const CMS_FORMATS = ['CAdES', 'PAdES'];
+/** Where the result page offers the signature of each format. */
+const SIGNATURE_FILE = {
+  CAdES: '/signature.p7s', PAdES: '/signature.p7s', XAdES: '/signature.xml', ASIC: '/signatures0.xml', JWS: '/signature.json',
+};
 
 // ---------------------------------------------------------------------------------------------
 // options
@@ -170,9 +189,12 @@ function fetchSignature(opts, signatureId) {
 
 function securityHeaders(opts, nonce) {
   return {
-    // Scripts: only our nonce'd inline script and esig.js from esigd. fetch() only to ourselves.
+    // Scripts: only our nonce'd inline script, esig.js from esigd and our own modules (keep.js,
+    // esig-pdf.js), which may compile WebAssembly ('wasm-unsafe-eval': no JavaScript eval). fetch()
+    // only to ourselves.
     'content-security-policy': [
-      "default-src 'none'", `script-src 'nonce-${nonce}' ${opts.esigdOrigin}`, `style-src 'nonce-${nonce}'`,
+      "default-src 'none'", `script-src 'nonce-${nonce}' 'self' 'wasm-unsafe-eval' ${opts.esigdOrigin}`,
+      `style-src 'nonce-${nonce}'`,
       "connect-src 'self'", "img-src 'self' data:", "form-action 'self'", "base-uri 'none'", "frame-ancestors 'none'",
     ].join('; '),
     'x-content-type-options': 'nosniff',
@@ -225,37 +247,113 @@ function serveIndex(req, res, opts) {
 }
 
 // Runs in the browser on the result page: esig.js from esigd checks the signature against the
-// digest the page computed before the redirect, and offers the document kept in sessionStorage.
+// digest the page computed before the redirect; the document kept in IndexedDB (keep.js) is
+// offered next to the signature, or (PAdES) the signature is embedded into the prepared PDF by
+// esig-pdf.js and the signed PDF offered.
 const RESULT_SCRIPT = `
 const config = JSON.parse(document.getElementById('config').textContent);
 const $ = (id) => document.getElementById(id);
 const out = $('verify');
+const link = (id, blob, fileName, label) => {
+  const a = $(id);
+  a.href = URL.createObjectURL(blob);
+  a.download = fileName;
+  a.textContent = label;
+  a.hidden = false;
+};
 try {
   const esig = await import(config.esigJs);
-  const r = esig.verifyBasic(config.response, { hash: config.hash, hashType: config.hashType });
-  out.dataset.ok = String(r.ok);
-  out.className = r.ok ? 'good' : 'bad';
-  out.textContent = r.ok ? 'esig.js verifyBasic in this browser: OK'
-    : 'esig.js verifyBasic in this browser found problems: ' + r.problems.join('; ');
-  const kept = JSON.parse(sessionStorage.getItem('esig-example-doc') || 'null');
-  if (kept && kept.data && kept.hash === config.hash) {
-    const blob = new Blob([esig.fromBase64(kept.data)], { type: kept.type });
-    const a = $('download-doc');
-    a.href = URL.createObjectURL(blob);
-    a.download = kept.fileName;
-    a.textContent = 'Download the document (' + kept.fileName + ')';
-    a.hidden = false;
+  let problems;
+  if (config.format === 'CAdES' || config.format === 'PAdES') {
+    problems = esig.verifyBasic(config.response, { hash: config.hash, hashType: config.hashType }).problems;
+  } else {
+    const d = esig.decodeSignature(config.response, config.format, config.fileName);
+    problems = d.digests.length === 1 && d.digests[0] === config.hash ? [] : ['the signature does not cover this document'];
   }
+  out.dataset.ok = String(problems.length === 0);
+  out.className = problems.length === 0 ? 'good' : 'bad';
+  out.textContent = problems.length === 0 ? 'esig.js check in this browser: OK'
+    : 'esig.js check in this browser found problems: ' + problems.join('; ');
 } catch (e) {
   out.dataset.ok = 'false';
   out.className = 'bad';
   out.textContent = 'Could not run esig.js from ' + config.esigJs + ': ' + e.message;
 }
+const pdfStatus = $('pdf-status');
+try {
+  const { take } = await import('/keep.js');
+  const kept = await take(config.hash);
+  if (config.format === 'PAdES') {
+    if (!kept || !kept.prepared) throw new Error('the prepared PDF is not in this browser any more (another tab signed since?): sign again');
+    pdfStatus.textContent = 'Putting the signature into the PDF…';
+    const pdf = await import('/esig-pdf.js');
+    const signed = await pdf.embedPdf(kept.prepared, config.response);
+    link('download-pdf', new Blob([signed], { type: 'application/pdf' }), config.signedName, 'Download signed PDF');
+    $('download-pdf').dataset.size = String(signed.length);
+    pdfStatus.textContent = 'The signed PDF is ready (' + signed.length + ' bytes).';
+    pdfStatus.dataset.ok = 'true';
+  } else if (kept) {
+    link('download-doc', kept.document, kept.fileName, 'Download the document (' + kept.fileName + ')');
+    if (config.format === 'ASIC') {
+      const { asiceContainer } = await import('/asice.js');
+      const esig = await import(config.esigJs);
+      const sig = esig.decodeSignature(config.response, 'ASIC', kept.fileName);
+      const container = asiceContainer([{ name: kept.fileName, mediaType: kept.type,
+        bytes: new Uint8Array(await kept.document.arrayBuffer()) }], sig.bytes);
+      link('download-container', new Blob([container], { type: 'application/vnd.etsi.asic-e+zip' }),
+        config.containerName, 'Download the signed container (' + config.containerName + ')');
+      $('container-status').textContent = 'The container is ready (' + container.length + ' bytes).';
+      $('container-status').dataset.ok = 'true';
+    }
+  } else if (config.format === 'ASIC') {
+    throw new Error('the document is not in this browser any more (another tab signed since?): sign again');
+  }
+} catch (e) {
+  const status = pdfStatus || $('container-status');
+  if (status) {
+    status.dataset.ok = 'false';
+    status.className = 'bad';
+    status.textContent = (pdfStatus ? 'Could not make the signed PDF: ' : 'Could not make the container: ') + e.message;
+  }
+}
+document.body.dataset.ready = 'true';
 `;
+
+/** `contract.pdf` -> `contract-signed.pdf`. */
+const signedPdfName = (name) => `${name.replace(/\.pdf$/i, '')}-signed.pdf`;
+/** `lease.txt` -> `lease.asice`. */
+const containerName = (name) => `${name.replace(/(.)\.[^.]*$/, '$1')}.asice`;
+
+/** The checks the back end makes of a response: {ok, problems, hashMatches, madeAt, timestamped, ...}. */
+function checkResponse(resp, s) {
+  if (CMS_FORMATS.includes(s.format)) {
+    const check = verifyBasic(resp, { hash: s.hash, hashType: s.hashType });
+    return { ...check, madeAt: check.timestampedAt ?? check.signedAt };
+  }
+  const problems = [];
+  let d = null;
+  try { d = decodeSignature(resp, s.format, s.fileName); } catch (e) { problems.push(e.message); }
+  const hashMatches = Boolean(d) && d.digests.length === 1 && d.digests[0] === s.hash;
+  if (d && !hashMatches) problems.push(`the ${s.format} signature covers ${d.digests.length} digest(s), not this document's`);
+  if (d && hashMatches && (d.names || [])[0] !== s.fileName) problems.push(`the signature names the document ${JSON.stringify((d.names || [])[0])}`);
+  const timestamped = typeof resp.signatureTimestamp === 'string' && resp.signatureTimestamp.length > 0;
+  if (!timestamped) problems.push('no signatureTimestamp in the response');
+  if (!resp.status || resp.status.code !== 'OK') problems.push('status is not OK');
+  return {
+    ok: problems.length === 0, problems, hashMatches, signedAt: d ? d.signedAt : undefined, timestamped,
+    madeAt: d ? d.signedAt : undefined,
+  };
+}
+
+/** The file name the signature of a non-CMS session downloads as (`lease.txt.xml`, …). */
+function decodeSignatureName(s) {
+  try { return decodeSignature(s.response, s.format, s.fileName).fileName; } catch { return `${s.fileName}.sig`; }
+}
 
 function renderResult(res, opts, s) {
   const resp = s.response;
-  const check = verifyBasic(resp, { hash: s.hash, hashType: s.hashType });
+  const check = checkResponse(resp, s);
+  const cms = CMS_FORMATS.includes(s.format);
   let cert = null;
   try { cert = new crypto.X509Certificate(resp.certificate); } catch { /* shown as "—" */ }
   const dn = (x) => (x ? x.split('\n').join(', ') : '—');
@@ -264,41 +362,65 @@ function renderResult(res, opts, s) {
   // The one-time certificate is valid for about a minute: verify "as of" the signing time.
   const at = check.signedAt || check.timestampedAt || validFrom;
   const attime = at ? ` -attime ${Math.floor(at.getTime() / 1000)}` : '';
-  const opensslCmd = [
-    `curl -s -o chain.pem ${shellQuote(`${opts.esigdPublic}/pki/chain.pem`)}`,
-    `openssl cms -verify -binary -inform DER -in signature.p7s -content ${shellQuote(s.fileName)} \\`,
-    `  -CAfile chain.pem -purpose any${attime} -out /dev/null`,
-  ].join('\n');
+  const chain = `curl -s -o chain.pem ${shellQuote(`${opts.esigdPublic}/pki/chain.pem`)}`;
+  const signedName = signedPdfName(s.fileName);
+  const verifyCmd = {
+    CAdES: [chain,
+      `openssl cms -verify -binary -inform DER -in signature.p7s -content ${shellQuote(s.fileName)} \\`,
+      `  -CAfile chain.pem -purpose any${attime} -out /dev/null`],
+    PAdES: [chain, `pdfsig ${shellQuote(signedName)}`,
+      `pyhanko sign validate --pretty-print --trust chain.pem --no-revocation-check ${shellQuote(signedName)}`],
+    XAdES: [chain, `xmlsec1 --verify --trusted-pem chain.pem ${shellQuote(`${s.fileName}.xml`)}  # next to ${shellQuote(s.fileName)}`],
+    ASIC: [chain, `digidoc-tool open ${shellQuote(containerName(s.fileName))}  # libdigidocpp; or unzip it and:`,
+      'xmlsec1 --verify --trusted-pem chain.pem META-INF/signatures0.xml'],
+    JWS: [chain, `# ${s.fileName}.json: a detached JAdES; sigD.hashV is the SHA-256 of ${shellQuote(s.fileName)}`,
+      `openssl dgst -sha256 -binary ${shellQuote(s.fileName)} | basenc --base64url`],
+  }[s.format].join('\n');
   const ts = check.timestamped
-    ? `present (RFC 3161), time-stamped at ${escapeHtml(isoOrDash(check.timestampedAt))}`
+    ? `present (RFC 3161)${check.timestampedAt ? `, time-stamped at ${escapeHtml(isoOrDash(check.timestampedAt))}` : ''}`
     : 'missing';
+  const sigFile = SIGNATURE_FILE[s.format];
+  const sigName = s.format === 'CAdES' || s.format === 'PAdES' ? 'signature.p7s'
+    : decodeSignatureName(s);
+  const container = s.format === 'ASIC'
+    ? `<p id="container-status" role="status">Building the ASiC-E container in this browser…</p>
+<p><a id="download-container" hidden></a></p>
+` : '';
+  const downloads = s.format === 'PAdES'
+    ? `<p id="pdf-status" role="status">Putting the signature into the PDF in this browser…</p>
+<p><a id="download-pdf" hidden></a></p>
+<p><a id="download" href="${sigFile}" download="${escapeHtml(sigName)}">Download the CMS alone (signature.p7s)</a></p>`
+    : `${container}<p><a id="download" href="${sigFile}" download="${escapeHtml(sigName)}">Download ${escapeHtml(sigName)}</a></p>
+<p><a id="download-doc" hidden></a></p>`;
 
   sendHtml(res, opts, 200, 'Document signed', `
 <h1>Document signed</h1>
-<section id="result" data-ok="${check.ok}">
+<section id="result" data-ok="${check.ok}" data-format="${escapeHtml(s.format)}">
 <dl>
   <dt>Document</dt><dd id="document">${escapeHtml(s.fileName)}</dd>
-  <dt>Digest (${escapeHtml(s.hashType)}, base64)</dt><dd id="doc-hash">${escapeHtml(s.hash)}</dd>
+  <dt>Signature format</dt><dd id="format">${escapeHtml(s.format)}</dd>
+  <dt>Digest (${escapeHtml(s.hashType)}, base64)${s.format === 'PAdES' ? ' of the prepared PDF\'s signed byte ranges' : ''}</dt><dd id="doc-hash">${escapeHtml(s.hash)}</dd>
   <dt>Signer</dt><dd id="subject">${escapeHtml(dn(cert && cert.subject))}</dd>
   <dt>Certificate issuer</dt><dd id="issuer">${escapeHtml(dn(cert && cert.issuer))}</dd>
   <dt>Certificate valid</dt><dd id="validity"><span id="valid-from">${escapeHtml(isoOrDash(validFrom))}</span>
     to <span id="valid-to">${escapeHtml(isoOrDash(validTo))}</span></dd>
-  <dt>Signing time</dt><dd id="signed-at">${escapeHtml(isoOrDash(check.signedAt))}</dd>
+  <dt>Signing time</dt><dd id="signed-at">${s.format === 'PAdES' && !check.signedAt
+    ? 'claimed in the PDF (/M); see the time-stamp' : escapeHtml(isoOrDash(check.signedAt))}</dd>
   <dt>Time-stamp</dt><dd id="timestamp" data-present="${check.timestamped}">${ts}</dd>
   <dt>Signature id</dt><dd id="signature-id">${escapeHtml(s.signatureId)}</dd>
 </dl>
-<p><a id="download" href="/signature.p7s" download="signature.p7s">Download signature.p7s</a></p>
-<p><a id="download-doc" hidden></a></p>
+${downloads}
 </section>
 <h2>Checks</h2>
 <p id="server-check" data-ok="${check.ok}" class="${check.ok ? 'good' : 'bad'}">${check.ok
-    ? 'esig.js verifyBasic on the e-Service back end: OK'
-    : `esig.js verifyBasic on the e-Service back end found problems: ${escapeHtml(check.problems.join('; '))}`}</p>
+    ? `esig.js ${cms ? 'verifyBasic' : 'decodeSignature'} on the e-Service back end: OK`
+    : `esig.js ${cms ? 'verifyBasic' : 'decodeSignature'} on the e-Service back end found problems: ${escapeHtml(check.problems.join('; '))}`}</p>
 <p id="verify" role="status">Checking in the browser…</p>
-<p>These are sanity checks, not a cryptographic verification. Verify with OpenSSL:</p>
-<pre id="openssl">${escapeHtml(opensslCmd)}</pre>
+<p>These are sanity checks, not a cryptographic verification. Verify with:</p>
+<pre id="openssl">${escapeHtml(verifyCmd)}</pre>
 <p><a id="again" href="/">Sign another document</a></p>`, RESULT_SCRIPT, {
-    esigJs: opts.esigJs, response: resp, hash: s.hash, hashType: s.hashType,
+    esigJs: opts.esigJs, response: resp, hash: s.hash, hashType: s.hashType, format: s.format,
+    fileName: s.fileName, signedName, containerName: containerName(s.fileName),
   });
 }
 
@@ -326,13 +448,22 @@ async function handleStart(req, res, opts, sessions, port) {
   if (!/^application\/json\b/.test(req.headers['content-type'] || '')) return sendJson(res, 415, { error: 'expected application/json' });
   let body;
   try { body = JSON.parse(await readBody(req, 4096)); } catch (e) { return sendJson(res, e.status || 400, { error: 'bad JSON body' }); }
-  const { hash, hashType, fileName } = body || {};
+  const { hash, hashType, fileName, format = 'CAdES', mediaType = 'application/octet-stream' } = body || {};
+  if (typeof format !== 'string' || !FORMATS.includes(format)) return sendJson(res, 400, { error: `format must be one of ${FORMATS.join(', ')}` });
+  if (format === 'PAdES' && hashType !== 'SHA2-256') return sendJson(res, 400, { error: 'PAdES: hashType must be SHA2-256' });
+  if (typeof mediaType !== 'string' || !/^[\x21-\x7e]{1,255}$/.test(mediaType) || mediaType.includes('|')) {
+    return sendJson(res, 400, { error: 'mediaType must be 1 to 255 visible ASCII characters without |' });
+  }
   if (typeof hashType !== 'string' || !Object.hasOwn(HASH_LENGTH, hashType)) return sendJson(res, 400, { error: 'hashType must be SHA2-256, SHA2-384 or SHA2-512' });
   if (typeof hash !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(hash)
     || Buffer.from(hash, 'base64').length !== HASH_LENGTH[hashType]) {
     return sendJson(res, 400, { error: `hash must be the base64 of a ${hashType} digest` });
   }
-  const name = typeof fileName === 'string' ? fileName.replace(/[\u0000-\u001f\u007f/\\]/g, '_').slice(0, 200) : '';
+  // A plain file name that XAdES, ASiC-E and JAdES accept as a relative reference: no path, no
+  // scheme, not a name an ASiC-E container reserves.
+  let name = typeof fileName === 'string' ? [...fileName.replace(/[\u0000-\u001f\u007f-\u009f/\\:]/g, '_')].slice(0, 200).join('') : '';
+  if (/^\.+$/.test(name)) name = name.replace(/\./g, '_');
+  if (format === 'ASIC' && /^(mimetype|meta-inf)$/i.test(name)) name = `_${name}`;
   if (!name) return sendJson(res, 400, { error: 'fileName is required' });
 
   // Expire old sessions and replace any previous one of this browser.
@@ -343,7 +474,7 @@ async function handleStart(req, res, opts, sessions, port) {
 
   const id = crypto.randomBytes(32).toString('base64url');
   const s = {
-    created: Date.now(), hash, hashType, fileName: name,
+    created: Date.now(), hash, hashType, fileName: name, format, mediaType,
     // GovStack describes state and nonce as hex strings.
     state: crypto.randomBytes(32).toString('hex'),
     nonce: crypto.randomBytes(32).toString('hex'),
@@ -356,7 +487,9 @@ async function handleStart(req, res, opts, sessions, port) {
   res.setHeader('set-cookie', `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${SESSION_TTL_MS / 1000}`);
   sendJson(res, 200, {
     serviceId: opts.serviceId, state: s.state, nonce: s.nonce, callbackUrl: s.callbackUrl,
-    dataToBeDisplayed: truncateChars(`Demo e-Service: sign "${name}"`, 256), hash, hashType,
+    dataToBeDisplayed: truncateChars(`Demo e-Service: sign "${name}"`, 256), hash, hashType, format, fileName: name,
+    // XAdES, ASiC-E and JAdES name the document: the browser sends it as a `doc` parameter.
+    ...(CMS_FORMATS.includes(format) ? {} : { documents: [{ name, mediaType, hash }] }),
   });
 }
 
@@ -395,7 +528,7 @@ async function handleCallback(req, res, opts, sessions, used, url) {
     return sendError(res, opts, 502, 'signing_failed', `esigd status: ${resp && resp.status ? `${resp.status.code} ${resp.status.message || ''}` : 'missing'}`);
   }
   // The signature must be over the digest this session asked for, whatever else is wrong with it.
-  const check = verifyBasic(resp, { hash: s.hash, hashType: s.hashType });
+  const check = checkResponse(resp, s);
   if (!check.hashMatches) {
     return sendError(res, opts, 502, 'wrong_signature', `The signature is not over this document: ${check.problems.join('; ')}`);
   }
@@ -406,7 +539,7 @@ async function handleCallback(req, res, opts, sessions, used, url) {
   if (used.has(cb.signatureId)) {
     return sendError(res, opts, 400, 'signature_reused', 'This signature was already taken by another signing session.');
   }
-  const madeAt = check.timestampedAt ?? check.signedAt;
+  const { madeAt } = check;
   if (!madeAt || madeAt.getTime() < s.created - CLOCK_SKEW_MS) {
     return sendError(res, opts, 400, 'signature_too_old', 'This signature was made before this signing session started.');
   }
@@ -414,6 +547,28 @@ async function handleCallback(req, res, opts, sessions, used, url) {
   s.signatureId = cb.signatureId;
   s.response = resp;
   renderResult(res, opts, s);
+}
+
+// The WebAssembly PAdES client: web/assets/esig-pdf.js at /esig-pdf.js and the module it loads
+// (./pdf/ next to it) from the output of scripts/build-wasm.sh ($ESIG_WASM_OUT or web/assets/pdf/;
+// generated, so not in esigd's binary). A page using it needs 'wasm-unsafe-eval' in script-src.
+const PDF_ASSETS = {
+  '/esig-pdf.js': ['esig-pdf.js', 'text/javascript; charset=utf-8'],
+  '/pdf/esig_wasm.js': ['esig_wasm.js', 'text/javascript; charset=utf-8'],
+  '/pdf/esig_wasm_bg.wasm': ['esig_wasm_bg.wasm', 'application/wasm'],
+};
+
+function servePdfAsset(res, opts, pathname) {
+  const [name, type] = PDF_ASSETS[pathname];
+  const assets = path.join(HERE, '..', '..', 'web', 'assets');
+  const out = opts.wasmDir || process.env.ESIG_WASM_OUT || path.join(assets, 'pdf');
+  const file = name === 'esig-pdf.js' ? path.join(assets, name) : path.resolve(HERE, '..', '..', out, name);
+  let body;
+  try { body = fs.readFileSync(file); } catch {
+    return sendJson(res, 404, { error: `${name} is not built: run scripts/build-wasm.sh` });
+  }
+  res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+  return res.end(body);
 }
 
 function sendJson(res, status, obj) {
@@ -441,16 +596,26 @@ export function createServer(opts) {
       if (req.method === 'GET' && url.pathname === '/') return serveIndex(req, res, opts);
       if (req.method === 'POST' && url.pathname === '/start') return await handleStart(req, res, opts, sessions, port);
       if (req.method === 'GET' && url.pathname === '/callback') return await handleCallback(req, res, opts, sessions, used, url);
-      if (req.method === 'GET' && url.pathname === '/signature.p7s') {
+      if (req.method === 'GET' && Object.values(SIGNATURE_FILE).includes(url.pathname)) {
         const s = sessionOf(req, sessions);
-        if (!s || !s.response) return sendJson(res, 404, { error: 'no signature in this session' });
+        if (!s || !s.response || SIGNATURE_FILE[s.format] !== url.pathname) {
+          return sendJson(res, 404, { error: 'no such signature in this session' });
+        }
+        const d = decodeSignature(s.response, s.format, s.fileName);
+        const fileName = CMS_FORMATS.includes(s.format) ? 'signature.p7s' : d.fileName;
         res.writeHead(200, {
-          'content-type': 'application/pkcs7-signature', 'content-disposition': 'attachment; filename="signature.p7s"',
+          'content-type': d.mediaType,
+          'content-disposition': `attachment; filename="${fileName.replace(/[^\x20-\x7e]|["\\]/g, '_')}"; filename*=UTF-8''${encodeURIComponent(fileName)}`,
           'cache-control': 'no-store', 'x-content-type-options': 'nosniff',
         });
-        return res.end(Buffer.from(toP7s(s.response)));
+        return res.end(CMS_FORMATS.includes(s.format) ? Buffer.from(toP7s(s.response)) : Buffer.from(d.bytes));
+      }
+      if (req.method === 'GET' && (url.pathname === '/keep.js' || url.pathname === '/asice.js')) {
+        res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
+        return res.end(fs.readFileSync(path.join(HERE, url.pathname.slice(1))));
       }
       if (req.method === 'GET' && url.pathname === '/favicon.ico') { res.writeHead(204); return res.end(); }
+      if (req.method === 'GET' && Object.hasOwn(PDF_ASSETS, url.pathname)) return servePdfAsset(res, opts, url.pathname);
       sendJson(res, 404, { error: 'not found' });
     } catch (e) {
       console.error(e);

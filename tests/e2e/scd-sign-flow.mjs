@@ -3,14 +3,17 @@
 // Chromium through npm playwright-core, one browser. Used by appliance/tests/browser_scd_signing.rs.
 //
 //   node tests/e2e/scd-sign-flow.mjs --scenario sign|refuse --out DIR --eservice URL --device-ui URL
-//        --pseudonym P [--pin PIN] [--document FILE]
+//        --pseudonym P [--pin PIN] [--document FILE] [--format F]
 //
 // tab 1: the example e-Service (examples/eservice/server.mjs) hashes --document and redirects to esigd's choice
 // page -> "My signing device (SCD)" (#choice-scd) -> the pseudonym form (types --pseudonym, "Send") -> the page
 // with the verification code; tab 2 (same browser, phone-sized): the device app's UI shows the signature request:
 // its code must be the one tab 1 shows.
 //   sign    types --pin on the device, Confirm; tab 1 moves on to esigd's result page, then to the e-Service
-//           callback, whose back end fetched the signature over mutual TLS; downloads signature.p7s into --out.
+//           callback, whose back end fetched the signature over mutual TLS; downloads signature.p7s into --out
+//           (CAdES, PAdES) and what the result page offers for the format (PAdES: the signed PDF the browser
+//           embedded; XAdES, JWS: the signature file and the document) into --out/downloads.
+// --format: the signature format chosen on the e-Service page (default: the page's choice, PAdES for a PDF).
 //   refuse  presses Refuse on the device; tab 1 ends on the e-Service callback with the error.
 //
 // Options: --timeout-ms N (default 60000 per step; the wait for the device's answer on the esigd page gets
@@ -24,6 +27,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+
+import { chooseFormat, downloadResult } from './eservice-result.mjs';
 
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -50,6 +55,7 @@ function parseCli() {
         pseudonym: { type: 'string' },
         pin: { type: 'string' },
         document: { type: 'string' },
+        format: { type: 'string' },
         out: { type: 'string' },
         'timeout-ms': { type: 'string', default: '60000' },
         'finish-timeout-ms': { type: 'string', default: '180000' },
@@ -159,6 +165,7 @@ async function eserviceToChoice(page, opts, shots) {
   await page.locator('body[data-ready="true"]').waitFor({ timeout: opts.timeout })
     .catch(async () => { throw new StepError(`the e-Service start page did not get ready: ${await why(page)}`); });
   if (opts.document) await page.setInputFiles('#file', opts.document);
+  const formatChoice = await chooseFormat(page, opts);
   await shots.shot(page, 'eservice-start');
   await page.click('#sign');
   await page.waitForURL((u) => u.pathname === '/v1/sign/interactive', { timeout: opts.timeout, waitUntil: 'load' })
@@ -172,6 +179,8 @@ async function eserviceToChoice(page, opts, shots) {
     displayText: await text(page, '#display-text'),
     scdText: await text(page, '#choice-scd'),
     scdHref: await attr(page, '#choice-scd', 'href'),
+    format: params(page.url()).format,
+    formatChoice,
   };
   await shots.shot(page, 'esigd-choice');
   return choice;
@@ -317,6 +326,14 @@ async function scdSign(browser, opts, shots) {
   if (opts.scenario === 'sign') {
     // The browser-side esig.js check sets data-ok when done.
     await page.locator('#verify[data-ok]').waitFor({ timeout: opts.timeout }).catch(() => {});
+    if (!(await page.locator('#error').count())) {
+      try {
+        report.result = await downloadResult(page, path.join(opts.out, 'downloads'), opts);
+      } catch (e) {
+        await shots.shot(page, 'eservice-result');
+        throw new StepError(`the e-Service result page: ${e.message}`);
+      }
+    }
     report.callback = {
       url: page.url(),
       query: params(page.url()),
@@ -331,12 +348,15 @@ async function scdSign(browser, opts, shots) {
     };
     await shots.shot(page, 'eservice-result');
     if (report.callback.error) throw new StepError(`the e-Service callback page shows an error: ${report.callback.error}`);
-    const [download] = await Promise.all([
-      page.waitForEvent('download', { timeout: opts.timeout }),
-      page.click('#download'),
-    ]);
-    report.signature = path.join(opts.out, 'signature.p7s');
-    await download.saveAs(report.signature);
+    report.callback.format = await text(page, '#format');
+    if (report.result.format === 'CAdES' || report.result.format === 'PAdES') {
+      const [download] = await Promise.all([
+        page.waitForEvent('download', { timeout: opts.timeout }),
+        page.click('#download'),
+      ]);
+      report.signature = path.join(opts.out, 'signature.p7s');
+      await download.saveAs(report.signature);
+    }
   } else {
     report.callback = {
       url: page.url(),

@@ -5,10 +5,13 @@
 //   node tests/e2e/sign-flow.mjs --scenario SCENARIO --out DIR [options]
 //
 // Scenarios (the e-Service is examples/eservice/server.mjs):
-//   happy           --eservice URL --user U [--password P] [--document FILE]
-//                   e-Service start page -> esigd choice page -> "National ID" -> IdP login -> esigd result
-//                   page -> e-Service callback (result page); downloads signature.p7s into --out; then replays
-//                   the OIDC callback URL esigd got from the IdP (must be refused).
+//   happy           --eservice URL --user U [--password P] [--document FILE] [--format F]
+//                   e-Service start page (--format: the signature format to choose; default what the page
+//                   chooses: PAdES for a PDF, else CAdES) -> esigd choice page -> "National ID" -> IdP login ->
+//                   esigd result page -> e-Service callback (result page); downloads signature.p7s into --out
+//                   and what the result page offers for the format (PAdES: the signed PDF it embedded in the
+//                   browser; XAdES, JWS: the signature file and the document); then replays the OIDC callback
+//                   URL esigd got from the IdP (must be refused).
 //   cancel          --eservice URL [--document FILE]
 //                   as happy, but presses "Cancel" at the IdP; ends on the e-Service callback.
 //   tampered-state  --eservice URL --user U [--password P]
@@ -37,6 +40,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { chooseFormat, downloadResult } from './eservice-result.mjs';
+
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic',
@@ -61,6 +66,7 @@ function parseCli() {
         user: { type: 'string' },
         password: { type: 'string', default: 'test' },
         document: { type: 'string' },
+        format: { type: 'string' },
         out: { type: 'string' },
         'callback-prefix': { type: 'string' },
         scd: { type: 'boolean', default: false },
@@ -170,6 +176,7 @@ async function eserviceToChoice(page, opts, shots) {
       + `${await text(page, '#error') ?? await text(page, '#status')}`);
   });
   if (opts.document) await page.setInputFiles('#file', opts.document);
+  const formatChoice = await chooseFormat(page, opts);
   await shots.shot(page, 'eservice-start');
   const started = page.waitForResponse((r) => r.url().endsWith('/start') && r.request().method() === 'POST');
   await page.click('#sign');
@@ -201,7 +208,9 @@ async function eserviceToChoice(page, opts, shots) {
     state: choice.query.state, nonce: choice.query.nonce, callbackUrl: choice.query.callbackUrl,
     serviceId: choice.query.serviceId, hash: choice.query.hash,
   };
-  return { start, choice };
+  choice.format = choice.query.format;
+  choice.docs = new URL(choice.url).searchParams.getAll('doc');
+  return { start, choice, formatChoice };
 }
 
 /** Waits for the IdP login form; screenshot; fills it and presses "Sign in" (or "Cancel"). */
@@ -264,7 +273,7 @@ async function happy(browser, opts, shots) {
   const context = await browser.newContext({ acceptDownloads: true });
   const page = await context.newPage();
   const seen = watch(page);
-  const { start, choice } = await eserviceToChoice(page, opts, shots);
+  const { start, choice, formatChoice } = await eserviceToChoice(page, opts, shots);
 
   // Remember the Identity BB's redirect to esigd (for the replay check at the end).
   let oidcCallback = null;
@@ -329,11 +338,26 @@ async function happy(browser, opts, shots) {
     browserCheckOk: await attr(page, '#verify', 'data-ok'),
     browserCheck: await text(page, '#verify'),
   };
+  // The result page's script: the browser check, the kept document, the PDF embedding.
+  let result;
+  try {
+    result = await downloadResult(page, path.join(opts.out, 'downloads'), opts);
+  } catch (e) {
+    await shots.shot(page, 'eservice-result');
+    throw new StepError(`the e-Service result page: ${e.message}`);
+  }
+  callback.browserCheckOk = await attr(page, '#verify', 'data-ok');
+  callback.browserCheck = await text(page, '#verify');
+  callback.format = await text(page, '#format');
   await shots.shot(page, 'eservice-result');
 
-  const [download] = await Promise.all([page.waitForEvent('download', { timeout: opts.timeout }), page.click('#download')]);
-  const p7s = path.join(opts.out, 'signature.p7s');
-  await download.saveAs(p7s);
+  // The CMS (CAdES: the detached signature; PAdES: what went into the PDF).
+  let p7s = null;
+  if (result.format === 'CAdES' || result.format === 'PAdES') {
+    const [download] = await Promise.all([page.waitForEvent('download', { timeout: opts.timeout }), page.click('#download')]);
+    p7s = path.join(opts.out, 'signature.p7s');
+    await download.saveAs(p7s);
+  }
 
   // A replayed OIDC callback (same code, same state) must be refused.
   let replay = null;
@@ -348,7 +372,7 @@ async function happy(browser, opts, shots) {
   }
   await context.close();
   return {
-    start, choice, idp, oidcCallback, esigdResult, callback, signature: p7s, replay,
+    start, choice, formatChoice, result, idp, oidcCallback, esigdResult, callback, signature: p7s, replay,
     navigations: seen.navigations, dialogs: seen.dialogs, pageErrors: seen.pageErrors, consoleErrors: seen.consoleErrors,
   };
 }

@@ -9,7 +9,8 @@
 //   3. `parseCallback(location.search)`: read `signatureId` (or `error`) when esigd sends the user back.
 //   4. the e-Service back end fetches `GET /v1/sign/response/{signatureId}` over mutual TLS.
 //   5. `toP7s(response)` / `verifyBasic(response, {hash, hashType})`: get the detached CMS
-//      signature (.p7s) and sanity-check it.
+//      signature (.p7s) and sanity-check it; `decodeSignature(response, format)` for every format
+//      (bytes for CMS, text for XML and JSON, the digests it covers, a file name to save it as).
 
 /** GovStack hash type names that WebCrypto can compute, mapped to WebCrypto names. */
 const WEBCRYPTO_HASH = { 'SHA2-256': 'SHA-256', 'SHA2-384': 'SHA-384', 'SHA2-512': 'SHA-512' };
@@ -25,8 +26,15 @@ const DIGEST_OID = {
   '2.16.840.1.101.3.4.2.9': 'SHA3-384', '2.16.840.1.101.3.4.2.10': 'SHA3-512',
 };
 
-/** Signature formats this esigd makes (GovStack also names XAdES, PAdES, ASIC and JWS). */
-const FORMATS = ['CAdES'];
+/** Signature formats esigd makes (the GovStack names). What `signature` of the response is:
+ * CAdES and PAdES the DER CMS (PAdES: to embed into the prepared PDF, see esig-pdf.js), XAdES the
+ * detached XML signature, ASIC the `META-INF/signatures0.xml` of an ASiC-E container, JWS the
+ * detached JAdES in the JSON serialization. */
+export const FORMATS = Object.freeze(['CAdES', 'PAdES', 'XAdES', 'ASIC', 'JWS']);
+/** esigd's limits on the `doc` parameters of a redirect (see its OpenAPI document). */
+const MAX_DOCUMENTS = 64;
+const MAX_DOCUMENT_NAME_CHARS = 255;
+const MAX_REDIRECT_DOCUMENTS_BYTES = 8192;
 /** esigd's limits on what it echoes and keeps (see its OpenAPI document). */
 const MAX_ECHO = 512;
 const MAX_CALLBACK_URL = 2048;
@@ -153,6 +161,50 @@ function requireHttpUrl(name, v) {
   return u;
 }
 
+/** Standard padded base64 of a `hashType` digest; throws naming `field` otherwise. */
+function checkHash(field, hash, hashType) {
+  // Standard base64, padded: what digest() returns and what esigd reads without guessing.
+  if (typeof hash !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(hash) || hash.length % 4 !== 0) {
+    throw new Error(`signUrl: ${field} must be standard base64 with padding`);
+  }
+  let digestBytes;
+  try { digestBytes = fromBase64(hash); } catch { throw new Error(`signUrl: ${field} must be standard base64`); }
+  if (digestBytes.length !== HASH_LENGTH[hashType]) {
+    throw new Error(`signUrl: ${field} is ${digestBytes.length} bytes, ${hashType} needs ${HASH_LENGTH[hashType]}`);
+  }
+}
+
+/** The `doc` values (`name|mediaType|hash`) of `documents`, checked as esigd checks them. */
+function documentValues(documents, hashType) {
+  if (!Array.isArray(documents) || documents.length === 0 || documents.length > MAX_DOCUMENTS) {
+    throw new Error(`signUrl: documents must be an array of 1 to ${MAX_DOCUMENTS} documents`);
+  }
+  const names = new Set();
+  const values = documents.map((d, i) => {
+    const field = `documents[${i}]`;
+    if (!d || typeof d !== 'object') throw new Error(`signUrl: ${field} must be {name, mediaType, hash}`);
+    const { name, mediaType = 'application/octet-stream', hash } = d;
+    for (const [k, v] of [['name', name], ['mediaType', mediaType]]) {
+      if (typeof v !== 'string' || v.length === 0 || [...v].length > MAX_DOCUMENT_NAME_CHARS) {
+        throw new Error(`signUrl: ${field}.${k} must have 1 to ${MAX_DOCUMENT_NAME_CHARS} characters`);
+      }
+      if (/[\u0000-\u001f\u007f-\u009f]/.test(v)) throw new Error(`signUrl: ${field}.${k} contains control characters`);
+    }
+    // esigd splits the value at its last two '|': a name may contain one, a media type not.
+    if (mediaType.includes('|')) throw new Error(`signUrl: ${field}.mediaType must not contain |`);
+    if (names.has(name)) throw new Error(`signUrl: ${field}.name ${JSON.stringify(name)} is there twice`);
+    names.add(name);
+    checkHash(`${field}.hash`, hash, hashType);
+    return `${name}|${mediaType}|${hash}`;
+  });
+  const bytes = values.reduce((n, v) => n + new TextEncoder().encode(v).length, 0);
+  if (bytes > MAX_REDIRECT_DOCUMENTS_BYTES) {
+    throw new Error(`signUrl: documents take ${bytes} bytes as doc parameters, at most ${MAX_REDIRECT_DOCUMENTS_BYTES}; `
+      + 'send many documents through the API (POST /v1/sign/onetime)');
+  }
+  return values;
+}
+
 /**
  * Builds the esigd interactive signing URL (`{base}/v1/sign/interactive?...`) to redirect the user
  * to. All fields are validated; nothing is generated: make `state` and `nonce` with
@@ -164,10 +216,15 @@ function requireHttpUrl(name, v) {
  * The rules are esigd's own, so a URL this returns is not refused by esigd for its form (only for
  * what esigd alone knows: the registered e-Service and callback prefixes, a payment).
  *
- * @param {string} p.hash standard base64 of the digest (padded, as {@link digest} returns it); its
- *   length must match `hashType`
+ * @param {string} [p.hash] standard base64 of the digest (padded, as {@link digest} returns it); its
+ *   length must match `hashType`. esigd names this one document `document`.
+ * @param {Array<{name: string, mediaType?: string, hash: string}>} [p.documents] instead of `hash`:
+ *   the documents by name, media type (default application/octet-stream) and digest, one `doc`
+ *   parameter `name|mediaType|hash` each (for XAdES, ASIC and JWS, whose signature names the
+ *   documents; CAdES and PAdES sign one). At most 64, 8192 bytes of `doc` values in all; names and
+ *   media types 1 to 255 characters without control characters, media types without `|`.
  * @param {string} p.hashType SHA2-256|SHA2-384|SHA2-512
- * @param {string} [p.format='CAdES'] CAdES (the one format this esigd makes)
+ * @param {string} [p.format='CAdES'] one of {@link FORMATS}: CAdES, PAdES, XAdES, ASIC, JWS
  * @param {string} p.dataToBeDisplayed text shown to the signer, at most 256 characters (code points),
  *   no control characters but tab and line breaks; sent base64url-encoded (UTF-8), as the GovStack
  *   API has it (esigd takes only that form)
@@ -183,7 +240,7 @@ function requireHttpUrl(name, v) {
  * @throws {Error} naming the first invalid field
  */
 export function signUrl({
-  base, serviceId, hash, hashType, format = 'CAdES', dataToBeDisplayed, callbackUrl, state, nonce,
+  base, serviceId, hash, documents, hashType, format = 'CAdES', dataToBeDisplayed, callbackUrl, state, nonce,
   requestTimestamp = new Date().toISOString(), paymentToken,
 } = {}) {
   const baseUrl = requireHttpUrl('base', base);
@@ -192,17 +249,15 @@ export function signUrl({
   if (!Object.hasOwn(HASH_LENGTH, hashType)) {
     throw new Error(`signUrl: unsupported hashType ${JSON.stringify(hashType)}; one of ${Object.keys(HASH_LENGTH).join(', ')}`);
   }
-  requireString('hash', hash);
-  let digestBytes;
-  // Standard base64, padded: what digest() returns and what esigd reads without guessing.
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(hash) || hash.length % 4 !== 0) {
-    throw new Error('signUrl: hash must be standard base64 with padding');
+  let docValues = null;
+  if (documents !== undefined && documents !== null) {
+    if (hash !== undefined && hash !== null) throw new Error('signUrl: give either hash or documents, not both');
+    docValues = documentValues(documents, hashType);
+  } else {
+    requireString('hash', hash);
+    checkHash('hash', hash, hashType);
   }
-  try { digestBytes = fromBase64(hash); } catch { throw new Error('signUrl: hash must be standard base64'); }
-  if (digestBytes.length !== HASH_LENGTH[hashType]) {
-    throw new Error(`signUrl: hash is ${digestBytes.length} bytes, ${hashType} needs ${HASH_LENGTH[hashType]}`);
-  }
-  if (!FORMATS.includes(format)) throw new Error(`signUrl: format must be one of ${FORMATS.join(', ')}`);
+  if (typeof format !== 'string' || !FORMATS.includes(format)) throw new Error(`signUrl: format must be one of ${FORMATS.join(', ')}`);
   requireString('dataToBeDisplayed', dataToBeDisplayed);
   const chars = [...dataToBeDisplayed].length;
   if (chars > MAX_DISPLAY_CHARS) {
@@ -234,9 +289,12 @@ export function signUrl({
 
   const display = toBase64(new TextEncoder().encode(dataToBeDisplayed))
     .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-  const q = new URLSearchParams({
-    serviceId, hash, hashType, format, dataToBeDisplayed: display, callbackUrl, state, nonce, requestTimestamp: ts,
-  });
+  const q = new URLSearchParams({ serviceId });
+  if (docValues) for (const v of docValues) q.append('doc', v);
+  else q.set('hash', hash);
+  for (const [k, v] of Object.entries({
+    hashType, format, dataToBeDisplayed: display, callbackUrl, state, nonce, requestTimestamp: ts,
+  })) q.set(k, v);
   if (paymentToken) q.set('paymentToken', paymentToken);
   const path = baseUrl.pathname.replace(/\/+$/, '') + '/v1/sign/interactive';
   return `${baseUrl.origin}${path}?${q}`;
@@ -576,4 +634,111 @@ function checkSignedData(der, { hash, hashType }, problems, result, setCerts) {
       problems.push(`signature-time-stamp is not a valid RFC 3161 token: ${e.message}`);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// decodeSignature: every format
+
+/** How to save each format's `signature`: file name suffix and media type. */
+const SAVE_AS = {
+  CAdES: { suffix: '.p7s', mediaType: 'application/pkcs7-signature' },
+  PAdES: { suffix: '.p7s', mediaType: 'application/pkcs7-signature' },
+  XAdES: { suffix: '.xml', mediaType: 'application/xml' },
+  ASIC: { suffix: '.signatures0.xml', mediaType: 'application/xml' },
+  JWS: { suffix: '.json', mediaType: 'application/jose+json' },
+};
+
+const XML_ENTITIES = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+const xmlText = (s) => s.replace(/&(amp|lt|gt|quot|apos);/g, (_, e) => XML_ENTITIES[e]);
+
+/** base64url (no padding) to standard padded base64. */
+const toStdBase64 = (s) => toBase64(fromBase64(s));
+
+/**
+ * Decodes the `signature` of a `GET /v1/sign/response/{signatureId}` answer as its format has it,
+ * and reads (without verifying anything) which document digests it covers and its claimed signing
+ * time.
+ *
+ * | format | `signature` is | `bytes` | `text` | `digests` from | `signedAt` from |
+ * |---|---|---|---|---|---|
+ * | CAdES, PAdES | base64 DER CMS | the DER | — | messageDigest | signingTime (PAdES: absent, the PDF has /M) |
+ * | XAdES, ASIC | base64 UTF-8 XML (ASIC: `META-INF/signatures0.xml`) | UTF-8 | the XML | ds:Reference DigestValue (not the SignedProperties one) | xades:SigningTime |
+ * | JWS | base64 UTF-8 JSON (detached JAdES) | UTF-8 | the JSON | sigD.hashV | iat |
+ *
+ * @param {object|string} signatureResponse the response object, or its `signature` string
+ * @param {string} format one of {@link FORMATS}, as sent to {@link signUrl}
+ * @param {string} [documentName='document'] the name to derive `fileName` from
+ * @returns {{format: string, bytes: Uint8Array, text?: string, json?: object, digests: string[],
+ *   names?: string[], signedAt?: Date, fileName: string, mediaType: string}} `digests` in standard
+ *   base64, in the signature's order; `names` the documents as the signature names them (XAdES,
+ *   ASIC: the reference URIs; JWS: sigD.pars); `fileName` e.g. `contract.pdf.p7s`,
+ *   `contract.pdf.xml`, `contract.pdf.json`
+ * @throws {Error} if `signature` is missing or not what `format` makes
+ */
+export function decodeSignature(signatureResponse, format, documentName = 'document') {
+  if (typeof format !== 'string' || !FORMATS.includes(format)) {
+    throw new Error(`decodeSignature: format must be one of ${FORMATS.join(', ')}`);
+  }
+  const b64 = typeof signatureResponse === 'string' ? signatureResponse : signatureResponse && signatureResponse.signature;
+  if (typeof b64 !== 'string' || !b64) throw new Error('decodeSignature: no signature in the response');
+  let bytes;
+  try { bytes = fromBase64(b64); } catch { throw new Error('decodeSignature: signature is not base64'); }
+  const out = {
+    format, bytes, digests: [], fileName: `${documentName}${SAVE_AS[format].suffix}`, mediaType: SAVE_AS[format].mediaType,
+  };
+  if (format === 'CAdES' || format === 'PAdES') {
+    let top;
+    try { top = parseDer(bytes); } catch (e) { throw new Error(`decodeSignature: ${format} signature is not DER: ${e.message}`); }
+    const { signerInfos } = openSignedData(bytes, top);
+    for (const signer of children(bytes, signerInfos)) {
+      const si = children(bytes, signer);
+      const attrs = si[3] && si[3].tag === 0xa0 ? attributes(bytes, si[3]) : null;
+      const md = attrs && attrs.get(OID.messageDigest);
+      if (md && md[0] && md[0].tag === 0x04) out.digests.push(toBase64(value(bytes, md[0])));
+      const st = attrs && attrs.get(OID.signingTime);
+      if (st && st[0] && !out.signedAt) {
+        try { out.signedAt = derTime(bytes, st[0]); } catch { /* malformed: no time */ }
+      }
+    }
+    return out;
+  }
+  let text;
+  try { text = new TextDecoder('utf-8', { fatal: true }).decode(bytes); } catch {
+    throw new Error(`decodeSignature: ${format} signature is not UTF-8 text`);
+  }
+  out.text = text;
+  if (format === 'JWS') {
+    let jws; let header;
+    try {
+      jws = JSON.parse(text);
+      header = JSON.parse(new TextDecoder().decode(fromBase64(jws.protected)));
+    } catch { throw new Error('decodeSignature: JWS signature is not a JWS in the JSON serialization'); }
+    out.json = jws;
+    const sigD = header.sigD || {};
+    if (Array.isArray(sigD.hashV)) out.digests = sigD.hashV.map(toStdBase64);
+    if (Array.isArray(sigD.pars)) out.names = sigD.pars.slice();
+    if (Number.isFinite(header.iat)) out.signedAt = new Date(header.iat * 1000);
+    return out;
+  }
+  // XAdES / ASiC-E: a regular expression reader of what esigd writes (prefix `ds:`/`xades:`).
+  if (!/<ds:Signature[\s>]/.test(text)) throw new Error(`decodeSignature: ${format} signature has no ds:Signature`);
+  if (format === 'ASIC' && !/<asic:XAdESSignatures[\s>]/.test(text)) {
+    throw new Error('decodeSignature: ASIC signature is not an ASiC-E signatures file');
+  }
+  const signedInfo = /<ds:SignedInfo[\s>][\s\S]*?<\/ds:SignedInfo>/.exec(text);
+  const names = [];
+  for (const m of (signedInfo ? signedInfo[0] : '').matchAll(/<ds:Reference\b([^>]*)>([\s\S]*?)<\/ds:Reference>/g)) {
+    if (/\bType="[^"]*SignedProperties"/.test(m[1])) continue;
+    const dv = /<ds:DigestValue>([^<]*)<\/ds:DigestValue>/.exec(m[2]);
+    const uri = /\bURI="([^"]*)"/.exec(m[1]);
+    if (dv) out.digests.push(toStdBase64(dv[1].trim()));
+    if (uri) {
+      const u = xmlText(uri[1]);
+      try { names.push(decodeURIComponent(u)); } catch { names.push(u); }
+    }
+  }
+  out.names = names;
+  const st = /<xades:SigningTime>([^<]*)<\/xades:SigningTime>/.exec(text);
+  if (st && !Number.isNaN(Date.parse(st[1]))) out.signedAt = new Date(st[1]);
+  return out;
 }

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 
 import {
-  digest, signUrl, randomToken, parseCallback, toP7s, verifyBasic, toBase64, fromBase64,
+  digest, signUrl, randomToken, parseCallback, toP7s, verifyBasic, toBase64, fromBase64, FORMATS, decodeSignature,
 } from './esig.js';
 
 const hex = (u8) => Buffer.from(u8).toString('hex');
@@ -111,6 +111,56 @@ describe('signUrl', () => {
       'Consent form – ✓ & more');
   });
 
+  test('every format esigd makes is accepted, others are not', () => {
+    assert.deepEqual([...FORMATS], ['CAdES', 'PAdES', 'XAdES', 'ASIC', 'JWS']);
+    for (const format of FORMATS) {
+      assert.equal(new URL(signUrl({ ...base, format })).searchParams.get('format'), format);
+    }
+    for (const format of ['cades', 'PDF', '', 42, 'constructor']) {
+      assert.throws(() => signUrl({ ...base, format }), /format must be one of CAdES, PAdES, XAdES, ASIC, JWS/);
+    }
+  });
+
+  test('documents: one doc=name|mediaType|hash parameter each, no hash', () => {
+    const h2 = Buffer.alloc(32, 0x3e).toString('base64');
+    const documents = [
+      { name: 'contract.pdf', mediaType: 'application/pdf', hash },
+      { name: 'annex|1 ✓.txt', hash: h2 }, // a '|' in the name is fine; the media type defaults
+    ];
+    const u = new URL(signUrl({ ...base, hash: undefined, documents, format: 'XAdES' }));
+    assert.equal(u.searchParams.has('hash'), false);
+    assert.deepEqual(u.searchParams.getAll('doc'), [
+      `contract.pdf|application/pdf|${hash}`, `annex|1 ✓.txt|application/octet-stream|${h2}`,
+    ]);
+    assert.equal(u.searchParams.get('format'), 'XAdES');
+    assert.equal(u.searchParams.get('hashType'), 'SHA2-256');
+    // '+' and '/' of the hash survive the URL encoding.
+    assert.match(u.search, /doc=contract\.pdf%7Capplication%2Fpdf%7C%2B/);
+  });
+
+  test('documents: what esigd would refuse is refused here', () => {
+    const d = { name: 'a.txt', mediaType: 'text/plain', hash };
+    const noHash = { ...base, hash: undefined };
+    const cases = [
+      [{ ...base, documents: [d] }, /either hash or documents/],
+      [{ ...noHash, documents: [] }, /1 to 64 documents/],
+      [{ ...noHash, documents: 'a.txt' }, /1 to 64 documents/],
+      [{ ...noHash, documents: Array.from({ length: 65 }, (_, i) => ({ ...d, name: `${i}` })) }, /1 to 64/],
+      [{ ...noHash, documents: [null] }, /documents\[0\] must be/],
+      [{ ...noHash, documents: [{ ...d, name: '' }] }, /documents\[0\]\.name must have 1 to 255/],
+      [{ ...noHash, documents: [{ ...d, name: 'x'.repeat(256) }] }, /name must have 1 to 255/],
+      [{ ...noHash, documents: [{ ...d, name: 'a\nb' }] }, /name contains control characters/],
+      [{ ...noHash, documents: [{ ...d, mediaType: 'text/plain|x' }] }, /mediaType must not contain \|/],
+      [{ ...noHash, documents: [d, { ...d }] }, /documents\[1\]\.name "a\.txt" is there twice/],
+      [{ ...noHash, documents: [{ ...d, hash: 'AAAA' }] }, /documents\[0\]\.hash is 3 bytes, SHA2-256 needs 32/],
+      [{ ...noHash, documents: [{ ...d, hash: hash.replace(/=$/, '') }] }, /documents\[0\]\.hash must be standard base64/],
+      [{ ...noHash, documents: Array.from({ length: 64 }, (_, i) => ({ ...d, name: `${i}`.padStart(100, 'n') })) },
+        /at most 8192/],
+    ];
+    for (const [args, re] of cases) assert.throws(() => signUrl(args), re, JSON.stringify(args).slice(0, 120));
+    assert.throws(() => signUrl(noHash), /hash is required/);
+  });
+
   test('defaults, Date timestamp, path prefix, payment token', () => {
     const before = Date.now();
     const u = new URL(signUrl({ ...base, base: 'https://esig.example/pfx/' }));
@@ -152,7 +202,7 @@ describe('signUrl', () => {
     for (const hashType of ['SHA3-256', 'BLAKE2B', 'constructor', 'toString']) {
       assert.throws(() => signUrl({ ...base, hashType }), /unsupported hashType/, hashType);
     }
-    assert.throws(() => signUrl({ ...base, format: 'PAdES' }), /format must be one of CAdES/);
+    assert.throws(() => signUrl({ ...base, format: 'PDF' }), /format must be one of CAdES/);
     // base64 without its padding, or with the base64url alphabet mixed in.
     assert.throws(() => signUrl({ ...base, hash: hash.replace(/=+$/, '') }), /standard base64 with padding/);
     assert.throws(() => signUrl({ ...base, hash: `${hash.slice(0, 40)}-${hash.slice(41)}` }), /standard base64/);
@@ -372,6 +422,21 @@ describe('toP7s and verifyBasic against openssl signatures', () => {
     assert.equal(verifyBasic(resp.signature, { hash: fx.hash }).ok, true);
   });
 
+  test('decodeSignature of CAdES and PAdES: the DER CMS, its messageDigest and signing time', () => {
+    const resp = fx.response('cades-t.p7s');
+    for (const format of ['CAdES', 'PAdES']) {
+      const d = decodeSignature(resp, format, 'contract.pdf');
+      assert.deepEqual(Buffer.from(d.bytes), fx.cadesT);
+      assert.deepEqual(d.digests, [fx.hash]);
+      assert.equal(d.text, undefined);
+      assert.ok(d.signedAt instanceof Date && Math.abs(d.signedAt - Date.now()) < 10 * 60_000);
+      assert.equal(d.fileName, 'contract.pdf.p7s');
+      assert.equal(d.mediaType, 'application/pkcs7-signature');
+    }
+    assert.equal(decodeSignature(resp.signature, 'CAdES').fileName, 'document.p7s');
+    assert.throws(() => decodeSignature(Buffer.from('<x/>').toString('base64'), 'CAdES'), /CAdES signature is not DER/);
+  });
+
   test('wrong hash and wrong hash type are reported', () => {
     const resp = fx.response('cades-t.p7s');
     const wrong = createHash('sha256').update('another document').digest('base64');
@@ -420,5 +485,72 @@ describe('toP7s and verifyBasic against openssl signatures', () => {
     const garbage = verifyBasic({ signature: '!!', certificate: '', status: { code: 'OK' } });
     assert.equal(garbage.ok, false);
     assert.match(garbage.problems.join(), /base64/);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('decodeSignature of XAdES, ASIC and JWS', () => {
+  const h1 = createHash('sha256').update('one').digest('base64');
+  const h2 = createHash('sha256').update('two').digest('base64');
+  const b64 = (s) => Buffer.from(s, 'utf8').toString('base64');
+  // The shape esigd writes (formats/src/xades.rs): one reference per document by percent-encoded
+  // URI, then the SignedProperties reference.
+  const signature = (uris) => '<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#" Id="S1">'
+    + '<ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"></ds:CanonicalizationMethod>'
+    + uris.map(([uri, h], i) => `<ds:Reference Id="r${i}" URI="${uri}"><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"></ds:DigestMethod>`
+      + `<ds:DigestValue>${h}</ds:DigestValue></ds:Reference>`).join('')
+    + '<ds:Reference Type="http://uri.etsi.org/01903#SignedProperties" URI="#sp"><ds:DigestMethod Algorithm="x"></ds:DigestMethod>'
+    + '<ds:DigestValue>c3Bw</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AAAA</ds:SignatureValue>'
+    + '<ds:Object><xades:QualifyingProperties xmlns:xades="http://uri.etsi.org/01903/v1.3.2#"><xades:SignedProperties Id="sp">'
+    + '<xades:SignedSignatureProperties><xades:SigningTime>2026-12-07T10:00:00Z</xades:SigningTime>'
+    + '<xades:SigningCertificateV2><xades:Cert><xades:CertDigest><ds:DigestValue>Y2VydA==</ds:DigestValue></xades:CertDigest>'
+    + '</xades:Cert></xades:SigningCertificateV2></xades:SignedSignatureProperties></xades:SignedProperties>'
+    + '</xades:QualifyingProperties></ds:Object></ds:Signature>';
+
+  test('XAdES: the XML, the documents\' digests and names, SigningTime', () => {
+    const xml = `<?xml version="1.0" encoding="UTF-8"?>${signature([['contract%20%C3%A4.pdf', h1], ['a&amp;b.txt', h2]])}`;
+    const d = decodeSignature({ signature: b64(xml) }, 'XAdES', 'contract ä.pdf');
+    assert.equal(d.text, xml);
+    assert.deepEqual(Buffer.from(d.bytes), Buffer.from(xml));
+    assert.deepEqual(d.digests, [h1, h2]);
+    assert.deepEqual(d.names, ['contract ä.pdf', 'a&b.txt']);
+    assert.equal(d.signedAt.toISOString(), '2026-12-07T10:00:00.000Z');
+    assert.equal(d.fileName, 'contract ä.pdf.xml');
+    assert.equal(d.mediaType, 'application/xml');
+  });
+
+  test('ASIC: signatures0.xml of an ASiC-E container', () => {
+    const xml = `<asic:XAdESSignatures xmlns:asic="http://uri.etsi.org/02918/v1.2.1#">${signature([['a.txt', h1]])}</asic:XAdESSignatures>`;
+    const d = decodeSignature(b64(xml), 'ASIC', 'a.txt');
+    assert.deepEqual(d.digests, [h1]);
+    assert.equal(d.fileName, 'a.txt.signatures0.xml');
+    assert.throws(() => decodeSignature(b64(signature([['a.txt', h1]])), 'ASIC'), /not an ASiC-E signatures file/);
+  });
+
+  test('JWS: the JSON, sigD.hashV as standard base64, sigD.pars, iat', () => {
+    const header = {
+      alg: 'ES256', typ: 'jose+json', iat: 1796637600, b64: false,
+      sigD: { mId: 'http://uri.etsi.org/19182/ObjectIdByURIHash', pars: ['contract.pdf', 'b.txt'], hashM: 'S256',
+        hashV: [Buffer.from(h1, 'base64').toString('base64url'), Buffer.from(h2, 'base64').toString('base64url')] },
+      crit: ['sigD', 'b64'],
+    };
+    const jws = JSON.stringify({ protected: Buffer.from(JSON.stringify(header)).toString('base64url'), signature: 'AAAA' });
+    const d = decodeSignature({ signature: b64(jws) }, 'JWS', 'contract.pdf');
+    assert.equal(d.text, jws);
+    assert.equal(d.json.signature, 'AAAA');
+    assert.deepEqual(d.digests, [h1, h2]);
+    assert.deepEqual(d.names, ['contract.pdf', 'b.txt']);
+    assert.equal(d.signedAt.getTime(), 1796637600 * 1000);
+    assert.equal(d.fileName, 'contract.pdf.json');
+    assert.equal(d.mediaType, 'application/jose+json');
+  });
+
+  test('what a format does not make is refused', () => {
+    assert.throws(() => decodeSignature({ signature: b64('{}') }, 'JWS'), /not a JWS/);
+    assert.throws(() => decodeSignature({ signature: b64('<a/>') }, 'XAdES'), /no ds:Signature/);
+    assert.throws(() => decodeSignature(Buffer.from([0xff, 0xfe]).toString('base64'), 'XAdES'), /not UTF-8/);
+    assert.throws(() => decodeSignature({}, 'XAdES'), /no signature/);
+    assert.throws(() => decodeSignature('!!', 'XAdES'), /not base64/);
+    assert.throws(() => decodeSignature(b64('x'), 'PDF'), /format must be one of/);
   });
 });
