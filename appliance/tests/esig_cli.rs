@@ -5,87 +5,11 @@
 //! answers and a document time-stamp from esigd's public listener.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use esigd_hsm::testing::TestToken;
-use esigd_testkit::api::sha256_of_cert;
 use esigd_testkit::formats_check::{pdfsig, pyhanko_validate_pdf, qpdf_check, simple_pdf};
-use esigd_testkit::idp::Idp;
-use esigd_testkit::pki::Ca;
-use esigd_testkit::{Daemon, config, esigd};
-use serde_json::json;
-
-const AUD: &str = "service-a";
-const SECRET: &str = "service-a-secret";
-const REDIRECT: &str = "http://127.0.0.1:9/cb";
-
-struct Env {
-    dir: tempfile::TempDir,
-    _token: TestToken,
-    idp: Idp,
-    ca: PathBuf,
-    client: (PathBuf, PathBuf),
-    daemon: Daemon,
-}
-
-fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let token = TestToken::create();
-    let idp = Idp::start_with(&json!({
-        "clients": [{"client_id": AUD, "client_secret": SECRET, "redirect_uris": [REDIRECT],
-                     "token_endpoint_auth_method": "client_secret_basic"}]
-    }));
-    let pki = Ca::new(dir.path(), "eservice-ca");
-    let server = pki.issue("server", "/CN=esigd.test", "server_ext", None);
-    let client = pki.issue("a", "/CN=service-a/O=Land Registry", "client_ext", None);
-    let toml = format!(
-        r#"
-[tls]
-cert = {server:?}
-key = {server_key:?}
-client_ca = {ca:?}
-
-[tsa]
-allow_unsynchronized_clock = true
-
-[identity]
-issuer = {issuer:?}
-client_id = "esigd"
-client_secret = {{ env = "ESIGD_TEST_UNUSED_SECRET" }}
-[identity.claims]
-default_country = "EE"
-
-[[eservice]]
-id = "svc-a"
-name = "Land Registry"
-client_cert_sha256 = {a_fp:?}
-allowed_ips = ["127.0.0.1/32"]
-id_token_audiences = ["{AUD}"]
-"#,
-        server = server.0,
-        server_key = server.1,
-        ca = pki.pem(),
-        issuer = idp.issuer,
-        a_fp = sha256_of_cert(&client.0),
-    );
-    let cfg = config(dir.path(), &token, &toml);
-    esigd_testkit::init(&cfg);
-    let mut cmd = esigd();
-    cmd.arg("--config")
-        .arg(&cfg)
-        .args(esigd_testkit::SERVE)
-        .env("ESIGD_TEST_UNUSED_SECRET", "x");
-    let daemon = Daemon::start_logged(cmd, dir.path().join("esigd.log"));
-    Env {
-        ca: pki.pem(),
-        dir,
-        _token: token,
-        idp,
-        client,
-        daemon,
-    }
-}
+use esigd_testkit::onetime_env::OneTimeEnv;
 
 /// The `esig` binary next to `esigd` (built with the workspace).
 fn esig() -> Command {
@@ -109,37 +33,30 @@ fn ok(cmd: &mut Command) -> String {
     text
 }
 
-impl Env {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `esig sign` as the README shows it, with a fresh ID token of `mari`.
-    fn sign(&self, format: &str, files: &[&Path], out: &Path) -> String {
-        let token = self.idp.id_token(AUD, SECRET, REDIRECT, "mari");
-        let mut cmd = esig();
-        cmd.arg("sign")
-            .arg("--server")
-            .arg(format!("https://{}", self.daemon.eservice))
-            .arg("--cert")
-            .arg(&self.client.0)
-            .arg("--key")
-            .arg(&self.client.1)
-            .arg("--cacert")
-            .arg(&self.ca)
-            .arg("--format")
-            .arg(format)
-            .arg("--out")
-            .arg(out)
-            .env("ESIG_ID_TOKEN", token)
-            .args(files);
-        ok(&mut cmd)
-    }
+/// `esig sign` as the README shows it, with a fresh ID token of `mari`.
+fn sign(env: &OneTimeEnv, format: &str, files: &[&Path], out: &Path) -> String {
+    let mut cmd = esig();
+    cmd.arg("sign")
+        .arg("--server")
+        .arg(format!("https://{}", env.daemon.eservice))
+        .arg("--cert")
+        .arg(&env.client.0)
+        .arg("--key")
+        .arg(&env.client.1)
+        .arg("--cacert")
+        .arg(&env.ca)
+        .arg("--format")
+        .arg(format)
+        .arg("--out")
+        .arg(out)
+        .env("ESIG_ID_TOKEN", env.id_token("mari"))
+        .args(files);
+    ok(&mut cmd)
 }
 
 #[test]
 fn esig_sign_verify_and_lt_against_esigd() {
-    let env = env();
+    let env = OneTimeEnv::start();
     let pdf = env.path("contract.pdf");
     std::fs::write(&pdf, simple_pdf(&["Contract 7"])).unwrap();
     let note = env.path("annex note.txt");
@@ -148,7 +65,7 @@ fn esig_sign_verify_and_lt_against_esigd() {
 
     // PAdES: the signed PDF, valid for esig verify, pyHanko, pdfsig and qpdf.
     let signed = env.path("contract-signed.pdf");
-    env.sign("PAdES", &[&pdf], &signed);
+    sign(&env, "PAdES", &[&pdf], &signed);
     let report = ok(esig().arg("verify").arg(&signed).arg("--pdf"));
     assert!(report.contains("not a qualified validation"), "{report}");
     pyhanko_validate_pdf(&signed, &ca).accepted("esig sign PAdES (pyHanko)");
@@ -167,7 +84,7 @@ fn esig_sign_verify_and_lt_against_esigd() {
         } else {
             vec![&pdf, &note]
         };
-        env.sign(format, &files, &out);
+        sign(&env, format, &files, &out);
         let mut v = esig();
         v.arg("verify").arg(&out).arg("--data").args(&files);
         let report = ok(&mut v);
@@ -177,7 +94,7 @@ fn esig_sign_verify_and_lt_against_esigd() {
         );
     }
     let asice = env.path("signed.asice");
-    env.sign("ASIC", &[&pdf, &note], &asice);
+    sign(&env, "ASIC", &[&pdf, &note], &asice);
     let report = ok(esig().arg("verify").arg(&asice));
     assert!(!report.contains("[FAIL]"), "{report}");
 

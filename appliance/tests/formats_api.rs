@@ -24,127 +24,33 @@ use std::time::SystemTime;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use esig::pdf::{PrepareOptions, prepare};
-use esigd_hsm::testing::TestToken;
-use esigd_testkit::api::{
-    Reply, check_one_time_certificate, mtls, sha256_of_cert, verify_with_openssl,
-};
+use esigd_testkit::api::{check_one_time_certificate, verify_with_openssl};
 use esigd_testkit::formats_check::{
     Anchors, DocFile, check_jws_signature, check_pdf_signature, check_xml_signature, simple_pdf,
 };
-use esigd_testkit::idp::Idp;
-use esigd_testkit::pki::Ca;
+use esigd_testkit::onetime_env::OneTimeEnv;
 use esigd_testkit::validators::pyhanko_validate_cms;
-use esigd_testkit::{Daemon, config, esigd};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
-const AUD: &str = "service-a";
-const SECRET: &str = "service-a-secret";
-const REDIRECT: &str = "http://127.0.0.1:9/cb";
 /// The one-time certificate's common name for the IdP's user `mari`.
 const MARI: &str = "Mari Maasikas";
 
 /// esigd with the one-time workflow, its Identity BB and the e-Service's client certificate.
-struct Env {
-    dir: tempfile::TempDir,
-    _token: TestToken,
-    idp: Idp,
-    /// The CA of the e-Service listener's certificates.
-    ca: PathBuf,
-    client: (PathBuf, PathBuf),
-    daemon: Daemon,
-}
+struct Env(OneTimeEnv);
 
 fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let token = TestToken::create();
-    let idp = Idp::start_with(&json!({
-        "clients": [{"client_id": AUD, "client_secret": SECRET, "redirect_uris": [REDIRECT],
-                     "token_endpoint_auth_method": "client_secret_basic"}]
-    }));
-    let pki = Ca::new(dir.path(), "eservice-ca");
-    let server = pki.issue("server", "/CN=esigd.test", "server_ext", None);
-    let client = pki.issue("a", "/CN=service-a/O=Land Registry", "client_ext", None);
-    let toml = format!(
-        r#"
-[tls]
-cert = {server:?}
-key = {server_key:?}
-client_ca = {ca:?}
+    Env(OneTimeEnv::start())
+}
 
-[tsa]
-allow_unsynchronized_clock = true
-
-[identity]
-issuer = {issuer:?}
-client_id = "esigd"
-client_secret = {{ env = "ESIGD_TEST_UNUSED_SECRET" }}
-clock_skew = "1s"
-[identity.claims]
-default_country = "EE"
-
-[[eservice]]
-id = "svc-a"
-name = "Land Registry"
-client_cert_sha256 = {a_fp:?}
-allowed_ips = ["127.0.0.1/32"]
-id_token_audiences = ["{AUD}"]
-"#,
-        server = server.0,
-        server_key = server.1,
-        ca = pki.pem(),
-        issuer = idp.issuer,
-        a_fp = sha256_of_cert(&client.0),
-    );
-    let cfg = config(dir.path(), &token, &toml);
-    esigd_testkit::init(&cfg);
-    let mut cmd = esigd();
-    cmd.arg("--config")
-        .arg(&cfg)
-        .args(esigd_testkit::SERVE)
-        .env("ESIGD_TEST_UNUSED_SECRET", "x");
-    let daemon = Daemon::start_logged(cmd, dir.path().join("esigd.log"));
-    Env {
-        ca: pki.pem(),
-        dir,
-        _token: token,
-        idp,
-        client,
-        daemon,
+impl std::ops::Deref for Env {
+    type Target = OneTimeEnv;
+    fn deref(&self) -> &OneTimeEnv {
+        &self.0
     }
 }
 
 impl Env {
-    fn call(&self, method: &str, path: &str, extra: &[&str]) -> Reply {
-        mtls(
-            &self.daemon.eservice,
-            &self.ca,
-            Some(&self.client),
-            method,
-            path,
-            extra,
-        )
-    }
-
-    /// `POST /v1/sign/onetime` with `body`, after a fresh login of `mari` (ID tokens are
-    /// single-use).
-    fn post(&self, body: &Value) -> Reply {
-        let token = self.idp.id_token(AUD, SECRET, REDIRECT, "mari");
-        let auth = format!("X-GovStack-AuthenticationToken: {token}");
-        self.call(
-            "POST",
-            "/v1/sign/onetime",
-            &[
-                "-H",
-                &auth,
-                "-H",
-                "Content-Type: application/json",
-                "--data-binary",
-                &body.to_string(),
-            ],
-        )
-    }
-
     /// A signature in `format` that must be made: the answer, checked for what every format
     /// shares (status, format, the one-time certificate, a time-stamp, the same answer on
     /// `GET /v1/sign/response/{id}`).

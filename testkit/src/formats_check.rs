@@ -456,57 +456,13 @@ pub fn openssl_ts_verify(
 // ---------------------------------------------------------------------------------------------
 // PDF
 
+#[path = "../../client/tests/common/pdfgen.rs"]
+pub mod pdfgen;
+
 /// A small PDF, one page per text, with a classic cross-reference table and a trailer `/ID`
-/// (`qpdf --check` finds it clean).
+/// (`qpdf --check` finds it clean); the client's tests make theirs with the same code.
 pub fn simple_pdf(texts: &[&str]) -> Vec<u8> {
-    // 1 catalog, 2 pages, 3 font, then a page and its content stream per text.
-    let mut objects = vec![
-        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
-        String::new(),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
-    ];
-    let mut kids = Vec::new();
-    for text in texts {
-        let page = objects.len() + 1;
-        kids.push(format!("{page} 0 R"));
-        objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 400 200] /Contents {} 0 R \
-             /Resources << /Font << /F1 3 0 R >> >> >>",
-            page + 1
-        ));
-        let stream = format!("BT /F1 18 Tf 20 100 Td ({text}) Tj ET");
-        objects.push(format!(
-            "<< /Length {} >>\nstream\n{stream}\nendstream",
-            stream.len()
-        ));
-    }
-    objects[1] = format!(
-        "<< /Type /Pages /Kids [{}] /Count {} >>",
-        kids.join(" "),
-        texts.len()
-    );
-    let mut pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
-    let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
-        offsets.push(pdf.len());
-        pdf.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
-    }
-    let xref = pdf.len();
-    pdf.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
-    for o in offsets {
-        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-    }
-    pdf.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R /ID [<0F1E2D3C4B5A69788796A5B4C3D2E1F0> \
-             <0F1E2D3C4B5A69788796A5B4C3D2E1F0>] >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
-    );
-    pdf
+    pdfgen::sample_pdf(texts, 0)
 }
 
 /// `pyhanko sign validate --pretty-print --trust <ca> --trust-replace --no-revocation-check` of

@@ -23,6 +23,7 @@ pub mod e2e;
 pub mod flood;
 pub mod formats_check;
 pub mod idp;
+pub mod onetime_env;
 pub mod pki;
 pub mod rscd;
 pub mod scd_fleet;
