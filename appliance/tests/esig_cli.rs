@@ -8,19 +8,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use esigd_testkit::formats_check::{pdfsig, pyhanko_validate_pdf, qpdf_check, simple_pdf};
+use esigd_testkit::esig;
+use esigd_testkit::formats_check::{
+    pdfsig, pyhanko_ltv, pyhanko_validate_pdf, qpdf_check, simple_pdf,
+};
 use esigd_testkit::onetime_env::OneTimeEnv;
-
-/// The `esig` binary next to `esigd` (built with the workspace).
-fn esig() -> Command {
-    let p = esigd_testkit::esigd_binary().with_file_name("esig");
-    assert!(
-        p.is_file(),
-        "{} missing: cargo build --workspace --all-targets --all-features",
-        p.display()
-    );
-    Command::new(p)
-}
 
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
@@ -125,19 +117,8 @@ fn esig_sign_verify_and_lt_against_esigd() {
     }
     // Long-term validation with only what the file carries (nothing fetched): the CA's CRL and
     // OCSP answers from esigd cover the CA path and the TSA; the one-time signer has noRevAvail.
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../client/tests/pyhanko_lt.py");
-    let python = esigd_testkit::venv().join("bin/python");
     for f in [&signed, &lt, &lta] {
-        let out = Command::new(&python)
-            .arg(&script)
-            .arg(&ca)
-            .arg(f)
-            .arg("none")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        let first = text.lines().find(|l| l.contains(" lt=")).unwrap_or("");
+        let (first, text) = pyhanko_ltv(f, &ca, "none");
         if f == &signed {
             // B-T alone: no revocation data for the CA path and the TSA in the file.
             assert!(

@@ -15,8 +15,10 @@ use std::time::SystemTime;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use esig::pdf::{PrepareOptions, prepare};
+use esigd_testkit::esig;
 use esigd_testkit::formats_check::{
-    Anchors, DocFile, check_jws_signature, check_pdf_signature, check_xml_signature, simple_pdf,
+    Anchors, DocFile, check_jws_signature, check_pdf_signature, check_xml_signature, pyhanko_ltv,
+    simple_pdf,
 };
 use esigd_testkit::rscd::PIN;
 use esigd_testkit::scd_world::{AUD, REDIRECT, SECRET, World, world};
@@ -165,7 +167,36 @@ fn a_citizen_signs_pades_xades_asic_and_jws_on_their_device() {
     let signed = esig::pdf::embed(&prepared.bytes, &cms).unwrap();
     let at = signed.windows(5).position(|x| x == b"Lease").unwrap();
     assert!(at < prepared.byte_range[1]);
-    check_pdf_signature(&signed, "Mari Maasikas", at, &anchors, &work(&w, "pades"));
+    let pades = check_pdf_signature(&signed, "Mari Maasikas", at, &anchors, &work(&w, "pades"));
+
+    // B-LTA with `esig pdf lt` from esigd's public listener: the citizen's certificate is an
+    // ordinary one, so its OCSP answer must be in the file too; pyHanko then validates the
+    // signature long-term with nothing fetched (lt and lta PASSED).
+    let dir = work(&w, "pades-lta");
+    let lta = dir.join("lease-lta.pdf");
+    let out = esig()
+        .args(["pdf", "lt"])
+        .arg(&pades)
+        .arg("--server")
+        .arg(format!("http://{}", w.esigd.public))
+        .arg("--lta")
+        .arg("--out")
+        .arg(&lta)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "esig pdf lt: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (first, text) = pyhanko_ltv(&lta, &anchors.ca, "required");
+    assert!(
+        first.contains("lt=PASSED/OK") && first.contains("lta=PASSED/OK"),
+        "{text}"
+    );
+    let (first, text) = pyhanko_ltv(&pades, &anchors.ca, "required");
+    assert!(!first.contains("lt=PASSED"), "B-T alone passed LTV: {text}");
 
     // XAdES over two documents, one name with a space.
     let dir = work(&w, "xades-docs");

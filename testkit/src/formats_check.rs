@@ -465,6 +465,36 @@ pub fn simple_pdf(texts: &[&str]) -> Vec<u8> {
     pdfgen::sample_pdf(texts, 0)
 }
 
+/// pyHanko's long-term validation of every signature in `pdf` with only the validation data the
+/// file carries (`client/tests/pyhanko_lt.py`: `lt` = with-time validation with the DSS as local
+/// knowledge, `lta` = past-signature validation with the document time-stamps as evidence).
+/// `signer_rule` is `required` (the signer's certificate needs CRL or OCSP data in the file) or
+/// `none` (a one-time certificate with `noRevAvail`). Returns the line of the first signature
+/// (`<field>: lt=… lta=… … doc_ts=… sig_ts=…`) and the whole output.
+pub fn pyhanko_ltv(pdf: &Path, ca: &Path, signer_rule: &str) -> (String, String) {
+    let python = venv().join("bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: {INSTALL_HINT}",
+        python.display()
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../client/tests/pyhanko_lt.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).arg(ca).arg(pdf).arg(signer_rule);
+    let out = run(&mut cmd);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = text
+        .lines()
+        .find(|l| l.contains(" lt="))
+        .unwrap_or("")
+        .to_owned();
+    (first, text)
+}
+
 /// `pyhanko sign validate --pretty-print --trust <ca> --trust-replace --no-revocation-check` of
 /// every signature in `pdf` (the venv's pyHanko). Accepted when it exits 0 and judges every
 /// signature VALID; its output names the signature's and the time-stamp's status lines.

@@ -59,6 +59,11 @@ pub fn esigd() -> Command {
     Command::new(esigd_binary())
 }
 
+/// The `esig` client binary next to the running test (built with the workspace), or `$ESIG_BIN`.
+pub fn esig() -> Command {
+    Command::new(rscd::sibling_binary("esig", "ESIG_BIN"))
+}
+
 /// Runs `cmd` to completion.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("run esigd")
