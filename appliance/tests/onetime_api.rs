@@ -800,9 +800,9 @@ fn bad_requests_get_the_contract_codes_with_messages() {
             "format",
         ),
         (
-            json(serde_json::json!({"format": "PAdES", "hash": h, "hashType": "SHA2-256"})),
+            json(serde_json::json!({"format": "PDF", "hash": h, "hashType": "SHA2-256"})),
             422,
-            "not supported yet",
+            "supported: XAdES, CAdES, ASIC, JWS, PAdES",
         ),
         (
             json(serde_json::json!({"format": "CAdES", "hash": h})),
