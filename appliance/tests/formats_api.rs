@@ -205,6 +205,78 @@ fn cades_verifies_with_openssl_against_the_document() {
     );
 }
 
+/// `openssl cms -verify -crl_check` of `p7s` over `doc` with only the CRLs inside the CMS.
+fn openssl_crl_check(p7s: &Path, doc: &Path, ca: &Path) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-crl_check",
+            "-in",
+        ])
+        .arg(p7s)
+        .arg("-content")
+        .arg(doc)
+        .arg("-CAfile")
+        .arg(ca)
+        .args(["-purpose", "any", "-out", "/dev/null"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cades_b_lt_carries_the_chain_and_the_crl() {
+    let env = env();
+    let work = env.work("cades-lt");
+    let doc = work.join("contract.txt");
+    std::fs::write(&doc, b"Land sale contract no. 78\n").unwrap();
+    let digest = B64.encode(Sha256::digest(std::fs::read(&doc).unwrap()));
+    let anchors = env.anchors();
+    let lt = env.sign(
+        "CAdES",
+        json!({"format": "CAdES", "hashType": "SHA2-256", "hash": digest, "signatureLevel": "B-LT"}),
+    );
+    verify_with_openssl(&anchors.ca, &anchors.tsa, &lt.object, &doc, &lt.work, None);
+    let sd = esigd_pki::cms::decode_signed_data(&lt.object).unwrap();
+    assert_eq!(sd.crls.as_ref().map(|c| c.0.len()), Some(1), "one CRL");
+    // The CA's CRL inside the CMS is all openssl needs to check revocation of the chain.
+    let lt_file = lt.work.join("lt.p7s");
+    std::fs::write(&lt_file, &lt.object).unwrap();
+    let (ok, why) = openssl_crl_check(&lt_file, &doc, &anchors.ca);
+    assert!(ok, "B-LT refused by openssl -crl_check: {why}");
+    // A B-T signature has no CRL: the same check fails for want of one.
+    let bt = env.sign(
+        "CAdES",
+        json!({"format": "CAdES", "hashType": "SHA2-256", "hash": digest}),
+    );
+    let bt_file = bt.work.join("bt.p7s");
+    std::fs::write(&bt_file, &bt.object).unwrap();
+    let (ok, why) = openssl_crl_check(&bt_file, &doc, &anchors.ca);
+    assert!(!ok && why.contains("CRL"), "B-T passed -crl_check: {why}");
+    // B-LT is for CAdES; another format or level is refused before anything is signed.
+    for (body, needle) in [
+        (
+            json!({"format": "XAdES", "hashType": "SHA2-256", "hash": digest, "signatureLevel": "B-LT"}),
+            "esig pdf lt",
+        ),
+        (
+            json!({"format": "CAdES", "hashType": "SHA2-256", "hash": digest, "signatureLevel": "B-LTA"}),
+            "supported: B-T, B-LT",
+        ),
+    ] {
+        let r = env.post(&body);
+        assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+        assert!(String::from_utf8_lossy(&r.body).contains(needle));
+    }
+}
+
 #[test]
 fn pades_signs_a_prepared_pdf_valid_for_pyhanko_pdfsig_and_qpdf() {
     let env = env();

@@ -17,6 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use esigd_web::routes::eservice::parse_signature_id;
 use esigd_formats::Format;
+use esigd_service::signing::Level;
 use esigd_web::sign_input::{
     DocumentBody, MAX_DISPLAY_CHARS, MAX_DOCUMENTS, SignBody, SignInput, check_display_chars,
 };
@@ -27,8 +28,9 @@ const MAX_AGE: Duration = Duration::from_secs(600);
 /// Longest error message: what the route writes around the input plus a bounded echo of it.
 const MAX_MESSAGE: usize = 400;
 /// Field names a refusal may name.
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 8] = [
     "request body",
+    "signatureLevel",
     "format",
     "hashType",
     "hash",
@@ -116,6 +118,7 @@ fuzz_target!(|data: &[u8]| {
         hash_type: Some(input.spec.hash_type.name().into()),
         data_to_be_displayed: input.display.clone(),
         request_timestamp: None,
+        signature_level: (input.spec.level == Level::BLt).then(|| "B-LT".into()),
     };
     let i = canonical
         .validate(MAX_AGE)

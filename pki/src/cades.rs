@@ -44,6 +44,46 @@ pub fn add_signature_timestamp(
     encode_signed_data(&sd)
 }
 
+/// Adds validation data to a CAdES-B-T signature, making it CAdES-B-LT (EN 319 122-1 §5.5: the
+/// values in `SignedData.certificates` and `SignedData.crls`, where validators look first):
+/// each of `certificates` not already there, and each CRL of `crls_der` (DER `CertificateList`s).
+/// Unsigned fields only: the signature and its time-stamp stay valid.
+pub fn add_validation_data(
+    content_info_der: &[u8],
+    certificates: &[x509_cert::Certificate],
+    crls_der: &[&[u8]],
+) -> Result<Vec<u8>, CmsError> {
+    use cms::cert::CertificateChoices;
+    use cms::revocation::{RevocationInfoChoice, RevocationInfoChoices};
+    use cms::signed_data::CertificateSet;
+    use der::{Decode, Encode};
+    let mut sd = decode_signed_data(content_info_der)?;
+    let mut certs = sd.certificates.take().map(|c| c.0).unwrap_or_default();
+    for c in certificates {
+        let choice = CertificateChoices::Certificate(c.clone());
+        let der = choice.to_der()?;
+        let present = certs
+            .iter()
+            .any(|have| have.to_der().is_ok_and(|d| d == der));
+        if !present {
+            certs.insert(choice)?;
+        }
+    }
+    sd.certificates = (!certs.is_empty()).then_some(CertificateSet(certs));
+    let mut crls = sd.crls.take().map(|c| c.0).unwrap_or_default();
+    for der in crls_der {
+        let crl = x509_cert::crl::CertificateList::from_der(der)
+            .map_err(|_| CmsError::Invalid("a CRL for the validation data is not DER"))?;
+        let choice = RevocationInfoChoice::Crl(crl);
+        let encoded = choice.to_der()?;
+        if !crls.iter().any(|c| c.to_der().is_ok_and(|d| d == encoded)) {
+            crls.insert(choice)?;
+        }
+    }
+    sd.crls = (!crls.is_empty()).then_some(RevocationInfoChoices(crls));
+    encode_signed_data(&sd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,7 +133,32 @@ mod tests {
         .unwrap();
         let bt = add_signature_timestamp(&der, &token).unwrap();
         let v = verify_detached_digest(&bt, Some(&d)).unwrap();
-        assert_eq!(v.timestamp_tokens, vec![token]);
+        assert_eq!(v.timestamp_tokens, vec![token.clone()]);
         assert_eq!(v.signature, sig);
+
+        // B-LT: a CRL and a certificate added (the signer's, already there, is not repeated);
+        // the signature and its time-stamp still verify.
+        let now = SystemTime::now();
+        let crl = crate::crl::build_crl::<_, p256::ecdsa::DerSignature>(
+            &k,
+            &cert,
+            &crate::crl::CrlParams {
+                crl_number: 1,
+                this_update: now,
+                next_update: now + std::time::Duration::from_secs(3600),
+            },
+            &[],
+        )
+        .unwrap();
+        let crl_der = der::Encode::to_der(&crl).unwrap();
+        let lt = add_validation_data(&bt, std::slice::from_ref(&cert), &[&crl_der]).unwrap();
+        let again = add_validation_data(&lt, std::slice::from_ref(&cert), &[&crl_der]).unwrap();
+        assert_eq!(again, lt, "adding the same data twice changes nothing");
+        let v = verify_detached_digest(&lt, Some(&d)).unwrap();
+        assert_eq!(v.timestamp_tokens, vec![token]);
+        let sd = crate::cms::decode_signed_data(&lt).unwrap();
+        assert_eq!(sd.certificates.unwrap().0.len(), 1);
+        assert_eq!(sd.crls.unwrap().0.len(), 1);
+        assert!(add_validation_data(&bt, &[], &[b"not a CRL"]).is_err());
     }
 }

@@ -141,10 +141,12 @@ impl Service {
     pub fn new(p: Parts) -> Service {
         let ca = Arc::new(p.ca);
         let signatures = SignatureStore::new(p.store.clone());
+        let crls = Arc::new(Crls::new(ca.clone(), p.published));
         let onetime = Arc::new(OneTime {
             keys: p.onetime_keys,
             ca: ca.clone(),
             tsa: p.tsa.clone(),
+            crls: crls.clone(),
             signatures: signatures.clone(),
             imprints: p.imprints.clone(),
             payments: p.payment.clone(),
@@ -157,7 +159,6 @@ impl Service {
             clock: p.clock.clone(),
             meter: p.meter.clone(),
         });
-        let crls = Arc::new(Crls::new(ca.clone(), p.published));
         let keys = ScdKeyStore::new(p.store.clone());
         let (connector, vault, section, tokens) = match p.scd {
             Some(s) => (
@@ -200,6 +201,7 @@ impl Service {
             keys: keys.clone(),
             ca: ca.clone(),
             tsa: p.tsa.clone(),
+            crls: crls.clone(),
             vault: crate::signing::seal::Vault {
                 signatures: signatures.clone(),
                 imprints: p.imprints.clone(),

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use esigd_formats::{Document, Format};
 use esigd_service::signing::{
-    HashType, SINGLE_DOCUMENT_MEDIA_TYPE, SUPPORTED_HASH_TYPES, SignSpec,
+    HashType, Level, SINGLE_DOCUMENT_MEDIA_TYPE, SUPPORTED_HASH_TYPES, SignSpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,9 @@ pub struct SignBody {
     /// `requestTimestamp` (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timestamp: Option<String>,
+    /// `signatureLevel`: `B-T` (default) or `B-LT` (CAdES; our extension).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_level: Option<String>,
 }
 
 /// One entry of `documents`.
@@ -100,7 +103,7 @@ impl SignBody {
 
     /// The checks of [`validate_sign_input`] on this body.
     pub fn validate(&self, max_age: Duration) -> Result<SignInput, ApiError> {
-        validate_sign_input(
+        let mut input = validate_sign_input(
             self.format.as_deref(),
             self.hash.as_deref(),
             self.documents.as_deref(),
@@ -108,7 +111,16 @@ impl SignBody {
             self.data_to_be_displayed.as_deref(),
             self.request_timestamp.as_deref(),
             max_age,
-        )
+        )?;
+        if let Some(level) = &self.signature_level {
+            let unprocessable = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+            input.spec.level = Level::parse(level).map_err(unprocessable)?;
+            input
+                .spec
+                .check()
+                .map_err(|e| unprocessable(e.to_string()))?;
+        }
+        Ok(input)
     }
 }
 
@@ -165,6 +177,7 @@ pub fn validate_sign_input(
             format,
             hash_type,
             documents: documents_of(docs, hash_type)?,
+            level: Level::BT,
         },
         (Some(hash), None) => {
             SignSpec::single(format, hash_type, digest_of("hash", hash, hash_type)?)

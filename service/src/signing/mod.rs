@@ -25,8 +25,34 @@ pub const SINGLE_DOCUMENT_NAME: &str = "document";
 /// The media type of a document given by a single `hash`.
 pub const SINGLE_DOCUMENT_MEDIA_TYPE: &str = "application/octet-stream";
 
+/// The level of a signature (ETSI baseline levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Level {
+    /// B-T: the signature with the TSA's signature time-stamp (every format).
+    #[default]
+    BT,
+    /// B-LT: B-T plus the values to validate it later without asking anyone: the CA chain, the
+    /// TSA certificate and the CA's current CRL (CAdES; a PDF gets them from the client, `esig pdf
+    /// lt`).
+    BLt,
+}
+
+impl Level {
+    /// Parses `B-T` or `B-LT` (case-insensitive).
+    pub fn parse(s: &str) -> Result<Level, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "B-T" => Ok(Level::BT),
+            "B-LT" => Ok(Level::BLt),
+            _ => Err(format!(
+                "signatureLevel {:?} is unknown; supported: B-T, B-LT",
+                s.chars().take(32).collect::<String>()
+            )),
+        }
+    }
+}
+
 /// What an e-Service asks to have signed, whoever holds the key: a format over the digests of
-/// one or more documents (CAdES and PAdES: exactly one).
+/// one or more documents (CAdES and PAdES: exactly one), at a level.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignSpec {
     /// The signature format.
@@ -35,6 +61,8 @@ pub struct SignSpec {
     pub hash_type: HashType,
     /// The documents, at least one.
     pub documents: Vec<Document>,
+    /// B-T (default) or B-LT.
+    pub level: Level,
 }
 
 impl SignSpec {
@@ -48,6 +76,7 @@ impl SignSpec {
                 media_type: SINGLE_DOCUMENT_MEDIA_TYPE.into(),
                 digest,
             }],
+            level: Level::BT,
         }
     }
 
@@ -60,6 +89,12 @@ impl SignSpec {
     /// The format's checks that need no certificate (document count, digest lengths, names):
     /// run before a key is taken.
     pub fn check(&self) -> Result<(), FormatError> {
+        if self.level == Level::BLt && self.format != Format::Cades {
+            return Err(FormatError::request(
+                "signatureLevel",
+                "B-LT is made by esigd for CAdES only; a PDF gets its validation data from the client (esig pdf lt)",
+            ));
+        }
         self.format
             .implementation()
             .check(self.hash_type.digest_algorithm(), &self.documents)

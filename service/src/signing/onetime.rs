@@ -49,6 +49,8 @@ pub struct OneTime {
     pub(crate) ca: Arc<CaAuthority>,
     /// The TSA that stamps the signature value.
     pub(crate) tsa: Arc<TsaService>,
+    /// The CA's CRL (the validation data of B-LT signatures).
+    pub(crate) crls: Arc<crate::certs::Crls>,
     /// Where the signature and its audit event go.
     pub(crate) signatures: SignatureStore,
     /// Where the TSA's record of the token goes (same batch).
@@ -347,7 +349,20 @@ fn make_signature(
         }
         other => internal("time-stamp", other),
     })?;
-    let (signature, token) = (stamped.signature, stamped.token);
+    let (mut signature, token) = (stamped.signature, stamped.token);
+    if spec.level == super::Level::BLt {
+        signature = seal::long_term(
+            &app.crls,
+            app.ca.chain(),
+            app.tsa.certificate(),
+            &signature,
+            app.clock.now(),
+        )
+        .map_err(|e| match e {
+            SealError::CrlUnavailable(m) => SignError::Unavailable(m),
+            other => internal("validation data", other),
+        })?;
+    }
 
     Ok(Made {
         signature,

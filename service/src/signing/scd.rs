@@ -82,6 +82,8 @@ pub struct ScdSigning {
     pub(crate) keys: ScdKeyStore,
     pub(crate) ca: Arc<CaAuthority>,
     pub(crate) tsa: Arc<TsaService>,
+    /// The CA's CRL (the validation data of B-LT signatures).
+    pub(crate) crls: Arc<crate::certs::Crls>,
     pub(crate) vault: seal::Vault,
     /// `scd.relying_party_uuid` and `scd.relying_party_name`.
     pub(crate) relying_party: (String, String),
@@ -632,8 +634,19 @@ impl ScdSigning {
 
         // 6. Time-stamp, then one durable batch.
         let (tsa, meter, now) = (self.tsa.clone(), self.meter.clone(), self.clock.now());
+        let (ca, crls, level) = (self.ca.clone(), self.crls.clone(), req.spec.level);
         let stamped = tokio::task::spawn_blocking(move || {
-            seal::timestamp(&tsa, meter.as_ref(), signed.as_ref(), now)
+            let mut stamped = seal::timestamp(&tsa, meter.as_ref(), signed.as_ref(), now)?;
+            if level == super::Level::BLt {
+                stamped.signature = seal::long_term(
+                    &crls,
+                    ca.chain(),
+                    tsa.certificate(),
+                    &stamped.signature,
+                    now,
+                )?;
+            }
+            Ok::<_, SealError>(stamped)
         })
         .await
         .map_err(|e| Failure::Internal(format!("time-stamp task: {e}")))?

@@ -16,6 +16,7 @@ use esigd_tsa::{DigestAlgorithm, IssuedToken};
 use sha2::{Digest, Sha256};
 
 use crate::authorities::TsaService;
+use crate::certs::Crls;
 use crate::meter::{Meter, Op, Timer};
 
 /// Why a signature could not be sealed.
@@ -24,6 +25,9 @@ pub enum SealError {
     /// The TSA cannot stamp now (clock unsynchronised, …): a passing condition.
     #[error("the time-stamping authority cannot stamp now: {0}")]
     TsaRefused(String),
+    /// The CA's CRL for a B-LT signature cannot be made now (the HSM is busy or failing).
+    #[error("the CRL for a B-LT signature cannot be made now: {0}")]
+    CrlUnavailable(String),
     /// The store is busy: retry shortly.
     #[error("the store is busy; retry shortly")]
     Busy,
@@ -69,6 +73,26 @@ pub fn timestamp(
         .add_timestamp(&token.token_der)
         .map_err(|e| internal("adding the time-stamp", e))?;
     Ok(Stamped { signature, token })
+}
+
+/// Makes a CAdES-B-T signature B-LT: the CA chain, the TSA's certificate and the CA's current
+/// CRL go into the CMS (they cover the TSA certificate and every certificate the CA issued; a
+/// one-time certificate needs none: `noRevAvail`). Blocking: the CRL may be re-signed in the HSM.
+pub fn long_term(
+    crls: &Crls,
+    ca_chain: &[x509_cert::Certificate],
+    tsa_certificate: &x509_cert::Certificate,
+    cades: &[u8],
+    now: SystemTime,
+) -> Result<Vec<u8>, SealError> {
+    let crl = crls.current(now).map_err(|e| {
+        tracing::warn!(error = %e, "no CRL for a B-LT signature");
+        SealError::CrlUnavailable(e.to_string())
+    })?;
+    let mut certs = ca_chain.to_vec();
+    certs.push(tsa_certificate.clone());
+    esigd_pki::cades::add_validation_data(cades, &certs, &[&crl])
+        .map_err(|e| internal("adding the validation data", e))
 }
 
 /// Where [`store`] writes.

@@ -195,7 +195,16 @@ pub(crate) async fn sign(
     else {
         // As the contract says: to the interactive pseudonym page with the request's fields
         // (the e-Service sends the browser there; `callbackUrl` from the body, if given); the
-        // documents go as `doc` parameters.
+        // documents go as `doc` parameters. The page makes B-T signatures.
+        if b.sign
+            .signature_level
+            .as_deref()
+            .is_some_and(|l| !l.eq_ignore_ascii_case("B-T"))
+        {
+            return Err(ApiError::bad(
+                "signatureLevel B-LT needs the X-Pseodonym-Token header: the pseudonym page makes B-T signatures",
+            ));
+        }
         return Ok(redirect_to_page(&b.sign, nonce, state, b.callback_url));
     };
     let tokens = st.svc.pseudonym_tokens.clone().ok_or_else(|| {
