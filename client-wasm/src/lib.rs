@@ -14,6 +14,8 @@
 //! }) -> { prepared: Uint8Array, digest: string /* base64 SHA-256 */, byteRange: number[4],
 //!         fieldName: string }
 //! pdfEmbed(prepared: Uint8Array, cms: Uint8Array /* DER */) -> Uint8Array
+//! asiceBuild(signaturesXml: Uint8Array, files: [{name, mediaType?, bytes: Uint8Array}],
+//!            time: number /* ms */) -> Uint8Array   // the .asice (esig::asice, zip crate)
 //! ```
 //!
 //! Both throw a JavaScript `Error` whose message is the Rust error's (e.g. "the PDF is
@@ -26,6 +28,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use esig::pdf::{DEFAULT_RESERVE, PrepareOptions, PreparedPdf};
 use js_sys::{Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 /// The largest `signingTime` accepted, in ms: the end of year 9999 (`/M` has four year digits).
@@ -90,6 +93,69 @@ pub fn prepare(pdf: &[u8], options: &Options) -> Result<PreparedPdf, String> {
 /// [`esig::pdf::embed`]: what `pdfEmbed` runs.
 pub fn embed(prepared: &[u8], cms_der: &[u8]) -> Result<Vec<u8>, String> {
     esig::pdf::embed(prepared, cms_der).map_err(|e| e.to_string())
+}
+
+/// [`esig::asice::build_xades`]: what `asiceBuild` runs. `files` are (name, media type, bytes);
+/// an empty media type is guessed from the name.
+pub fn asice(
+    signatures_xml: &[u8],
+    files: Vec<(String, String, Vec<u8>)>,
+    time_ms: f64,
+) -> Result<Vec<u8>, String> {
+    if !time_ms.is_finite() || !(0.0..=MAX_SIGNING_TIME_MS).contains(&time_ms) {
+        return Err(format!(
+            "time must be ms since 1970-01-01 UTC up to year 9999, not {time_ms}"
+        ));
+    }
+    let files: Vec<esig::asice::DataFile> = files
+        .into_iter()
+        .map(|(name, media_type, bytes)| esig::asice::DataFile {
+            media_type: if media_type.is_empty() {
+                esig::asice::media_type_of(&name).to_owned()
+            } else {
+                media_type
+            },
+            name,
+            bytes,
+        })
+        .collect();
+    esig::asice::build_xades(
+        signatures_xml,
+        &files,
+        UNIX_EPOCH + Duration::from_millis(time_ms as u64),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// `asiceBuild(signaturesXml, files, time)`: the ASiC-E container (EN 319 162-1; the zip crate:
+/// `mimetype` first and stored, data files deflated, `META-INF/manifest.xml`) of `files`
+/// (`[{name, mediaType?, bytes: Uint8Array}]`) and the `META-INF/signatures0.xml` esigd returned
+/// for format `ASIC`, after checking that the files are exactly the ones it references (names
+/// and digests). `time` (ms since 1970) is the entries' modification time.
+#[wasm_bindgen(js_name = asiceBuild)]
+pub fn asice_build(signatures_xml: &[u8], files: JsValue, time: f64) -> Result<Vec<u8>, JsError> {
+    let list = Array::from(&files);
+    if !Array::is_array(&files) {
+        return Err(JsError::new(
+            "files must be an array of {name, mediaType, bytes}",
+        ));
+    }
+    let mut read = Vec::with_capacity(list.length() as usize);
+    for (i, f) in list.iter().enumerate() {
+        let get = |key: &str| Reflect::get(&f, &JsValue::from_str(key)).ok();
+        let name = get("name")
+            .and_then(|v| v.as_string())
+            .ok_or_else(|| JsError::new(&format!("files[{i}].name must be a string")))?;
+        let media_type = get("mediaType")
+            .and_then(|v| v.as_string())
+            .unwrap_or_default();
+        let bytes = get("bytes")
+            .filter(|v| v.is_instance_of::<Uint8Array>())
+            .map(|v| Uint8Array::from(v).to_vec())
+            .ok_or_else(|| JsError::new(&format!("files[{i}].bytes must be a Uint8Array")))?;
+        read.push((name, media_type, bytes));
+    }
+    asice(signatures_xml, read, time).map_err(|e| JsError::new(&e))
 }
 
 /// `pdfPrepare(pdf, options)`: appends an empty PAdES signature to `pdf` as an incremental

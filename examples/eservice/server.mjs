@@ -19,7 +19,6 @@
 //   GET  /signature.p7s  the CMS of this session (CAdES: the detached signature; PAdES: what the
 //                        browser embeds into the prepared PDF)
 //   GET  /signature.xml, /signatures0.xml, /signature.json  the XAdES, ASiC-E or JAdES signature
-//   GET  /asice.js       builds the ASiC-E container in the browser
 //   GET  /keep.js        keeps the document (and the prepared PDF) in the browser's IndexedDB
 //                        across the round trip through esigd
 //   GET  /esig-pdf.js, /pdf/esig_wasm.js, /pdf/esig_wasm_bg.wasm  the WebAssembly PAdES client
@@ -295,11 +294,10 @@ try {
   } else if (kept) {
     link('download-doc', kept.document, kept.fileName, 'Download the document (' + kept.fileName + ')');
     if (config.format === 'ASIC') {
-      const { asiceContainer } = await import('/asice.js');
-      const esig = await import(config.esigJs);
-      const sig = esig.decodeSignature(config.response, 'ASIC', kept.fileName);
-      const container = asiceContainer([{ name: kept.fileName, mediaType: kept.type,
-        bytes: new Uint8Array(await kept.document.arrayBuffer()) }], sig.bytes);
+      // The same Rust code as \`esig asice build\` (WebAssembly, the zip crate).
+      const pdf = await import('/esig-pdf.js');
+      const container = await pdf.buildAsice([{ name: kept.fileName, mediaType: kept.type,
+        bytes: new Uint8Array(await kept.document.arrayBuffer()) }], config.response);
       link('download-container', new Blob([container], { type: 'application/vnd.etsi.asic-e+zip' }),
         config.containerName, 'Download the signed container (' + config.containerName + ')');
       $('container-status').textContent = 'The container is ready (' + container.length + ' bytes).';
@@ -610,7 +608,7 @@ export function createServer(opts) {
         });
         return res.end(CMS_FORMATS.includes(s.format) ? Buffer.from(toP7s(s.response)) : Buffer.from(d.bytes));
       }
-      if (req.method === 'GET' && (url.pathname === '/keep.js' || url.pathname === '/asice.js')) {
+      if (req.method === 'GET' && url.pathname === '/keep.js') {
         res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' });
         return res.end(fs.readFileSync(path.join(HERE, url.pathname.slice(1))));
       }

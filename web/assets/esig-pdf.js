@@ -12,6 +12,10 @@
 //   3. `embedPdf(prepared, response)` -> the signed PDF, with `response` the
 //      `GET /v1/sign/response/{signatureId}` answer (or its base64 `signature`, or the DER bytes).
 //
+// And ASiC-E: `buildAsice(files, response)` -> the `.asice` container of the documents and the
+// `META-INF/signatures0.xml` esigd returned for format ASIC (the same Rust code as `esig asice
+// build`: the zip crate, and a check that the files are exactly the referenced ones).
+//
 // A page whose Content-Security-Policy has a script-src needs 'wasm-unsafe-eval' in it to
 // instantiate the module.
 
@@ -129,4 +133,33 @@ export async function embedPdf(prepared, signature) {
     throw new TypeError('embedPdf: expected the esigd response, its base64 signature, or the DER CMS');
   }
   return m.pdfEmbed(bytes, der);
+}
+
+/**
+ * The ASiC-E container (EN 319 162-1) of `files` and the XAdES `signatures0.xml` esigd returned
+ * for format `ASIC`.
+ *
+ * @param {Array<{name: string, mediaType?: string, bytes: Uint8Array|ArrayBuffer|Blob}>} files
+ *   the documents under the names they were signed with
+ * @param {object|string|Uint8Array} signature the esigd response (its `signature` is base64 of
+ *   the XML), that base64 string, or the XML bytes
+ * @param {{time?: number}} [o] the entries' modification time (ms since 1970; default now)
+ * @returns {Promise<Uint8Array>} the `.asice` file
+ * @throws {Error} with esig's message (a file not referenced, a changed file, a reserved name, …)
+ */
+export async function buildAsice(files, signature, { time = Date.now() } = {}) {
+  const m = await init();
+  let xml;
+  if (typeof signature === 'string') xml = fromBase64(signature, 'buildAsice: signature');
+  else if (signature instanceof Uint8Array) xml = signature;
+  else if (signature && typeof signature.signature === 'string') {
+    xml = fromBase64(signature.signature, 'buildAsice: response.signature');
+  } else {
+    throw new TypeError('buildAsice: expected the esigd response, its base64 signature, or the XML bytes');
+  }
+  const read = [];
+  for (const f of files) {
+    read.push({ name: f.name, mediaType: f.mediaType || '', bytes: await toBytes(f.bytes, 'buildAsice') });
+  }
+  return m.asiceBuild(xml, read, time);
 }

@@ -259,3 +259,56 @@ describe('the example e-Service serves the module', () => {
     }
   });
 });
+
+describe('ASiC-E container (buildAsice, the zip crate through WebAssembly)', () => {
+  // signatures0.xml as esigd returned it for format ASIC over lease.txt (from a browser test run).
+  const xml = () => readFileSync(join(FIXTURES, 'asic', 'signatures0.xml'));
+  const lease = () => readFileSync(join(FIXTURES, 'asic', 'lease.txt'));
+  const PY = `
+import json, sys, zipfile
+raw = open(sys.argv[1], "rb").read()
+z = zipfile.ZipFile(sys.argv[1])
+print(json.dumps({"bad": z.testzip(), "first_name": raw[30:38].decode(), "first_value": raw[38:69].decode(),
+  "entries": [{"name": i.filename, "method": i.compress_type, "extra": len(i.extra),
+               "data": z.read(i).decode("utf-8", "replace")} for i in z.infolist()]}))
+`;
+
+  test('mimetype first and stored, the document, the manifest and the signature; read back by Python zipfile', async () => {
+    const container = await pdf.buildAsice(
+      [{ name: 'lease.txt', mediaType: 'text/plain', bytes: new Uint8Array(lease()) }],
+      new Uint8Array(xml()),
+      { time: Date.UTC(2026, 11, 7, 10, 0, 0) },
+    );
+    const dir = mkdtempSync(join(tmpdir(), 'asice-'));
+    try {
+      writeFileSync(join(dir, 'c.asice'), container);
+      const out = JSON.parse(execFileSync('python3', ['-c', PY, join(dir, 'c.asice')], { encoding: 'utf8' }));
+      assert.equal(out.bad, null);
+      assert.equal(out.first_name, 'mimetype');
+      assert.equal(out.first_value, 'application/vnd.etsi.asic-e+zip');
+      const names = out.entries.map((e) => e.name);
+      assert.deepEqual(names.sort(), ['META-INF/manifest.xml', 'META-INF/signatures0.xml', 'lease.txt', 'mimetype']);
+      const mimetype = out.entries.find((e) => e.name === 'mimetype');
+      assert.equal(mimetype.method, 0, 'mimetype is stored');
+      assert.equal(mimetype.extra, 0, 'mimetype has no extra field');
+      assert.equal(out.entries.find((e) => e.name === 'lease.txt').data, lease().toString('utf8'));
+      assert.match(out.entries.find((e) => e.name === 'META-INF/manifest.xml').data, /full-path="lease.txt"/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a changed or unreferenced document is refused with esig\'s message', async () => {
+    const changed = new Uint8Array(lease());
+    changed[0] ^= 1;
+    await assert.rejects(
+      pdf.buildAsice([{ name: 'lease.txt', bytes: changed }], new Uint8Array(xml())),
+      /lease\.txt/,
+    );
+    await assert.rejects(
+      pdf.buildAsice([{ name: 'other.txt', bytes: new Uint8Array(lease()) }], new Uint8Array(xml())),
+      /other\.txt|lease\.txt/,
+    );
+    await assert.rejects(pdf.buildAsice([{ name: 'lease.txt', bytes: 'text' }], new Uint8Array(xml())));
+  });
+});
