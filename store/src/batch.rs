@@ -15,17 +15,23 @@ pub enum Cf {
     Meta,
     /// Citizens' SCD keys: certificate records with their owner, pseudonym and device indexes.
     Scd,
+    /// The audit ledger's Merkle tree: leaves by index and the hashes of complete subtrees.
+    Ledger,
+    /// Notifications waiting for delivery (the durable outbox).
+    Outbox,
 }
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 8] = [
         Cf::Signatures,
         Cf::Certificates,
         Cf::TsaSerials,
         Cf::Audit,
         Cf::Meta,
         Cf::Scd,
+        Cf::Ledger,
+        Cf::Outbox,
     ];
 
     /// The RocksDB column family name.
@@ -37,6 +43,8 @@ impl Cf {
             Cf::Audit => "audit",
             Cf::Meta => "meta",
             Cf::Scd => "scd",
+            Cf::Ledger => "ledger",
+            Cf::Outbox => "outbox",
         }
     }
 }
