@@ -14,6 +14,8 @@ if [ "${1:-}" = "--with-test-tools" ]; then
   # Independent validators of the signature formats: xmlsec1 (XAdES, ASiC-E), pdfsig and qpdf
   # (PAdES).
   APT_PACKAGES+=(xmlsec1 poppler-utils qpdf)
+  # The Debian package's checks (scripts/check-package.sh).
+  APT_PACKAGES+=(lintian)
 fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -45,5 +47,9 @@ if [ "${1:-}" = "--with-test-tools" ]; then
   fi
   if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
+  fi
+  # cargo-deb builds the .deb (scripts/check-package.sh); 3.8.0 needs rustc 1.85.
+  if ! cargo deb --version >/dev/null 2>&1; then
+    cargo install cargo-deb --version 3.8.0 --locked
   fi
 fi

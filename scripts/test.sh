@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then format check, clippy, and every test
 # (unit, SoftHSM, RocksDB, TLS, openssl/pkilint validators, schemathesis) under cargo-nextest, one
-# process per test, each with its own SoftHSM token directory (see scripts/test-runner), then a
-# short run of every fuzz target (scripts/fuzz.sh smoke; nightly toolchain).
+# process per test, each with its own SoftHSM token directory (see scripts/test-runner), the
+# monitoring files and the Debian package (scripts/check-monitoring.sh, scripts/check-package.sh),
+# then a short run of every fuzz target (scripts/fuzz.sh smoke; nightly toolchain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --with-test-tools
@@ -27,6 +28,12 @@ echo "== node --test (esig.js, example e-Service, development Identity BB)"
 node --test web/assets/ examples/eservice/ tests/e2e/
 echo "== cargo nextest"
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
+# The monitoring files in contrib/ (promtool: alert rules, their unit tests, dashboard queries)
+# and the Debian package (dpkg-deb, lintian, systemd-analyze security/verify).
+echo "== scripts/check-monitoring.sh"
+scripts/check-monitoring.sh
+echo "== scripts/check-package.sh"
+scripts/check-package.sh
 # Every fuzz target for FUZZ_SMOKE_SECONDS (default 30 s) each on its committed seeds and grown
 # corpus; a crash fails the run (inputs in fuzz/artifacts/<target>/). Both cores build the targets.
 echo "== fuzz smoke (scripts/fuzz.sh smoke)"
