@@ -83,6 +83,7 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
             vec![7u8; 32],
         ),
         request_id: "dropped-request".into(),
+        contact: None,
     };
     // Polled for a moment, then dropped long before a signature can be ready.
     let dropped = tokio::time::timeout(

@@ -164,6 +164,8 @@ pub struct CitizenCerts {
     pub(crate) connector: Option<Arc<dyn RemoteScdConnector>>,
     pub(crate) audit: SignatureStore,
     pub(crate) clock: SharedClock,
+    /// Notifications (`[notifications]`), when configured.
+    pub(crate) notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl std::fmt::Debug for CitizenCerts {
@@ -233,6 +235,31 @@ impl CitizenCerts {
         message: Option<&str>,
         request_id: &str,
     ) -> Result<CitizenCert, CertError> {
+        self.change_notifying(
+            issuer,
+            sub,
+            certificate_id,
+            action,
+            message,
+            request_id,
+            None,
+        )
+        .await
+    }
+
+    /// [`CitizenCerts::change`], and the change notified (`[notifications]`) to the e-Service
+    /// that onboarded the certificate and to the citizen's `contact` (from their login's claims).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn change_notifying(
+        &self,
+        issuer: &str,
+        sub: &str,
+        certificate_id: &str,
+        action: Action,
+        message: Option<&str>,
+        request_id: &str,
+        contact: Option<&crate::notify::Contact>,
+    ) -> Result<CitizenCert, CertError> {
         let vault = self.vault()?;
         let serial = esigd_pki::pem::parse_serial_hex(certificate_id)
             .map(|s| esigd_pki::pem::serial_bytes(&s).to_vec())
@@ -297,6 +324,13 @@ impl CitizenCerts {
             }
             Err(e) => tracing::error!(error = %e, "audit event of a status change not encoded"),
         }
+        let notice = crate::notify::Event::status_changed(
+            changed.key.eservice.as_deref(),
+            &changed.cert.serial_hex(),
+            changed_state_name(changed.state),
+            now,
+        );
+        crate::notify::enqueue(self.notifier.as_deref(), &notice, contact).await;
 
         // The Remote SCD service stops (or resumes) signing with the key.
         if let (Some(handle), Some(c)) = (&changed.key.key_handle, &self.connector) {

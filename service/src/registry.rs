@@ -202,6 +202,8 @@ pub struct Eservice {
     pub payment_required: bool,
     /// Accepted `aud` values on ID tokens it sends.
     pub id_token_audiences: Vec<String>,
+    /// Where its notification webhooks go (`notify_url`).
+    pub notify_url: Option<url::Url>,
     matcher: Option<Matcher>,
     nets: Vec<IpNet>,
     callbacks: Vec<CallbackPrefix>,
@@ -296,6 +298,11 @@ impl Registry {
                     e.id_token_audiences.clone()
                 },
                 matcher: Matcher::of(&e.identity),
+                // Validated at load: an unparsable URL cannot reach here.
+                notify_url: e
+                    .notify_url
+                    .as_deref()
+                    .and_then(|u| url::Url::parse(u).ok()),
                 nets: e.allowed_ips.iter().map(IpNet::trunc).collect(),
                 // Validated at load: unparsable prefixes cannot reach here.
                 callbacks: e

@@ -45,6 +45,13 @@ pub struct World {
 
 /// Starts everything; esigd's `scd.onboarding_timeout` and `scd.signing_timeout` are 8 s.
 pub fn world() -> World {
+    world_with(json!([]), "", "")
+}
+
+/// [`world`] with Identity BB `users` added (replacing a default one of the same login),
+/// `eservice_extra` added to the `svc-a` entry and `extra_toml` to the end of esigd's
+/// configuration (e.g. `[notifications]`).
+pub fn world_with(users: Value, eservice_extra: &str, extra_toml: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let token = TestToken::create();
     let idp = Idp::start_with(&json!({
@@ -52,7 +59,8 @@ pub fn world() -> World {
             {"client_id": "esigd", "client_secret": "esigd-secret",
              "redirect_uris": ["http://127.0.0.1:9/esigd"], "introspect_any_token": true},
             {"client_id": AUD, "client_secret": SECRET, "redirect_uris": [REDIRECT]}
-        ]
+        ],
+        "users": users
     }));
     let pki = Ca::new(dir.path(), "eservice-ca");
     let server = pki.issue("server", "/CN=esigd.test", "server_ext", None);
@@ -111,11 +119,13 @@ client_cert_sha256 = {a_fp:?}
 allowed_ips = ["127.0.0.1/32"]
 id_token_audiences = ["{AUD}"]
 callback_prefixes = ["https://land.example.test/cb/"]
+{eservice_extra}
 
 [[auditor]]
 name = "Audit Office"
 client_cert_sha256 = {aud_fp:?}
 allowed_ips = ["127.0.0.1/32"]
+{extra_toml}
 "#,
         server = server.0,
         server_key = server.1,

@@ -107,6 +107,8 @@ pub(crate) struct AccountVisit {
     pub(crate) page: AccountPage,
     /// Who logged in (after the OIDC callback).
     pub(crate) citizen: Option<esigd_service::onboarding::Citizen>,
+    /// Their e-mail / phone from the login's claims (notifications of status changes).
+    pub(crate) contact: Option<esigd_service::notify::Contact>,
     /// Where onboarding stands.
     pub(crate) onboarding: OnboardStep,
 }

@@ -69,6 +69,8 @@ pub struct OneTime {
     pub(crate) clock: SharedClock,
     /// Where events are counted.
     pub(crate) meter: Arc<dyn Meter>,
+    /// Notifications (`[notifications]`), when configured.
+    pub(crate) notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl std::fmt::Debug for OneTime {
@@ -88,6 +90,8 @@ pub struct OneTimeRequest {
     pub spec: SignSpec,
     /// Correlation ID (audit).
     pub request_id: String,
+    /// The citizen's e-mail / phone from the Identity BB's claims, for notifications.
+    pub contact: Option<crate::notify::Contact>,
 }
 
 /// Why no signature was made. Messages never contain secrets or personal data.
@@ -192,8 +196,26 @@ pub async fn sign_with_payment(
         .map_err(|e| PaidSignError::Sign(internal("signing task", e)))?
 }
 
-/// Runs the workflow and returns the stored record (durable when this returns).
+/// Runs the workflow and returns the stored record (durable when this returns). A transaction
+/// that fails once started (not one refused as busy or invalid) is notified (`[notifications]`);
+/// a signature is notified with its record ([`crate::notify`]).
 pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
+    let (eservice, contact) = (req.eservice.clone(), req.contact.clone());
+    let result = sign_steps(app, req).await;
+    if let Err(SignError::Unavailable(_) | SignError::Identity(_) | SignError::Internal) = &result {
+        let event = crate::notify::Event::failed(
+            &eservice,
+            None,
+            SignatureType::OneTime,
+            "signing_failed",
+            app.clock.now(),
+        );
+        crate::notify::enqueue(app.notifier.as_deref(), &event, contact.as_ref()).await;
+    }
+    result
+}
+
+async fn sign_steps(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
     // 0. A request the format cannot sign costs no key and no certificate.
     req.spec
         .check()
@@ -244,12 +266,18 @@ pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRe
     event.tsa_serial = Some(made.token.record.serial);
     event.hash_type = Some(record.hash_type.clone());
     event.digest = Some(hex::encode(&record.digest));
-    seal::store(
+    let notices = crate::notify::rows(
+        app.notifier.as_deref(),
+        &crate::notify::Event::signed(&record),
+        req.contact.as_ref(),
+    );
+    seal::store_with(
         &app.vault(),
         app.meter.as_ref(),
         &record,
         &made.token,
         &event,
+        notices,
     )
     .await
     .map_err(|e| match e {
@@ -260,6 +288,9 @@ pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRe
         }
     })?;
     app.meter.signature_created(format_label(req.spec.format));
+    if let Some(n) = &app.notifier {
+        n.wake();
+    }
 
     // 9. The signature ID.
     tracing::info!(

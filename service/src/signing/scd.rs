@@ -96,6 +96,9 @@ pub struct ScdSigning {
     pub(crate) tasks: tokio_util::task::TaskTracker,
     pub(crate) clock: SharedClock,
     pub(crate) meter: Arc<dyn Meter>,
+    /// Notifications (`[notifications]`), when configured: the e-Service's webhook (no citizen
+    /// contact data is known without a login).
+    pub(crate) notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 impl std::fmt::Debug for ScdSigning {
@@ -523,6 +526,7 @@ impl ScdSigning {
                         Some(format!("{}: {f}", f.code())),
                     )
                     .await;
+                    me.notify_failed(&req.eservice, &id, f.code()).await;
                     me.end(&id, Status::Failed(f));
                 }
             }
@@ -542,8 +546,12 @@ impl ScdSigning {
         tracing::info!(request_id = %req.request_id, "SCD signature for a pseudonym that names no key");
         let me = self.clone();
         let timeout = self.timeout;
+        let eservice = req.eservice.clone();
         self.tasks.spawn(async move {
             tokio::time::sleep(timeout).await;
+            // Notified like a real timeout, so the webhook does not tell which pseudonyms exist.
+            me.notify_failed(&eservice, &id, Failure::Timeout.code())
+                .await;
             me.end(&id, Status::Failed(Failure::Timeout));
         });
         Ok(Requested {
@@ -675,12 +683,18 @@ impl ScdSigning {
         event.tsa_serial = Some(stamped.token.record.serial);
         event.hash_type = Some(record.hash_type.clone());
         event.digest = Some(hex::encode(digest));
-        seal::store(
+        let notices = crate::notify::rows(
+            self.notifier.as_deref(),
+            &crate::notify::Event::signed(&record),
+            None,
+        );
+        seal::store_with(
             &self.vault,
             self.meter.as_ref(),
             &record,
             &stamped.token,
             &event,
+            notices,
         )
         .await
         .map_err(|e| match e {
@@ -688,8 +702,23 @@ impl ScdSigning {
             other => Failure::Internal(other.to_string()),
         })?;
         self.meter.signature_created(format_label(req.spec.format));
+        if let Some(n) = &self.notifier {
+            n.wake();
+        }
         tracing::info!(signature_id = %record.id_hex(), serial, "SCD signature created");
         Ok(())
+    }
+
+    /// Tells the e-Service (`[notifications]`) that signature `id` ended without a signature.
+    async fn notify_failed(&self, eservice: &str, id: &[u8; 32], code: &str) {
+        let event = crate::notify::Event::failed(
+            eservice,
+            Some(hex::encode(id)),
+            SignatureType::Scd,
+            code,
+            self.clock.now(),
+        );
+        crate::notify::enqueue(self.notifier.as_deref(), &event, None).await;
     }
 
     async fn audit(

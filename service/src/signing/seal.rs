@@ -114,6 +114,27 @@ pub async fn store(
     token: &IssuedToken,
     event: &AuditEvent,
 ) -> Result<(), SealError> {
+    store_with(
+        vault,
+        meter,
+        record,
+        token,
+        event,
+        esigd_store::Batch::new(),
+    )
+    .await
+}
+
+/// [`store`] with `extra` writes in the same atomic batch (the notification outbox rows of the
+/// signature: they exist exactly when the signature does).
+pub async fn store_with(
+    vault: &Vault,
+    meter: &dyn Meter,
+    record: &SignatureRecord,
+    token: &IssuedToken,
+    event: &AuditEvent,
+    extra: esigd_store::Batch,
+) -> Result<(), SealError> {
     let mut batch = vault
         .signatures
         .create_batch(record, vault.retention_unfetched)
@@ -130,6 +151,7 @@ pub async fn store(
             .audit_batch(event, record.created)
             .map_err(|e| internal("encoding the audit event", e))?,
     );
+    batch.extend(extra);
     let timer = Timer::start(meter, Op::StoreWrite);
     vault.signatures.commit(batch).await.map_err(|e| {
         if e.is_busy() {

@@ -136,6 +136,7 @@ async fn start(
             visit: Visit::Account(Box::new(AccountVisit {
                 page,
                 citizen: None,
+                contact: None,
                 onboarding: OnboardStep::Idle,
             })),
         };
@@ -277,9 +278,11 @@ pub(crate) async fn logged_in(
         identity: esigd_service::identity::map_claims(&provider.config().claims, &claims),
         sub,
     };
+    let contact = esigd_service::notify::Contact::from_claims(&claims);
     st.pages.update(&session.csrf, &session.browser, |s| {
         if let Visit::Account(a) = &mut s.visit {
             a.citizen = Some(citizen);
+            a.contact = contact;
         }
     });
     tracing::info!(request_id = rid, page = ?v.page, "citizen logged in for their own pages");
@@ -664,7 +667,7 @@ async fn certs_change(
     Form(f): Form<ChangeForm>,
 ) -> Response {
     let rid = rid(&r);
-    let (s, _, _, citizen) = match logged_visit(&st, &headers, &f.t, AccountPage::Certs, &rid) {
+    let (s, _, v, citizen) = match logged_visit(&st, &headers, &f.t, AccountPage::Certs, &rid) {
         Ok(x) => x,
         Err(resp) => return *resp,
     };
@@ -686,13 +689,14 @@ async fn certs_change(
     match st
         .svc
         .citizen_certs
-        .change(
+        .change_notifying(
             &citizen.issuer,
             &citizen.sub,
             &f.id,
             action,
             Some("changed on the My certificates page"),
             &rid,
+            v.contact.as_ref(),
         )
         .await
     {

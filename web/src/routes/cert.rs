@@ -115,6 +115,15 @@ async fn citizen(
     eservice: &Eservice,
     headers: &HeaderMap,
 ) -> Result<Citizen, ApiError> {
+    Ok(citizen_with_contact(st, eservice, headers).await?.0)
+}
+
+/// [`citizen`] and their e-mail / phone from the same claims (for notifications).
+async fn citizen_with_contact(
+    st: &WebState,
+    eservice: &Eservice,
+    headers: &HeaderMap,
+) -> Result<(Citizen, Option<esigd_service::notify::Contact>), ApiError> {
     let token = header(headers, AUTH_TOKEN_HEADER).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -131,11 +140,18 @@ async fn citizen(
         .verify_citizen_token(token, &eservice.id_token_audiences)
         .await
         .map_err(ApiError::identity)?;
-    Ok(Citizen {
-        issuer: provider.config().issuer.clone(),
-        identity: esigd_service::identity::map_claims(&provider.config().claims, &verified.claims),
-        sub: verified.subject,
-    })
+    let contact = esigd_service::notify::Contact::from_claims(&verified.claims);
+    Ok((
+        Citizen {
+            issuer: provider.config().issuer.clone(),
+            identity: esigd_service::identity::map_claims(
+                &provider.config().claims,
+                &verified.claims,
+            ),
+            sub: verified.subject,
+        },
+        contact,
+    ))
 }
 
 fn rate(eservice: &Eservice) -> Result<(), ApiError> {
@@ -380,7 +396,7 @@ pub(crate) async fn patch(
 ) -> Result<Response, ApiError> {
     let eservice = caller?.eservice()?.clone();
     rate(&eservice)?;
-    let citizen = citizen(&st, &eservice, &headers).await?;
+    let (citizen, contact) = citizen_with_contact(&st, &eservice, &headers).await?;
     let b: PatchBody = serde_json::from_slice(&body).map_err(json_error)?;
     check_request_timestamp(
         b.request_timestamp.as_deref(),
@@ -396,13 +412,14 @@ pub(crate) async fn patch(
     let changed = st
         .svc
         .citizen_certs
-        .change(
+        .change_notifying(
             &citizen.issuer,
             &citizen.sub,
             &certificate_id,
             action,
             status.message.as_deref(),
             &rid(&r),
+            contact.as_ref(),
         )
         .await?;
     Ok(axum::Json(json!({

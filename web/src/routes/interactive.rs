@@ -526,6 +526,7 @@ async fn oidc_callback(
             identity,
             spec: visit.input.spec.clone(),
             request_id: rid.clone(),
+            contact: esigd_service::notify::Contact::from_claims(&claims),
         },
     )
     .await;

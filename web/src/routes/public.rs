@@ -63,7 +63,28 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/pki/certs/{serial}", get(certificate))
         .route("/v1/openapi.yaml", get(openapi))
         .route("/v1/client/esig.js", get(esig_js))
+        .route("/v1/notifications/jwks", get(notifications_jwks))
         .with_state(state)
+}
+
+/// `GET /v1/notifications/jwks`: the public key (JWKS, ES256) that signs the notification
+/// webhooks' `X-Esigd-Signature`; 404 when `[notifications]` is not configured.
+async fn notifications_jwks(State(st): State<Arc<WebState>>) -> Response {
+    match &st.svc.notifier {
+        Some(n) => (
+            [
+                (header::CONTENT_TYPE, "application/jwk-set+json"),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ],
+            n.jwks().to_string(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "notifications are not configured on this appliance ([notifications])"})),
+        )
+            .into_response(),
+    }
 }
 
 fn bytes(content_type: &'static str, body: Vec<u8>) -> Response {
