@@ -6,6 +6,8 @@
 //!   for one signature and destroyed with a [`DestructionReceipt`];
 //! - [`Hsm::seal`] / [`Hsm::unseal`] / [`Hsm::blind_index`]: AES-256-GCM and HMAC-SHA-256 with
 //!   secret keys that stay in the HSM ([`SecretKind`]), for records kept encrypted at rest;
+//! - [`Hsm::read_data`] / [`Hsm::write_data`] / [`Hsm::update_data`]: small `CKO_DATA` objects on
+//!   the token (facts that must outlive the data directory, e.g. high-water marks);
 //! - [`DeviceToken`]: a citizen's own token (the reference device app), PIN typed per operation;
 //! - [`HsmObserver`]: metrics hooks; the registry lives in the appliance.
 //!
@@ -15,6 +17,7 @@
 
 mod config;
 mod core;
+mod data;
 mod device;
 mod error;
 mod keyref;
@@ -31,6 +34,7 @@ mod token;
 pub mod testing;
 
 pub use config::{HsmConfig, OneTimeConfig};
+pub use data::MAX_DATA_VALUE;
 pub use device::DeviceToken;
 pub use error::{HsmError, rv_name};
 pub use keyref::KeyRef;

@@ -31,6 +31,8 @@ pub enum HsmOp {
     Unseal,
     /// `C_Sign` with HMAC-SHA-256.
     BlindIndex,
+    /// Finding, reading, creating or updating a data object (`CKO_DATA`).
+    DataObject,
 }
 
 impl HsmOp {
@@ -50,6 +52,7 @@ impl HsmOp {
             HsmOp::Seal => "seal",
             HsmOp::Unseal => "unseal",
             HsmOp::BlindIndex => "blind_index",
+            HsmOp::DataObject => "data_object",
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PersistError;
 use super::codec::{UnixTime, concat, decode_u64, frame, prefix_end, unframe};
+use crate::backup::SharedMarkSink;
 use crate::{Batch, Cf, Order, Store};
 
 const RECORD: &[u8] = b"c/";
@@ -28,9 +29,13 @@ const STRIPES: usize = 64;
 /// each runs under the lock stripe of its serial until its batch is durable. Every write to a certificate key
 /// goes through these two methods, hence the check and the write are atomic with respect to each other. (Two
 /// `RocksCertStore`s over the same store would not share the stripes: clone one handle instead.)
+///
+/// With [`RocksCertStore::with_mark_sink`], each new CRL number is handed to the sink (the HSM) before
+/// `next_crl_number` returns it.
 #[derive(Clone)]
 pub struct RocksCertStore {
     inner: Arc<Inner>,
+    marks: Option<SharedMarkSink>,
 }
 
 struct Inner {
@@ -56,7 +61,15 @@ impl RocksCertStore {
                 stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
                 crl: Mutex::new(()),
             }),
+            marks: None,
         }
+    }
+
+    /// Hands the store's marks to `sink` after each durable CRL number, before it is used: a sink error
+    /// fails the CRL (that number is never published).
+    pub fn with_mark_sink(mut self, sink: SharedMarkSink) -> Self {
+        self.marks = Some(sink);
+        self
     }
 
     /// The underlying store.
@@ -228,6 +241,10 @@ impl RocksCertStore {
         let mut batch = Batch::new();
         batch.put(Cf::Meta, CRL_NUMBER, next.to_be_bytes());
         self.inner.store.commit_blocking(batch)?;
+        if let Some(sink) = &self.marks {
+            sink.record(&self.inner.store.marks()?)
+                .map_err(|e| PersistError::MarkSink(e.to_string()))?;
+        }
         Ok(next)
     }
 }

@@ -92,6 +92,14 @@ pub enum PersistError {
     /// The CRL number space is exhausted.
     #[error("CRL number space exhausted")]
     CrlNumberExhausted,
+    /// The [`MarkSink`](crate::backup::MarkSink) could not record the new high-water marks (in the HSM):
+    /// the serial block or CRL number is not used.
+    #[error("recording the high-water marks (TSA serial mark, CRL number) in the HSM failed: {0}")]
+    MarkSink(String),
+    /// A ledger request outside what the ledger holds (a tree size above its size, a leaf index outside
+    /// the tree); the message names the value at fault.
+    #[error("{0}")]
+    OutOfRange(String),
 }
 
 impl PersistError {

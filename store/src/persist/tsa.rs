@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PersistError;
 use super::codec::{UnixTime, concat, decode_u64, frame, prefix_end, unframe};
+use crate::backup::SharedMarkSink;
 use crate::{Batch, Cf, Order, Store};
 
 const MARK: &[u8] = b"m/reserved";
@@ -40,12 +41,14 @@ const BY_TIME: &[u8] = b"t/";
 /// [`SerialStore`] keeping the TSA reservation mark under `tsa_serials/m/reserved`.
 ///
 /// `store_reserved` refuses a mark below the stored one ([`PersistError::MarkBackwards`]) and is durable on
-/// return.
+/// return. With [`RocksSerialStore::with_mark_sink`], each new mark is also handed to the sink (the HSM)
+/// before `store_reserved` returns.
 #[derive(Clone)]
 pub struct RocksSerialStore {
     store: Store,
     // Serialises read-check-write of the mark (BlockSerials already does, but the handle may be shared).
     lock: Arc<Mutex<()>>,
+    marks: Option<SharedMarkSink>,
 }
 
 impl std::fmt::Debug for RocksSerialStore {
@@ -62,7 +65,15 @@ impl RocksSerialStore {
         Self {
             store,
             lock: Arc::new(Mutex::new(())),
+            marks: None,
         }
+    }
+
+    /// Hands the store's marks to `sink` after each durable reservation, before it is used: a sink error
+    /// fails the reservation (the serials of that block are not handed out).
+    pub fn with_mark_sink(mut self, sink: SharedMarkSink) -> Self {
+        self.marks = Some(sink);
+        self
     }
 
     fn load(&self) -> Result<u64, PersistError> {
@@ -83,7 +94,12 @@ impl RocksSerialStore {
         }
         let mut batch = Batch::new();
         batch.put(Cf::TsaSerials, MARK, mark.to_be_bytes());
-        Ok(self.store.commit_blocking(batch)?)
+        self.store.commit_blocking(batch)?;
+        if let Some(sink) = &self.marks {
+            sink.record(&self.store.marks()?)
+                .map_err(|e| PersistError::MarkSink(e.to_string()))?;
+        }
+        Ok(())
     }
 }
 
