@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("esigd-reload", 0),
     ("esigd-hsm", 0),
     ("esigd-pki", 0),
+    ("esigd-ledger", 0),
     ("esigd-ca", 1),
     ("esigd-tsa", 1),
     ("esigd-scd", 0),

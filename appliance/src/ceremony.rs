@@ -27,6 +27,8 @@ pub struct PkiFiles {
     pub tsa: PathBuf,
     /// Delegated OCSP responder certificate (`ca.ocsp_key`).
     pub ocsp: PathBuf,
+    /// The audit key's public key (PEM SubjectPublicKeyInfo), for offline verifiers.
+    pub audit: PathBuf,
 }
 
 impl PkiFiles {
@@ -38,7 +40,13 @@ impl PkiFiles {
             chain: d.join("chain.pem"),
             tsa: d.join("tsa.pem"),
             ocsp: d.join("ocsp.pem"),
+            audit: d.join("audit.pem"),
         }
+    }
+
+    /// Where the audit public key is written.
+    pub fn audit_key_pem(&self) -> &Path {
+        &self.audit
     }
 }
 
@@ -118,6 +126,15 @@ pub fn init_ocsp<St: CertStore>(
     )?;
     std::fs::write(&files.ocsp, certificate_to_pem(&issued.certificate)?)?;
     Ok(issued.certificate)
+}
+
+/// The audit key's signer (`audit.key`), generating the key when the token has none: it signs only
+/// tree heads, has no certificate, and its public key is published, so making it at the first start
+/// needs no ceremony.
+pub fn audit_signer(cfg: &Config, hsm: &Hsm) -> Result<HsmSigner> {
+    let key = cfg.audit_key()?;
+    ensure_key(hsm, &key, "audit.key")?;
+    Ok(hsm.signer(&key, "audit.key", None)?)
 }
 
 /// The TSA signer.

@@ -67,6 +67,9 @@ pub struct Config {
     /// The time-stamping authority.
     #[serde(default)]
     pub tsa: TsaSection,
+    /// The audit ledger (tree head key and interval).
+    #[serde(default)]
+    pub audit: esigd_service::config::AuditSection,
     /// Logging.
     #[serde(default)]
     pub log: LogSection,
@@ -99,6 +102,10 @@ pub struct Config {
     /// onboarding and the certificate API answer that no SCD is served.
     #[serde(default)]
     pub scd: Option<esigd_service::scd::ScdSection>,
+    /// Notifications to e-Services (signed webhooks to their `notify_url`) and citizens (e-mail,
+    /// SMS); off without the section.
+    #[serde(default)]
+    pub notifications: Option<esigd_service::notify::NotificationsSection>,
     /// True for the embedded development defaults (not settable in a file).
     #[serde(skip)]
     pub dev: bool,
@@ -175,6 +182,7 @@ impl Config {
                 allow_unsynchronized_clock: true,
                 ..TsaSection::default()
             },
+            audit: Default::default(),
             log: LogSection::default(),
             identity: Some(IdentitySection {
                 // Written by `devsetup` with the dev Identity BB's client secret.
@@ -204,6 +212,7 @@ impl Config {
                 id_token_audiences: vec!["demo-eservice".into(), "esigd".into()],
                 rate_limit: 0,
                 rate_burst: None,
+                notify_url: None,
             }],
             auditors: Vec::new(),
             limits: LimitsSection::default(),
@@ -212,6 +221,7 @@ impl Config {
             payment: None,
             // Used when scripts/run-dev.sh has made the Remote SCD service's dev PKI.
             scd: Some(esigd_service::scd::ScdSection::dev()),
+            notifications: None,
             ui: UiSection {
                 name: "esigd (development)".into(),
                 ..UiSection::default()
@@ -247,6 +257,7 @@ impl Config {
         }
         self.ca_key()?;
         self.tsa_key()?;
+        self.audit_key()?;
         self.ocsp_key()?;
         if self.ca.verify_signatures_one_in == 0 {
             return Err(self.invalid(
@@ -285,6 +296,9 @@ impl Config {
         if let Some(scd) = &self.scd {
             scd.validate()
                 .map_err(|e| self.invalid(&e.key, e.message))?;
+        }
+        if let Some(n) = &self.notifications {
+            n.validate().map_err(|e| self.invalid(&e.key, e.message))?;
         }
         if let Some(everyone) = self
             .listen
@@ -385,6 +399,7 @@ impl Config {
             return Err(self.invalid("store.sweep_interval", "must be at least 1s"));
         }
         self.validate_cost_limits()?;
+        self.validate_audit()?;
         self.validate_duration_ceiling()?;
         Ok(())
     }
@@ -411,6 +426,7 @@ impl Config {
             ),
             ("store.retention_unfetched", self.store.retention_unfetched),
             ("store.sweep_interval", self.store.sweep_interval),
+            ("audit.sth_interval", self.audit.sth_interval),
         ];
         if let Some(id) = &self.identity {
             all.push(("identity.clock_skew", id.clock_skew));
@@ -425,6 +441,15 @@ impl Config {
             Some((key, _)) => Err(self.invalid(key, "must be at most 1000 years")),
             None => Ok(()),
         }
+    }
+
+    /// `audit.sth_interval` between 1 s and 1 day: tree heads are what monitors compare.
+    fn validate_audit(&self) -> Result<(), ConfigError> {
+        let i = self.audit.sth_interval;
+        if i < Duration::from_secs(1) || i > Duration::from_secs(86_400) {
+            return Err(self.invalid("audit.sth_interval", "must be between 1s and 1day"));
+        }
+        Ok(())
     }
 
     /// The budgets that keep what one client can make esigd spend bounded (issue #11).
@@ -566,6 +591,11 @@ impl Config {
             if e.rate_burst == Some(0) {
                 return Err(self.invalid(&key("rate_burst"), "must be at least 1"));
             }
+            if let Some(u) = &e.notify_url
+                && !matches!(url::Url::parse(u), Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some())
+            {
+                return Err(self.invalid(&key("notify_url"), "must be an http(s) URL"));
+            }
         }
         for (i, a) in self.auditors.iter().enumerate() {
             let key = format!("auditor[{i}].");
@@ -678,6 +708,12 @@ impl Config {
                     .map_err(|e| self.invalid("ca.ocsp_key", e.to_string()))
             })
             .transpose()
+    }
+
+    /// The audit key reference (`audit.key`).
+    pub fn audit_key(&self) -> Result<KeyRef, ConfigError> {
+        KeyRef::parse("audit.key", &self.audit.key)
+            .map_err(|e| self.invalid("audit.key", e.to_string()))
     }
 
     /// The TSA key reference (`tsa.key`).

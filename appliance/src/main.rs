@@ -2,7 +2,8 @@
 //!
 //! - `esigd serve` — run the listeners (embedded development defaults without `--config`);
 //! - `esigd init [ca|tsa]` — key ceremony: keys in the HSM, CA (root or subordinate) and TSA certificates;
-//! - `esigd check` — validate the configuration and HSM access, print what is wrong.
+//! - `esigd check` — validate the configuration and HSM access, print what is wrong;
+//! - `esigd backup DIR` / `esigd restore DIR` — online backup through the daemon, offline restore.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -56,6 +57,21 @@ enum Command {
     Admin {
         #[command(subcommand)]
         what: esigd::admin::AdminCommand,
+    },
+    /// Online backup: the running daemon writes a consistent copy of its store, the PKI certificates
+    /// and a manifest into DIR (asked over the admin socket).
+    Backup {
+        /// A new (or empty) directory; the daemon's service user must be able to create it.
+        dir: PathBuf,
+    },
+    /// Offline restore of a backup into the configured data_dir (the daemon must be stopped).
+    Restore {
+        /// The backup directory (with its manifest.json).
+        dir: PathBuf,
+        /// Replace an existing store, and restore a backup older than the marks recorded in the HSM
+        /// (time-stamp serials and CRL numbers then continue above them).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -137,6 +153,10 @@ fn main() -> ExitCode {
         Command::Init { what } => init(cfg, what.as_ref()),
         Command::Check => check(cfg),
         Command::Admin { what } => esigd::admin::run(&cfg, what),
+        Command::Backup { dir } => esigd::backup::run_backup(&cfg, dir),
+        Command::Restore { dir, force } => {
+            esigd::backup::run_restore(&cfg, dir, *force, || open_hsm(&cfg))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -197,6 +217,18 @@ fn init(cfg: Config, what: Option<&InitWhat>) -> Result<()> {
                 println!(
                     "OCSP responder certificate created: {}",
                     files.ocsp.display()
+                );
+            }
+            if what.is_none() {
+                let audit = ceremony::audit_signer(&cfg, &hsm)?;
+                std::fs::create_dir_all(cfg.pki_dir())?;
+                std::fs::write(
+                    files.audit_key_pem(),
+                    esigd_pki::pem::to_pem("PUBLIC KEY", audit.public_key().spki_der())?,
+                )?;
+                println!(
+                    "audit key ready (signs tree heads): {}",
+                    files.audit_key_pem().display()
                 );
             }
         }
@@ -373,6 +405,7 @@ async fn run(
         ..ServeOptions::default()
     };
     install_probes(&state, &public_opts, &eservice_opts);
+    esigd::probes::install(&state.metrics, &cfg);
     let public_app = esigd_web::routes::public::router(state.clone())
         .merge(esigd_web::routes::browser(state.clone()))
         .merge(esigd_web::routes::metrics::router(
@@ -409,22 +442,45 @@ async fn run(
     ));
     // Operator admin API: Unix socket, mode 0600, replaced at every start.
     let admin_socket = esigd_web::routes::admin::socket_path(&cfg.data_dir);
-    let admin_task = tokio::spawn(esigd_web::routes::admin::serve(
+    let admin_task = tokio::spawn(esigd::backup::serve_admin(
         esigd_web::routes::admin::bind(&admin_socket)?,
         state.clone(),
+        cfg.clone(),
         stopped(stop_rx.clone()),
     ));
+    // systemd (`Type=notify`, appliance/src/notify.rs): READY=1 once a first HSM/store/clock probe
+    // answered (the listeners are bound by now), STATUS=, watchdog pings while the HSM and the
+    // store answer, RELOADING=1/READY=1 around SIGHUP, STOPPING=1.
+    let systemd = esigd::notify::Notifier::from_env();
     let reload_task = tokio::spawn(reload_on_sighup(
         cfg.clone(),
         svc.clone(),
         allow.clone(),
         tls_config,
+        systemd.clone(),
     ));
     let sweep_task = tokio::spawn(sweep_signatures(svc.clone()));
+    // Notification delivery from the outbox (`[notifications]`); undelivered rows wait in the
+    // store for the next start.
+    let notify_task = svc.notifier.clone().map(|n| tokio::spawn(n.run()));
+    // Signed tree heads of the audit ledger, every audit.sth_interval when it grew.
+    let sth_task = tokio::spawn(
+        svc.audit
+            .clone()
+            .run_publisher(cfg.audit.sth_interval, std::future::pending()),
+    );
     print_banner(&cfg, public_addr, eservice_addr, dev_tls.as_ref());
+    let systemd_task =
+        tokio::spawn(esigd::notify::Supervisor::for_service(systemd.clone(), &svc).run());
     shutdown_signal().await;
+    systemd.stopping();
+    systemd_task.abort();
     reload_task.abort();
     sweep_task.abort();
+    sth_task.abort();
+    if let Some(t) = &notify_task {
+        t.abort();
+    }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = stop_tx.send(true);
     let _ = public_task.await;
@@ -497,12 +553,13 @@ fn eservice_tls(cfg: &Config) -> Result<Arc<rustls::ServerConfig>, esigd_web::ne
 /// connection allow-list and the e-Service listener's TLS configuration (the `[tls]` files: client
 /// CAs, their CRLs, the server certificate). Requests in flight finish with what they started
 /// with; a file that does not validate, or `[tls]` files that do not load, are logged and ignored
-/// (everything running stays).
+/// (everything running stays). systemd hears `RELOADING=1` before and `READY=1` after.
 async fn reload_on_sighup(
     cfg: Arc<Config>,
     svc: Arc<esigd_service::Service>,
     allow: AllowList,
     tls: Reloadable<rustls::ServerConfig>,
+    systemd: esigd::notify::Notifier,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
@@ -514,33 +571,43 @@ async fn reload_on_sighup(
             tracing::info!("SIGHUP ignored: the embedded defaults have no file to reload");
             continue;
         }
-        let path = cfg.source.clone();
-        match Config::load(&path) {
-            Ok(new) => {
-                let tls_config = match eservice_tls(&new) {
-                    Ok(c) => c,
-                    Err(err) => {
-                        tracing::error!(error = %err, "configuration reload refused; the running configuration stays");
-                        continue;
-                    }
-                };
-                let registry = wiring::registry(&new);
-                let (e, a) = registry.counts();
-                allow.replace(registry.all_networks());
-                svc.registry.store(registry);
-                tls.store_arc(tls_config);
-                tracing::info!(
-                    file = %path.display(),
-                    eservices = e,
-                    auditors = a,
-                    "configuration reloaded: e-Services, auditors and [tls] files replaced (other sections need a restart)"
-                );
-            }
+        systemd.reloading();
+        let status = match reload(&cfg, &svc, &allow, &tls) {
+            Ok(status) => status,
             Err(err) => {
+                let err = format!("{err:#}");
                 tracing::error!(error = %err, "configuration reload refused; the running configuration stays");
+                format!("serving; configuration reload refused, running configuration kept: {err}")
             }
-        }
+        };
+        systemd.ready(&status);
     }
+}
+
+/// One SIGHUP reload (see [`reload_on_sighup`]); returns the status line for systemd.
+fn reload(
+    cfg: &Config,
+    svc: &esigd_service::Service,
+    allow: &AllowList,
+    tls: &Reloadable<rustls::ServerConfig>,
+) -> Result<String> {
+    let path = &cfg.source;
+    let new = Config::load(path)?;
+    let tls_config = eservice_tls(&new)?;
+    let registry = wiring::registry(&new);
+    let (e, a) = registry.counts();
+    allow.replace(registry.all_networks());
+    svc.registry.store(registry);
+    tls.store_arc(tls_config);
+    tracing::info!(
+        file = %path.display(),
+        eservices = e,
+        auditors = a,
+        "configuration reloaded: e-Services, auditors and [tls] files replaced (other sections need a restart)"
+    );
+    Ok(format!(
+        "serving; configuration reloaded (e-Services: {e}, auditors: {a})"
+    ))
 }
 
 /// Removes stored signatures whose retention has ended, and the single-use records of ID tokens

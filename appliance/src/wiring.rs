@@ -50,7 +50,9 @@ pub fn open_authority(cfg: &Config, hsm: &Hsm, store: &Store) -> Result<CaAuthor
         ca_cert,
         ceremony::ca_signer(cfg, hsm)?,
         ca_config(cfg),
-        RocksCertStore::new(store.clone()),
+        // Each CRL number is recorded in the HSM before it is used (`crate::backup`).
+        RocksCertStore::new(store.clone())
+            .with_mark_sink(crate::backup::HsmMarks::new(hsm.clone()).crl_sink()),
     )
     .context("ca: the CA certificate does not fit the CA key or the configuration")?
     .with_chain(chain)
@@ -109,6 +111,9 @@ pub fn build_service(
 ) -> Result<Service> {
     let store = Store::open(cfg.store_dir(), StoreOptions::default())
         .with_context(|| format!("opening the store in {}", cfg.store_dir().display()))?;
+    // Never below the high-water marks recorded in the HSM (`crate::backup`).
+    let hsm_marks = crate::backup::HsmMarks::new(hsm.clone());
+    let covered = crate::backup::reconcile_marks(&store, &hsm_marks)?;
     let files = PkiFiles::of(cfg);
     if !files.ca.exists() {
         if !cfg.dev {
@@ -153,8 +158,12 @@ pub fn build_service(
         tracing::info!(path = %files.tsa.display(), "created the development TSA certificate");
     }
     let tsa_cert = ceremony::read_certificate(&files.tsa)?;
-    let serials = BlockSerials::open(RocksSerialStore::new(store.clone()), TSA_SERIAL_BLOCK)
-        .context("tsa: reserving a block of serial numbers")?;
+    let serials = BlockSerials::open(
+        RocksSerialStore::new(store.clone())
+            .with_mark_sink(hsm_marks.tsa_sink(TSA_SERIAL_BLOCK, covered)?),
+        TSA_SERIAL_BLOCK,
+    )
+    .context("tsa: reserving a block of serial numbers")?;
     let tsa = Tsa::new(
         tsa_config(cfg, &tsa_cert)?,
         tsa_cert.clone(),
@@ -233,7 +242,39 @@ pub fn build_service(
         Some(section) => Some(scd_parts(cfg, section, &hsm, clock.clone())?),
         None => None,
     };
+    // `[notifications]`: the webhook signing key (created in the HSM on first start), the SMTP
+    // transport and the SMS gateway; the worker is started by `serve`.
+    let notifier = match &cfg.notifications {
+        Some(section) => Some(Arc::new(
+            esigd_service::notify::Notifier::new(
+                section,
+                &cfg.data_dir,
+                &hsm,
+                store.clone(),
+                clock.clone(),
+                meter.clone(),
+            )
+            .map_err(|e| match e {
+                esigd_service::notify::NotifyError::Setting(s) => cfg.invalid(&s.key, s.message),
+                other => cfg.invalid("notifications.key", other.to_string()),
+            })?,
+        )),
+        None => None,
+    };
+    // The audit ledger's tree heads: key in the HSM (made here when missing), public key published.
+    let audit_signer = ceremony::audit_signer(cfg, &hsm)?;
+    let audit = Arc::new(
+        esigd_service::audit::AuditLog::new(
+            esigd_store::ledger::LedgerStore::new(store.clone()),
+            audit_signer,
+            clock.clone(),
+        )
+        .context("opening the audit ledger")?,
+    );
+    std::fs::write(files.audit_key_pem(), audit.public_key_pem())
+        .with_context(|| format!("writing {}", files.audit_key_pem().display()))?;
     Ok(Service::new(Parts {
+        audit,
         settings: Settings {
             limits: cfg.limits.clone(),
             store: cfg.store.clone(),
@@ -254,6 +295,7 @@ pub fn build_service(
         clock,
         discipline,
         scd,
+        notifier,
     }))
 }
 

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use esig::digest::HashAlgorithm;
 use esig::pdf::{self, PrepareOptions};
 
+mod audit_cmd;
 mod commands;
 
 /// The client side of esigd: digests to send, PDFs to prepare and complete (PAdES), ASiC-E
@@ -51,6 +52,11 @@ enum Command {
     /// Signs files through esigd (POST /v1/sign/onetime over mutual TLS) and writes the signed
     /// PDF, .p7s, .xml, .json or .asice.
     Sign(commands::SignArgs),
+    /// The audit ledger: verify a proof bundle offline, monitor tree heads.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +134,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Asice { command } => commands::asice(command),
         Command::Verify(args) => commands::verify(args),
         Command::Sign(args) => commands::sign(args),
+        Command::Audit { command } => audit_cmd::run(command),
         Command::Digest { hash, files } => {
             let alg = HashAlgorithm::parse(&hash)?;
             let mut out = std::io::stdout().lock();

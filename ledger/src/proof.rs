@@ -40,7 +40,7 @@ pub fn subtree_hash<S: NodeSource + ?Sized>(
     end: u64,
 ) -> Result<Hash, S::Error> {
     let n = end - start;
-    if n.is_power_of_two() && start % n == 0 {
+    if n.is_power_of_two() && start.is_multiple_of(n) {
         return nodes.node(n.trailing_zeros() as u8, start / n);
     }
     let k = split(n);

@@ -1,6 +1,8 @@
 //! The ledger's tree and proofs against the Certificate Transparency reference vectors and against a naive
 //! recursive implementation of RFC 9162 §2.1, for every size up to 70.
 
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 

@@ -1,5 +1,7 @@
 //! Signed tree heads and proof bundles: signatures made with a software P-256 key verify, changes do not.
 
+#![allow(clippy::unwrap_used)] // tests and benches may unwrap
+
 use esigd_ledger::{
     BundleEntry, BundleError, Frontier, Hash, NodeSource, ProofBundle, SignedTreeHead,
     inclusion_proof, leaf_hash, tree_head_signature_input,

@@ -55,6 +55,35 @@ pub struct SecretSpec {
 /// Where the HSM PIN comes from.
 pub type PinSpec = SecretSpec;
 
+/// `[audit]`: the audit ledger's signed tree heads.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// The key on the token that signs tree heads (ECDSA P-256; created by `esigd init`, or at the
+    /// first start when missing).
+    #[serde(default = "default_audit_key")]
+    pub key: String,
+    /// How often a signed tree head is published when the ledger grew.
+    #[serde(default = "default_sth_interval", with = "humantime_serde")]
+    pub sth_interval: Duration,
+}
+
+fn default_audit_key() -> String {
+    "pkcs11:object=audit-key".into()
+}
+fn default_sth_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            key: default_audit_key(),
+            sth_interval: default_sth_interval(),
+        }
+    }
+}
+
 impl SecretSpec {
     /// How many sources are given (exactly one is valid).
     pub fn count(&self) -> usize {
@@ -236,6 +265,9 @@ pub struct EserviceEntry {
     pub rate_limit: u32,
     /// Burst above the sustained rate (default: the rate).
     pub rate_burst: Option<u32>,
+    /// Where signed notification webhooks go (`[notifications]`; none when absent).
+    #[serde(default)]
+    pub notify_url: Option<String>,
 }
 
 /// One `[[auditor]]`: a client allowed to read the audit log.

@@ -12,11 +12,14 @@
 //! * [`certs`]: the published certificates and the CRL cache.
 //! * [`clock`] and [`meter`]: time and metrics as traits, so tests set the time and the
 //!   Prometheus registry stays in the web crate.
+//! * [`notify`]: notifications to e-Services (signed webhooks) and citizens (e-mail, SMS)
+//!   from a durable outbox.
 //! * [`scd`]: the connector to a Remote SCD service (the citizen's own signing device).
 //! * [`config`]: the configuration sections the domain owns.
 //!
 //! Dependencies point down only: `hsm`, `pki`, `ca`, `tsa` (policy) and `store` (RocksDB).
 
+pub mod audit;
 pub mod authorities;
 pub mod certs;
 pub mod citizen_certs;
@@ -24,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod meter;
+pub mod notify;
 pub mod onboarding;
 pub mod payment;
 mod peer;

@@ -58,7 +58,8 @@ impl Op {
             | HsmOp::GenerateSecretKey
             | HsmOp::Seal
             | HsmOp::Unseal
-            | HsmOp::BlindIndex => None,
+            | HsmOp::BlindIndex
+            | HsmOp::DataObject => None,
         }
     }
 }
@@ -84,6 +85,11 @@ pub trait Meter: Send + Sync {
     /// A Remote SCD session (`kind`: `onboarding` or `signing`) ended with `end` (the
     /// `endResult` code, or `TIMEOUT`/`ERROR` when it did not end at the device) after `d`.
     fn scd_session_ended(&self, kind: &'static str, end: &'static str, d: Duration);
+    /// A notification delivery attempt on `channel` (`webhook`, `email`, `sms`) ended; `ok`
+    /// false counts a failure too (`esigd_notify_attempts_total`, `esigd_notify_failures_total`).
+    fn notify_attempt(&self, _channel: &'static str, _ok: bool) {}
+    /// Notifications waiting in the outbox now (`esigd_notify_outbox_depth`).
+    fn notify_outbox_depth(&self, _depth: usize) {}
 }
 
 /// The `endResult` label of a Remote SCD session's ending.

@@ -72,6 +72,10 @@ pub struct Parts {
     pub discipline: ClockDiscipline,
     /// The Remote SCD service, when `[scd]` is configured.
     pub scd: Option<ScdParts>,
+    /// Notifications, when `[notifications]` is configured.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
+    /// The audit ledger's tree heads and proofs.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 /// What workflows 9.2 use when `[scd]` is configured.
@@ -128,6 +132,10 @@ pub struct Service {
     pub clock: SharedClock,
     /// The clock discipline.
     pub discipline: ClockDiscipline,
+    /// Notifications, when `[notifications]` is configured (its worker: `Notifier::run`).
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
+    /// The audit ledger's tree heads and proofs (its publisher: `AuditLog::run_publisher`).
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 impl std::fmt::Debug for Service {
@@ -140,6 +148,10 @@ impl Service {
     /// Assembles the service; the one-time workflow receives the parts it uses.
     pub fn new(p: Parts) -> Service {
         let ca = Arc::new(p.ca);
+        let registry = Reloadable::new(p.registry);
+        if let Some(n) = &p.notifier {
+            n.attach_registry(registry.clone());
+        }
         let signatures = SignatureStore::new(p.store.clone());
         let crls = Arc::new(Crls::new(ca.clone(), p.published));
         let onetime = Arc::new(OneTime {
@@ -158,6 +170,7 @@ impl Service {
             retention_unfetched: p.settings.store.retention_unfetched,
             clock: p.clock.clone(),
             meter: p.meter.clone(),
+            notifier: p.notifier.clone(),
         });
         let keys = ScdKeyStore::new(p.store.clone());
         let (connector, vault, section, tokens) = match p.scd {
@@ -221,6 +234,7 @@ impl Service {
             tasks: tokio_util::task::TaskTracker::new(),
             clock: p.clock.clone(),
             meter: p.meter.clone(),
+            notifier: p.notifier.clone(),
         });
         let citizen_certs = Arc::new(CitizenCerts {
             keys,
@@ -230,8 +244,10 @@ impl Service {
             connector,
             audit: signatures.clone(),
             clock: p.clock.clone(),
+            notifier: p.notifier.clone(),
         });
         Service {
+            audit: p.audit,
             crls,
             onboarding,
             citizen_certs,
@@ -246,12 +262,13 @@ impl Service {
             stamp_queue: p.stamp_queue,
             signatures,
             onetime,
-            registry: Reloadable::new(p.registry),
+            registry,
             identity: p.identity,
             payment: p.payment,
             meter: p.meter,
             clock: p.clock,
             discipline: p.discipline,
+            notifier: p.notifier,
         }
     }
 

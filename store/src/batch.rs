@@ -68,6 +68,17 @@ pub enum Op {
         /// Key bytes.
         key: Vec<u8>,
     },
+    /// Append an audit event to the ledger. The writer gives it the next leaf index when it builds the group
+    /// commit and writes, in the same atomic write: the leaf, the subtree hashes it completes, the ledger size,
+    /// `audit[audit_key] = index` for time-ordered listing and, with `transaction`, the transaction index.
+    Leaf {
+        /// The `audit` column family key ([`crate::AuditKey`] bytes).
+        audit_key: Vec<u8>,
+        /// The leaf bytes (the event as logged).
+        leaf: Vec<u8>,
+        /// The transaction (signatureId) the event belongs to, for its proof bundle.
+        transaction: Option<Vec<u8>>,
+    },
 }
 
 /// Operations of one caller, applied atomically (all or none) in the group-commit batch that carries them.
@@ -99,6 +110,24 @@ impl Batch {
         let key = key.into();
         self.bytes += key.len();
         self.ops.push(Op::Delete { cf, key });
+        self
+    }
+
+    /// Adds an audit event to the ledger (see [`Op::Leaf`]).
+    pub fn append_leaf(
+        &mut self,
+        audit_key: impl Into<Vec<u8>>,
+        leaf: impl Into<Vec<u8>>,
+        transaction: Option<&[u8]>,
+    ) -> &mut Self {
+        let (audit_key, leaf) = (audit_key.into(), leaf.into());
+        // The leaf is stored once, plus its key, one index row and about two subtree hashes.
+        self.bytes += audit_key.len() + leaf.len() + 2 * 41 + 16;
+        self.ops.push(Op::Leaf {
+            audit_key,
+            leaf,
+            transaction: transaction.map(<[u8]>::to_vec),
+        });
         self
     }
 

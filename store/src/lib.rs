@@ -20,9 +20,12 @@
 //!
 //! `Store` is a cheap `Clone` handle; the writer stops and the database closes when the last handle is dropped.
 
+pub mod backup;
 mod batch;
 mod error;
 mod keys;
+pub mod ledger;
+pub mod outbox;
 pub mod persist;
 pub mod scd;
 pub mod signatures;
@@ -115,6 +118,8 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
     audit_seq: AtomicU64,
+    /// Ledger leaves durably written (the writer raises it after each synced write).
+    ledger_committed: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -151,6 +156,10 @@ impl Store {
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, &path, descriptors).map_err(open_err)?);
         check_schema(&db, &path)?;
         let next_seq = last_audit_seq(&db)?.map_or(0, |s| s.saturating_add(1));
+        // The ledger's right edge: size.count_ones() reads, whatever the number of leaves.
+        let ledger_size = ledger::stored_size(&db)?;
+        let frontier = esigd_ledger::Frontier::load(ledger_size, &ledger::DbNodes(&db))?;
+        let ledger_committed = Arc::new(AtomicU64::new(ledger_size));
 
         let counters = Arc::new(Counters::default());
         let (tx, rx) = sync_channel(options.write_queue);
@@ -158,6 +167,10 @@ impl Store {
             max_batch_ops: options.max_batch_ops,
             observer: options.observer.clone(),
             counters: counters.clone(),
+            ledger: ledger::LedgerWriter {
+                frontier,
+                committed: ledger_committed.clone(),
+            },
         };
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
@@ -177,6 +190,7 @@ impl Store {
                 writer: Mutex::new(Some(writer)),
                 counters,
                 audit_seq: AtomicU64::new(next_seq),
+                ledger_committed,
             }),
         })
     }

@@ -205,6 +205,9 @@ pub struct AuditEvent {
     /// Outcome message (for refusals: why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Position in the audit ledger, set when read back (never part of the logged leaf).
+    #[serde(skip)]
+    pub leaf_index: Option<u64>,
 }
 
 /// Proof of one-time key destruction, as recorded.
@@ -236,6 +239,7 @@ impl AuditEvent {
             hash_type: None,
             digest: None,
             message: None,
+            leaf_index: None,
         }
     }
 }
@@ -279,14 +283,15 @@ impl SignatureStore {
         Ok(b)
     }
 
-    /// The write of one audit event.
+    /// The write of one audit event: a leaf of the audit ledger (indexed by its signatureId when it has one)
+    /// and its time-ordered key, in whatever batch it is committed with.
     pub fn audit_batch(&self, e: &AuditEvent, at: SystemTime) -> Result<Batch, PersistError> {
         let json = serde_json::to_vec(e).map_err(|e| PersistError::Encode(e.to_string()))?;
         let mut b = Batch::new();
-        b.put(
-            Cf::Audit,
+        b.append_leaf(
             self.store.audit_key(at).to_bytes().to_vec(),
             json,
+            e.signature_id.as_deref().map(str::as_bytes),
         );
         Ok(b)
     }
@@ -380,8 +385,29 @@ impl SignatureStore {
         let mut last = None;
         for (k, v) in rows {
             let key = AuditKey::from_bytes(&k);
-            match serde_json::from_slice::<AuditEvent>(&v) {
-                Ok(e) => out.push(e),
+            // Ledger-era rows hold the leaf index; older rows the event itself.
+            let (leaf_index, bytes) = match <[u8; 8]>::try_from(v.as_slice()) {
+                Ok(i) => {
+                    let index = u64::from_be_bytes(i);
+                    match self
+                        .store
+                        .get(Cf::Ledger, &crate::ledger::leaf_key(index))?
+                    {
+                        Some(leaf) => (Some(index), leaf),
+                        None => {
+                            tracing::error!(index, "audit key points at a missing ledger leaf");
+                            last = key;
+                            continue;
+                        }
+                    }
+                }
+                Err(_) => (None, v),
+            };
+            match serde_json::from_slice::<AuditEvent>(&bytes) {
+                Ok(mut e) => {
+                    e.leaf_index = leaf_index;
+                    out.push(e)
+                }
                 // Rows written by other components (TSA, CA) with another shape are skipped
                 // here rather than failing the whole page.
                 Err(e) => tracing::warn!(error = %e, "audit row not readable as an event"),

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use super::batch::{Batch, Op};
 use super::error::StoreError;
+use super::ledger::LedgerWriter;
 
 /// One caller's batch and the channel on which its outcome is reported.
 pub(crate) struct Job {
@@ -84,10 +85,11 @@ pub(crate) struct WriterConfig {
     pub(crate) max_batch_ops: usize,
     pub(crate) observer: Option<Arc<dyn StoreObserver>>,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) ledger: LedgerWriter,
 }
 
 /// Runs until every sender of `rx` is dropped (the store is closed).
-pub(crate) fn run(db: Arc<DB>, rx: Receiver<Job>, cfg: WriterConfig) {
+pub(crate) fn run(db: Arc<DB>, rx: Receiver<Job>, mut cfg: WriterConfig) {
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
     while let Ok(first) = rx.recv() {
@@ -102,18 +104,24 @@ pub(crate) fn run(db: Arc<DB>, rx: Receiver<Job>, cfg: WriterConfig) {
                 Err(_) => break,
             }
         }
-        write_group(&db, &sync, jobs, ops, &cfg);
+        write_group(&db, &sync, jobs, ops, &mut cfg);
     }
     tracing::debug!("store writer: all handles dropped, stopping");
 }
 
-fn write_group(db: &DB, sync: &WriteOptions, jobs: Vec<Job>, ops: usize, cfg: &WriterConfig) {
+fn write_group(db: &DB, sync: &WriteOptions, jobs: Vec<Job>, ops: usize, cfg: &mut WriterConfig) {
     let mut payload_bytes = 0;
     let started = Instant::now();
-    let result = build(db, &jobs, &mut payload_bytes).and_then(|wb| {
+    // Leaf indices are handed out while building; a failed write must give them back.
+    let before = cfg.ledger.frontier.clone();
+    let result = build(db, &jobs, &mut payload_bytes, &mut cfg.ledger).and_then(|wb| {
         db.write_opt(wb, sync)
             .map_err(|e| StoreError::Write(e.into_string()))
     });
+    match &result {
+        Ok(()) => cfg.ledger.publish(),
+        Err(_) => cfg.ledger.frontier = before,
+    }
     let stats = BatchStats {
         commits: jobs.len(),
         ops,
@@ -139,16 +147,33 @@ fn write_group(db: &DB, sync: &WriteOptions, jobs: Vec<Job>, ops: usize, cfg: &W
     }
 }
 
-fn build(db: &DB, jobs: &[Job], payload_bytes: &mut usize) -> Result<WriteBatch, StoreError> {
+fn build(
+    db: &DB,
+    jobs: &[Job],
+    payload_bytes: &mut usize,
+    ledger: &mut LedgerWriter,
+) -> Result<WriteBatch, StoreError> {
     let mut wb = WriteBatch::default();
+    let mut appended = false;
     for job in jobs {
         *payload_bytes += job.batch.payload_bytes();
         for op in job.batch.ops() {
             match op {
                 Op::Put { cf, key, value } => wb.put_cf(handle(db, cf.name())?, key, value),
                 Op::Delete { cf, key } => wb.delete_cf(handle(db, cf.name())?, key),
+                Op::Leaf {
+                    audit_key,
+                    leaf,
+                    transaction,
+                } => {
+                    ledger.append(db, &mut wb, audit_key, leaf, transaction.as_deref())?;
+                    appended = true;
+                }
             }
         }
+    }
+    if appended {
+        ledger.finish(db, &mut wb)?;
     }
     Ok(wb)
 }

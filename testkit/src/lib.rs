@@ -238,6 +238,22 @@ impl Daemon {
 
     /// SIGTERM; the exit status must be success (within 30 s).
     pub fn stop(mut self) {
+        self.stop_in_place();
+    }
+
+    /// Stops this daemon like [`Daemon::stop`], then starts `cmd` in its place, logging to `log`.
+    pub fn restart(&mut self, cmd: Command, log: PathBuf) {
+        self.restart_after(cmd, log, || {});
+    }
+
+    /// Like [`Daemon::restart`], running `between` while no daemon runs.
+    pub fn restart_after(&mut self, cmd: Command, log: PathBuf, between: impl FnOnce()) {
+        self.stop_in_place();
+        between();
+        *self = Daemon::start_logged(cmd, log);
+    }
+
+    fn stop_in_place(&mut self) {
         self.signal(nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -31,6 +31,10 @@ pub struct OneTimeEnv {
     pub client: (PathBuf, PathBuf),
     /// The daemon (its listeners' addresses).
     pub daemon: Daemon,
+    /// A registered auditor's client certificate and key (PEM paths).
+    pub auditor: (PathBuf, PathBuf),
+    /// The configuration file.
+    pub cfg: PathBuf,
 }
 
 impl OneTimeEnv {
@@ -45,6 +49,7 @@ impl OneTimeEnv {
         let pki = Ca::new(dir.path(), "eservice-ca");
         let server = pki.issue("server", "/CN=esigd.test", "server_ext", None);
         let client = pki.issue("a", "/CN=service-a/O=Land Registry", "client_ext", None);
+        let auditor = pki.issue("auditor", "/CN=auditor/O=Audit Office", "client_ext", None);
         let toml = format!(
             r#"
 [tls]
@@ -69,22 +74,25 @@ name = "Land Registry"
 client_cert_sha256 = {a_fp:?}
 allowed_ips = ["127.0.0.1/32"]
 id_token_audiences = ["{AUD}"]
+
+[[auditor]]
+name = "Audit Office"
+client_cert_sha256 = {aud_fp:?}
+allowed_ips = ["127.0.0.1/32"]
 "#,
             server = server.0,
             server_key = server.1,
             ca = pki.pem(),
             issuer = idp.issuer,
             a_fp = sha256_of_cert(&client.0),
+            aud_fp = sha256_of_cert(&auditor.0),
         );
         let cfg = config(dir.path(), &token, &toml);
         crate::init(&cfg);
-        let mut cmd = esigd();
-        cmd.arg("--config")
-            .arg(&cfg)
-            .args(crate::SERVE)
-            .env("ESIGD_TEST_UNUSED_SECRET", "x");
-        let daemon = Daemon::start_logged(cmd, dir.path().join("esigd.log"));
+        let daemon = Daemon::start_logged(serve(&cfg), dir.path().join("esigd.log"));
         OneTimeEnv {
+            auditor,
+            cfg,
             ca: pki.pem(),
             dir,
             _token: token,
@@ -92,6 +100,28 @@ id_token_audiences = ["{AUD}"]
             client,
             daemon,
         }
+    }
+
+    /// Stops the daemon, runs `between` on the stopped data directory (`data/`), and starts the daemon
+    /// again, logging to `log` in the test directory.
+    pub fn restart(&mut self, log: &str, between: impl FnOnce(&std::path::Path)) {
+        let cmd = serve(&self.cfg);
+        let log = self.path(log);
+        let data = self.path("data");
+        // Stop first: the store is locked while the daemon runs.
+        self.daemon.restart_after(cmd, log, || between(&data));
+    }
+
+    /// A call of the e-Service API over mutual TLS as the auditor.
+    pub fn call_as_auditor(&self, method: &str, path: &str, extra: &[&str]) -> Reply {
+        mtls(
+            &self.daemon.eservice,
+            &self.ca,
+            Some(&self.auditor),
+            method,
+            path,
+            extra,
+        )
     }
 
     /// A fresh ID token of the Identity BB's user `user` for the e-Service (single use).
@@ -132,4 +162,13 @@ id_token_audiences = ["{AUD}"]
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+}
+
+fn serve(cfg: &std::path::Path) -> std::process::Command {
+    let mut cmd = esigd();
+    cmd.arg("--config")
+        .arg(cfg)
+        .args(crate::SERVE)
+        .env("ESIGD_TEST_UNUSED_SECRET", "x");
+    cmd
 }

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the appliance: one [`Metrics`] registry with every `esigd_*` family, the
 //! [`HsmMetrics`] adapter that turns `esigd_hsm` observer events into samples, scrape-time probes
-//! (clock, HSM pool, one-time keys, listener counters) and the text exposition ([`Metrics::render`]).
+//! (clock, HSM pool, one-time keys, listener counters, expiry dates, store disk use) and the text exposition ([`Metrics::render`]).
 //!
 //! Label values are route templates and fixed enumerations only (an [`Op`], a PKCS#11 `CKR_*`
 //! name, a certificate profile, a TSA rejection kind, a `&'static str` chosen by the code): never
@@ -66,6 +66,42 @@ pub type HsmProbe = Box<dyn Fn() -> Option<HsmStats> + Send + Sync>;
 pub type CountProbe = Box<dyn Fn() -> Option<usize> + Send + Sync>;
 /// Scrape-time probe of one listener's connection counters.
 pub type ListenerProbe = Box<dyn Fn() -> ListenerCounts + Send + Sync>;
+/// Scrape-time probe of the dates the operator must act before: certificates' `notAfter`,
+/// CRLs' `nextUpdate`.
+pub type ExpiryProbe = Box<dyn Fn() -> Expiries + Send + Sync>;
+/// Scrape-time probe of the store's disk use (`None` when it cannot be read).
+pub type StoreDiskProbe = Box<dyn Fn() -> Option<StoreDisk> + Send + Sync>;
+
+/// One date of [`Expiries`]: a fixed name (the label value) and seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expiry {
+    /// The label value: a fixed name chosen by the code (`ca`, `tsa`, `tls_server`, ...).
+    pub name: &'static str,
+    /// The date, in seconds since the Unix epoch.
+    pub unix_seconds: f64,
+}
+
+/// What an [`ExpiryProbe`] reports: `esigd_certificate_not_after_timestamp_seconds{certificate}`
+/// and `esigd_crl_next_update_timestamp_seconds{crl}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Expiries {
+    /// Certificates esigd signs or serves with, by name, with their `notAfter`.
+    pub certificates: Vec<Expiry>,
+    /// CRLs esigd checks against, by name, with their (earliest) `nextUpdate`.
+    pub crls: Vec<Expiry>,
+}
+
+/// What a [`StoreDiskProbe`] reports: `esigd_store_disk_bytes`,
+/// `esigd_store_filesystem_available_bytes` and `esigd_store_filesystem_size_bytes`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreDisk {
+    /// Bytes in the files of the store directory.
+    pub used_bytes: u64,
+    /// Bytes an unprivileged process may still write on the store's file system.
+    pub filesystem_available_bytes: u64,
+    /// Size of the store's file system in bytes.
+    pub filesystem_size_bytes: u64,
+}
 
 /// Probes registered by the caller, run at every [`Metrics::render`].
 #[derive(Default)]
@@ -76,6 +112,8 @@ struct Probes {
     signing_sessions: RwLock<Option<CountProbe>>,
     scd_pending: RwLock<Option<CountProbe>>,
     listeners: RwLock<Vec<(&'static str, ListenerProbe)>>,
+    expiries: RwLock<Option<ExpiryProbe>>,
+    store_disk: RwLock<Option<StoreDiskProbe>>,
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -111,8 +149,14 @@ pub struct Metrics {
     scd_sessions: IntGaugeVec,
     scd_ended: IntCounterVec,
     scd_seconds: HistogramVec,
+    notify_attempts: IntCounterVec,
+    notify_failures: IntCounterVec,
+    notify_depth: IntGauge,
     probes: Arc<Probes>,
 }
+
+/// The `channel` values of the `esigd_notify_*` families.
+pub const NOTIFY_CHANNELS: [&str; 3] = ["webhook", "email", "sms"];
 
 /// How a browser signing session ended (`esigd_signing_sessions_ended_total{outcome}`): signed, or
 /// the error code sent back to the e-Service's callback.
@@ -342,6 +386,40 @@ impl Metrics {
                 &["kind"],
             ),
         )?;
+        let notify_attempts = reg(
+            &r,
+            "esigd_notify_attempts_total",
+            IntCounterVec::new(
+                Opts::new(
+                    "esigd_notify_attempts_total",
+                    "Notification delivery attempts from the outbox, by channel (webhook, email, sms).",
+                ),
+                &["channel"],
+            ),
+        )?;
+        let notify_failures = reg(
+            &r,
+            "esigd_notify_failures_total",
+            IntCounterVec::new(
+                Opts::new(
+                    "esigd_notify_failures_total",
+                    "Notification delivery attempts that failed (retried later, or dropped), by channel.",
+                ),
+                &["channel"],
+            ),
+        )?;
+        for channel in NOTIFY_CHANNELS {
+            notify_attempts.with_label_values(&[channel]);
+            notify_failures.with_label_values(&[channel]);
+        }
+        let notify_depth = reg(
+            &r,
+            "esigd_notify_outbox_depth",
+            IntGauge::new(
+                "esigd_notify_outbox_depth",
+                "Notifications waiting for delivery in the durable outbox (at the last delivery round; counted up to 100000).",
+            ),
+        )?;
         let probes = Arc::new(Probes::default());
         let collector =
             ProbeCollector::new(probes.clone()).map_err(|source| MetricsError::Register {
@@ -379,6 +457,9 @@ impl Metrics {
             scd_sessions,
             scd_ended,
             scd_seconds,
+            notify_attempts,
+            notify_failures,
+            notify_depth,
             probes,
         })
     }
@@ -522,6 +603,18 @@ impl Metrics {
         listeners.push((listener, probe));
     }
 
+    /// Installs the probe behind `esigd_certificate_not_after_timestamp_seconds` and
+    /// `esigd_crl_next_update_timestamp_seconds`.
+    pub fn set_expiry_probe(&self, probe: ExpiryProbe) {
+        *write(&self.probes.expiries) = Some(probe);
+    }
+
+    /// Installs the probe behind `esigd_store_disk_bytes`,
+    /// `esigd_store_filesystem_available_bytes` and `esigd_store_filesystem_size_bytes`.
+    pub fn set_store_disk_probe(&self, probe: StoreDiskProbe) {
+        *write(&self.probes.store_disk) = Some(probe);
+    }
+
     /// Removes every probe (e.g. at shutdown, to drop the handles they captured).
     pub fn clear_probes(&self) {
         *write(&self.probes.clock) = None;
@@ -530,6 +623,8 @@ impl Metrics {
         *write(&self.probes.signing_sessions) = None;
         *write(&self.probes.scd_pending) = None;
         write(&self.probes.listeners).clear();
+        *write(&self.probes.expiries) = None;
+        *write(&self.probes.store_disk) = None;
     }
 
     /// Runs the probes and renders every family in the text exposition format 0.0.4
@@ -604,6 +699,16 @@ impl Meter for Metrics {
     }
     fn scd_session_ended(&self, kind: &'static str, end: &'static str, d: Duration) {
         Metrics::scd_session_ended(self, kind, end, d);
+    }
+    fn notify_attempt(&self, channel: &'static str, ok: bool) {
+        self.notify_attempts.with_label_values(&[channel]).inc();
+        if !ok {
+            self.notify_failures.with_label_values(&[channel]).inc();
+        }
+    }
+    fn notify_outbox_depth(&self, depth: usize) {
+        self.notify_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 }
 
@@ -684,6 +789,11 @@ struct ProbeCollector {
     clock_max_error: Desc,
     conn_total: Desc,
     conn_active: Desc,
+    cert_not_after: Desc,
+    crl_next_update: Desc,
+    store_bytes: Desc,
+    fs_available: Desc,
+    fs_size: Desc,
 }
 
 const CLOCK_SYNC: &str = "esigd_clock_synchronized";
@@ -696,6 +806,18 @@ const CONN_TOTAL: &str = "esigd_listener_connections_total";
 const CONN_TOTAL_HELP: &str = "Connections seen by a listener, by result: accepted, rejected_ip, rejected_limit, handshake_failed.";
 const CONN_ACTIVE: &str = "esigd_listener_connections_active";
 const CONN_ACTIVE_HELP: &str = "Connections open on a listener right now.";
+const CERT_NOT_AFTER: &str = "esigd_certificate_not_after_timestamp_seconds";
+const CERT_NOT_AFTER_HELP: &str = "notAfter of a certificate esigd signs or serves with (ca, tsa, ocsp, tls_server), in Unix seconds.";
+const CRL_NEXT_UPDATE: &str = "esigd_crl_next_update_timestamp_seconds";
+const CRL_NEXT_UPDATE_HELP: &str =
+    "Earliest nextUpdate of the CRLs in a file esigd checks against (tls_client), in Unix seconds.";
+const STORE_BYTES: &str = "esigd_store_disk_bytes";
+const STORE_BYTES_HELP: &str = "Bytes in the files of the store directory (RocksDB).";
+const FS_AVAILABLE: &str = "esigd_store_filesystem_available_bytes";
+const FS_AVAILABLE_HELP: &str =
+    "Bytes an unprivileged process may still write on the store's file system.";
+const FS_SIZE: &str = "esigd_store_filesystem_size_bytes";
+const FS_SIZE_HELP: &str = "Size of the store's file system in bytes.";
 
 impl ProbeCollector {
     fn new(probes: Arc<Probes>) -> prometheus::Result<Self> {
@@ -713,6 +835,11 @@ impl ProbeCollector {
             clock_max_error: desc(CLOCK_MAX_ERROR, CLOCK_MAX_ERROR_HELP, &[])?,
             conn_total: desc(CONN_TOTAL, CONN_TOTAL_HELP, &["listener", "result"])?,
             conn_active: desc(CONN_ACTIVE, CONN_ACTIVE_HELP, &["listener"])?,
+            cert_not_after: desc(CERT_NOT_AFTER, CERT_NOT_AFTER_HELP, &["certificate"])?,
+            crl_next_update: desc(CRL_NEXT_UPDATE, CRL_NEXT_UPDATE_HELP, &["crl"])?,
+            store_bytes: desc(STORE_BYTES, STORE_BYTES_HELP, &[])?,
+            fs_available: desc(FS_AVAILABLE, FS_AVAILABLE_HELP, &[])?,
+            fs_size: desc(FS_SIZE, FS_SIZE_HELP, &[])?,
         })
     }
 }
@@ -756,11 +883,16 @@ impl Collector for ProbeCollector {
             &self.clock_max_error,
             &self.conn_total,
             &self.conn_active,
+            &self.cert_not_after,
+            &self.crl_next_update,
+            &self.store_bytes,
+            &self.fs_available,
+            &self.fs_size,
         ]
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let mut out = Vec::with_capacity(4);
+        let mut out = Vec::with_capacity(9);
         if let Some(probe) = read(&self.probes.clock).as_ref() {
             let (sync, max_error) = match probe() {
                 Some((sync, max_error)) => (if sync { 1.0 } else { 0.0 }, max_error),
@@ -810,6 +942,45 @@ impl Collector for ProbeCollector {
                 MetricType::GAUGE,
                 active,
             ));
+        }
+        drop(listeners);
+        if let Some(probe) = read(&self.probes.expiries).as_ref() {
+            let dates = probe();
+            for (name, help, label_name, items) in [
+                (
+                    CERT_NOT_AFTER,
+                    CERT_NOT_AFTER_HELP,
+                    "certificate",
+                    &dates.certificates,
+                ),
+                (CRL_NEXT_UPDATE, CRL_NEXT_UPDATE_HELP, "crl", &dates.crls),
+            ] {
+                if !items.is_empty() {
+                    let samples = items
+                        .iter()
+                        .map(|e| gauge_sample(vec![label(label_name, e.name)], e.unix_seconds))
+                        .collect();
+                    out.push(family(name, help, MetricType::GAUGE, samples));
+                }
+            }
+        }
+        if let Some(disk) = read(&self.probes.store_disk).as_ref().and_then(|p| p()) {
+            for (name, help, value) in [
+                (STORE_BYTES, STORE_BYTES_HELP, disk.used_bytes),
+                (
+                    FS_AVAILABLE,
+                    FS_AVAILABLE_HELP,
+                    disk.filesystem_available_bytes,
+                ),
+                (FS_SIZE, FS_SIZE_HELP, disk.filesystem_size_bytes),
+            ] {
+                out.push(family(
+                    name,
+                    help,
+                    MetricType::GAUGE,
+                    vec![gauge_sample(Vec::new(), value as f64)],
+                ));
+            }
         }
         out
     }
@@ -1009,5 +1180,54 @@ mod tests {
         assert!(text.contains(
             "esigd_http_request_duration_seconds_bucket{listener=\"public\",route=\"/pki/certs/{serial}\",le=\"0.0025\"} 1"
         ), "{text}");
+    }
+
+    #[test]
+    fn expiry_and_store_disk_probes_run_at_render() {
+        let m = metrics();
+        let text = m.render();
+        assert!(!text.contains("esigd_certificate_not_after_timestamp_seconds"));
+        assert!(!text.contains("esigd_store_disk_bytes"));
+        m.set_expiry_probe(Box::new(|| Expiries {
+            certificates: vec![
+                Expiry {
+                    name: "ca",
+                    unix_seconds: 2_000_000_000.0,
+                },
+                Expiry {
+                    name: "tls_server",
+                    unix_seconds: 1_900_000_000.0,
+                },
+            ],
+            crls: vec![Expiry {
+                name: "tls_client",
+                unix_seconds: 1_800_000_000.0,
+            }],
+        }));
+        m.set_store_disk_probe(Box::new(|| {
+            Some(StoreDisk {
+                used_bytes: 4096,
+                filesystem_available_bytes: 1 << 30,
+                filesystem_size_bytes: 1 << 33,
+            })
+        }));
+        let text = m.render();
+        assert!(
+            text.contains(
+                "esigd_certificate_not_after_timestamp_seconds{certificate=\"ca\"} 2000000000"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "esigd_certificate_not_after_timestamp_seconds{certificate=\"tls_server\"} 1900000000"
+        ));
+        assert!(
+            text.contains("esigd_crl_next_update_timestamp_seconds{crl=\"tls_client\"} 1800000000")
+        );
+        assert!(text.contains("esigd_store_disk_bytes 4096"), "{text}");
+        assert!(text.contains("esigd_store_filesystem_available_bytes 1073741824"));
+        assert!(text.contains("esigd_store_filesystem_size_bytes 8589934592"));
+        m.clear_probes();
+        assert!(!m.render().contains("esigd_store_disk_bytes"));
     }
 }

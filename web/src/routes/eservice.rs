@@ -53,6 +53,7 @@ pub fn router(state: Arc<WebState>) -> Router {
             "/v1/token/pseudonym/{pseudonym}",
             get(super::scd_sign::token),
         )
+        .merge(super::audit::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -127,6 +128,7 @@ async fn sign_onetime(
             identity,
             spec: input.spec,
             request_id: request_id(&rid),
+            contact: esigd_service::notify::Contact::from_claims(&verified.claims),
         },
     )
     .await;
@@ -322,20 +324,46 @@ async fn audit_log(
         None => None,
     };
     let store = st.svc.signatures.clone();
-    let (events, last) =
-        tokio::task::spawn_blocking(move || store.audit_range(start, end, after, limit))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
-            .map_err(|e| {
-                tracing::error!(error = %e, "reading the audit log");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            })?;
+    let (events, last) = tokio::task::spawn_blocking(move || {
+        let (events, last) = store.audit_range(start, end, after, limit)?;
+        // The contract's signature, certificate and signatureTimestamp, while the record is kept.
+        let with_records = events
+            .into_iter()
+            .map(|e| {
+                let record = match e.signature_id.as_deref().and_then(parse_signature_id) {
+                    Some(id) if e.event == "signature.created" => store.get(&id)?,
+                    _ => None,
+                };
+                Ok((e, record))
+            })
+            .collect::<Result<Vec<_>, esigd_store::persist::PersistError>>()?;
+        Ok::<_, esigd_store::persist::PersistError>((with_records, last))
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "reading the audit log");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })?;
     tracing::info!(auditor = %auditor.name, n = events.len(), "audit log read");
     let items: Vec<Value> = events
         .iter()
-        .map(|e| {
+        .map(|(e, record)| {
             let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
             if let Value::Object(m) = &mut v {
+                if let Some(i) = e.leaf_index {
+                    m.insert("leafIndex".into(), json!(i));
+                }
+                if let Some(r) = record {
+                    m.insert("signature".into(), Value::String(B64.encode(&r.signature)));
+                    if let Ok(pem) = esigd_pki::pem::to_pem("CERTIFICATE", &r.certificate) {
+                        m.insert("certificate".into(), Value::String(pem));
+                    }
+                    m.insert(
+                        "signatureTimestamp".into(),
+                        Value::String(B64.encode(&r.timestamp)),
+                    );
+                }
                 // The contract's item fields, next to ours.
                 m.insert("responseTimestamp".into(), Value::String(e.time.clone()));
                 let (code, message) = match &e.message {
