@@ -249,7 +249,11 @@ allowed_ips = ["127.0.0.1/32"]
             Some((ca.as_path(), &client)),
             "^/v1/sign/(onetime|response/)",
         ),
-        ("auditor", Some((ca.as_path(), &auditor)), "^/v1/audit/log$"),
+        (
+            "auditor",
+            Some((ca.as_path(), &auditor)),
+            "^/v1/audit/(log|sth|sth/consistency|proof/|entries|key)",
+        ),
         // The public listener's operations (plain HTTP, no client certificate).
         (
             "public client",
