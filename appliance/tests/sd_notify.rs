@@ -511,11 +511,11 @@ fn watchdog_pings_stop_while_the_store_does_not_answer() {
     assert_eq!(writers.len(), 1, "store writer threads: {writers:?}");
     let writer = Pid::from_raw(writers[0]);
     if let Err(e) = ptrace::seize(writer, ptrace::Options::empty()) {
-        // Without CAP_SYS_PTRACE (another user's process) or under a ptrace-restricting policy.
-        eprintln!(
-            "SKIPPED: cannot ptrace the store writer thread ({e}); the ping gating is unit-tested in appliance/src/notify.rs"
+        // Without CAP_SYS_PTRACE (another user's process) or under a ptrace-restricting policy:
+        // a check that cannot run fails, it is never skipped.
+        panic!(
+            "cannot ptrace the store writer thread ({e}): run the tests as root or with CAP_SYS_PTRACE (kernel.yama.ptrace_scope ≤ 1)"
         );
-        return;
     }
     ptrace::interrupt(writer).unwrap();
     waitpid(writer, Some(WaitPidFlag::__WALL)).unwrap();
