@@ -377,6 +377,8 @@ async fn run(
     dev_tls: Option<devsetup::DevTls>,
 ) -> Result<()> {
     let svc = state.svc.clone();
+    // Listen for SIGTERM before anything says "ready": a stop right after start must be a clean one.
+    let shutdown = shutdown_signal()?;
     let public = tokio::net::TcpListener::bind(cfg.listen.public)
         .await
         .with_context(|| format!("listen.public: cannot listen on {}", cfg.listen.public))?;
@@ -472,7 +474,7 @@ async fn run(
     print_banner(&cfg, public_addr, eservice_addr, dev_tls.as_ref());
     let systemd_task =
         tokio::spawn(esigd::notify::Supervisor::for_service(systemd.clone(), &svc).run());
-    shutdown_signal().await;
+    shutdown.await;
     systemd.stopping();
     systemd_task.abort();
     reload_task.abort();
@@ -572,14 +574,25 @@ async fn reload_on_sighup(
             continue;
         }
         systemd.reloading();
+        let mut event = esigd_store::signatures::AuditEvent::new(
+            "config.reloaded",
+            std::time::SystemTime::now(),
+        );
         let status = match reload(&cfg, &svc, &allow, &tls) {
-            Ok(status) => status,
+            Ok(status) => {
+                event.outcome = Some("success".into());
+                status
+            }
             Err(err) => {
                 let err = format!("{err:#}");
                 tracing::error!(error = %err, "configuration reload refused; the running configuration stays");
+                event.outcome = Some("failure".into());
+                event.message = Some(err.clone());
                 format!("serving; configuration reload refused, running configuration kept: {err}")
             }
         };
+        // Logged and continued on an audit failure (esigd_service::audit).
+        esigd_service::audit::record_or_log(&svc.signatures, &event).await;
         systemd.ready(&status);
     }
 }
@@ -683,16 +696,17 @@ async fn sweep_single_use(
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C, registered now (before the banner), awaited later.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }
 
 fn print_banner(

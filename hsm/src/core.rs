@@ -84,6 +84,10 @@ pub(crate) fn damage(e: &CkError) -> Option<Damage> {
     match e {
         CkError::Pkcs11(rv, _) => match rv {
             RvError::SessionHandleInvalid | RvError::SessionClosed => Some(Damage::Sessions),
+            // A cached key handle went stale: SoftHSM invalidates its objects when the token's
+            // files disappear (token directory moved or unreadable) and gives them new handles
+            // when they are back. Fresh sessions drop the cache and find the keys again.
+            RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid => Some(Damage::Sessions),
             RvError::UserNotLoggedIn => Some(Damage::Login),
             RvError::DeviceRemoved | RvError::TokenNotPresent | RvError::DeviceError => {
                 Some(Damage::Token)
@@ -108,6 +112,9 @@ struct LibState {
     last_error: String,
 }
 
+/// How long `shutdown` waits for operations in flight.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
 struct PoolState {
     idle: Vec<PooledSession>,
     /// Pooled sessions open (idle + in use).
@@ -116,6 +123,9 @@ struct PoolState {
     /// Callers blocked in `checkout`; a returned session wakes one only if there is one
     /// (a futex wake per operation is measurable at 30k signatures/s).
     waiters: usize,
+    /// Set by `shutdown`: no new checkout, so no PKCS#11 call is in flight when the process exits
+    /// (SoftHSM crashes when a thread is inside it while the library is torn down).
+    closing: bool,
 }
 
 /// Shared state behind [`crate::Hsm`].
@@ -130,6 +140,9 @@ pub(crate) struct Inner {
     pub(crate) observer: Arc<dyn HsmObserver>,
     /// Sessions opened outside the pool (one-time keys), for statistics.
     pub(crate) dedicated_open: AtomicU64,
+    /// A persistent key a signer used and that the token no longer shows (token files gone):
+    /// the health check looks for it until it is back.
+    pub(crate) missing_key: Mutex<Option<crate::KeyRef>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -182,6 +195,7 @@ impl Inner {
             lib_gen: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             pool: Mutex::new(PoolState {
+                closing: false,
                 idle: Vec::new(),
                 open: 0,
                 in_use: 0,
@@ -190,6 +204,7 @@ impl Inner {
             pool_cond: Condvar::new(),
             observer,
             dedicated_open: AtomicU64::new(0),
+            missing_key: Mutex::new(None),
         });
         {
             let mut lib = lock(&inner.lib);
@@ -395,6 +410,11 @@ impl Inner {
         let deadline = t0 + self.cfg.checkout_timeout;
         let mut pool = lock(&self.pool);
         loop {
+            if pool.closing {
+                return Err(HsmError::Unavailable(
+                    "the HSM connection is closing: esigd is shutting down".into(),
+                ));
+            }
             while let Some(s) = pool.idle.pop() {
                 if self.is_current(&s) {
                     pool.in_use += 1;
@@ -535,6 +555,28 @@ impl Inner {
 
     /// Closes idle sessions and logs out (used on shutdown).
     pub(crate) fn shutdown(&self) {
+        // No new operation; wait (bounded) for those in flight to hand their sessions back.
+        let deadline = Instant::now() + SHUTDOWN_DRAIN;
+        let mut pool = lock(&self.pool);
+        pool.closing = true;
+        while pool.in_use > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::error!(
+                    in_use = pool.in_use,
+                    "HSM operations still running at shutdown; closing the sessions anyway"
+                );
+                break;
+            }
+            pool.waiters += 1;
+            pool = self
+                .pool_cond
+                .wait_timeout(pool, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            pool.waiters -= 1;
+        }
+        drop(pool);
         let idle: Vec<PooledSession> = std::mem::take(&mut lock(&self.pool).idle);
         {
             let mut p = lock(&self.pool);

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use cryptoki::object::ObjectClass;
+
 use crate::config::HsmConfig;
 use crate::core::{Inner, OpError};
 use crate::error::HsmError;
@@ -66,10 +68,37 @@ impl Hsm {
     }
 
     /// Checks that a session can be obtained and used (for `/readyz` and `esigd check`).
+    /// After a signing key vanished from the token (its files gone), the check fails until the key
+    /// is found again.
     pub fn health_check(&self) -> Result<(), HsmError> {
+        let missing = self
+            .inner
+            .missing_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         self.inner.run(HsmOp::OpenSession, true, |s| {
-            Ok(s.session.get_session_info().map(|_| ())?)
-        })
+            s.session.get_session_info()?;
+            if let Some(key) = &missing {
+                keys::find_one(&s.session, key, ObjectClass::PRIVATE_KEY, "hsm")?.ok_or_else(
+                    || {
+                        HsmError::Unavailable(format!(
+                            "{key} is missing from the token (token removed or unreadable?)"
+                        ))
+                    },
+                )?;
+            }
+            Ok(())
+        })?;
+        if missing.is_some() {
+            tracing::info!("HSM: the missing key is back on the token");
+            *self
+                .inner
+                .missing_key
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
+        Ok(())
     }
 
     /// Pool statistics.
@@ -176,10 +205,27 @@ impl Hsm {
         scheme: SignatureScheme,
         digest: &[u8],
     ) -> Result<Vec<u8>, HsmError> {
-        self.inner.run(HsmOp::Sign, true, |s| {
+        let r = self.inner.run(HsmOp::Sign, true, |s| {
             let k = keys::private_key(s, key, setting)?;
             keys::sign_digest(&s.session, k.handle, k.kind, scheme, digest)
-        })
+        });
+        match r {
+            // The signer found this key when it was made: a key gone now means the token's
+            // objects are gone (token directory moved or unreadable, token deleted), a passing
+            // condition for the caller (503), not a configuration error.
+            Err(HsmError::KeyNotFound { .. }) => {
+                tracing::warn!(key = %key, "HSM: a signing key is missing from the token");
+                *self
+                    .inner
+                    .missing_key
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(key.clone());
+                Err(HsmError::Unavailable(format!(
+                    "{setting}: {key} is missing from the token (token removed or unreadable?)"
+                )))
+            }
+            r => r,
+        }
     }
 
     /// Generates an ephemeral key pair on a pooled session, signs `digests` with it and destroys
@@ -221,8 +267,8 @@ impl Hsm {
         self.inner.run(op, retry, f)
     }
 
-    /// Logs out and closes the pooled sessions (shutdown). Other clones become unusable until the
-    /// pool reconnects on the next call.
+    /// Shutdown: refuses new operations (`Unavailable`), waits up to 10 s for those in flight, then logs
+    /// out and closes the pooled sessions. Every clone is unusable afterwards.
     pub fn close(&self) {
         self.inner.shutdown();
     }
