@@ -12,21 +12,13 @@
 //!    everything ever issued (also by the run of step 2).
 #![allow(clippy::unwrap_used)] // tests and benches may unwrap
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use der::asn1::{Int, OctetString};
-use der::{Decode, Encode};
-use esigd_pki::tsp::{
-    MessageImprint, PkiStatus, TimeStampReq, TimeStampResp, TspVersion, token_tst_info,
-};
+use esigd_testkit::load::{self, Acked, LoadSpec, StopOnPanic, TsaConn, one_time_signature, stamp};
 use esigd_testkit::onetime_env::OneTimeEnv;
 use esigd_testkit::{Daemon, SERVE, esigd, text};
 use sha2::Digest;
@@ -91,198 +83,6 @@ fn config_with_data_dir(cfg: &Path, old: &Path, data: &Path, name: &str) -> Path
     out
 }
 
-// ---------------------------------------------------------------------------------------------------
-// Time-stamps over HTTP (keep-alive HTTP/1.1 over a TcpStream, as in tsa_http.rs).
-
-struct Conn {
-    addr: String,
-    r: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Conn {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Conn {
-            addr: addr.to_string(),
-            r: BufReader::new(s),
-        }
-    }
-
-    /// POST /tsa: (status, body).
-    fn post(&mut self, body: &[u8]) -> (u16, Vec<u8>) {
-        let mut req = format!(
-            "POST /tsa HTTP/1.1\r\nHost: {}\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        self.r.get_mut().write_all(&req).unwrap();
-        let mut line = String::new();
-        self.r.read_line(&mut line).unwrap();
-        let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let mut len = 0;
-        loop {
-            line.clear();
-            self.r.read_line(&mut line).unwrap();
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().unwrap();
-            }
-        }
-        let mut out = vec![0; len];
-        self.r.read_exact(&mut out).unwrap();
-        (status, out)
-    }
-}
-
-fn positive_int(v: u64) -> Int {
-    let mut b: Vec<u8> = v
-        .to_be_bytes()
-        .iter()
-        .copied()
-        .skip_while(|b| *b == 0)
-        .collect();
-    if b.first().is_none_or(|b| *b >= 0x80) {
-        b.insert(0, 0);
-    }
-    Int::new(&b).unwrap()
-}
-
-fn be_u64(bytes: &[u8]) -> u64 {
-    let b: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
-    assert!(b.len() <= 8, "serial longer than 64 bits");
-    b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))
-}
-
-/// One time-stamp of `data`: its serial and imprint.
-fn stamp(conn: &mut Conn, nonce: u64, data: &[u8]) -> (u64, [u8; 32]) {
-    let digest: [u8; 32] = sha2::Sha256::digest(data).into();
-    let req = TimeStampReq {
-        version: TspVersion::V1,
-        message_imprint: MessageImprint {
-            hash_algorithm: spki::AlgorithmIdentifier {
-                oid: const_oid::db::rfc5912::ID_SHA_256,
-                parameters: None,
-            },
-            hashed_message: OctetString::new(digest.to_vec()).unwrap(),
-        },
-        req_policy: None,
-        nonce: Some(positive_int(nonce)),
-        cert_req: false,
-        extensions: None,
-    };
-    let (status, reply) = conn.post(&req.to_der().unwrap());
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
-    let resp = TimeStampResp::from_der(&reply).unwrap();
-    assert_eq!(resp.status.status, PkiStatus::Granted);
-    let tst = token_tst_info(&resp.token_der().unwrap().unwrap()).unwrap();
-    assert_eq!(tst.message_imprint.hashed_message.as_bytes(), digest);
-    (be_u64(tst.serial_number.as_bytes()), digest)
-}
-
-/// What the load got acknowledged, with when.
-#[derive(Default)]
-struct Acked {
-    /// (serial, imprint, when the reply arrived).
-    stamps: Vec<(u64, [u8; 32], Instant)>,
-    /// (signatureId, when the reply arrived).
-    signatures: Vec<(String, Instant)>,
-}
-
-/// A one-time CAdES signature over a fresh digest; the signatureId.
-fn one_time_signature(env: &OneTimeEnv, n: u64) -> String {
-    let digest = sha2::Sha256::digest(format!("document {n}").as_bytes());
-    let r = env.post(&serde_json::json!({
-        "format": "CAdES",
-        "hash": B64.encode(digest),
-        "hashType": "SHA2-256",
-        "dataToBeDisplayed": format!("Contract {n}"),
-        "requestTimestamp": humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-    }));
-    assert_eq!(r.status, 200, "one-time signature: {}", r.message());
-    r.json()["signatureId"].as_str().unwrap().to_string()
-}
-
-/// Sets the flag when dropped during a panic: a failing thread stops the load (the scoped threads
-/// would otherwise keep the test waiting forever).
-struct StopOnPanic<'a>(&'a AtomicBool);
-
-impl Drop for StopOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Runs the load until `stop`: `clients` time-stamp connections and one thread of one-time signatures.
-fn load(env: &OneTimeEnv, clients: u64, run: u64, stop: &AtomicBool, acked: &Mutex<Acked>) {
-    let next_sig = AtomicU64::new(run << 32);
-    std::thread::scope(|s| {
-        for c in 0..clients {
-            s.spawn(move || {
-                let _stop = StopOnPanic(stop);
-                let mut conn = Conn::open(&env.daemon.public);
-                let mut i = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    let nonce = (run << 48) | (c << 32) | i;
-                    let (serial, digest) =
-                        stamp(&mut conn, nonce, format!("doc {run}/{c}/{i}").as_bytes());
-                    acked
-                        .lock()
-                        .unwrap()
-                        .stamps
-                        .push((serial, digest, Instant::now()));
-                    i += 1;
-                    // A steady, modest rate: the test needs interleaving, not throughput. Run 1 must stay
-                    // inside the first serial block (3,072 serials before the next reservation), or the
-                    // backup would already be older than the HSM's marks when it is restored.
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            });
-        }
-        s.spawn(|| {
-            let _stop = StopOnPanic(stop);
-            while !stop.load(Ordering::SeqCst) {
-                let id = one_time_signature(env, next_sig.fetch_add(1, Ordering::SeqCst));
-                acked.lock().unwrap().signatures.push((id, Instant::now()));
-            }
-        });
-    });
-}
-
-/// Waits until the load has at least `stamps` time-stamps and `signatures` signatures in all.
-fn wait_for(acked: &Mutex<Acked>, stop: &AtomicBool, stamps: usize, signatures: usize) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        assert!(
-            !stop.load(Ordering::SeqCst),
-            "the load stopped (a client failed)"
-        );
-        {
-            let a = acked.lock().unwrap();
-            if a.stamps.len() >= stamps && a.signatures.len() >= signatures {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "load too slow: {} time-stamps, {} signatures",
-                a.stamps.len(),
-                a.signatures.len()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The CRL number of the daemon's current CRL (`GET /pki/crl`, read by openssl).
 fn crl_number(d: &Daemon, work: &Path) -> u64 {
     let (status, der) = d.get("/pki/crl", &[]);
@@ -305,7 +105,7 @@ fn crl_number(d: &Daemon, work: &Path) -> u64 {
 
 /// Time-stamps `n` documents on a fresh connection: their serials.
 fn stamps(d: &Daemon, run: u64, n: u64) -> Vec<u64> {
-    let mut conn = Conn::open(&d.public);
+    let mut conn = TsaConn::open(&d.public);
     (0..n)
         .map(|i| {
             stamp(
@@ -368,9 +168,13 @@ fn backup_mid_load_restores_into_a_fresh_directory_and_serials_never_go_backward
     let stop = AtomicBool::new(false);
     let backup1 = env.path("backup-1");
     let backup_started = std::thread::scope(|s| {
-        s.spawn(|| load(&env, 3, 1, &stop, &acked));
+        // Three time-stamp clients at a steady, modest rate (10 ms apart: the test needs interleaving, not
+        // throughput; run 1 must stay inside the first serial block, 3,072 serials before the next
+        // reservation, or the backup would already be older than the HSM's marks when it is restored) and
+        // one thread of one-time signatures.
+        s.spawn(|| load::run(&env, &LoadSpec::default(), 1, &stop, &acked));
         let _stop = StopOnPanic(&stop);
-        wait_for(&acked, &stop, 150, 3);
+        load::wait_for(&acked, &stop, 150, 3, Duration::from_secs(300));
         let started = Instant::now();
         let out = esigd_ok(&cfg1, &["backup", backup1.to_str().unwrap()]);
         assert!(out.contains("backup written to"), "{out}");
@@ -379,7 +183,13 @@ fn backup_mid_load_restores_into_a_fresh_directory_and_serials_never_go_backward
             (a.stamps.len(), a.signatures.len())
         };
         // Signing went on during and after the backup.
-        wait_for(&acked, &stop, after_backup.0 + 150, after_backup.1 + 2);
+        load::wait_for(
+            &acked,
+            &stop,
+            after_backup.0 + 150,
+            after_backup.1 + 2,
+            Duration::from_secs(300),
+        );
         stop.store(true, Ordering::SeqCst);
         started
     });
@@ -395,7 +205,7 @@ fn backup_mid_load_restores_into_a_fresh_directory_and_serials_never_go_backward
         .signatures
         .iter()
         .filter(|s| s.1 < backup_started)
-        .map(|s| s.0.clone())
+        .map(|s| s.0.id.clone())
         .collect();
     let after = acked.stamps.len() - before.len();
     assert!(

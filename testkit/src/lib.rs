@@ -23,11 +23,13 @@ pub mod e2e;
 pub mod flood;
 pub mod formats_check;
 pub mod idp;
+pub mod load;
 pub mod onetime_env;
 pub mod pki;
 pub mod rscd;
 pub mod scd_fleet;
 pub mod scd_world;
+pub mod soak;
 pub mod validators;
 
 use std::io::{BufRead, BufReader, Read};
@@ -268,6 +270,25 @@ impl Daemon {
             assert!(Instant::now() < deadline, "esigd did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `kill -9` (if it still runs), reap, then start `cmd` in its place, logging to `log`; returns how
+    /// long the new process took from spawn to its `ready` banner line.
+    pub fn kill9_restart(&mut self, cmd: Command, log: PathBuf) -> Duration {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "esigd was killed, not exited: {status}");
+        let started = Instant::now();
+        *self = Daemon::start_logged(cmd, log);
+        started.elapsed()
+    }
+
+    /// The daemon's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `kill -9` and reap.

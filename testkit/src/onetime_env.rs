@@ -112,6 +112,14 @@ allowed_ips = ["127.0.0.1/32"]
         self.daemon.restart_after(cmd, log, || between(&data));
     }
 
+    /// `kill -9` of the daemon (if it still runs), then a start in its place logging to `log` in the test
+    /// directory; returns the new process's time from spawn to its `ready` banner line.
+    pub fn kill9_restart(&mut self, log: &str) -> std::time::Duration {
+        let cmd = serve(&self.cfg);
+        let log = self.path(log);
+        self.daemon.kill9_restart(cmd, log)
+    }
+
     /// A call of the e-Service API over mutual TLS as the auditor.
     pub fn call_as_auditor(&self, method: &str, path: &str, extra: &[&str]) -> Reply {
         mtls(
