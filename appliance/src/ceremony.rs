@@ -137,6 +137,13 @@ pub fn audit_signer(cfg: &Config, hsm: &Hsm) -> Result<HsmSigner> {
     Ok(hsm.signer(&key, "audit.key", None)?)
 }
 
+/// The citizens' audit references (`audit.user_key`): an HMAC-SHA-256 secret key on the token, made at
+/// the first start when missing (it only keys pseudonyms; nothing is published about it).
+pub fn audit_user_refs(cfg: &Config, hsm: &Hsm) -> Result<esigd_service::audit::UserRefs> {
+    esigd_service::audit::UserRefs::open(hsm.clone(), &cfg.audit.user_key)
+        .context("audit.user_key: the HSM key cannot be found or created")
+}
+
 /// The TSA signer.
 pub fn tsa_signer(cfg: &Config, hsm: &Hsm) -> Result<HsmSigner> {
     Ok(hsm.signer(&cfg.tsa_key()?, "tsa.key", None)?)

@@ -258,6 +258,12 @@ impl Config {
         self.ca_key()?;
         self.tsa_key()?;
         self.audit_key()?;
+        if self.audit.user_key.trim().is_empty() {
+            return Err(self.invalid(
+                "audit.user_key",
+                "must name the HMAC key of citizens' audit references",
+            ));
+        }
         self.ocsp_key()?;
         if self.ca.verify_signatures_one_in == 0 {
             return Err(self.invalid(

@@ -267,6 +267,7 @@ pub fn build_service(
         esigd_service::audit::AuditLog::new(
             esigd_store::ledger::LedgerStore::new(store.clone()),
             audit_signer,
+            ceremony::audit_user_refs(cfg, &hsm)?,
             clock.clone(),
         )
         .context("opening the audit ledger")?,

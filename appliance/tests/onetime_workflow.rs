@@ -84,6 +84,7 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
         ),
         request_id: "dropped-request".into(),
         contact: None,
+        display: None,
     };
     // Polled for a moment, then dropped long before a signature can be ready.
     let dropped = tokio::time::timeout(
@@ -107,9 +108,9 @@ async fn a_dropped_request_still_finishes_the_signature_and_its_audit_event() {
             10,
         )
         .unwrap();
-    let created = events
-        .into_iter()
-        .find(|e| e.request_id.as_deref() == Some("dropped-request"));
+    let created = events.into_iter().find(|e| {
+        e.request_id.as_deref() == Some("dropped-request") && e.event == "signature.created"
+    });
     let created =
         created.expect("no audit event for the dropped request: the signature was cut off");
     assert_eq!(created.event, "signature.created");

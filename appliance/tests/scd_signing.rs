@@ -373,13 +373,17 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
     );
     assert_eq!(log.status, 200, "{}", log.message());
     let events = log.json();
-    let kinds: Vec<&str> = events
+    let mut kinds: Vec<&str> = events
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["signatureId"] == id.as_str())
         .map(|e| e["event"].as_str().unwrap())
         .collect();
+    // The signature's time-stamp token is in the transaction too (logged at its genTime).
+    let stamps = kinds.iter().filter(|k| **k == "timestamp.issued").count();
+    assert_eq!(stamps, 1, "{events}");
+    kinds.retain(|k| *k != "timestamp.issued");
     assert_eq!(
         kinds,
         [
@@ -391,6 +395,67 @@ fn a_citizen_signs_with_their_device_by_pseudonym() {
         ],
         "{events}"
     );
+
+    // The citizen is named on every device event of the signature by her pseudonymous reference (of the
+    // personal identifier in the certificate's subject), never by name; the created event carries what
+    // she was shown. A one-time signature in her name gets the same reference ("My signatures" lists both).
+    let trail: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["signatureId"] == id.as_str())
+        .filter(|e| {
+            e["event"].as_str().unwrap().starts_with("scd.") || e["event"] == "signature.created"
+        })
+        .collect();
+    let user_ref = trail[0]["userRef"].as_str().unwrap().to_owned();
+    assert_eq!(user_ref.len(), 64, "{events}");
+    assert!(
+        trail.iter().all(|e| e["userRef"] == user_ref.as_str()),
+        "{events}"
+    );
+    let created = trail
+        .iter()
+        .find(|e| e["event"] == "signature.created")
+        .unwrap();
+    assert_eq!(created["display"], "Lease 42", "{created}");
+    assert_eq!(created["format"], "CAdES", "{created}");
+    assert_eq!(created["signatureType"], "SCD", "{created}");
+    for e in &trail {
+        assert!(!e.to_string().contains("49005170001"), "{e}");
+    }
+    let one_time = w.idp.id_token(AUD, SECRET, REDIRECT, "mari");
+    let r = w.call(
+        "POST",
+        "/v1/sign/onetime",
+        &[
+            "-H",
+            &format!("X-GovStack-AuthenticationToken: {one_time}"),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body(b"Lease annex", "Lease 42 annex").to_string(),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.message());
+    let one_time_id = r.json()["signatureId"].as_str().unwrap().to_owned();
+    let log = esigd_testkit::api::mtls(
+        &w.esigd.eservice,
+        &w.ca,
+        Some(&w.auditor),
+        "GET",
+        "/v1/audit/log?limit=1000",
+        &[],
+    );
+    let events = log.json();
+    let created = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["signatureId"] == one_time_id.as_str() && e["event"] == "signature.created")
+        .unwrap_or_else(|| panic!("{events}"));
+    assert_eq!(created["signatureType"], "ONETIME", "{created}");
+    assert_eq!(created["userRef"], user_ref.as_str(), "{created}");
 
     // No PIN in any log.
     for name in ["esigd.log", "rscd.log", "device.log"] {

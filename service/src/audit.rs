@@ -5,11 +5,29 @@
 //! record it describes). This part only reads the ledger and signs tree heads. A tree head is recorded as
 //! published (durably) before it is served, and a tree head smaller than, or not extending, the last published
 //! one is refused: a truncated or rewritten ledger (or an old backup restored) is detected, not hidden.
+//!
+//! ## Which events, and what happens when an audit write fails
+//!
+//! Every user activity is an event (GovStack 6.6), each with the request ID, the e-Service, the time, an
+//! `outcome` (`message` on failure) and the transaction's `signatureId`. The browser signing flow draws its
+//! signatureId when the session starts, so `session.started`, `session.method`, `login.*`, `payment.*`,
+//! `certificate.issued`, `timestamp.issued`, `signature.created`, `callback.sent` and `signature.fetched` of
+//! one transaction all share it and `GET /v1/audit/proof/{signatureId}` returns the whole chain.
+//!
+//! Events are written in the same durable batch as the record they describe (a signature, an issued
+//! time-stamp token: the token is never answered without its leaf). Events with no record of their own are
+//! a batch of their own ([`record`]); what happens when that write fails depends on the event:
+//!
+//! - security-relevant steps refuse: a login result (`login.succeeded` / `login.failed`) that cannot be
+//!   logged ends the step with 503 (auditability is a requirement, a login nobody can audit is not used);
+//! - the other page steps (`session.*`, `callback.sent`, `payment.checked`), `config.reloaded` and `admin.*`
+//!   log the failure (error) and continue;
+//! - an audit write never makes a signature fail on its own: the signature's events are in its batch.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use esigd_hsm::{HsmError, HsmSigner};
+use esigd_hsm::{Hsm, HsmError, HsmSigner, KeyRef, SecretKind};
 use esigd_ledger::{
     BundleEntry, ConsistencyProof, ProofBundle, SignedTreeHead, tree_head_signature_input,
 };
@@ -18,6 +36,125 @@ use esigd_store::persist::PersistError;
 use esigd_store::signatures::AuditEvent;
 
 use crate::clock::SharedClock;
+
+/// Domain separation of citizens' audit references (the HMAC input is this, then the identifier).
+const USER_DOMAIN: &[u8] = b"esigd/audit/user\0";
+
+/// Citizens' pseudonymous references in audit events (`userRef`): HMAC-SHA-256, under a secret key that
+/// never leaves the HSM (`audit.user_key`), of the citizen's personal identifier as it stands in the
+/// `serialNumber` of their certificates' subject (ETSI EN 319 412-1 semantics identifier, e.g.
+/// `PNOEE-38001085718`). The same person gets the same reference whichever flow signed in their name
+/// (one-time certificate from their login, or the certificate of their own device) and whichever
+/// Identity BB client they logged in through; the ledger holds neither a name nor the identifier, and
+/// without the key a reference cannot be tested against a guessed identifier. Every method blocks on
+/// PKCS#11.
+#[derive(Clone)]
+pub struct UserRefs {
+    hsm: Hsm,
+    key: KeyRef,
+}
+
+impl std::fmt::Debug for UserRefs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRefs").finish_non_exhaustive()
+    }
+}
+
+impl UserRefs {
+    /// Uses the HMAC key labelled `label`, creating it when it does not exist yet (first start).
+    pub fn open(hsm: Hsm, label: &str) -> Result<UserRefs, HsmError> {
+        match hsm.generate_secret_key(label, SecretKind::HmacSha256) {
+            Ok(()) => tracing::info!(label, "created the audit user-reference key in the HSM"),
+            Err(HsmError::KeyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(UserRefs {
+            hsm,
+            key: KeyRef::label(label),
+        })
+    }
+
+    /// The reference of a personal identifier (the subject `serialNumber`; compared without case and
+    /// surrounding spaces): 64 hex digits.
+    pub fn of_identifier(&self, identifier: &str) -> Result<String, HsmError> {
+        let mut data = USER_DOMAIN.to_vec();
+        data.extend_from_slice(identifier.trim().to_ascii_uppercase().as_bytes());
+        let mac = self.hsm.blind_index(&self.key, "audit.user_key", &data)?;
+        if mac.len() != 32 {
+            return Err(HsmError::BadTokenData(
+                "HMAC-SHA-256 did not give 32 bytes".into(),
+            ));
+        }
+        Ok(hex::encode(mac))
+    }
+
+    /// The reference of the person a certificate (DER) names, if its subject has a `serialNumber`.
+    pub fn of_certificate(&self, der: &[u8]) -> Result<Option<String>, HsmError> {
+        use x509_cert::der::Decode;
+        let Ok(cert) = x509_cert::Certificate::from_der(der) else {
+            return Ok(None);
+        };
+        personal_identifier(&cert.tbs_certificate.subject)
+            .map(|id| self.of_identifier(&id))
+            .transpose()
+    }
+
+    /// The reference of the person logged in with `claims`: the `serialNumber` the CA would put in their
+    /// certificate (`mapping`: the CA's subject mapping), if the claims make one.
+    pub fn of_claims(
+        &self,
+        claims: &esigd_pki::identity::IdentityClaims,
+        mapping: &esigd_pki::identity::SubjectMapping,
+    ) -> Result<Option<String>, HsmError> {
+        match esigd_pki::identity::subject_from_claims(claims, mapping) {
+            Ok(name) => personal_identifier(&name)
+                .map(|id| self.of_identifier(&id))
+                .transpose(),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// The `serialNumber` (personal identifier) of a subject name, when it has one.
+pub fn personal_identifier(name: &x509_cert::name::Name) -> Option<String> {
+    use x509_cert::der::{Tag, Tagged};
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter(|atv| atv.oid == esigd_pki::identity::ID_AT_SERIAL_NUMBER)
+        .find_map(|atv| match atv.value.tag() {
+            Tag::PrintableString | Tag::Utf8String => std::str::from_utf8(atv.value.value())
+                .ok()
+                .map(str::to_owned),
+            _ => None,
+        })
+        .filter(|id| !id.trim().is_empty())
+}
+
+/// Appends `event` to the audit ledger as a batch of its own, durable on return (an event with no record
+/// to go with: a page step, a login, a reload). The group commit amortises the fsync with other writes.
+pub async fn record(
+    store: &esigd_store::signatures::SignatureStore,
+    event: &AuditEvent,
+) -> Result<(), PersistError> {
+    let batch = store.audit_batch(event, std::time::SystemTime::now())?;
+    store.commit(batch).await
+}
+
+/// [`record`] for a step that continues when the audit write fails: the failure is logged (error).
+/// Returns whether the event was logged.
+pub async fn record_or_log(
+    store: &esigd_store::signatures::SignatureStore,
+    event: &AuditEvent,
+) -> bool {
+    match record(store, event).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(event = %event.event, error = %e, "audit event not logged");
+            false
+        }
+    }
+}
 
 /// Largest page of leaves for monitors.
 pub const MAX_ENTRIES: u64 = 1000;
@@ -69,6 +206,7 @@ pub struct AuditLog {
     publishing: tokio::sync::Mutex<()>,
     latest: Mutex<Option<SignedTreeHead>>,
     public_pem: String,
+    users: UserRefs,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -80,11 +218,13 @@ impl std::fmt::Debug for AuditLog {
 }
 
 impl AuditLog {
-    /// Over the ledger, signing with the audit key. Reads the last published head; logs an error when the
-    /// ledger is smaller than it (tree heads are then refused until an operator acts).
+    /// Over the ledger, signing with the audit key, with the citizens' references made by `users`. Reads
+    /// the last published head; logs an error when the ledger is smaller than it (tree heads are then
+    /// refused until an operator acts).
     pub fn new(
         ledger: LedgerStore,
         signer: HsmSigner,
+        users: UserRefs,
         clock: SharedClock,
     ) -> Result<Self, AuditError> {
         let latest = ledger.published()?;
@@ -103,10 +243,16 @@ impl AuditLog {
             public_pem,
             ledger,
             signer,
+            users,
             clock,
             publishing: tokio::sync::Mutex::new(()),
             latest: Mutex::new(latest),
         })
+    }
+
+    /// The citizens' references (`userRef`) of audit events.
+    pub fn users(&self) -> &UserRefs {
+        &self.users
     }
 
     /// The audit public key (SubjectPublicKeyInfo, PEM) that verifies tree heads.
@@ -272,6 +418,67 @@ impl AuditLog {
         })
     }
 
+    /// The events about the citizen `user_ref`, newest first: at most `limit`, all before leaf `before`
+    /// (the next page). Reads the ledger's index of that reference, never scans (blocking).
+    pub fn user_events(
+        &self,
+        user_ref: &str,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<AuditEvent>, AuditError> {
+        let mut out = Vec::new();
+        for index in self.ledger.by_subject(user_ref.as_bytes(), limit, before)? {
+            let Some(leaf) = self.ledger.leaf(index)? else {
+                continue;
+            };
+            match serde_json::from_slice::<AuditEvent>(&leaf) {
+                // The index and the leaf agree, or the leaf is not listed.
+                Ok(mut e) if e.user_ref.as_deref() == Some(user_ref) => {
+                    e.leaf_index = Some(index);
+                    out.push(e);
+                }
+                Ok(_) => tracing::error!(index, "a user index row points at another user's leaf"),
+                Err(e) => tracing::warn!(index, error = %e, "leaf not readable as an event"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The proof bundle of `signature_id` for the citizen `user_ref`: only a transaction whose events name
+    /// that citizen (at least one carries `user_ref`, none carries another) — any other looks unknown. When
+    /// the latest published tree head does not cover every event of the transaction yet, a new one is
+    /// published first, so the bundle is complete.
+    pub async fn bundle_for_user(
+        &self,
+        signature_id: &str,
+        user_ref: &str,
+    ) -> Result<ProofBundle, AuditError> {
+        let events = self.transaction_events(signature_id, self.ledger.size())?;
+        let theirs = events
+            .iter()
+            .any(|(_, _, e)| e.user_ref.as_deref() == Some(user_ref))
+            && events
+                .iter()
+                .all(|(_, _, e)| e.user_ref.as_deref().is_none_or(|r| r == user_ref));
+        if !theirs {
+            return Err(AuditError::UnknownTransaction(signature_id.into()));
+        }
+        let newest = events.iter().map(|(i, _, _)| *i).max().unwrap_or(0);
+        if self.latest().await?.tree_size <= newest {
+            self.publish().await?;
+        }
+        let bundle = self.bundle(signature_id, None, None).await?;
+        // What is served is checked again, entry by entry.
+        let ok = bundle.entries.iter().all(|entry| {
+            serde_json::from_slice::<AuditEvent>(&entry.leaf)
+                .is_ok_and(|e| e.user_ref.as_deref().is_none_or(|r| r == user_ref))
+        });
+        if !ok {
+            return Err(AuditError::UnknownTransaction(signature_id.into()));
+        }
+        Ok(bundle)
+    }
+
     /// Publishes a tree head every `interval` (when the ledger grew, or at least every ten intervals so that
     /// monitors see a fresh timestamp) until `shutdown` resolves.
     pub async fn run_publisher(
@@ -300,5 +507,92 @@ impl AuditLog {
                 tracing::error!(error = %e, "publishing the audit tree head failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod user_ref_tests {
+    use super::*;
+    use esigd_pki::identity::{IdentityClaims, SubjectMapping};
+    use esigd_store::signatures::SignatureStore;
+
+    fn claims(id: Option<&str>) -> IdentityClaims {
+        IdentityClaims {
+            name: Some("Mari Maasikas".into()),
+            personal_identifier: id.map(str::to_owned),
+            country: Some("EE".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn user_refs_are_stable_distinct_hex_and_keep_the_identifier_out_of_the_ledger() {
+        let token = esigd_hsm::testing::TestToken::create();
+        let hsm = Hsm::open(token.config()).unwrap();
+        let refs = UserRefs::open(hsm.clone(), "audit-user-key").unwrap();
+        // The key is made once and found again: the same person, the same reference.
+        let again = UserRefs::open(hsm.clone(), "audit-user-key").unwrap();
+        let mari = refs.of_identifier("PNOEE-49005170001").unwrap();
+        assert_eq!(again.of_identifier("PNOEE-49005170001").unwrap(), mari);
+        assert_eq!(refs.of_identifier(" pnoee-49005170001 ").unwrap(), mari);
+        // 32 bytes, lowercase hex.
+        assert_eq!(mari.len(), 64);
+        assert!(
+            mari.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        );
+        assert_eq!(hex::decode(&mari).unwrap().len(), 32);
+        // Another person, another reference; another key, other references.
+        let juri = refs.of_identifier("PNOEE-38501020002").unwrap();
+        assert_ne!(juri, mari);
+        let other_key = UserRefs::open(hsm, "another-user-key").unwrap();
+        assert_ne!(other_key.of_identifier("PNOEE-49005170001").unwrap(), mari);
+        // From the login's claims: the serialNumber the CA would write (PNO + country + identifier).
+        let mapping = SubjectMapping::default();
+        assert_eq!(
+            refs.of_claims(&claims(Some("49005170001")), &mapping)
+                .unwrap(),
+            Some(mari.clone())
+        );
+        assert_eq!(
+            refs.of_claims(&claims(Some("PNOEE-49005170001")), &mapping)
+                .unwrap(),
+            Some(mari.clone())
+        );
+        // No identifier, no reference.
+        let lenient = SubjectMapping {
+            require_identifier: false,
+            ..SubjectMapping::default()
+        };
+        assert_eq!(refs.of_claims(&claims(None), &lenient).unwrap(), None);
+        assert_eq!(refs.of_claims(&claims(None), &mapping).unwrap(), None);
+
+        // The leaf carries the reference, never the identifier or the name; the index finds it.
+        let dir = tempfile::tempdir().unwrap();
+        let store = esigd_store::Store::open(dir.path().join("db"), Default::default()).unwrap();
+        let sigs = SignatureStore::new(store.clone());
+        let mut e = AuditEvent::new("signature.created", std::time::SystemTime::now());
+        e.signature_id = Some("ab".repeat(32));
+        e.user_ref = Some(mari.clone());
+        e.display = Some("Order 42".into());
+        store
+            .commit_blocking(sigs.audit_batch(&e, std::time::SystemTime::now()).unwrap())
+            .unwrap();
+        let ledger = LedgerStore::new(store.clone());
+        let leaf = String::from_utf8(ledger.leaf(0).unwrap().unwrap()).unwrap();
+        assert!(leaf.contains(&format!("\"userRef\":\"{mari}\"")), "{leaf}");
+        for personal in ["49005170001", "PNOEE", "Mari", "Maasikas"] {
+            assert!(!leaf.contains(personal), "{personal} in {leaf}");
+        }
+        assert_eq!(
+            ledger.by_subject(mari.as_bytes(), 10, None).unwrap(),
+            vec![0]
+        );
+        assert!(
+            ledger
+                .by_subject(juri.as_bytes(), 10, None)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

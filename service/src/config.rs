@@ -63,6 +63,11 @@ pub struct AuditSection {
     /// first start when missing).
     #[serde(default = "default_audit_key")]
     pub key: String,
+    /// Label of the HMAC-SHA-256 secret key on the token that makes citizens' pseudonymous references in
+    /// audit events (`userRef`; created at the first start when missing). Changing it starts new
+    /// references: signatures logged before are no longer listed on the citizens' "My signatures" page.
+    #[serde(default = "default_audit_user_key")]
+    pub user_key: String,
     /// How often a signed tree head is published when the ledger grew.
     #[serde(default = "default_sth_interval", with = "humantime_serde")]
     pub sth_interval: Duration,
@@ -70,6 +75,9 @@ pub struct AuditSection {
 
 fn default_audit_key() -> String {
     "pkcs11:object=audit-key".into()
+}
+fn default_audit_user_key() -> String {
+    "audit-user-key".into()
 }
 fn default_sth_interval() -> Duration {
     Duration::from_secs(60)
@@ -79,6 +87,7 @@ impl Default for AuditSection {
     fn default() -> Self {
         AuditSection {
             key: default_audit_key(),
+            user_key: default_audit_user_key(),
             sth_interval: default_sth_interval(),
         }
     }

@@ -391,6 +391,11 @@ pub struct Payment {
 }
 
 impl Payment {
+    /// SHA-256 (hex) of the token's `jti`: how audit events name the payment (never the token).
+    pub fn jti_sha256(&self) -> String {
+        hex::encode(self.id)
+    }
+
     /// The single-use record's lookup key.
     fn key(&self) -> Vec<u8> {
         [USED, self.id.as_slice()].concat()

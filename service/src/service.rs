@@ -171,6 +171,7 @@ impl Service {
             clock: p.clock.clone(),
             meter: p.meter.clone(),
             notifier: p.notifier.clone(),
+            users: p.audit.users().clone(),
         });
         let keys = ScdKeyStore::new(p.store.clone());
         let (connector, vault, section, tokens) = match p.scd {
@@ -235,6 +236,7 @@ impl Service {
             clock: p.clock.clone(),
             meter: p.meter.clone(),
             notifier: p.notifier.clone(),
+            users: p.audit.users().clone(),
         });
         let citizen_certs = Arc::new(CitizenCerts {
             keys,

@@ -16,7 +16,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use esigd_ledger::{BundleEntry, ProofBundle, SignedTreeHead, verify_consistency, verify_inclusion};
+use esigd_ledger::{
+    BundleEntry, ProofBundle, SignedTreeHead, verify_consistency, verify_inclusion,
+};
 use esigd_store::ledger::LedgerStore;
 use esigd_store::signatures::{AuditEvent, SignatureStore, SignatureType};
 use esigd_store::{Batch, Cf, Store, StoreOptions};
@@ -52,7 +54,9 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() {
     let leaves = env_u64("BENCH_LEAVES", 10_000_000);
     let rounds = env_u64("BENCH_ROUNDS", 7) as usize;
-    let base = std::env::var("BENCH_DIR").map(std::path::PathBuf::from).ok();
+    let base = std::env::var("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .ok();
     let dir = match &base {
         Some(b) => tempfile::tempdir_in(b).unwrap(),
         None => tempfile::tempdir().unwrap(),
@@ -77,7 +81,7 @@ fn main() {
         }
         store.commit_blocking(b).unwrap();
         i += per_batch;
-        if i % 1_000_000 == 0 {
+        if i.is_multiple_of(1_000_000) {
             eprintln!("  {} leaves, {:.0} s", i, started.elapsed().as_secs_f64());
         }
     }
@@ -99,7 +103,10 @@ fn main() {
         opens.push(t.elapsed().as_secs_f64() * 1e3);
         drop(s);
     }
-    println!("store open with the ledger's frontier: median {:.1} ms", median(&mut opens));
+    println!(
+        "store open with the ledger's frontier: median {:.1} ms",
+        median(&mut opens)
+    );
     let store = Store::open(&path, StoreOptions::default()).unwrap();
     let ledger = LedgerStore::new(store.clone());
     let n = ledger.size();
@@ -107,7 +114,10 @@ fn main() {
     // 3. Proofs at size n.
     let t = Instant::now();
     let root = ledger.root(n).unwrap();
-    println!("root of {n} leaves from stored subtrees: {:.3} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "root of {n} leaves from stored subtrees: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let mut times = Vec::new();
     let mut hashes = Vec::new();
     let mut verify_times = Vec::new();
@@ -193,7 +203,11 @@ fn main() {
                     b.extend(sigs.audit_batch(&e, SystemTime::now()).unwrap());
                 } else {
                     let json = serde_json::to_vec(&e).unwrap();
-                    b.put(Cf::Audit, store.audit_key(SystemTime::now()).to_bytes().to_vec(), json);
+                    b.put(
+                        Cf::Audit,
+                        store.audit_key(SystemTime::now()).to_bytes().to_vec(),
+                        json,
+                    );
                 }
                 store.commit_blocking(b).unwrap();
             }

@@ -70,7 +70,8 @@ pub enum Op {
     },
     /// Append an audit event to the ledger. The writer gives it the next leaf index when it builds the group
     /// commit and writes, in the same atomic write: the leaf, the subtree hashes it completes, the ledger size,
-    /// `audit[audit_key] = index` for time-ordered listing and, with `transaction`, the transaction index.
+    /// `audit[audit_key] = index` for time-ordered listing and, with `transaction` / `subject`, the transaction
+    /// and subject indexes.
     Leaf {
         /// The `audit` column family key ([`crate::AuditKey`] bytes).
         audit_key: Vec<u8>,
@@ -78,6 +79,8 @@ pub enum Op {
         leaf: Vec<u8>,
         /// The transaction (signatureId) the event belongs to, for its proof bundle.
         transaction: Option<Vec<u8>>,
+        /// Whom the event is about (a pseudonymous user reference), for the citizen's own listing.
+        subject: Option<Vec<u8>>,
     },
 }
 
@@ -119,14 +122,18 @@ impl Batch {
         audit_key: impl Into<Vec<u8>>,
         leaf: impl Into<Vec<u8>>,
         transaction: Option<&[u8]>,
+        subject: Option<&[u8]>,
     ) -> &mut Self {
         let (audit_key, leaf) = (audit_key.into(), leaf.into());
-        // The leaf is stored once, plus its key, one index row and about two subtree hashes.
-        self.bytes += audit_key.len() + leaf.len() + 2 * 41 + 16;
+        // The leaf is stored once, plus its key, one index row, about two subtree hashes and the subject's
+        // index row.
+        self.bytes +=
+            audit_key.len() + leaf.len() + 2 * 41 + 16 + subject.map_or(0, |s| s.len() + 10);
         self.ops.push(Op::Leaf {
             audit_key,
             leaf,
             transaction: transaction.map(<[u8]>::to_vec),
+            subject: subject.map(<[u8]>::to_vec),
         });
         self
     }

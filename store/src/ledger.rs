@@ -4,6 +4,8 @@
 //! * `l` ‖ index (u64 BE) → the leaf bytes (the audit event as logged);
 //! * `n` ‖ level (u8) ‖ index (u64 BE) → the hash of a complete subtree (level 0: the leaf hash);
 //! * `t` ‖ len (u8) ‖ transaction ‖ index (u64 BE) → empty: the leaves of one transaction;
+//! * `u` ‖ len (u8) ‖ subject ‖ index (u64 BE) → empty: the leaves about one citizen (their pseudonymous
+//!   user reference, never a name), for the citizen's own listing without a scan;
 //! * `s` ‖ tree size (u64 BE) → JSON: every published signed tree head;
 //! * `meta/ledger_size` (u64 BE): leaves written; `meta/ledger_sth` (JSON): the last published tree head.
 //!
@@ -52,11 +54,20 @@ fn head_key(size: u64) -> Vec<u8> {
 }
 
 fn transaction_prefix(transaction: &[u8]) -> Vec<u8> {
-    let len = transaction.len().min(255);
+    index_prefix(b't', transaction)
+}
+
+fn subject_prefix(subject: &[u8]) -> Vec<u8> {
+    index_prefix(b'u', subject)
+}
+
+/// `tag` ‖ len (u8) ‖ value (at most 255 bytes).
+fn index_prefix(tag: u8, value: &[u8]) -> Vec<u8> {
+    let len = value.len().min(255);
     let mut k = Vec::with_capacity(2 + len + 8);
-    k.push(b't');
+    k.push(tag);
     k.push(len as u8);
-    k.extend_from_slice(&transaction[..len]);
+    k.extend_from_slice(&value[..len]);
     k
 }
 
@@ -129,6 +140,7 @@ impl LedgerWriter {
         audit_key: &[u8],
         leaf: &[u8],
         transaction: Option<&[u8]>,
+        subject: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let index = self.frontier.size();
         let ledger = handle(db, Cf::Ledger)?;
@@ -138,6 +150,11 @@ impl LedgerWriter {
         }
         if let Some(t) = transaction {
             let mut k = transaction_prefix(t);
+            k.extend_from_slice(&index.to_be_bytes());
+            wb.put_cf(ledger, k, []);
+        }
+        if let Some(s) = subject {
+            let mut k = subject_prefix(s);
             k.extend_from_slice(&index.to_be_bytes());
             wb.put_cf(ledger, k, []);
         }
@@ -296,6 +313,31 @@ impl LedgerStore {
                 Some(u64::from_be_bytes(tail.try_into().ok()?))
             })
             .filter(|&i| i < size)
+            .collect())
+    }
+
+    /// Leaf indices of the events about `subject` (a user reference), newest first: at most `limit`, all
+    /// below `before` (a leaf index, for the next page) and below the committed size. Reads only the
+    /// subject's index rows.
+    pub fn by_subject(
+        &self,
+        subject: &[u8],
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<u64>, PersistError> {
+        let prefix = subject_prefix(subject);
+        let below = before.map_or(self.size(), |b| b.min(self.size()));
+        let mut end = prefix.clone();
+        end.extend_from_slice(&below.to_be_bytes());
+        let rows =
+            self.store
+                .scan_range(Cf::Ledger, &prefix, Some(&end), Order::Descending, limit)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let tail = k.get(prefix.len()..)?;
+                Some(u64::from_be_bytes(tail.try_into().ok()?))
+            })
             .collect())
     }
 

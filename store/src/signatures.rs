@@ -205,6 +205,35 @@ pub struct AuditEvent {
     /// Outcome message (for refusals: why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Outcome of the step: `success` or `failure` (then `message` says why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The code sent back to the e-Service (`callback.sent`: `signed` or the error code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// SHA-256 (hex) of the payment token (`payment.*`): never the token itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_sha256: Option<String>,
+    /// Unix uid of the caller (`admin.*`, from the admin socket's peer credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_uid: Option<u32>,
+    /// TSTInfo genTime of a time-stamp token (`timestamp.issued`, RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gen_time: Option<String>,
+    /// SHA-256 (hex) of a time-stamp token (`timestamp.issued` of a signing transaction).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// Pseudonymous reference of the citizen the event is about (hex HMAC-SHA-256 of their personal
+    /// identifier under an HSM key, see `esigd_service::audit::UserRefs`): never a name or the
+    /// identifier itself. The ledger indexes events by it, for the citizen's "My signatures" page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_ref: Option<String>,
+    /// The text shown to the citizen when signing (`dataToBeDisplayed`), on `signature.created`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    /// Signature format (`CAdES`, `PAdES`, ...), on `signature.created`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     /// Position in the audit ledger, set when read back (never part of the logged leaf).
     #[serde(skip)]
     pub leaf_index: Option<u64>,
@@ -239,6 +268,15 @@ impl AuditEvent {
             hash_type: None,
             digest: None,
             message: None,
+            outcome: None,
+            code: None,
+            payment_sha256: None,
+            caller_uid: None,
+            gen_time: None,
+            token_sha256: None,
+            user_ref: None,
+            display: None,
+            format: None,
             leaf_index: None,
         }
     }
@@ -283,8 +321,8 @@ impl SignatureStore {
         Ok(b)
     }
 
-    /// The write of one audit event: a leaf of the audit ledger (indexed by its signatureId when it has one)
-    /// and its time-ordered key, in whatever batch it is committed with.
+    /// The write of one audit event: a leaf of the audit ledger (indexed by its signatureId and by its
+    /// `userRef` when it has them) and its time-ordered key, in whatever batch it is committed with.
     pub fn audit_batch(&self, e: &AuditEvent, at: SystemTime) -> Result<Batch, PersistError> {
         let json = serde_json::to_vec(e).map_err(|e| PersistError::Encode(e.to_string()))?;
         let mut b = Batch::new();
@@ -292,6 +330,7 @@ impl SignatureStore {
             self.store.audit_key(at).to_bytes().to_vec(),
             json,
             e.signature_id.as_deref().map(str::as_bytes),
+            e.user_ref.as_deref().map(str::as_bytes),
         );
         Ok(b)
     }

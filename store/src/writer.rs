@@ -165,8 +165,16 @@ fn build(
                     audit_key,
                     leaf,
                     transaction,
+                    subject,
                 } => {
-                    ledger.append(db, &mut wb, audit_key, leaf, transaction.as_deref())?;
+                    ledger.append(
+                        db,
+                        &mut wb,
+                        audit_key,
+                        leaf,
+                        transaction.as_deref(),
+                        subject.as_deref(),
+                    )?;
                     appended = true;
                 }
             }

@@ -111,3 +111,45 @@ async fn events_become_leaves_with_verifiable_proofs_across_reopen() {
         "a monitor recomputing the root sees it"
     );
 }
+
+#[tokio::test]
+async fn events_about_one_subject_are_listed_newest_first_without_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("db"), Default::default()).unwrap();
+    let sigs = SignatureStore::new(store.clone());
+    let ledger = LedgerStore::new(store.clone());
+    // Three subjects interleaved; "ab" is a prefix of "abc" (the length byte keeps them apart).
+    let subjects = ["ab", "abc", "ff"];
+    for i in 0..30u64 {
+        let mut e = event(i, Some(&format!("txn-{i}")));
+        e.user_ref = (i % 4 != 3).then(|| subjects[(i % 4) as usize % 3].to_string());
+        store
+            .commit(sigs.audit_batch(&e, SystemTime::now()).unwrap())
+            .await
+            .unwrap();
+    }
+    let of = |s: &str, limit, before| ledger.by_subject(s.as_bytes(), limit, before).unwrap();
+    let ab = of("ab", 100, None);
+    let expected: Vec<u64> = (0..30u64).rev().filter(|i| i % 4 == 0).collect();
+    assert_eq!(ab, expected);
+    for i in &ab {
+        let e: AuditEvent = serde_json::from_slice(&ledger.leaf(*i).unwrap().unwrap()).unwrap();
+        assert_eq!(e.user_ref.as_deref(), Some("ab"));
+    }
+    assert_eq!(
+        of("abc", 100, None),
+        (0..30u64).rev().filter(|i| i % 4 == 1).collect::<Vec<_>>()
+    );
+    assert!(of("a", 100, None).is_empty());
+    assert!(of("nobody", 100, None).is_empty());
+    // Pages: `limit` newest, then those before the last one seen.
+    let first = of("ff", 3, None);
+    assert_eq!(first, vec![26, 22, 18]);
+    assert_eq!(of("ff", 3, Some(18)), vec![14, 10, 6]);
+    assert_eq!(of("ff", 3, Some(6)), vec![2]);
+    assert!(of("ff", 3, Some(2)).is_empty());
+    // A `before` above the ledger's size is clipped to it.
+    assert_eq!(of("ff", 1, Some(u64::MAX)), vec![26]);
+    // Events with no user reference are in no subject's index, still in the ledger.
+    assert_eq!(ledger.size(), 30);
+}

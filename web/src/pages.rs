@@ -81,6 +81,9 @@ pub(crate) struct SignVisit {
     pub(crate) nonce: Option<String>,
     /// The signature asked of the citizen's device (workflow 9.2.2), once asked.
     pub(crate) scd: Option<ScdStep>,
+    /// The transaction's signatureId, drawn when the session starts: the one-time signature gets it, and
+    /// every audit event of the visit is indexed under it (hex).
+    pub(crate) transaction: [u8; 32],
 }
 
 /// A signature asked of the citizen's device from the signing pages.
@@ -99,6 +102,8 @@ pub(crate) enum AccountPage {
     Onboard,
     /// `/v1/certs`: the citizen's certificates.
     Certs,
+    /// `/v1/signatures`: the signatures made in the citizen's name, from the audit ledger.
+    Signatures,
 }
 
 /// A visit to the citizen's own pages.
@@ -213,6 +218,10 @@ impl Pages {
                 include_str!("../templates/onboard_done.html"),
             ),
             ("certs.html", include_str!("../templates/certs.html")),
+            (
+                "signatures.html",
+                include_str!("../templates/signatures.html"),
+            ),
         ] {
             env.add_template(name, src)
                 .map_err(|e| SettingError::new("templates (built in)", e.to_string()))?;
@@ -733,6 +742,7 @@ mod tests {
             callback: url::Url::parse("https://shop.example/cb").unwrap(),
             state: None,
             nonce: None,
+            transaction: [0; 32],
             scd: None,
         }))
     }

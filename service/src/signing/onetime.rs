@@ -71,6 +71,8 @@ pub struct OneTime {
     pub(crate) meter: Arc<dyn Meter>,
     /// Notifications (`[notifications]`), when configured.
     pub(crate) notifier: Option<Arc<crate::notify::Notifier>>,
+    /// The citizens' references in audit events (`userRef`).
+    pub(crate) users: crate::audit::UserRefs,
 }
 
 impl std::fmt::Debug for OneTime {
@@ -92,6 +94,9 @@ pub struct OneTimeRequest {
     pub request_id: String,
     /// The citizen's e-mail / phone from the Identity BB's claims, for notifications.
     pub contact: Option<crate::notify::Contact>,
+    /// What the citizen was shown (`dataToBeDisplayed`), recorded in the `signature.created` event
+    /// (their "My signatures" page lists it).
+    pub display: Option<String>,
 }
 
 /// Why no signature was made. Messages never contain secrets or personal data.
@@ -148,6 +153,8 @@ struct Made {
     token: esigd_tsa::IssuedToken,
     receipt: esigd_hsm::DestructionReceipt,
     created: SystemTime,
+    /// The citizen's audit reference, from the certificate's subject.
+    user_ref: Option<String>,
 }
 
 /// Why a signature that may need a payment was not made.
@@ -174,12 +181,39 @@ pub async fn sign_with_payment(
     payment: Option<Payment>,
     req: OneTimeRequest,
 ) -> Result<SignatureRecord, PaidSignError> {
+    sign_with_payment_as(parts, payment, req, None).await
+}
+
+/// [`sign_with_payment`] with the signatureId drawn beforehand (`id`): the browser flow draws it when the
+/// session starts, so every audit event of the transaction is indexed under it ([`crate::audit`]).
+pub async fn sign_with_payment_as(
+    parts: &Arc<OneTime>,
+    payment: Option<Payment>,
+    req: OneTimeRequest,
+    id: Option<[u8; 32]>,
+) -> Result<SignatureRecord, PaidSignError> {
     use tracing::Instrument;
     let ot = parts.clone();
     let work = async move {
         let payments = ot.payments.as_deref();
-        crate::payment::consume(payments, payment.as_ref()).await?;
-        match sign(&ot, req).await {
+        let consumed = crate::payment::consume(payments, payment.as_ref()).await;
+        if let Some(p) = &payment {
+            let mut e = AuditEvent::new("payment.used", ot.clock.now());
+            e.request_id = Some(req.request_id.clone());
+            e.eservice = Some(req.eservice.clone());
+            e.signature_id = id.map(hex::encode);
+            e.payment_sha256 = Some(p.jti_sha256());
+            match &consumed {
+                Ok(()) => e.outcome = Some("success".into()),
+                Err(err) => {
+                    e.outcome = Some("failure".into());
+                    e.message = Some(err.to_string());
+                }
+            }
+            crate::audit::record_or_log(&ot.signatures, &e).await;
+        }
+        consumed?;
+        match sign_as(&ot, req, id).await {
             Ok(record) => Ok(record),
             Err(e) => {
                 crate::payment::release(payments, payment.as_ref()).await;
@@ -200,9 +234,22 @@ pub async fn sign_with_payment(
 /// that fails once started (not one refused as busy or invalid) is notified (`[notifications]`);
 /// a signature is notified with its record ([`crate::notify`]).
 pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
+    sign_as(app, req, None).await
+}
+
+/// [`sign`] under a signatureId drawn beforehand (else a random one).
+async fn sign_as(
+    app: &Arc<OneTime>,
+    req: OneTimeRequest,
+    id: Option<[u8; 32]>,
+) -> Result<SignatureRecord, SignError> {
     let (eservice, contact) = (req.eservice.clone(), req.contact.clone());
-    let result = sign_steps(app, req).await;
-    if let Err(SignError::Unavailable(_) | SignError::Identity(_) | SignError::Internal) = &result {
+    let (identity, request_id) = (req.identity.clone(), req.request_id.clone());
+    let result = sign_steps(app, req, id).await;
+    if let Err(e @ (SignError::Unavailable(_) | SignError::Identity(_) | SignError::Internal)) =
+        &result
+    {
+        audit_failed(app, &eservice, &request_id, &identity, id, e).await;
         let event = crate::notify::Event::failed(
             &eservice,
             None,
@@ -215,7 +262,46 @@ pub async fn sign(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRe
     result
 }
 
-async fn sign_steps(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<SignatureRecord, SignError> {
+/// The `signature.failed` event of a transaction that failed once started, with the citizen's reference
+/// when the claims make one (their "My signatures" page does not list failures; an auditor sees them).
+async fn audit_failed(
+    app: &Arc<OneTime>,
+    eservice: &str,
+    request_id: &str,
+    identity: &IdentityClaims,
+    id: Option<[u8; 32]>,
+    error: &SignError,
+) {
+    let (worker, identity) = (app.clone(), identity.clone());
+    let user_ref = tokio::task::spawn_blocking(move || {
+        worker
+            .users
+            .of_claims(&identity, &worker.ca.config().subject)
+    })
+    .await;
+    let mut e = AuditEvent::new("signature.failed", app.clock.now());
+    e.request_id = Some(request_id.to_owned());
+    e.eservice = Some(eservice.to_owned());
+    e.signature_id = id.map(hex::encode);
+    e.signature_type = Some(SignatureType::OneTime);
+    e.outcome = Some("failure".into());
+    e.message = Some(format!("{}: {error}", error_kind(error)));
+    e.user_ref = match user_ref {
+        Ok(Ok(r)) => r,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "no audit user reference for the failed signature");
+            None
+        }
+        Err(_) => None,
+    };
+    crate::audit::record_or_log(&app.signatures, &e).await;
+}
+
+async fn sign_steps(
+    app: &Arc<OneTime>,
+    req: OneTimeRequest,
+    drawn: Option<[u8; 32]>,
+) -> Result<SignatureRecord, SignError> {
     // 0. A request the format cannot sign costs no key and no certificate.
     req.spec
         .check()
@@ -235,8 +321,11 @@ async fn sign_steps(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<Signature
         .map_err(|e| internal("signing task", e))??;
 
     // 8. One durable batch: the signature, the TSA's record of its token, the audit event.
-    let mut id = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut id);
+    let id = drawn.unwrap_or_else(|| {
+        let mut id = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        id
+    });
     let record = SignatureRecord {
         id,
         owner: req.eservice.clone(),
@@ -266,10 +355,29 @@ async fn sign_steps(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<Signature
     event.tsa_serial = Some(made.token.record.serial);
     event.hash_type = Some(record.hash_type.clone());
     event.digest = Some(hex::encode(&record.digest));
-    let notices = crate::notify::rows(
+    event.format = Some(record.format.clone());
+    event.display = req.display.clone();
+    event.user_ref = made.user_ref.clone();
+    let mut notices = crate::notify::rows(
         app.notifier.as_deref(),
         &crate::notify::Event::signed(&record),
         req.contact.as_ref(),
+    );
+    // Every certificate the CA issues is in the ledger (as in Certificate Transparency), in the batch of
+    // the signature it was issued for.
+    let mut issued = AuditEvent::new("certificate.issued", made.created);
+    issued.request_id = Some(req.request_id.clone());
+    issued.eservice = Some(req.eservice.clone());
+    issued.signature_id = Some(record.id_hex());
+    issued.signature_type = Some(SignatureType::OneTime);
+    issued.certificate_serial = Some(record.certificate_serial.clone());
+    issued.certificate_sha256 = event.certificate_sha256.clone();
+    issued.outcome = Some("success".into());
+    issued.user_ref = made.user_ref.clone();
+    notices.extend(
+        app.signatures
+            .audit_batch(&issued, made.created)
+            .map_err(|e| internal("encoding the audit event", e))?,
     );
     seal::store_with(
         &app.vault(),
@@ -282,6 +390,9 @@ async fn sign_steps(app: &Arc<OneTime>, req: OneTimeRequest) -> Result<Signature
     .await
     .map_err(|e| match e {
         SealError::Busy => SignError::Unavailable("the store is busy; retry shortly".into()),
+        SealError::StoreUnavailable(_) => {
+            SignError::Unavailable("the signature store cannot write now; retry shortly".into())
+        }
         other => {
             tracing::error!(error = %other, "one-time signature not stored");
             SignError::Internal
@@ -339,6 +450,11 @@ fn make_signature(
         })?;
     timer.finish();
     app.meter.ca_issued(esigd_ca::ProfileKind::OneTime);
+    // The citizen's audit reference: of the personal identifier in the certificate's subject.
+    let user_ref = crate::audit::personal_identifier(&issued.certificate.tbs_certificate.subject)
+        .map(|id| app.users.of_identifier(&id))
+        .transpose()
+        .map_err(|e| hsm_failure("audit user reference", &e))?;
 
     // 5. The format, in the two phases every signature takes: what the key signs (for CAdES
     //    the signed attributes over the given digest), signed in the HSM by the one-time key
@@ -402,6 +518,7 @@ fn make_signature(
         token,
         receipt,
         created: now,
+        user_ref,
     })
 }
 

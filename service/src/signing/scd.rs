@@ -99,6 +99,8 @@ pub struct ScdSigning {
     /// Notifications (`[notifications]`), when configured: the e-Service's webhook (no citizen
     /// contact data is known without a login).
     pub(crate) notifier: Option<Arc<crate::notify::Notifier>>,
+    /// The citizens' references in audit events (`userRef`): the key's certificate names its owner.
+    pub(crate) users: crate::audit::UserRefs,
 }
 
 impl std::fmt::Debug for ScdSigning {
@@ -122,6 +124,9 @@ pub struct ScdSignRequest {
     pub display: Option<String>,
     /// Correlation ID.
     pub request_id: String,
+    /// The signatureId drawn beforehand (the browser flow's transaction, so its audit events share it);
+    /// a fresh one when `None` or when that ID is already in use.
+    pub transaction: Option<[u8; 32]>,
 }
 
 /// A signature on its way: its ID and the code the citizen compares.
@@ -320,7 +325,12 @@ impl ScdSigning {
     }
 
     /// Registers a new entry (or refuses when `scd.max_pending` are pending); its ID.
-    fn register(&self, eservice: &str, verification_code: &str) -> Result<[u8; 32], ScdSignError> {
+    fn register(
+        &self,
+        eservice: &str,
+        verification_code: &str,
+        wanted: Option<[u8; 32]>,
+    ) -> Result<[u8; 32], ScdSignError> {
         let mut all = self.lock();
         let now = tokio::time::Instant::now();
         all.retain(|_, e| e.until.is_none_or(|u| u > now));
@@ -333,8 +343,14 @@ impl ScdSigning {
                 "too many signatures are waiting for devices (scd.max_pending); retry later".into(),
             ));
         }
-        let mut id = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut id);
+        let id = match wanted {
+            Some(id) if !all.contains_key(&id) => id,
+            _ => {
+                let mut id = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut id);
+                id
+            }
+        };
         let (status, _) = watch::channel(Status::Pending {
             verification_code: verification_code.to_owned(),
         });
@@ -398,6 +414,7 @@ impl ScdSigning {
 
         // 1. The key and its certificate.
         let (keys, ca, now) = (self.keys.clone(), self.ca.clone(), self.clock.now());
+        let users = self.users.clone();
         let found = tokio::task::spawn_blocking(move || -> Result<_, ScdSignError> {
             let Some(key) = keys
                 .by_pseudonym(&pseudonym)
@@ -409,11 +426,18 @@ impl ScdSigning {
                 .certificate(&key.serial)
                 .map_err(|e| internal("reading the certificate", e))?
                 .ok_or_else(|| internal("reading the certificate", "no CA record"))?;
-            Ok(Some((key, cert)))
+            // The owner's audit reference, of the personal identifier in the certificate's subject.
+            let user_ref = users.of_certificate(&cert.der).map_err(|e| match e {
+                esigd_hsm::HsmError::Busy(_) | esigd_hsm::HsmError::Unavailable(_) => {
+                    ScdSignError::Unavailable("the HSM is busy or unavailable".into())
+                }
+                other => internal("audit user reference", other),
+            })?;
+            Ok(Some((key, cert, user_ref)))
         })
         .await
         .map_err(|e| internal("reading key records", e))??;
-        let Some((key, record)) = found else {
+        let Some((key, record, user_ref)) = found else {
             return self.decoy(&req);
         };
         match record.state(now) {
@@ -477,13 +501,15 @@ impl ScdSigning {
                     .into(),
             ));
         }
-        let id = self.register(&req.eservice, &created.vc.value)?;
+        let id = self.register(&req.eservice, &created.vc.value, req.transaction)?;
+        let user_ref = user_ref.as_deref();
         self.audit(
             &req,
             &id,
             "scd.signature.requested",
             Some(&record.serial_hex()),
             None,
+            user_ref,
         )
         .await;
         // The caller shows the code (the page) or hands it on (the API) right after this.
@@ -493,6 +519,7 @@ impl ScdSigning {
             "scd.verification_code.shown",
             Some(&record.serial_hex()),
             None,
+            user_ref,
         )
         .await;
         tracing::info!(request_id = %req.request_id, signature_id = %hex::encode(id), "SCD signature requested; waiting for the device");
@@ -503,6 +530,7 @@ impl ScdSigning {
         let digest = req.spec.digest().to_vec();
         let serial = record.serial_hex();
         let cert_der = record.der.clone();
+        let user_ref = user_ref.map(str::to_owned);
         let work = async move {
             let outcome = me
                 .finish(
@@ -513,6 +541,7 @@ impl ScdSigning {
                     &cert_der,
                     &serial,
                     id,
+                    user_ref.as_deref(),
                 )
                 .await;
             match outcome {
@@ -524,6 +553,7 @@ impl ScdSigning {
                         "scd.signature.failed",
                         Some(&serial),
                         Some(format!("{}: {f}", f.code())),
+                        user_ref.as_deref(),
                     )
                     .await;
                     me.notify_failed(&req.eservice, &id, f.code()).await;
@@ -542,7 +572,7 @@ impl ScdSigning {
     /// An unknown pseudonym: an ID and a code like any other, then a timeout.
     fn decoy(self: &Arc<Self>, req: &ScdSignRequest) -> Result<Requested, ScdSignError> {
         let code = format!("{:04}", rand::rngs::OsRng.next_u32() % 10_000);
-        let id = self.register(&req.eservice, &code)?;
+        let id = self.register(&req.eservice, &code, req.transaction)?;
         tracing::info!(request_id = %req.request_id, "SCD signature for a pseudonym that names no key");
         let me = self.clone();
         let timeout = self.timeout;
@@ -571,6 +601,7 @@ impl ScdSigning {
         cert_der: &[u8],
         serial: &str,
         id: [u8; 32],
+        user_ref: Option<&str>,
     ) -> Result<(), Failure> {
         let connector = self
             .connector
@@ -605,6 +636,7 @@ impl ScdSigning {
             "scd.device.answered",
             Some(serial),
             Some(format!("{end:?}")),
+            user_ref,
         )
         .await;
         match end {
@@ -683,6 +715,9 @@ impl ScdSigning {
         event.tsa_serial = Some(stamped.token.record.serial);
         event.hash_type = Some(record.hash_type.clone());
         event.digest = Some(hex::encode(digest));
+        event.format = Some(record.format.clone());
+        event.display = req.display.clone();
+        event.user_ref = user_ref.map(str::to_owned);
         let notices = crate::notify::rows(
             self.notifier.as_deref(),
             &crate::notify::Event::signed(&record),
@@ -728,9 +763,11 @@ impl ScdSigning {
         kind: &str,
         serial: Option<&str>,
         message: Option<String>,
+        user_ref: Option<&str>,
     ) {
         let now = self.clock.now();
         let mut e = AuditEvent::new(kind, now);
+        e.user_ref = user_ref.map(str::to_owned);
         e.request_id = Some(req.request_id.clone());
         e.eservice = Some(req.eservice.clone());
         e.signature_id = Some(hex::encode(id));

@@ -31,6 +31,9 @@ pub enum SealError {
     /// The store is busy: retry shortly.
     #[error("the store is busy; retry shortly")]
     Busy,
+    /// The store cannot write (disk full, I/O error): nothing was stored, a passing condition.
+    #[error("the store cannot write now: {0}")]
+    StoreUnavailable(String),
     /// Anything else; details are in the log.
     #[error("internal error while sealing the signature ({0})")]
     Internal(&'static str),
@@ -142,7 +145,15 @@ pub async fn store_with(
     batch.extend(
         vault
             .imprints
-            .batch_for(&token.record)
+            .batch_for_transaction(
+                &token.record,
+                &esigd_store::persist::TokenTransaction {
+                    signature_id: &record.id_hex(),
+                    eservice: &record.owner,
+                    request_id: event.request_id.as_deref(),
+                    token_sha256: &esigd_pki::pem::sha256_thumbprint(&token.token_der),
+                },
+            )
             .map_err(|e| internal("encoding the TSA record", e))?,
     );
     batch.extend(
@@ -156,6 +167,12 @@ pub async fn store_with(
     vault.signatures.commit(batch).await.map_err(|e| {
         if e.is_busy() {
             SealError::Busy
+        } else if matches!(
+            e,
+            esigd_store::persist::PersistError::Store(esigd_store::StoreError::Write(_))
+        ) {
+            tracing::error!(error = %e, "store write failed (disk full or I/O error?): the signature is not stored");
+            SealError::StoreUnavailable(e.to_string())
         } else {
             internal("storing the signature", e)
         }

@@ -55,7 +55,9 @@ pub(crate) mod codec;
 mod tsa;
 
 pub use certs::RocksCertStore;
-pub use tsa::{RocksImprintLog, RocksSerialStore, StampError, StampFn, StampQueue};
+pub use tsa::{
+    RocksImprintLog, RocksSerialStore, StampError, StampFn, StampQueue, TokenTransaction,
+};
 
 use crate::StoreError;
 

@@ -140,7 +140,7 @@ impl RocksImprintLog {
         &self,
         record: &ImprintRecord,
     ) -> impl Future<Output = Result<(), PersistError>> + Send + use<'_> {
-        let commit = record_batch(record).map(|b| self.store.commit(b));
+        let commit = record_batch(&self.store, record, None).map(|b| self.store.commit(b));
         async move {
             commit?.await?;
             Ok::<(), PersistError>(())
@@ -150,7 +150,18 @@ impl RocksImprintLog {
     /// The writes that record `record`, for a caller that commits them together with its own (the
     /// signing pipeline stores a signature and its time-stamp record in one durable batch).
     pub fn batch_for(&self, record: &ImprintRecord) -> Result<Batch, PersistError> {
-        record_batch(record)
+        record_batch(&self.store, record, None)
+    }
+
+    /// [`RocksImprintLog::batch_for`] for a token of a signing transaction: its `timestamp.issued` leaf
+    /// is indexed under the transaction's signatureId (hex) and names its e-Service, with the SHA-256 of
+    /// the token.
+    pub fn batch_for_transaction(
+        &self,
+        record: &ImprintRecord,
+        transaction: &TokenTransaction<'_>,
+    ) -> Result<Batch, PersistError> {
+        record_batch(&self.store, record, Some(transaction))
     }
 
     /// The reply to a time-stamp request, given what [`esigd_tsa::Tsa::stamp`] returned: a granted
@@ -198,7 +209,7 @@ impl RocksImprintLog {
     ) -> impl Future<Output = Result<(), PersistError>> + Send + use<> {
         let mut batch = Batch::new();
         let built = records.iter().try_for_each(|r| {
-            batch.extend(record_batch(r)?);
+            batch.extend(record_batch(&self.store, r, None)?);
             Ok::<(), PersistError>(())
         });
         let commit = built.map(|()| self.store.commit(batch));
@@ -210,7 +221,9 @@ impl RocksImprintLog {
 
     /// Blocking append (same as [`ImprintLog::append`], with the typed error).
     pub fn append_blocking(&self, record: &ImprintRecord) -> Result<(), PersistError> {
-        Ok(self.store.commit_blocking(record_batch(record)?)?)
+        Ok(self
+            .store
+            .commit_blocking(record_batch(&self.store, record, None)?)?)
     }
 
     /// The record of the token with this serial.
@@ -352,8 +365,27 @@ fn unix_nanos(t: SystemTime) -> u64 {
     u64::try_from(nanos).unwrap_or(u64::MAX)
 }
 
-/// The record and its time-index entry, one atomic batch.
-fn record_batch(r: &ImprintRecord) -> Result<Batch, PersistError> {
+/// The signing transaction a time-stamp token belongs to (its `timestamp.issued` audit event).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenTransaction<'a> {
+    /// The signatureId (hex).
+    pub signature_id: &'a str,
+    /// The e-Service of the signature.
+    pub eservice: &'a str,
+    /// The request's correlation ID, when known.
+    pub request_id: Option<&'a str>,
+    /// SHA-256 (hex) of the DER TimeStampToken.
+    pub token_sha256: &'a str,
+}
+
+/// The record, its time-index entry and its `timestamp.issued` audit ledger leaf (serial, genTime, the
+/// imprint; for a signing transaction `(signatureId, SHA-256 of the token)` too), one atomic batch: a token
+/// is never answered without its leaf.
+fn record_batch(
+    store: &Store,
+    r: &ImprintRecord,
+    transaction: Option<&TokenTransaction<'_>>,
+) -> Result<Batch, PersistError> {
     let meta = ImprintV1 {
         serial: r.serial,
         gen_time: UnixTime::from_system(r.gen_time),
@@ -367,6 +399,21 @@ fn record_batch(r: &ImprintRecord) -> Result<Batch, PersistError> {
     let mut batch = Batch::new();
     batch.put(Cf::TsaSerials, serial_key(r.serial), frame(&meta, &[])?);
     batch.put(Cf::TsaSerials, time_key, Vec::new());
+    let mut event = crate::signatures::AuditEvent::new("timestamp.issued", r.gen_time);
+    event.outcome = Some("success".into());
+    event.tsa_serial = Some(r.serial);
+    event.gen_time = Some(humantime::format_rfc3339_millis(r.gen_time).to_string());
+    event.hash_type = Some(r.hash_algorithm.oid().to_string());
+    event.digest = Some(hex::encode(&r.imprint));
+    if let Some(t) = transaction {
+        event.signature_id = Some(t.signature_id.into());
+        event.eservice = Some(t.eservice.into());
+        event.request_id = t.request_id.map(str::to_owned);
+        event.token_sha256 = Some(t.token_sha256.into());
+    }
+    batch.extend(
+        crate::signatures::SignatureStore::new(store.clone()).audit_batch(&event, r.gen_time)?,
+    );
     Ok(batch)
 }
 

@@ -4,7 +4,11 @@
 //!   the device's pairing ID, compare the verification code, accept and choose a PIN on the
 //!   device, read the pseudonym;
 //! * `/v1/certs`: "My certificates" ([`esigd_service::citizen_certs`]): list, suspend, resume,
-//!   revoke.
+//!   revoke;
+//! * `/v1/signatures`: "My signatures": the signatures made in the citizen's name, newest first,
+//!   read from the audit ledger's index of their pseudonymous reference
+//!   ([`esigd_service::audit::UserRefs`]), each with its proof bundle to download and check offline
+//!   (`esig audit verify`).
 //!
 //! A visit is a session of the signing pages' table (same cookie, same per-network budgets,
 //! same TTL) whose [`Visit`] is an account visit. Forms post the link token `t` with the
@@ -52,6 +56,12 @@ pub fn router(state: Arc<WebState>) -> Router {
             "/v1/certs",
             get(|s, r, c, h| start(s, r, c, h, AccountPage::Certs)),
         )
+        .route(
+            "/v1/signatures",
+            get(|s, r, c, h| start(s, r, c, h, AccountPage::Signatures)),
+        )
+        .route("/v1/signatures/list", get(signatures_list))
+        .route("/v1/signatures/proof", get(signatures_proof))
         .route("/v1/account/login", get(login))
         .route("/v1/onboard/device", get(device_form).post(device_submit))
         .route("/v1/onboard/finish", get(finish))
@@ -79,6 +89,7 @@ fn start_url(page: AccountPage) -> &'static str {
     match page {
         AccountPage::Onboard => "/v1/onboard",
         AccountPage::Certs => "/v1/certs",
+        AccountPage::Signatures => "/v1/signatures",
     }
 }
 
@@ -118,7 +129,9 @@ async fn start(
     page: AccountPage,
 ) -> Response {
     let rid = rid(&r);
-    let available = st.svc.onboarding.available() && st.svc.identity.is_some();
+    // "My signatures" needs only the login; the other pages the Remote SCD service too.
+    let available = st.svc.identity.is_some()
+        && (page == AccountPage::Signatures || st.svc.onboarding.available());
     let browser = st
         .pages
         .browser_id(&headers)
@@ -156,6 +169,7 @@ async fn start(
     let page_name = match page {
         AccountPage::Onboard => "onboard",
         AccountPage::Certs => "certs",
+        AccountPage::Signatures => "signatures",
     };
     let resp = st.pages.render(
         status,
@@ -289,6 +303,7 @@ pub(crate) async fn logged_in(
     match v.page {
         AccountPage::Onboard => redirect(&format!("/v1/onboard/device?t={}", session.csrf)),
         AccountPage::Certs => redirect(&format!("/v1/certs/list?t={}", session.csrf)),
+        AccountPage::Signatures => redirect(&format!("/v1/signatures/list?t={}", session.csrf)),
     }
 }
 
@@ -722,6 +737,245 @@ async fn certs_change(
                 &rid,
             )
             .await
+        }
+    }
+}
+
+/// Signatures listed on one page of "My signatures".
+const SIGNATURES_PER_PAGE: usize = 50;
+/// Ledger events read for one page (a signature has up to six events naming the citizen).
+const EVENTS_PER_PAGE: usize = 500;
+
+/// The logged-in citizen's audit reference: of the personal identifier the CA puts in their
+/// certificates' subject (`None` when the login's claims make none). Blocking HMAC in the HSM.
+async fn user_ref_of(st: &WebState, citizen: &Citizen) -> Result<Option<String>, &'static str> {
+    let (audit, ca, identity) = (
+        st.svc.audit.clone(),
+        st.svc.ca.clone(),
+        citizen.identity.clone(),
+    );
+    tokio::task::spawn_blocking(move || audit.users().of_claims(&identity, &ca.config().subject))
+        .await
+        .map_err(|_| "Something went wrong on our side. Please try again.")?
+        .map_err(|e| {
+            tracing::warn!(error = %e, "audit user reference not computed");
+            "The service cannot look up your signatures now. Please try again in a few minutes."
+        })
+}
+
+/// One row of "My signatures" from a `signature.created` event.
+fn signature_row(
+    e: &esigd_store::signatures::AuditEvent,
+    registry: &esigd_service::registry::Registry,
+) -> Option<minijinja::Value> {
+    use esigd_store::signatures::SignatureType;
+    let id = e.signature_id.clone()?;
+    let eservice = e.eservice.as_deref().unwrap_or_default();
+    let name = registry
+        .eservice(eservice)
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| eservice.to_owned());
+    let (method, method_label) = match e.signature_type {
+        Some(SignatureType::OneTime) => ("ONETIME", "one-time certificate after your login"),
+        Some(SignatureType::Scd) => ("SCD", "your own signing device and PIN"),
+        None => ("", ""),
+    };
+    Some(context! {
+        id => id,
+        time => e.time.clone(),
+        eservice => name,
+        display => e.display.clone(),
+        format => e.format.clone().unwrap_or_default(),
+        method => method,
+        method_label => method_label,
+    })
+}
+
+/// `GET /v1/signatures/list?t=[&before=LEAF]`: the signatures made in the citizen's name, newest
+/// first, from the ledger's index of their reference (no scan).
+async fn signatures_list(
+    State(st): State<Arc<WebState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let rid = rid(&r);
+    let t = q.get("t").map(String::as_str).unwrap_or_default();
+    let (s, _, _, citizen) = match logged_visit(&st, &headers, t, AccountPage::Signatures, &rid) {
+        Ok(x) => x,
+        Err(resp) => return *resp,
+    };
+    let before = match q.get("before").map(|b| b.parse::<u64>()) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => {
+            return error(
+                &st,
+                StatusCode::BAD_REQUEST,
+                AccountPage::Signatures,
+                "This link is damaged.",
+                &rid,
+            );
+        }
+    };
+    let user_ref = match user_ref_of(&st, &citizen).await {
+        Ok(u) => u,
+        Err(m) => {
+            return error(
+                &st,
+                StatusCode::SERVICE_UNAVAILABLE,
+                AccountPage::Signatures,
+                m,
+                &rid,
+            );
+        }
+    };
+    let events = match &user_ref {
+        None => Vec::new(),
+        Some(u) => {
+            let (audit, u) = (st.svc.audit.clone(), u.clone());
+            match tokio::task::spawn_blocking(move || {
+                audit.user_events(&u, EVENTS_PER_PAGE, before)
+            })
+            .await
+            {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reading the citizen's audit events");
+                    return error(
+                        &st,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        AccountPage::Signatures,
+                        "The service cannot look up your signatures now. Please try again in a few minutes.",
+                        &rid,
+                    );
+                }
+                Err(_) => {
+                    return error(
+                        &st,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        AccountPage::Signatures,
+                        "Something went wrong on our side. Please try again.",
+                        &rid,
+                    );
+                }
+            }
+        }
+    };
+    let registry = st.svc.registry.load();
+    let created: Vec<_> = events
+        .iter()
+        .filter(|e| e.event == "signature.created")
+        .take(SIGNATURES_PER_PAGE)
+        .collect();
+    // More may be older: a full page of signatures, or every event read without filling one.
+    let older = if created.len() == SIGNATURES_PER_PAGE {
+        created.last().and_then(|e| e.leaf_index)
+    } else if events.len() == EVENTS_PER_PAGE {
+        events.last().and_then(|e| e.leaf_index)
+    } else {
+        None
+    };
+    let rows: Vec<_> = created
+        .iter()
+        .filter_map(|e| signature_row(e, &registry))
+        .collect();
+    tracing::info!(
+        request_id = rid,
+        listed = rows.len(),
+        "citizen listed their signatures"
+    );
+    st.pages.render(
+        StatusCode::OK,
+        "signatures.html",
+        context! {
+            csrf => s.csrf,
+            name => name_of(&citizen),
+            signatures => rows,
+            older => older,
+            before => before,
+            no_identifier => user_ref.is_none(),
+        },
+    )
+}
+
+/// `GET /v1/signatures/proof?t=&id=`: the proof bundle (JSON) of one of the citizen's signatures,
+/// under a signed tree head; another citizen's signatureId is answered like an unknown one (404).
+async fn signatures_proof(
+    State(st): State<Arc<WebState>>,
+    r: Option<Extension<RequestId>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let rid = rid(&r);
+    let t = q.get("t").map(String::as_str).unwrap_or_default();
+    let (_, _, _, citizen) = match logged_visit(&st, &headers, t, AccountPage::Signatures, &rid) {
+        Ok(x) => x,
+        Err(resp) => return *resp,
+    };
+    let not_found = |st: &WebState| {
+        error(
+            st,
+            StatusCode::NOT_FOUND,
+            AccountPage::Signatures,
+            "No signature with this ID was made in your name.",
+            &rid,
+        )
+    };
+    let id = q.get("id").map(String::as_str).unwrap_or_default();
+    if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return not_found(&st);
+    }
+    let id = id.to_ascii_lowercase();
+    let user_ref = match user_ref_of(&st, &citizen).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return not_found(&st),
+        Err(m) => {
+            return error(
+                &st,
+                StatusCode::SERVICE_UNAVAILABLE,
+                AccountPage::Signatures,
+                m,
+                &rid,
+            );
+        }
+    };
+    match st.svc.audit.bundle_for_user(&id, &user_ref).await {
+        Ok(bundle) => match serde_json::to_vec_pretty(&bundle) {
+            Ok(json) => {
+                tracing::info!(request_id = rid, signature_id = %id, "citizen downloaded a proof bundle");
+                let mut resp = Response::new(axum::body::Body::from(json));
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                if let Ok(v) =
+                    HeaderValue::from_str(&format!("attachment; filename=\"proof-{id}.json\""))
+                {
+                    h.insert(header::CONTENT_DISPOSITION, v);
+                }
+                h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                resp
+            }
+            Err(_) => error(
+                &st,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                AccountPage::Signatures,
+                "Something went wrong on our side. Please try again.",
+                &rid,
+            ),
+        },
+        Err(esigd_service::audit::AuditError::UnknownTransaction(_)) => not_found(&st),
+        Err(e) => {
+            tracing::error!(error = %e, "citizen's proof bundle");
+            error(
+                &st,
+                StatusCode::SERVICE_UNAVAILABLE,
+                AccountPage::Signatures,
+                "The proof cannot be made now. Please try again in a few minutes.",
+                &rid,
+            )
         }
     }
 }

@@ -242,12 +242,51 @@ fn csr_bytes(csr: &str) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::bad(format!("csr: neither PEM nor base64-encoded DER ({e})")))
 }
 
+/// An `admin.*` audit event of the caller `uid`: `Ok` with the certificate's serial (and SHA-256), or the
+/// refusal. Logged and continued when the audit write fails ([`esigd_service::audit`]).
+async fn admin_audit(
+    st: &WebState,
+    kind: &str,
+    uid: u32,
+    result: Result<(String, Option<String>), &ApiError>,
+) {
+    let mut e = esigd_store::signatures::AuditEvent::new(kind, SystemTime::now());
+    e.caller_uid = Some(uid);
+    match result {
+        Ok((serial, sha256)) => {
+            e.outcome = Some("success".into());
+            e.certificate_serial = Some(serial);
+            e.certificate_sha256 = sha256;
+        }
+        Err(err) => {
+            e.outcome = Some("failure".into());
+            // The status and the field at fault only: a message may quote the claims given.
+            let field = err.message().split(':').next().unwrap_or_default();
+            e.message = Some(format!("{} ({field})", err.status().as_u16()));
+        }
+    }
+    esigd_service::audit::record_or_log(&st.svc.signatures, &e).await;
+}
+
 async fn issue(
     State(st): State<Arc<WebState>>,
     ConnectInfo(peer): ConnectInfo<AdminPeer>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let uid = peer.required_uid()?;
+    let result = issue_cert(st.clone(), &peer, uid, body).await;
+    if let Err(e) = &result {
+        admin_audit(&st, "admin.certificate.issued", uid, Err(e)).await;
+    }
+    result
+}
+
+async fn issue_cert(
+    st: Arc<WebState>,
+    peer: &AdminPeer,
+    uid: u32,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let req: IssueRequest = parse_json(&body)?;
     match req.profile.as_str() {
         "scd" => {}
@@ -272,7 +311,9 @@ async fn issue(
         personal_identifier: c.personal_identifier,
         country: c.country,
     };
+    let state = st.clone();
     let issued = blocking(move || {
+        let st = state;
         // Parsed here (not inside issue_scd) so that CSR faults are reported against `csr`.
         let verified =
             esigd_pki::csr::parse_csr(&csr).map_err(|e| ApiError::bad(format!("csr: {e}")))?;
@@ -289,6 +330,16 @@ async fn issue(
         )
     })?;
     tracing::info!(serial = %issued.serial_hex(), profile = "scd", uid, pid = ?peer.pid, "admin: certificate issued");
+    admin_audit(
+        &st,
+        "admin.certificate.issued",
+        uid,
+        Ok((
+            issued.serial_hex(),
+            Some(esigd_pki::pem::sha256_thumbprint(&issued.der)),
+        )),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({"certificateId": issued.serial_hex(), "certificate": pem})),
@@ -351,6 +402,20 @@ async fn set_status(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let uid = peer.required_uid()?;
+    let result = change_status(st.clone(), &peer, uid, serial, body).await;
+    if let Err(e) = &result {
+        admin_audit(&st, "admin.certificate.status_changed", uid, Err(e)).await;
+    }
+    result
+}
+
+async fn change_status(
+    st: Arc<WebState>,
+    peer: &AdminPeer,
+    uid: u32,
+    serial: String,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let serial = parse_serial(&serial)?;
     let req: StatusRequest = parse_json(&body)?;
     let transition = match (req.action.as_str(), req.reason.as_deref()) {
@@ -397,6 +462,13 @@ async fn set_status(
     // The next /pki/crl request signs a CRL with this change.
     st.svc.crls.invalidate();
     tracing::info!(serial = %record.serial_hex(), action = %req.action, uid, pid = ?peer.pid, "admin: certificate status changed");
+    admin_audit(
+        &st,
+        "admin.certificate.status_changed",
+        uid,
+        Ok((record.serial_hex(), None)),
+    )
+    .await;
     Ok(axum::Json(record_json(&record, SystemTime::now())).into_response())
 }
 

@@ -129,6 +129,7 @@ async fn sign_onetime(
             spec: input.spec,
             request_id: request_id(&rid),
             contact: esigd_service::notify::Contact::from_claims(&verified.claims),
+            display: input.display,
         },
     )
     .await;

@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use axum::Extension;
 use axum::Router;
@@ -37,6 +37,7 @@ use esigd_service::identity::oidc as oidc_flow;
 use esigd_service::payment::{self, PaymentError};
 use esigd_service::registry::Eservice;
 use esigd_service::signing::onetime::{self, OneTimeRequest};
+use esigd_store::signatures::{AuditEvent, SignatureType};
 
 use crate::observe::RequestId;
 use crate::pages::{Session, SignVisit, Visit, random_token, redirect};
@@ -105,10 +106,46 @@ fn echo_param(name: &str, v: Option<&String>) -> Result<Option<String>, String> 
     }
 }
 
+/// An audit event of the signing visit `v` (its transaction's signatureId, e-Service, request ID).
+pub(crate) fn visit_event(kind: &str, v: &SignVisit, rid: &str) -> AuditEvent {
+    let mut e = AuditEvent::new(kind, SystemTime::now());
+    e.request_id = Some(rid.to_owned());
+    e.eservice = Some(v.eservice.clone());
+    e.signature_id = Some(hex::encode(v.transaction));
+    e
+}
+
+/// `callback.sent`: the browser is sent back to the e-Service with `code` (`signed` or the error code).
+/// Logged and continued on an audit failure ([`esigd_service::audit`]).
+pub(crate) async fn callback_sent(st: &WebState, v: &SignVisit, code: &str, rid: &str) {
+    let mut e = visit_event("callback.sent", v, rid);
+    e.code = Some(code.to_owned());
+    e.outcome = Some(
+        if code == "signed" {
+            "success"
+        } else {
+            "failure"
+        }
+        .into(),
+    );
+    esigd_service::audit::record_or_log(&st.svc.signatures, &e).await;
+}
+
 /// Sends the browser back to the e-Service with `error` and `error_description` (and its
-/// `state` and `nonce`), never with a signature ID.
-pub(crate) fn fail_back(st: &WebState, s: &SignVisit, code: &str, description: &str) -> Response {
+/// `state` and `nonce`), never with a signature ID; audited as `callback.sent`.
+pub(crate) async fn fail_back(
+    st: &WebState,
+    s: &SignVisit,
+    code: &str,
+    description: &str,
+    rid: &str,
+) -> Response {
     st.metrics.signing_session_ended(code);
+    let mut e = visit_event("callback.sent", s, rid);
+    e.code = Some(code.to_owned());
+    e.outcome = Some("failure".into());
+    e.message = Some(description.to_owned());
+    esigd_service::audit::record_or_log(&st.svc.signatures, &e).await;
     redirect(&callback_url(
         s,
         &[("error", code), ("error_description", description)],
@@ -257,14 +294,42 @@ async fn entry(
         (Ok(s), Ok(n)) => (s, n),
         (Err(m), _) | (_, Err(m)) => return bad(&m),
     };
+    // The transaction's signatureId: every audit event of this visit is indexed under it.
+    let transaction: [u8; 32] = {
+        use rand::RngCore;
+        let mut id = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        id
+    };
+    let audit = |kind: &str| {
+        let mut e = AuditEvent::new(kind, SystemTime::now());
+        e.request_id = Some(rid.clone());
+        e.eservice = Some(eservice.id.clone());
+        e.signature_id = Some(hex::encode(transaction));
+        e
+    };
     // Verified now, used up only right before the signature is made.
-    let payment = match payment::check(
+    let checked = payment::check(
         st.svc.payment.as_deref(),
         &eservice,
         q.get("paymentToken").map(String::as_str),
     )
-    .await
-    {
+    .await;
+    if eservice.payment_required {
+        let mut e = audit("payment.checked");
+        match &checked {
+            Ok(p) => {
+                e.outcome = Some("success".into());
+                e.payment_sha256 = p.as_ref().map(payment::Payment::jti_sha256);
+            }
+            Err(err) => {
+                e.outcome = Some("failure".into());
+                e.message = Some(err.to_string());
+            }
+        }
+        esigd_service::audit::record_or_log(&st.svc.signatures, &e).await;
+    }
+    let payment = match checked {
         Ok(p) => p,
         Err(e) => return payment_page(&st, &eservice, e, &rid),
     };
@@ -289,6 +354,7 @@ async fn entry(
             state,
             nonce,
             scd: None,
+            transaction,
         })),
     };
     match pages.insert(session) {
@@ -304,6 +370,11 @@ async fn entry(
             );
         }
     }
+    let mut started = audit("session.started");
+    started.outcome = Some("success".into());
+    started.hash_type = Some(input.spec.hash_type.name().into());
+    started.digest = Some(hex::encode(input.spec.digest()));
+    esigd_service::audit::record_or_log(&st.svc.signatures, &started).await;
     if pseudonym_entry {
         let resp = redirect(&format!("/v1/sign/interactive/scd?t={csrf}"));
         return pages.with_cookie(resp, &browser);
@@ -395,6 +466,10 @@ async fn national_id(
             &rid,
         );
     };
+    let mut method = visit_event("session.method", &visit, &rid);
+    method.signature_type = Some(SignatureType::OneTime);
+    method.outcome = Some("success".into());
+    esigd_service::audit::record_or_log(&st.svc.signatures, &method).await;
     match oidc_flow::authorization_url(provider, auth, &st.pages.redirect_url).await {
         Ok((url, pending)) => {
             st.pages.set_pending(&session.csrf, Some(pending));
@@ -425,7 +500,9 @@ async fn cancel(
                 &v,
                 "access_denied",
                 "The user cancelled the signature.",
+                &rid(&r),
             )
+            .await
         }
         Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
     }
@@ -483,12 +560,17 @@ async fn oidc_callback(
         // The value comes from the browser's URL: logged bounded and escaped (Debug), never raw.
         let err: String = err.chars().take(64).collect();
         tracing::info!(eservice = %visit.eservice, error = ?err, "login at the Identity BB not completed");
+        if let Err(page) = login_event(&st, &visit, &rid, Err(code)).await {
+            return page;
+        }
         return fail_back(
             &st,
             &visit,
             code,
             "The login at the Identity BB was not completed.",
-        );
+            &rid,
+        )
+        .await;
     }
     let Some(code) = q.get("code") else {
         return refuse("The sign-in response has no authorization code.");
@@ -507,18 +589,26 @@ async fn oidc_callback(
                 };
                 st.metrics.error(kind);
                 tracing::warn!(error = %e, "login at the Identity BB failed");
+                if let Err(page) = login_event(&st, &visit, &rid, Err(kind)).await {
+                    return page;
+                }
                 return fail_back(
                     &st,
                     &visit,
                     "login_failed",
                     "The login could not be verified.",
-                );
+                    &rid,
+                )
+                .await;
             }
         };
     st.pages.remove(&session.csrf);
+    if let Err(page) = login_event(&st, &visit, &rid, Ok(())).await {
+        return page;
+    }
     let identity = esigd_service::identity::map_claims(&provider.config().claims, &claims);
     // The payment is used up right before signing and given back if no signature is made.
-    let result = onetime::sign_with_payment(
+    let result = onetime::sign_with_payment_as(
         &st.svc.onetime,
         visit.payment.clone(),
         OneTimeRequest {
@@ -527,13 +617,16 @@ async fn oidc_callback(
             spec: visit.input.spec.clone(),
             request_id: rid.clone(),
             contact: esigd_service::notify::Contact::from_claims(&claims),
+            display: visit.input.display.clone(),
         },
+        Some(visit.transaction),
     )
     .await;
     match result {
         Ok(record) => {
             st.metrics.signing_session_ended("signed");
             let id = record.id_hex();
+            callback_sent(&st, &visit, "signed", &rid).await;
             let to = callback_url(&visit, &[("signatureId", &id)]);
             st.pages.render(
                 StatusCode::OK,
@@ -552,11 +645,48 @@ async fn oidc_callback(
                 &visit,
                 "payment_required",
                 "The payment token was used already or cannot be checked.",
+                &rid,
             )
+            .await
         }
         Err(onetime::PaidSignError::Sign(e)) => {
             tracing::warn!(error = %e, "interactive one-time signature failed");
-            fail_back(&st, &visit, "signing_failed", failure_description(&e))
+            fail_back(&st, &visit, "signing_failed", failure_description(&e), &rid).await
+        }
+    }
+}
+
+/// `login.succeeded` or `login.failed` (with the failure's kind, never the user's data). A login result
+/// is security-relevant: when it cannot be logged the step is refused with 503 (the returned page).
+async fn login_event(
+    st: &WebState,
+    visit: &SignVisit,
+    rid: &str,
+    result: Result<(), &str>,
+) -> Result<(), Response> {
+    let mut e = match result {
+        Ok(()) => {
+            let mut e = visit_event("login.succeeded", visit, rid);
+            e.outcome = Some("success".into());
+            e
+        }
+        Err(kind) => {
+            let mut e = visit_event("login.failed", visit, rid);
+            e.outcome = Some("failure".into());
+            e.message = Some(kind.to_owned());
+            e
+        }
+    };
+    e.signature_type = Some(SignatureType::OneTime);
+    match esigd_service::audit::record(&st.svc.signatures, &e).await {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            tracing::error!(error = %err, event = %e.event, "login result not logged: step refused");
+            Err(st.pages.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service cannot record the login right now. Please try again in a few minutes.",
+                rid,
+            ))
         }
     }
 }

@@ -84,7 +84,14 @@ async fn form(
         Ok((s, v)) if v.scd.is_some() => {
             redirect(&format!("/v1/sign/interactive/scd/wait?t={}", s.csrf))
         }
-        Ok((s, v)) => form_page(&st, StatusCode::OK, &v, &s.csrf, None),
+        Ok((s, v)) => {
+            // The citizen chose their own device (from the choice page or the pseudonym entry).
+            let mut method = super::interactive::visit_event("session.method", &v, &rid(&r));
+            method.signature_type = Some(esigd_store::signatures::SignatureType::Scd);
+            method.outcome = Some("success".into());
+            esigd_service::audit::record_or_log(&st.svc.signatures, &method).await;
+            form_page(&st, StatusCode::OK, &v, &s.csrf, None)
+        }
         Err(m) => st.pages.error_page(StatusCode::BAD_REQUEST, m, &rid(&r)),
     }
 }
@@ -200,7 +207,9 @@ async fn submit(
             &v,
             "payment_required",
             "The payment token was used already or cannot be checked.",
-        );
+            &rid,
+        )
+        .await;
     }
     let requested = st
         .svc
@@ -212,6 +221,7 @@ async fn submit(
             spec: v.input.spec.clone(),
             display: v.input.display.clone(),
             request_id: rid.clone(),
+            transaction: Some(v.transaction),
         })
         .await;
     let requested = match requested {
@@ -284,6 +294,7 @@ async fn wait(
             st.pages.remove(&s.csrf);
             st.metrics.signing_session_ended("signed");
             let id = hex::encode(step.signature_id);
+            super::interactive::callback_sent(&st, &v, "signed", &rid).await;
             let to = callback_url(&v, &[("signatureId", &id)]);
             st.pages.render(
                 StatusCode::OK,
@@ -308,7 +319,7 @@ async fn wait(
                 }
                 Failure::Internal(_) => "The signature could not be made.",
             };
-            fail_back(&st, &v, f.code(), description)
+            fail_back(&st, &v, f.code(), description, &rid).await
         }
         None => {
             st.pages.remove(&s.csrf);
@@ -317,7 +328,9 @@ async fn wait(
                 &v,
                 "signing_failed",
                 "The signature could not be made.",
+                &rid,
             )
+            .await
         }
     }
 }

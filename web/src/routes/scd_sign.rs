@@ -228,6 +228,7 @@ pub(crate) async fn sign(
             spec: input.spec,
             display: input.display,
             request_id: rid(&r),
+            transaction: None,
         })
         .await?;
     Ok(axum::Json(json!({
