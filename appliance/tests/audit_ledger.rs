@@ -121,6 +121,21 @@ fn ledger_proofs_verify_offline_and_tampering_is_detected() {
         kinds.iter().any(|k| k.contains("signature.fetched")),
         "{kinds:?}"
     );
+    // The ledger commits to the signed object: signature.created carries its SHA-256.
+    let fetched = env.call("GET", &format!("/v1/sign/response/{a}"), &[]);
+    let signature = B64
+        .decode(fetched.json()["signature"].as_str().unwrap())
+        .unwrap();
+    let created: serde_json::Value = bundle
+        .entries
+        .iter()
+        .map(|e| serde_json::from_slice::<serde_json::Value>(&e.leaf).unwrap())
+        .find(|v| v["event"] == "signature.created")
+        .unwrap();
+    assert_eq!(
+        created["signatureSha256"].as_str(),
+        Some(hex::encode(sha2::Sha256::digest(&signature)).as_str())
+    );
     let bundle_path = env.path("bundle-a.json");
     std::fs::write(&bundle_path, &r.body).unwrap();
     let sth_path = env.path("sth.json");

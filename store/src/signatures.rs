@@ -223,6 +223,10 @@ pub struct AuditEvent {
     /// SHA-256 (hex) of a time-stamp token (`timestamp.issued` of a signing transaction).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
+    /// SHA-256 (hex) of the signed object handed to the e-Service (`signature.created`): the ledger then
+    /// commits to each signature esigd made, as it does to each certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_sha256: Option<String>,
     /// Pseudonymous reference of the citizen the event is about (hex HMAC-SHA-256 of their personal
     /// identifier under an HSM key, see `esigd_service::audit::UserRefs`): never a name or the
     /// identifier itself. The ledger indexes events by it, for the citizen's "My signatures" page.
@@ -274,6 +278,7 @@ impl AuditEvent {
             caller_uid: None,
             gen_time: None,
             token_sha256: None,
+            signature_sha256: None,
             user_ref: None,
             display: None,
             format: None,

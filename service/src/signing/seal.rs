@@ -156,6 +156,10 @@ pub async fn store_with(
             )
             .map_err(|e| internal("encoding the TSA record", e))?,
     );
+    // The event names the signed object by its hash.
+    let mut event = event.clone();
+    event.signature_sha256 = Some(esigd_pki::pem::sha256_thumbprint(&record.signature));
+    let event = &event;
     batch.extend(
         vault
             .signatures

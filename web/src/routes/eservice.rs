@@ -94,13 +94,32 @@ async fn sign_onetime(
             "X-GovStack-AuthenticationToken header (the user's ID token) is required",
         )
     })?;
-    let payment = esigd_service::payment::check(
+    let checked = esigd_service::payment::check(
         st.svc.payment.as_deref(),
         &eservice,
         header_str(&headers, PAYMENT_TOKEN_HEADER),
     )
-    .await
-    .map_err(|e| ApiError::payment(&eservice, e))?;
+    .await;
+    if eservice.payment_required {
+        // The signatureId is drawn later; the request ID ties this event to signature.created.
+        let mut e = AuditEvent::new("payment.checked", SystemTime::now());
+        e.request_id = Some(request_id(&rid));
+        e.eservice = Some(eservice.id.clone());
+        match &checked {
+            Ok(p) => {
+                e.outcome = Some("success".into());
+                e.payment_sha256 = p
+                    .as_ref()
+                    .map(esigd_service::payment::Payment::jti_sha256);
+            }
+            Err(err) => {
+                e.outcome = Some("failure".into());
+                e.message = Some(err.to_string());
+            }
+        }
+        esigd_service::audit::record_or_log(&st.svc.signatures, &e).await;
+    }
+    let payment = checked.map_err(|e| ApiError::payment(&eservice, e))?;
     let input = SignBody::parse(&body)?.validate(st.svc.settings.limits.request_max_age)?;
     let provider = st.svc.identity.as_ref().ok_or_else(|| {
         ApiError::new(
