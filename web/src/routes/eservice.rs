@@ -108,9 +108,7 @@ async fn sign_onetime(
         match &checked {
             Ok(p) => {
                 e.outcome = Some("success".into());
-                e.payment_sha256 = p
-                    .as_ref()
-                    .map(esigd_service::payment::Payment::jti_sha256);
+                e.payment_sha256 = p.as_ref().map(esigd_service::payment::Payment::jti_sha256);
             }
             Err(err) => {
                 e.outcome = Some("failure".into());
