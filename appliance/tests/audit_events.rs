@@ -234,8 +234,15 @@ fn every_user_activity_is_an_audit_event_and_a_transaction_proves_whole() {
     let login = one(&log, "login.succeeded", &id);
     assert_step(login);
     assert_eq!(login["outcome"], "success");
-    // No personal data in the login event (the user is Mari Maasikas, 47101010033 at the dev IdP).
-    let login_text = login.to_string();
+    // No personal data in the login event (the user is Mari Maasikas, 47101010033 at the dev IdP),
+    // only the keyed hash that signature.created carries too.
+    let user_ref = login["userRef"]
+        .as_str()
+        .expect("login.succeeded has a userRef");
+    assert_eq!(user_ref.len(), 64, "{login}");
+    let mut without_ref = login.clone();
+    without_ref.as_object_mut().unwrap().remove("userRef");
+    let login_text = without_ref.to_string();
     assert!(
         !login_text.contains("Mari") && !login_text.contains("4710"),
         "{login_text}"
@@ -244,6 +251,7 @@ fn every_user_activity_is_an_audit_event_and_a_transaction_proves_whole() {
     assert_step(cert);
     let created = one(&log, "signature.created", &id);
     assert_eq!(cert["certificateSerial"], created["certificateSerial"]);
+    assert_eq!(created["userRef"].as_str(), Some(user_ref), "{created}");
     // The certificate in the ledger is the one in the signature (the CA is auditable like CT).
     let pem = fetched["certificate"].as_str().unwrap();
     let der = pem

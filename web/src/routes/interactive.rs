@@ -603,10 +603,26 @@ async fn oidc_callback(
             }
         };
     st.pages.remove(&session.csrf);
-    if let Err(page) = login_event(&st, &visit, &rid, Ok(())).await {
+    let identity = esigd_service::identity::map_claims(&provider.config().claims, &claims);
+    // The login event names the citizen by the keyed hash of their personal identifier (HMAC in the HSM).
+    let user_ref = {
+        let (audit, ca, id) = (st.svc.audit.clone(), st.svc.ca.clone(), identity.clone());
+        match tokio::task::spawn_blocking(move || {
+            audit.users().of_claims(&id, &ca.config().subject)
+        })
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "audit user reference not computed");
+                None
+            }
+            Err(_) => None,
+        }
+    };
+    if let Err(page) = login_event(&st, &visit, &rid, Ok(user_ref)).await {
         return page;
     }
-    let identity = esigd_service::identity::map_claims(&provider.config().claims, &claims);
     // The payment is used up right before signing and given back if no signature is made.
     let result = onetime::sign_with_payment_as(
         &st.svc.onetime,
@@ -662,12 +678,13 @@ async fn login_event(
     st: &WebState,
     visit: &SignVisit,
     rid: &str,
-    result: Result<(), &str>,
+    result: Result<Option<String>, &str>,
 ) -> Result<(), Response> {
     let mut e = match result {
-        Ok(()) => {
+        Ok(user_ref) => {
             let mut e = visit_event("login.succeeded", visit, rid);
             e.outcome = Some("success".into());
+            e.user_ref = user_ref;
             e
         }
         Err(kind) => {
