@@ -141,6 +141,25 @@ pub async fn record(
     store.commit(batch).await
 }
 
+/// `payment.used`: a Payment BB token spent (or refused) right before a signature, on `base` (request ID,
+/// e-Service, transaction already set). Logged and continued on an audit failure.
+pub async fn payment_used(
+    store: &esigd_store::signatures::SignatureStore,
+    mut base: AuditEvent,
+    payment: &crate::payment::Payment,
+    consumed: &Result<(), crate::payment::PaymentError>,
+) {
+    base.payment_sha256 = Some(payment.jti_sha256());
+    match consumed {
+        Ok(()) => base.outcome = Some("success".into()),
+        Err(err) => {
+            base.outcome = Some("failure".into());
+            base.message = Some(err.to_string());
+        }
+    }
+    record_or_log(store, &base).await;
+}
+
 /// [`record`] for a step that continues when the audit write fails: the failure is logged (error).
 /// Returns whether the event was logged.
 pub async fn record_or_log(

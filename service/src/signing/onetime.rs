@@ -202,15 +202,7 @@ pub async fn sign_with_payment_as(
             e.request_id = Some(req.request_id.clone());
             e.eservice = Some(req.eservice.clone());
             e.signature_id = id.map(hex::encode);
-            e.payment_sha256 = Some(p.jti_sha256());
-            match &consumed {
-                Ok(()) => e.outcome = Some("success".into()),
-                Err(err) => {
-                    e.outcome = Some("failure".into());
-                    e.message = Some(err.to_string());
-                }
-            }
-            crate::audit::record_or_log(&ot.signatures, &e).await;
+            crate::audit::payment_used(&ot.signatures, e, p, &consumed).await;
         }
         consumed?;
         match sign_as(&ot, req, id).await {

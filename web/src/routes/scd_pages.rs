@@ -199,7 +199,12 @@ async fn submit(
         return redirect(&format!("/v1/sign/interactive/scd/wait?t={}", s.csrf));
     }
     let payments = st.svc.payment.clone();
-    if let Err(e) = esigd_service::payment::consume(payments.as_deref(), v.payment.as_ref()).await {
+    let consumed = esigd_service::payment::consume(payments.as_deref(), v.payment.as_ref()).await;
+    if let Some(p) = &v.payment {
+        let e = super::interactive::visit_event("payment.used", &v, &rid);
+        esigd_service::audit::payment_used(&st.svc.signatures, e, p, &consumed).await;
+    }
+    if let Err(e) = consumed {
         tracing::info!(reason = %e, "payment not usable at signing time");
         st.pages.remove(&s.csrf);
         return fail_back(
