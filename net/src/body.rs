@@ -1,13 +1,13 @@
-//! Body wrappers of the serve loop: a deadline for the whole request body (`listen.body_read_timeout`), and a
-//! guard that marks a request as in progress until its response body is finished or dropped
-//! (`listen.idle_timeout`).
+//! Body wrappers of the serve loop: a deadline for the whole request body (`listen.body_read_timeout`), a
+//! parking place for a body the handler dropped unread ([`KeepUnread`]), and a guard that marks a request as in
+//! progress until its response body is finished or dropped (`listen.idle_timeout`).
 //!
 //! tower-http's `RequestBodyTimeout` bounds the wait for each *frame*, so a peer sending one byte just inside
 //! every timeout keeps a body (and the handler reading it) alive forever; this one bounds the whole body.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::BoxError;
@@ -78,6 +78,105 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The most of an unread request body the serve loop reads before answering; a larger rest is dropped (over
+/// HTTP/2 that resets the stream, which is what a client sending that much to a refusing handler deserves).
+pub(crate) const MAX_UNREAD_DRAIN: usize = 64 * 1024;
+
+/// Where [`KeepUnread`] parks a request body that was dropped before its end.
+pub(crate) type Unread<B> = Arc<Mutex<Option<B>>>;
+
+/// A request body that, when dropped before its end (a handler answered without reading it: an authorisation
+/// refusal, a 405, a 404), parks the rest in a shared slot instead of dropping it.
+///
+/// Dropping an unfinished HTTP/2 request body resets the stream while the client may still be sending, and
+/// curl 7.88 then reports "(92) Stream error in the HTTP/2 framing layer" instead of the answer, about every
+/// second time. The serve loop reads the parked rest ([`drain`]) before the answer goes out, so the client sees
+/// the stream end cleanly.
+pub(crate) struct KeepUnread<B: Body> {
+    inner: Option<B>,
+    slot: Unread<B>,
+    ended: bool,
+}
+
+impl<B: Body> KeepUnread<B> {
+    pub(crate) fn new(inner: B, slot: Unread<B>) -> Self {
+        Self {
+            inner: Some(inner),
+            slot,
+            ended: false,
+        }
+    }
+}
+
+impl<B: Body> Drop for KeepUnread<B> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !self.ended
+            && !inner.is_end_stream()
+        {
+            *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(inner);
+        }
+    }
+}
+
+impl<B> Body for KeepUnread<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = Pin::new(inner).poll_frame(cx);
+        // After an error there is nothing worth reading on; after the end there is nothing left.
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+            this.ended = true;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+/// Reads and discards what is left of a parked request body: up to [`MAX_UNREAD_DRAIN`] bytes, until its end,
+/// an error, or its deadline (the body is a [`DeadlineBody`]). Returns whether the body reached its end.
+pub(crate) async fn drain<B>(mut body: B) -> bool
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    use std::future::poll_fn;
+    let mut read = 0usize;
+    loop {
+        match poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            None => return true,
+            Some(Err(_)) => return false,
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    read = read.saturating_add(data.len());
+                    if read > MAX_UNREAD_DRAIN {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 }
 

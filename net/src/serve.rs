@@ -4,8 +4,8 @@
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::allow::AllowList;
-use crate::body::{DeadlineBody, InFlight, Tracked};
+use crate::body::{DeadlineBody, InFlight, KeepUnread, Tracked, Unread, drain};
 use crate::error::NetError;
 use crate::io::FirstRead;
 use crate::limits::{Limits, Listener, ListenerStats, PerIp};
@@ -389,7 +389,13 @@ async fn serve_http<I, E>(
         let version = req.version();
         let expired = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + limits.body_read_timeout;
-        let mut req = req.map(|b| DeadlineBody::new(b, deadline, expired.clone()));
+        let unread: Unread<DeadlineBody<Incoming>> = Arc::default();
+        let mut req = req.map(|b| {
+            Body::new(KeepUnread::new(
+                DeadlineBody::new(b, deadline, expired.clone()),
+                unread.clone(),
+            ))
+        });
         req.extensions_mut().insert(ConnectInfo(addr));
         if let Some(identity) = &identity {
             req.extensions_mut().insert(identity.clone());
@@ -397,8 +403,14 @@ async fn serve_http<I, E>(
         let (app, logs, answer) = (app.clone(), body_logs.clone(), answer.clone());
         async move {
             let res = app.oneshot(req).await;
+            // Taken before the drain: a body the handler did not want cannot turn its answer into a 408.
+            let expired_in_handler = expired.load(Ordering::Relaxed);
+            let rest = unread.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(rest) = rest {
+                drain(rest).await;
+            }
             res.map(|resp| {
-                let resp = if expired.load(Ordering::Relaxed) {
+                let resp = if expired_in_handler {
                     if let Some(suppressed) = logs.body.permit(std::time::Instant::now()) {
                         tracing::info!(peer = %addr, suppressed, "request refused: body not complete within listen.body_read_timeout");
                     }
