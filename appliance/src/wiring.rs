@@ -220,9 +220,20 @@ pub fn build_service(
     };
     let imprints = RocksImprintLog::new(store.clone());
     let tsa = Arc::new(tsa);
-    let signer = tsa.clone();
+    let (signer, tsa_meter) = (tsa.clone(), meter.clone());
     let stamp_queue = StampQueue::start(
-        Arc::new(move |request: &[u8], now| signer.stamp(request, now)),
+        Arc::new(move |request: &[u8], now| {
+            let outcome = signer.stamp(request, now);
+            // `/tsa` answers count in esigd_tsa_tokens_total like the signatures' own time-stamps.
+            match &outcome {
+                Ok(o) => match &o.rejection {
+                    Some(r) => tsa_meter.tsa_rejected(r),
+                    None => tsa_meter.tsa_granted(),
+                },
+                Err(_) => tsa_meter.tsa_failed("system_failure"),
+            }
+            outcome
+        }),
         imprints.clone(),
         hsm.config().pool_size,
         cfg.tsa.queue_max,

@@ -3,7 +3,8 @@
 //! SoftHSM token and RocksDB store) with an injected clock discipline the test switches, and the
 //! real `/metrics` registry as its meter with the clock probe `esigd serve` installs. While the
 //! discipline says unsynchronised, the TSA answers `rejection` / `timeNotAvailable`, the readiness
-//! `clock` check fails and `/metrics` shows `esigd_clock_synchronized 0`; once
+//! `clock` check fails and `/metrics` shows `esigd_clock_synchronized 0` and counts the refusals
+//! under `esigd_tsa_tokens_total{result="clock_unsynchronized"}`; once
 //! synchronised again, tokens are granted at once. Times are printed
 //! (`cargo test --test faults_clock -- --nocapture`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
@@ -141,6 +142,10 @@ async fn unsynchronised_clock_refuses_time_stamps_and_resumes_when_synchronised(
         text.contains("esigd_clock_max_error_seconds 16\n"),
         "{text}"
     );
+    assert!(
+        text.contains("esigd_tsa_tokens_total{result=\"clock_unsynchronized\"} 3\n"),
+        "the three refusals are not counted:\n{text}"
+    );
 
     // Synchronised again: the next request is granted (the discipline is read per request).
     *clock.0.lock().unwrap() = FixedClock::synchronized(Duration::from_millis(20)).0;
@@ -162,7 +167,12 @@ async fn unsynchronised_clock_refuses_time_stamps_and_resumes_when_synchronised(
         w,
     );
     assert_eq!(clock_check(&svc), Ok(()));
-    assert!(metrics.render().contains("esigd_clock_synchronized 1\n"));
+    let text = metrics.render();
+    assert!(text.contains("esigd_clock_synchronized 1\n"), "{text}");
+    assert!(
+        text.contains("esigd_tsa_tokens_total{result=\"granted\"} 2\n"),
+        "{text}"
+    );
     println!(
         "CLOCK unsynchronised: timeNotAvailable in {refusals:?}, readiness clock: {check:?}; \
          synchronised → first granted token {recovery:?}"
