@@ -126,11 +126,14 @@ impl Hsm {
     /// has none.
     pub fn read_data(&self, label: &str) -> Result<Option<Vec<u8>>, HsmError> {
         check_label(label)?;
+        let inner = &self.inner;
         self.run_op(HsmOp::DataObject, true, |s| {
-            Ok(find_all(&s.session, label)?
-                .into_iter()
-                .next()
-                .map(|f| f.value))
+            let found = find_all(&s.session, label)?;
+            if found.is_empty() {
+                // A lost token shows no objects at all: "none" only from a token that answers.
+                inner.check_token()?;
+            }
+            Ok(found.into_iter().next().map(|f| f.value))
         })
     }
 
@@ -139,8 +142,14 @@ impl Hsm {
     pub fn write_data(&self, label: &str, value: &[u8]) -> Result<(), HsmError> {
         check_label(label)?;
         check_size(label, value)?;
+        let inner = &self.inner;
         self.run_op(HsmOp::DataObject, true, |s| {
             let existing = find_all(&s.session, label)?;
+            if existing.is_empty() {
+                // Generation numbers continue from the newest object: not from nothing because
+                // the token is lost.
+                inner.check_token()?;
+            }
             replace(&s.session, label, &existing, value)
         })
     }
@@ -157,8 +166,13 @@ impl Hsm {
         mut update: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
     ) -> Result<Option<Vec<u8>>, HsmError> {
         check_label(label)?;
+        let inner = &self.inner;
         self.run_op(HsmOp::DataObject, true, |s| {
             let existing = find_all(&s.session, label)?;
+            if existing.is_empty() {
+                // Never let `update` start again from nothing because the token is lost.
+                inner.check_token()?;
+            }
             let Some(new) = update(existing.first().map(|f| f.value.as_slice())) else {
                 return Ok(None);
             };

@@ -28,6 +28,9 @@ use crate::mech::{KeyKind, SignatureScheme};
 use crate::signer::PublicKey;
 
 /// One token of a device app.
+///
+/// Not for a process that also has an [`crate::Hsm`]: that one re-initialises the module when its
+/// token is lost, which ends this token's sessions too (and must not run under its calls).
 pub struct DeviceToken {
     ctx: Pkcs11,
     slot: Slot,

@@ -12,6 +12,11 @@
 //! - [`HsmObserver`]: metrics hooks; the registry lives in the appliance.
 //!
 //! All calls block (PKCS#11 is synchronous FFI): run them on blocking threads.
+//!
+//! A lost token (SoftHSM: its files gone, then back) is recovered in the process by re-initialising
+//! the module (`C_Finalize` + `C_Initialize`, with the calls of this crate quiesced first). That
+//! ends every PKCS#11 session of the process, so all PKCS#11 use in a process with an [`Hsm`] must
+//! go through it (a [`DeviceToken`] belongs in a process of its own).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

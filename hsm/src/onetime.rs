@@ -21,7 +21,10 @@ use spki::{AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier};
 
 use crate::Hsm;
 use crate::config::OneTimeConfig;
-use crate::core::{Inner, OpError, PooledSession, damage};
+use crate::core::{
+    Inner, OpError, PooledSession, REINIT_INTERVAL, damage, enter, enter_within, lib_generation,
+    reinit_running,
+};
 use crate::error::{HsmError, ck_label};
 use crate::keys;
 use crate::mech::SignatureScheme;
@@ -71,6 +74,28 @@ impl Shared {
         self.free_cond.notify_one();
     }
 
+    /// Sleeps `backoff` (then doubles it, up to 2 s), or until the library has been
+    /// re-initialised and the token is usable again (then the backoff starts over), or the set
+    /// stops.
+    fn pause(&self, backoff: &mut Duration) {
+        let generation = lib_generation();
+        let until = Instant::now() + *backoff;
+        let recovered =
+            || lib_generation() != generation && !reinit_running() && !self.inner.is_token_lost();
+        while Instant::now() < until && !self.stop.load(Ordering::SeqCst) {
+            if recovered() {
+                *backoff = Duration::from_millis(20);
+                return;
+            }
+            std::thread::sleep(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(50)),
+            );
+        }
+        *backoff = (*backoff * 2).min(Duration::from_secs(2));
+    }
+
     fn refill_loop(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(20);
         loop {
@@ -84,22 +109,32 @@ impl Shared {
                 }
                 st.free.pop().flatten()
             };
+            // Every call below runs inside the gate (no re-initialisation under it); while the
+            // token is lost or the library is being re-initialised, wait.
+            let call = match enter() {
+                Ok(c) if !self.inner.is_token_lost() => c,
+                _ => {
+                    self.return_session(slot);
+                    self.pause(&mut backoff);
+                    continue;
+                }
+            };
             let session = match slot {
                 Some(s) if self.inner.is_current(&s) => s,
                 other => {
                     if let Some(stale) = other {
                         self.retire(stale);
                     }
-                    match self.inner.open_session() {
+                    match self.inner.open_session(&call) {
                         Ok(s) => {
                             self.inner.dedicated_open.fetch_add(1, Ordering::Relaxed);
                             s
                         }
                         Err(e) => {
+                            drop(call);
                             tracing::warn!(error = %e, "one-time keys: cannot open a session");
                             self.return_session(None);
-                            std::thread::sleep(backoff);
-                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                            self.pause(&mut backoff);
                             continue;
                         }
                     }
@@ -139,14 +174,14 @@ impl Shared {
                         tracing::error!(error = %label, "one-time key generation failed");
                         self.return_session(Some(session));
                     }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    drop(call);
+                    self.pause(&mut backoff);
                 }
                 Err(OpError::Hsm(e)) => {
                     tracing::error!(error = %e, "one-time key generation failed");
                     self.return_session(Some(session));
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    drop(call);
+                    self.pause(&mut backoff);
                 }
             }
         }
@@ -242,6 +277,10 @@ impl OneTimeKeys {
         let deadline = Instant::now() + self.shared.cfg.take_timeout;
         let mut st = lock(&self.shared.state);
         loop {
+            // No key will come while the token is lost: fail fast rather than wait the timeout.
+            if self.shared.inner.is_token_lost() {
+                return Err(self.shared.inner.lost_error());
+            }
             while let Some(k) = st.ready.pop_front() {
                 if self.shared.inner.is_current(&k.session) {
                     self.shared.publish_ready(&st);
@@ -266,10 +305,11 @@ impl OneTimeKeys {
             if now >= deadline {
                 return Err(HsmError::Busy(self.shared.cfg.take_timeout));
             }
+            // In slices, to notice a token lost meanwhile (nothing signals it on this condvar).
             st = self
                 .shared
                 .ready_cond
-                .wait_timeout(st, deadline - now)
+                .wait_timeout(st, (deadline - now).min(Duration::from_millis(100)))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -288,7 +328,10 @@ impl Drop for OneTimeKeys {
         let free: Vec<PooledSession> = st.free.drain(..).flatten().collect();
         drop(st);
         for k in ready {
-            if self.shared.inner.is_current(&k.session) {
+            // Sessions of an older library generation died with their keys.
+            if let Ok(_call) = enter_within(REINIT_INTERVAL)
+                && self.shared.inner.is_current(&k.session)
+            {
                 let _ = k.session.session.destroy_object(k.handle);
             }
             self.shared.retire(k.session);
@@ -368,6 +411,17 @@ impl OneTimeKey {
     /// Signs a precomputed digest. Counts against the key's budget.
     pub fn sign_digest(&self, digest: &[u8]) -> Result<HsmSignature, HsmError> {
         let k = self.ready()?;
+        let _call = enter()?;
+        if self.shared.inner.is_token_lost() {
+            return Err(self.shared.inner.lost_error());
+        }
+        if !self.shared.inner.same_library(&k.session) {
+            // C_Finalize ended its session, and the key with it; the handle numbers may belong
+            // to new sessions and objects by now.
+            return Err(HsmError::Unavailable(
+                "one-time key lost: the PKCS#11 library was re-initialised".into(),
+            ));
+        }
         let n = self.uses.fetch_add(1, Ordering::SeqCst);
         if n >= self.shared.cfg.max_signatures {
             self.uses.fetch_sub(1, Ordering::SeqCst);
@@ -424,9 +478,31 @@ impl OneTimeKey {
     }
 
     fn release(&self, k: ReadyKey, signatures: u32) -> Result<DestructionReceipt, HsmError> {
+        let thumbprint = k.public.thumbprint();
+        // Destruction must not be skipped for a re-initialisation in progress: wait for it.
+        let call = match enter_within(REINIT_INTERVAL * 3) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(key = %thumbprint, error = %e, "one-time key not destroyed: the PKCS#11 library is being re-initialised (C_Finalize will end its session)");
+                self.shared.retire(k.session);
+                self.shared.return_session(None);
+                return Err(e);
+            }
+        };
+        if !self.shared.inner.same_library(&k.session) {
+            // C_Finalize ended the key's session, and session objects die with their session:
+            // the key no longer exists, which is what destruction means.
+            drop(call);
+            self.shared.retire(k.session);
+            self.shared.return_session(None);
+            return Ok(DestructionReceipt {
+                key_thumbprint: thumbprint,
+                destroyed_at: SystemTime::now(),
+                signatures,
+            });
+        }
         let t0 = Instant::now();
         let r = k.session.session.destroy_object(k.handle);
-        let thumbprint = k.public.thumbprint();
         match r {
             Ok(()) => {
                 self.shared

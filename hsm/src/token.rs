@@ -67,10 +67,13 @@ impl Hsm {
         &self.inner.cfg
     }
 
-    /// Checks that a session can be obtained and used (for `/readyz` and `esigd check`).
-    /// After a signing key vanished from the token (its files gone), the check fails until the key
-    /// is found again.
+    /// Checks that a session can be obtained and used and that the token answers
+    /// `C_GetTokenInfo` (for `/readyz` and `esigd check`). A token that does not answer is lost: the
+    /// check fails while the library is re-initialised until the token is back. After a signing
+    /// key vanished from the token, the check fails until the key is found again.
     pub fn health_check(&self) -> Result<(), HsmError> {
+        // First: sessions of a token whose files are gone still work; the token itself does not.
+        self.inner.check_token()?;
         let missing = self
             .inner
             .missing_key
