@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds the Debian package of esigd and checks it:
-#   1. `cargo deb --no-build --profile dev`: the package is made from the dev-profile binary that
+#   1. `cargo deb --no-build`: the package is made from the dev-profile binary that
 #      `cargo build --workspace --bins` makes (the profile CI builds; a release build would
-#      compile RocksDB's C++ once more). cargo-deb strips the binary; it warns that a dev profile
-#      is unusual for a release, which is expected here: the package is checked, not shipped.
+#      compile everything once more). cargo-deb refuses dev profiles in the future ("dev profile
+#      is not supported and will be a hard error"), so the dev binary is copied to where a
+#      release build would put it, in a throw-away target directory, and packaged from there.
+#      `--strip` strips it. The package is checked here, not shipped; a release is
+#      `cargo deb -p esigd`.
 #   2. `dpkg-deb --info` / `--contents`: the control fields and every expected file, one by one.
 #   3. lintian: no error and no warning. The warnings accepted on purpose are overridden, each
 #      with its reason, in packaging/debian/esigd.lintian-overrides (shipped in the package as
@@ -45,8 +48,10 @@ trap 'rm -rf "$tmp"' EXIT
 echo "== cargo build --workspace --bins (dev profile; nothing to do when the tests built it)"
 eval "$(scripts/rocksdb-lib.sh)"
 cargo build --workspace --bins --locked
-echo "== cargo deb --no-build --profile dev"
-cargo deb --no-build --profile dev -p esigd --fast --output "$tmp/"
+echo "== cargo deb --no-build (the dev binary in place of a release one)"
+mkdir -p "$tmp/target/release"
+cp "$CARGO_TARGET_DIR/debug/esigd" "$tmp/target/release/esigd"
+CARGO_TARGET_DIR="$tmp/target" cargo deb --no-build --strip -p esigd --fast --output "$tmp/"
 deb=$(ls "$tmp"/esigd_*.deb)
 echo "$deb"
 
