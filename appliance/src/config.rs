@@ -404,6 +404,12 @@ impl Config {
         if self.store.sweep_interval < Duration::from_secs(1) {
             return Err(self.invalid("store.sweep_interval", "must be at least 1s"));
         }
+        if !(4..=4096).contains(&self.store.memtable_budget_mib) {
+            return Err(self.invalid("store.memtable_budget_mib", "must be 4 to 4096"));
+        }
+        if !(1..=65536).contains(&self.store.block_cache_mib) {
+            return Err(self.invalid("store.block_cache_mib", "must be 1 to 65536"));
+        }
         self.validate_cost_limits()?;
         self.validate_audit()?;
         self.validate_duration_ceiling()?;
@@ -892,6 +898,31 @@ mod tests {
             "{:?}",
             c.metrics.allowed_ips
         );
+    }
+
+    #[test]
+    fn store_memory_settings_are_read_and_checked() {
+        let base = "[hsm]\npin = { env = \"X\" }\n[store]\n";
+        let c = parse(&format!(
+            "{base}memtable_budget_mib = 8\nblock_cache_mib = 4\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (c.store.memtable_budget_mib, c.store.block_cache_mib),
+            (8, 4)
+        );
+        let c = parse(base).unwrap();
+        assert_eq!(
+            (c.store.memtable_budget_mib, c.store.block_cache_mib),
+            (32, 16)
+        );
+        for (line, key) in [
+            ("memtable_budget_mib = 2", "store.memtable_budget_mib"),
+            ("block_cache_mib = 0", "store.block_cache_mib"),
+        ] {
+            let e = parse(&format!("{base}{line}\n")).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -109,7 +109,12 @@ pub fn build_service(
     clock: SharedClock,
     discipline: ClockDiscipline,
 ) -> Result<Service> {
-    let store = Store::open(cfg.store_dir(), StoreOptions::default())
+    let store_options = StoreOptions {
+        memtable_budget: cfg.store.memtable_budget_mib << 20,
+        block_cache: cfg.store.block_cache_mib << 20,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(cfg.store_dir(), store_options)
         .with_context(|| format!("opening the store in {}", cfg.store_dir().display()))?;
     // Never below the high-water marks recorded in the HSM (`crate::backup`).
     let hsm_marks = crate::backup::HsmMarks::new(hsm.clone());

@@ -1,10 +1,11 @@
 //! Disk full under the store (issue #16), against the running `esigd` binary: the data directory
 //! is moved onto a small tmpfs, one-time signatures run while a file fills the tmpfs, then the file
 //! is removed. Expected: `503` with `Retry-After` while the disk is full (never a `500`, never a
-//! hang), a log line naming the store and the full disk, `/readyz` naming the `store` check, no
-//! acknowledged signature lost (each is fetchable afterwards, also after a restart: the store
-//! reopens), and signing resumes without a restart once space is free. The measured times are
-//! printed (`cargo test --test faults_disk -- --nocapture`). Needs root (mount).
+//! hang), a log line naming the store and the full disk, `/readyz` naming the `store` check; once
+//! space is free, one-time signing and time-stamping resume WITHOUT a restart (the store reopens its
+//! database by itself) and `/readyz` is 200 again; no acknowledged signature is lost (each is
+//! fetchable from the same process, and again after a restart). The measured times are printed
+//! (`cargo nextest run -p esigd --test faults_disk --no-capture`). Needs root (mount).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
 use std::io::Write;
@@ -74,6 +75,70 @@ fn sign(env: &OneTimeEnv, n: usize) -> (u16, bool, Option<String>, Duration, Str
     (r.status, retry, id, took, r.message())
 }
 
+/// The PKIStatus of a DER TimeStampResp (`SEQUENCE { SEQUENCE { INTEGER status, ... }, ... }`).
+fn tsa_status(der: &[u8]) -> Option<u8> {
+    fn header(d: &[u8]) -> Option<(u8, usize)> {
+        let tag = *d.first()?;
+        let l = *d.get(1)?;
+        let hl = if l < 0x80 {
+            2
+        } else {
+            2 + usize::from(l & 0x7f)
+        };
+        Some((tag, hl))
+    }
+    let (t, h) = header(der)?;
+    if t != 0x30 {
+        return None;
+    }
+    let inner = der.get(h..)?;
+    let (t, h2) = header(inner)?;
+    if t != 0x30 {
+        return None;
+    }
+    let int = inner.get(h2..)?;
+    if int.first() != Some(&0x02) || int.get(1) != Some(&1) {
+        return None;
+    }
+    int.get(2).copied()
+}
+
+/// One `POST /tsa`: (HTTP status, PKIStatus, has Retry-After, took).
+fn timestamp(env: &OneTimeEnv, query: &Path) -> (u16, Option<u8>, bool, Duration) {
+    let t0 = Instant::now();
+    let o = Command::new("curl")
+        .args(["-s", "-o", "-", "-D", "-", "--max-time", "30"])
+        .args(["-H", "Content-Type: application/timestamp-query"])
+        .arg("--data-binary")
+        .arg(format!("@{}", query.display()))
+        .arg(env.daemon.url("/tsa"))
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let raw = o.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        code,
+        tsa_status(&raw[split..]),
+        head.contains("retry-after:"),
+        took,
+    )
+}
+
+/// A time-stamp was granted (status granted or grantedWithMods).
+fn granted(t: &(u16, Option<u8>, bool, Duration)) -> bool {
+    t.0 == 200 && matches!(t.1, Some(0 | 1))
+}
+
 fn readyz(env: &OneTimeEnv) -> (u16, serde_json::Value) {
     let (code, body) = env.daemon.get("/readyz", &["--max-time", "30"]);
     (code, serde_json::from_slice(&body).unwrap_or_default())
@@ -102,11 +167,14 @@ fn disk_full_refuses_with_503_loses_nothing_and_resumes_when_space_is_free() {
     // One signature first: the daemon is fully up (signal handlers installed) before the restart.
     let (s, _, first, _, m) = sign(&env, 0);
     assert_eq!(s, 200, "{m}");
-    // The data directory onto a tmpfs with 16 MiB free (RocksDB's files copied across).
+    // The data directory onto a tmpfs with 7 MiB free (RocksDB's files copied across). Less than
+    // the WAL preallocation block (1.1 × a column family's memtable, 8.8 MiB by default): with more
+    // room RocksDB reserves that block at the first write and signing goes on in it for thousands of
+    // signatures after the filler took the rest of the disk.
     env.restart("esigd-tmpfs.log", |data| {
         let orig = data.with_file_name("data.orig");
         std::fs::rename(data, &orig).unwrap();
-        let size = du_bytes(&orig) + (16 << 20);
+        let size = du_bytes(&orig) + (7 << 20);
         mnt = Some(Tmpfs::mount(data, size));
         let o = Command::new("cp")
             .arg("-a")
@@ -117,6 +185,18 @@ fn disk_full_refuses_with_503_loses_nothing_and_resumes_when_space_is_free() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     });
     let data = env.path("data");
+    let query = env.path("q.tsq");
+    std::fs::write(env.path("doc.txt"), b"disk probe\n").unwrap();
+    let o = Command::new("openssl")
+        .args(["ts", "-query", "-data"])
+        .arg(env.path("doc.txt"))
+        .args(["-sha256", "-cert", "-out"])
+        .arg(&query)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ts = timestamp(&env, &query);
+    assert!(granted(&ts), "time-stamp before the fault: {ts:?}");
     let mut acknowledged = vec![first.unwrap()];
     let mut n = 0;
     for _ in 0..3 {
@@ -175,55 +255,91 @@ fn disk_full_refuses_with_503_loses_nothing_and_resumes_when_space_is_free() {
         refused,
     );
 
-    // Space back: signing must resume, first probed for 30 s without a restart (RocksDB's own
-    // recovery from a "no space" background error), then after restarting esigd.
+    let ts_full = timestamp(&env, &query);
+    assert!(
+        ts_full.3 < Duration::from_secs(10),
+        "a time-stamp took {:?} on a full disk (must fail fast)",
+        ts_full.3
+    );
+    assert!(
+        granted(&ts_full)
+            || ts_full.0 == 200 && ts_full.1 == Some(2)
+            || ts_full.0 == 503 && ts_full.2,
+        "time-stamp on a full disk: {ts_full:?}"
+    );
+    println!(
+        "DISK full: time-stamp {} in {:?}",
+        if granted(&ts_full) {
+            "granted (no store write needed)".to_string()
+        } else {
+            format!("HTTP {} PKIStatus {:?}", ts_full.0, ts_full.1)
+        },
+        ts_full.3
+    );
+
+    // Space back: signing and time-stamping must resume WITHOUT a restart (the store reopens its
+    // database by itself, checking once a second).
     std::fs::remove_file(&filler).unwrap();
     let t_free = Instant::now();
-    let mut without_restart = true;
-    let mut t0 = t_free;
-    let recovered = loop {
-        n += 1;
-        let (s, _, id, _, m) = sign(&env, n);
-        match s {
-            200 => {
-                acknowledged.push(id.unwrap());
-                break t0.elapsed();
+    let mut signed_after = None;
+    let mut stamped_after = None;
+    let mut ready_after = None;
+    while signed_after.is_none() || stamped_after.is_none() || ready_after.is_none() {
+        if signed_after.is_none() {
+            n += 1;
+            let (s, _, id, _, m) = sign(&env, n);
+            match s {
+                200 => {
+                    acknowledged.push(id.unwrap());
+                    signed_after = Some(t_free.elapsed());
+                }
+                503 => {}
+                s => panic!("after freeing space: {s}: {m}"),
             }
-            503 => {}
-            s => panic!("after freeing space: {s}: {m}"),
         }
-        if without_restart && t_free.elapsed() > Duration::from_secs(30) {
-            println!(
-                "DISK no recovery within 30 s of freeing space without a restart; restarting esigd"
-            );
-            without_restart = false;
-            t0 = Instant::now();
-            env.restart("esigd-restarted.log", |_| {});
+        if stamped_after.is_none() && granted(&timestamp(&env, &query)) {
+            stamped_after = Some(t_free.elapsed());
+        }
+        if ready_after.is_none() && readyz(&env).0 == 200 {
+            ready_after = Some(t_free.elapsed());
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "signing did not resume after freeing space (restarted: {}):\n{}",
-            !without_restart,
+            t_free.elapsed() < Duration::from_secs(30),
+            "no recovery within 30 s of freeing space without a restart (signature {signed_after:?}, \
+             time-stamp {stamped_after:?}, readyz {ready_after:?}):\n{}",
             env.daemon.log_text()
         );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let ready_after = loop {
-        if readyz(&env).0 == 200 {
-            break t0.elapsed();
-        }
-        assert!(t_free.elapsed() < Duration::from_secs(120), "not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = env.daemon.log_text();
+    let reopened = log
+        .lines()
+        .find(|l| l.contains("store writable again"))
+        .unwrap_or("(no \"store writable again\" line)")
+        .to_string();
     println!(
-        "DISK recovered without restart: {without_restart}; {} → first signature {recovered:?}, \
-         readyz 200 after {ready_after:?}",
-        if without_restart {
-            "space freed"
-        } else {
-            "restart"
-        }
+        "DISK recovered without restart: space freed → first one-time signature {:?}, first \
+         time-stamp {:?}, /readyz 200 {:?}; log: {reopened}",
+        signed_after.unwrap(),
+        stamped_after.unwrap(),
+        ready_after.unwrap()
     );
+    // A few more, then every acknowledged signature from the same process.
+    for _ in 0..3 {
+        n += 1;
+        let (s, _, id, _, m) = sign(&env, n);
+        assert_eq!(s, 200, "after recovery: {m}");
+        acknowledged.push(id.unwrap());
+    }
+    for id in &acknowledged {
+        let r = env.call("GET", &format!("/v1/sign/response/{id}"), &[]);
+        assert_eq!(
+            r.status,
+            200,
+            "acknowledged signature {id} not readable after recovery: {}",
+            r.message()
+        );
+    }
 
     // No acknowledged signature lost, and the store reopens after a restart.
     env.restart("esigd-after.log", |_| {});

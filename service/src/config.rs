@@ -378,6 +378,20 @@ pub struct StoreSection {
     /// How often expired signatures are removed.
     #[serde(default = "default_sweep", with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// Memory all RocksDB memtables together may use, in MiB (`esigd_store::StoreOptions::memtable_budget`).
+    #[serde(default = "default_memtable_budget")]
+    pub memtable_budget_mib: usize,
+    /// Size of RocksDB's block cache shared by every column family, in MiB
+    /// (`esigd_store::StoreOptions::block_cache`).
+    #[serde(default = "default_block_cache")]
+    pub block_cache_mib: usize,
+}
+
+fn default_memtable_budget() -> usize {
+    32
+}
+fn default_block_cache() -> usize {
+    16
 }
 
 fn default_after_fetch() -> Duration {
@@ -396,6 +410,8 @@ impl Default for StoreSection {
             retention_after_fetch: default_after_fetch(),
             retention_unfetched: default_unfetched(),
             sweep_interval: default_sweep(),
+            memtable_budget_mib: default_memtable_budget(),
+            block_cache_mib: default_block_cache(),
         }
     }
 }

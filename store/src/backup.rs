@@ -149,8 +149,12 @@ impl Store {
             path: dir.to_path_buf(),
             message: e.into_string(),
         };
-        let cp = rocksdb::checkpoint::Checkpoint::new(self.inner.db.as_ref()).map_err(fail)?;
+        // The handle is held for the whole checkpoint: a reopen after a write failure waits for it.
+        let db = self.db(Cf::Meta)?;
+        let cp = rocksdb::checkpoint::Checkpoint::new(db.as_ref()).map_err(fail)?;
         cp.create_checkpoint(dir).map_err(fail)?;
+        drop(cp);
+        drop(db);
         tracing::info!(path = %dir.display(), "store checkpoint created");
         inspect(dir)
     }

@@ -124,6 +124,13 @@ pub(crate) fn stored_size(db: &DB) -> Result<u64, StoreError> {
     }
 }
 
+/// The ledger's size and right edge as stored: `size.count_ones()` reads, whatever the number of leaves.
+/// At open, and again when the database is reopened after a write failure.
+pub(crate) fn load_edge(db: &DB) -> Result<(u64, Frontier), StoreError> {
+    let size = stored_size(db)?;
+    Ok((size, Frontier::load(size, &DbNodes(db))?))
+}
+
 /// The writer thread's ledger state: the right edge of the tree and the size readers may use.
 pub(crate) struct LedgerWriter {
     pub(crate) frontier: Frontier,
@@ -236,20 +243,22 @@ impl LedgerStore {
         if size == 0 {
             return Ok(esigd_ledger::EMPTY_ROOT);
         }
-        Ok(subtree_hash(&DbNodes(&self.store.inner.db), 0, size)?)
+        let db = self.store.db(Cf::Ledger)?;
+        Ok(subtree_hash(&DbNodes(&db), 0, size)?)
     }
 
     /// The audit path of leaf `index` in the tree of `size` leaves.
     pub fn inclusion(&self, index: u64, size: u64) -> Result<Vec<Hash>, PersistError> {
         self.check_size(size)?;
-        inclusion_proof(&DbNodes(&self.store.inner.db), index, size).map_err(proof_err)
+        let db = self.store.db(Cf::Ledger)?;
+        inclusion_proof(&DbNodes(&db), index, size).map_err(proof_err)
     }
 
     /// The consistency proof between two tree sizes.
     pub fn consistency(&self, first: u64, second: u64) -> Result<ConsistencyProof, PersistError> {
         self.check_size(second)?;
-        let proof =
-            consistency_proof(&DbNodes(&self.store.inner.db), first, second).map_err(proof_err)?;
+        let db = self.store.db(Cf::Ledger)?;
+        let proof = consistency_proof(&DbNodes(&db), first, second).map_err(proof_err)?;
         Ok(ConsistencyProof {
             first,
             second,

@@ -17,6 +17,15 @@
 //!   return only after that. The queue is bounded: when full, callers get [`StoreError::Busy`] at once (map it
 //!   to 503 + `Retry-After`). An empty batch is acknowledged at once without touching the disk.
 //! * Reads go straight to RocksDB: [`Store::get`], [`Store::scan_prefix`], [`Store::scan_range`].
+//! * Write failures (disk full, I/O error): RocksDB then refuses every later write until `Resume()`, which
+//!   rust-rocksdb does not bind. The writer marks the store degraded ([`Store::degraded`]): every write fails
+//!   at once with [`StoreError::Write`] naming the cause (503 + `Retry-After` above), reads go on. Once a
+//!   second it checks the file system; when there is room it closes the database (readers take the handle
+//!   per operation, so the last reference goes away), opens it again with the same options, reloads the
+//!   ledger's right edge and accepts writes again, in the same `Store` (see `recovery`). A failed
+//!   reopen leaves a read-only handle for the readers and is retried with a growing interval (up to 30 s).
+//! * Memory: memtables share one budget ([`StoreOptions::memtable_budget`]) and table blocks one LRU cache
+//!   ([`StoreOptions::block_cache`]), whatever the number of column families.
 //!
 //! `Store` is a cheap `Clone` handle; the writer stops and the database closes when the last handle is dropped.
 
@@ -27,6 +36,7 @@ mod keys;
 pub mod ledger;
 pub mod outbox;
 pub mod persist;
+mod recovery;
 pub mod scd;
 pub mod signatures;
 mod writer;
@@ -34,13 +44,13 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
 use rocksdb::{
-    ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions,
-    WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, WriteOptions,
 };
 use tokio::sync::oneshot;
 
@@ -66,6 +76,13 @@ pub struct StoreOptions {
     /// Upper bound of table files kept open (`store.max_open_files`); bounded so that open does not pre-load
     /// every file.
     pub max_open_files: i32,
+    /// Memory all memtables together may use, in bytes (`store.memtable_budget_mib`; at least 4 MiB): when
+    /// reached, the largest is flushed. Each column family's memtable is a quarter of it (at least 1 MiB),
+    /// which is also the free space RocksDB wants before it clears a "no space" error by itself.
+    pub memtable_budget: usize,
+    /// Size of the LRU cache of table blocks (data, index and filter) shared by every column family, in bytes
+    /// (`store.block_cache_mib`).
+    pub block_cache: usize,
     /// Receives per-group-commit statistics (metrics).
     pub observer: Option<Arc<dyn StoreObserver>>,
 }
@@ -76,6 +93,8 @@ impl Default for StoreOptions {
             write_queue: 4096,
             max_batch_ops: 8192,
             max_open_files: 512,
+            memtable_budget: 32 << 20,
+            block_cache: 16 << 20,
             observer: None,
         }
     }
@@ -87,6 +106,8 @@ impl std::fmt::Debug for StoreOptions {
             .field("write_queue", &self.write_queue)
             .field("max_batch_ops", &self.max_batch_ops)
             .field("max_open_files", &self.max_open_files)
+            .field("memtable_budget", &self.memtable_budget)
+            .field("block_cache", &self.block_cache)
             .field("observer", &self.observer.is_some())
             .finish()
     }
@@ -111,7 +132,7 @@ pub struct Store {
 }
 
 struct Inner {
-    db: Arc<DB>,
+    shared: Arc<Shared>,
     path: PathBuf,
     capacity: usize,
     tx: Mutex<Option<SyncSender<Job>>>,
@@ -120,6 +141,40 @@ struct Inner {
     audit_seq: AtomicU64,
     /// Ledger leaves durably written (the writer raises it after each synced write).
     ledger_committed: Arc<AtomicU64>,
+}
+
+/// What the readers and the writer thread share: the database handle and the degraded state.
+pub(crate) struct Shared {
+    /// The open database. Readers clone the `Arc` for one operation and drop it, so that the writer can close
+    /// the database and open it again after a write failure: RocksDB refuses a second open of the same
+    /// directory in one process (its LOCK file) while any reference lives. `None` only when neither a
+    /// read-write nor a read-only reopen succeeded.
+    db: RwLock<Option<Arc<DB>>>,
+    /// Why writes are refused; `None` when the store accepts writes.
+    degraded: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// The current database handle, for one operation.
+    pub(crate) fn db(&self) -> Option<Arc<DB>> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Why writes are refused, if they are.
+    pub(crate) fn degraded(&self) -> Option<String> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets (`Some`) or clears (`None`) the degraded state.
+    pub(crate) fn set_degraded(&self, reason: Option<String>) {
+        *self.degraded.lock().unwrap_or_else(PoisonError::into_inner) = reason;
+    }
 }
 
 impl Store {
@@ -138,28 +193,27 @@ impl Store {
                 reason: "must be at least 1",
             });
         }
-        let open_err = |e: rocksdb::Error| StoreError::Open {
-            path: path.clone(),
-            message: e.into_string(),
-        };
-        let db_opts = db_options(&options);
-        // RocksDB must open every existing column family; add ours to whatever is already there.
-        let mut names: Vec<String> = DB::list_cf(&db_opts, &path).unwrap_or_default();
-        for cf in Cf::ALL {
-            if !names.iter().any(|n| n == cf.name()) {
-                names.push(cf.name().to_owned());
-            }
+        if options.memtable_budget < 4 << 20 {
+            return Err(StoreError::InvalidOption {
+                setting: "store.memtable_budget_mib",
+                reason: "must be at least 4 MiB",
+            });
         }
-        let descriptors = names
-            .into_iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
-        let db = Arc::new(DB::open_cf_descriptors(&db_opts, &path, descriptors).map_err(open_err)?);
+        if options.block_cache == 0 {
+            return Err(StoreError::InvalidOption {
+                setting: "store.block_cache_mib",
+                reason: "must be at least 1 MiB",
+            });
+        }
+        let db = Arc::new(open_db(&path, &options)?);
         check_schema(&db, &path)?;
         let next_seq = last_audit_seq(&db)?.map_or(0, |s| s.saturating_add(1));
-        // The ledger's right edge: size.count_ones() reads, whatever the number of leaves.
-        let ledger_size = ledger::stored_size(&db)?;
-        let frontier = esigd_ledger::Frontier::load(ledger_size, &ledger::DbNodes(&db))?;
+        let (ledger_size, frontier) = ledger::load_edge(&db)?;
         let ledger_committed = Arc::new(AtomicU64::new(ledger_size));
+        let shared = Arc::new(Shared {
+            db: RwLock::new(Some(db.clone())),
+            degraded: Mutex::new(None),
+        });
 
         let counters = Arc::new(Counters::default());
         let (tx, rx) = sync_channel(options.write_queue);
@@ -172,10 +226,14 @@ impl Store {
                 committed: ledger_committed.clone(),
             },
         };
-        let writer_db = db.clone();
+        let reopen = recovery::Reopen {
+            shared: shared.clone(),
+            path: path.clone(),
+            options: options.clone(),
+        };
         let writer = std::thread::Builder::new()
             .name("esigd-store-writer".into())
-            .spawn(move || writer::run(writer_db, rx, cfg))
+            .spawn(move || writer::run(rx, cfg, reopen))
             .map_err(|e| StoreError::Open {
                 path: path.clone(),
                 message: format!("cannot start the writer thread: {e}"),
@@ -183,7 +241,7 @@ impl Store {
         tracing::info!(path = %path.display(), "store opened");
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                shared,
                 path,
                 capacity: options.write_queue,
                 tx: Mutex::new(Some(tx)),
@@ -250,10 +308,8 @@ impl Store {
 
     /// Reads one value.
     pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let handle = self.handle(cf)?;
-        self.inner
-            .db
-            .get_cf(handle, key)
+        let db = self.db(cf)?;
+        db.get_cf(cf_handle(&db, cf)?, key)
             .map_err(|e| read_err(cf, e))
     }
 
@@ -280,7 +336,8 @@ impl Store {
         order: Order,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        let handle = self.handle(cf)?;
+        let db = self.db(cf)?;
+        let handle = cf_handle(&db, cf)?;
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(start.to_vec());
         if let Some(end) = end {
@@ -292,7 +349,7 @@ impl Store {
             Order::Descending => IteratorMode::End,
         };
         let mut out = Vec::new();
-        for item in self.inner.db.iterator_cf_opt(handle, ro, mode).take(limit) {
+        for item in db.iterator_cf_opt(handle, ro, mode).take(limit) {
             let (k, v) = item.map_err(|e| read_err(cf, e))?;
             out.push((k.into_vec(), v.into_vec()));
         }
@@ -314,12 +371,68 @@ impl Store {
         &self.inner.path
     }
 
-    fn handle(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.inner.db.cf_handle(cf.name()).ok_or(StoreError::Read {
+    /// Why writes are refused now (a write failed: disk full, I/O error), or `None` when the store accepts
+    /// writes. While degraded, every commit fails at once with that reason; the store reopens the database by
+    /// itself once the cause is gone.
+    pub fn degraded(&self) -> Option<String> {
+        self.inner.shared.degraded()
+    }
+
+    /// The database handle for one operation (hold it no longer: a reopen waits for it).
+    pub(crate) fn db(&self, cf: Cf) -> Result<Arc<DB>, StoreError> {
+        self.inner.shared.db().ok_or(StoreError::Read {
             cf: cf.name(),
-            message: "column family is not open".into(),
+            message: "the database is closed: it could not be opened again after a write failure"
+                .into(),
         })
     }
+}
+
+fn cf_handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(cf.name()).ok_or(StoreError::Read {
+        cf: cf.name(),
+        message: "column family is not open".into(),
+    })
+}
+
+/// Opens the database in `path` read-write with every column family (existing ones and ours).
+pub(crate) fn open_db(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
+    let db_opts = db_options(options);
+    let cache = Cache::new_lru_cache(options.block_cache);
+    let descriptors = cf_names(&db_opts, path)
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, cf_options(options, &cache)));
+    DB::open_cf_descriptors(&db_opts, path, descriptors).map_err(|e| StoreError::Open {
+        path: path.to_path_buf(),
+        message: e.into_string(),
+    })
+}
+
+/// Opens the database in `path` read-only (writes nothing: works on a full disk), for the readers while a
+/// read-write reopen fails.
+pub(crate) fn open_db_read_only(path: &Path, options: &StoreOptions) -> Result<DB, StoreError> {
+    let db_opts = db_options(options);
+    let cache = Cache::new_lru_cache(options.block_cache);
+    let descriptors = cf_names(&db_opts, path)
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, cf_options(options, &cache)));
+    DB::open_cf_descriptors_read_only(&db_opts, path, descriptors, false).map_err(|e| {
+        StoreError::Open {
+            path: path.to_path_buf(),
+            message: e.into_string(),
+        }
+    })
+}
+
+/// RocksDB must open every existing column family: ours added to whatever is already there.
+fn cf_names(db_opts: &Options, path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = DB::list_cf(db_opts, path).unwrap_or_default();
+    for cf in Cf::ALL {
+        if !names.iter().any(|n| n == cf.name()) {
+            names.push(cf.name().to_owned());
+        }
+    }
+    names
 }
 
 impl Drop for Inner {
@@ -344,13 +457,31 @@ fn db_options(options: &StoreOptions) -> Options {
     o.set_skip_stats_update_on_db_open(true);
     o.set_keep_log_file_num(10);
     o.set_max_total_wal_size(256 << 20);
+    // One memtable budget for all column families (RocksDB's default is 64 MiB per column family and no
+    // total): when reached, the largest memtable is flushed.
+    o.set_db_write_buffer_size(options.memtable_budget);
     o
 }
 
-fn cf_options() -> Options {
+/// Each column family's memtable: a quarter of the budget, at least 1 MiB. RocksDB also wants this much free
+/// space before it clears a "no space" error by itself.
+fn memtable_size(options: &StoreOptions) -> usize {
+    (options.memtable_budget / 4).max(1 << 20)
+}
+
+/// `cache`: one block cache for every column family of the database being opened.
+fn cf_options(options: &StoreOptions, cache: &Cache) -> Options {
     let mut o = Options::default();
     o.set_compression_type(DBCompressionType::Lz4);
     o.set_bottommost_compression_type(DBCompressionType::Zstd);
+    o.set_write_buffer_size(memtable_size(options));
+    // Every column family's blocks, index and filter blocks included, in one cache of fixed size (RocksDB's
+    // default: a cache per column family, index and filter blocks outside any cache).
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    o.set_block_based_table_factory(&table);
     o
 }
 

@@ -4,10 +4,13 @@
 //! already waiting (up to `max_batch_ops` operations) into ONE RocksDB `WriteBatch`, writes it with `sync=true`
 //! (WAL fsync) and only then acknowledges every job of that batch. While one sync runs, new jobs pile up in the
 //! channel and ride the next sync together, so the number of fsyncs grows slower than the number of commits.
+//!
+//! When a write fails with an I/O error (disk full…), the store is degraded: jobs are refused at once and,
+//! between jobs, the writer tries to recover (see [`crate::recovery`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rocksdb::{DB, WriteBatch, WriteOptions};
@@ -16,6 +19,7 @@ use tokio::sync::oneshot;
 use super::batch::{Batch, Op};
 use super::error::StoreError;
 use super::ledger::LedgerWriter;
+use super::recovery::{Degraded, Reopen};
 
 /// One caller's batch and the channel on which its outcome is reported.
 pub(crate) struct Job {
@@ -58,6 +62,10 @@ pub struct StoreStats {
     pub ops: u64,
     /// Group commits that failed.
     pub failed_batches: u64,
+    /// Caller commits refused without a write because the store was degraded (see [`crate::Store::degraded`]).
+    pub refused: u64,
+    /// Times the database was opened again after a write failure.
+    pub reopens: u64,
 }
 
 /// Lock-free counters behind [`StoreStats`].
@@ -67,6 +75,8 @@ pub(crate) struct Counters {
     commits: AtomicU64,
     ops: AtomicU64,
     failed_batches: AtomicU64,
+    refused: AtomicU64,
+    pub(crate) reopens: AtomicU64,
 }
 
 impl Counters {
@@ -76,6 +86,8 @@ impl Counters {
             commits: self.commits.load(Ordering::Relaxed),
             ops: self.ops.load(Ordering::Relaxed),
             failed_batches: self.failed_batches.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            reopens: self.reopens.load(Ordering::Relaxed),
         }
     }
 }
@@ -89,10 +101,29 @@ pub(crate) struct WriterConfig {
 }
 
 /// Runs until every sender of `rx` is dropped (the store is closed).
-pub(crate) fn run(db: Arc<DB>, rx: Receiver<Job>, mut cfg: WriterConfig) {
+///
+/// The writer takes the database handle from `reopen.shared` per group commit and holds no reference
+/// between writes, so that a reopen can close the database.
+pub(crate) fn run(rx: Receiver<Job>, mut cfg: WriterConfig, reopen: Reopen) {
     let mut sync = WriteOptions::default();
     sync.set_sync(true);
-    while let Ok(first) = rx.recv() {
+    let mut degraded: Option<Degraded> = None;
+    loop {
+        if let Some(state) = degraded.as_mut() {
+            match rx.recv_timeout(state.until_next_check()) {
+                Ok(job) => refuse(job, &rx, state, &cfg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            // Checked on time also under a steady stream of refused jobs.
+            if state.until_next_check().is_zero()
+                && reopen.try_recover(state, &mut cfg.ledger, &cfg.counters)
+            {
+                degraded = None;
+            }
+            continue;
+        }
+        let Ok(first) = rx.recv() else { break };
         let mut ops = first.batch.len();
         let mut jobs = vec![first];
         while ops < cfg.max_batch_ops {
@@ -104,20 +135,58 @@ pub(crate) fn run(db: Arc<DB>, rx: Receiver<Job>, mut cfg: WriterConfig) {
                 Err(_) => break,
             }
         }
-        write_group(&db, &sync, jobs, ops, &mut cfg);
+        if let Some(reason) = write_group(reopen.db().as_deref(), &sync, jobs, ops, &mut cfg) {
+            degraded = Some(reopen.degrade(reason));
+        }
     }
     tracing::debug!("store writer: all handles dropped, stopping");
 }
 
-fn write_group(db: &DB, sync: &WriteOptions, jobs: Vec<Job>, ops: usize, cfg: &mut WriterConfig) {
+/// Answers `first` and every job already queued with the degraded store's error, without touching the disk.
+fn refuse(first: Job, rx: &Receiver<Job>, state: &Degraded, cfg: &WriterConfig) {
+    let err = state.error();
+    let mut n = 0u64;
+    for job in std::iter::once(first).chain(rx.try_iter()) {
+        let _ = job.ack.send(Err(err.clone()));
+        n += 1;
+    }
+    cfg.counters.refused.fetch_add(n, Ordering::Relaxed);
+    cfg.counters.commits.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Writes one group and acknowledges its jobs. Returns the cause when the failure means RocksDB refuses
+/// writes from now on (an I/O error: disk full, EIO…), so that the store is degraded.
+fn write_group(
+    db: Option<&DB>,
+    sync: &WriteOptions,
+    jobs: Vec<Job>,
+    ops: usize,
+    cfg: &mut WriterConfig,
+) -> Option<String> {
     let mut payload_bytes = 0;
     let started = Instant::now();
     // Leaf indices are handed out while building; a failed write must give them back.
     let before = cfg.ledger.frontier.clone();
-    let result = build(db, &jobs, &mut payload_bytes, &mut cfg.ledger).and_then(|wb| {
-        db.write_opt(wb, sync)
-            .map_err(|e| StoreError::Write(e.into_string()))
-    });
+    let mut degrade = None;
+    let result = match db {
+        // Only after a failed reopen (no read-write handle): the writer is degraded then and never gets here.
+        None => {
+            let message = "the database is not open (a reopen failed)".to_string();
+            degrade = Some(message.clone());
+            Err(StoreError::Write(message))
+        }
+        Some(db) => build(db, &jobs, &mut payload_bytes, &mut cfg.ledger).and_then(|wb| {
+            db.write_opt(wb, sync).map_err(|e| {
+                if matches!(
+                    e.kind(),
+                    rocksdb::ErrorKind::IOError | rocksdb::ErrorKind::Corruption
+                ) {
+                    degrade = Some(e.clone().into_string());
+                }
+                StoreError::Write(e.into_string())
+            })
+        }),
+    };
     match &result {
         Ok(()) => cfg.ledger.publish(),
         Err(_) => cfg.ledger.frontier = before,
@@ -145,6 +214,7 @@ fn write_group(db: &DB, sync: &WriteOptions, jobs: Vec<Job>, ops: usize, cfg: &m
         // A caller that gave up (dropped its future) no longer listens; its write is durable anyway.
         let _ = job.ack.send(result.clone());
     }
+    degrade
 }
 
 fn build(
