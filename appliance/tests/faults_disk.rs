@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use esigd_testkit::onetime_env::OneTimeEnv;
+use esigd_testkit::tsa_pki_status;
 use sha2::{Digest, Sha256};
 
 /// A tmpfs mounted by this test; unmounted (and its mount point removed) on drop.
@@ -75,34 +76,6 @@ fn sign(env: &OneTimeEnv, n: usize) -> (u16, bool, Option<String>, Duration, Str
     (r.status, retry, id, took, r.message())
 }
 
-/// The PKIStatus of a DER TimeStampResp (`SEQUENCE { SEQUENCE { INTEGER status, ... }, ... }`).
-fn tsa_status(der: &[u8]) -> Option<u8> {
-    fn header(d: &[u8]) -> Option<(u8, usize)> {
-        let tag = *d.first()?;
-        let l = *d.get(1)?;
-        let hl = if l < 0x80 {
-            2
-        } else {
-            2 + usize::from(l & 0x7f)
-        };
-        Some((tag, hl))
-    }
-    let (t, h) = header(der)?;
-    if t != 0x30 {
-        return None;
-    }
-    let inner = der.get(h..)?;
-    let (t, h2) = header(inner)?;
-    if t != 0x30 {
-        return None;
-    }
-    let int = inner.get(h2..)?;
-    if int.first() != Some(&0x02) || int.get(1) != Some(&1) {
-        return None;
-    }
-    int.get(2).copied()
-}
-
 /// One `POST /tsa`: (HTTP status, PKIStatus, has Retry-After, took).
 fn timestamp(env: &OneTimeEnv, query: &Path) -> (u16, Option<u8>, bool, Duration) {
     let t0 = Instant::now();
@@ -128,7 +101,7 @@ fn timestamp(env: &OneTimeEnv, query: &Path) -> (u16, Option<u8>, bool, Duration
         .unwrap_or(0);
     (
         code,
-        tsa_status(&raw[split..]),
+        tsa_pki_status(&raw[split..]),
         head.contains("retry-after:"),
         took,
     )

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use esigd_testkit::onetime_env::OneTimeEnv;
+use esigd_testkit::tsa_pki_status;
 use sha2::{Digest, Sha256};
 
 /// What one probe request got.
@@ -73,35 +74,6 @@ fn onetime(env: &OneTimeEnv, n: usize) -> Probe {
     Probe { outcome, took }
 }
 
-/// The PKIStatus of a DER TimeStampResp (`SEQUENCE { SEQUENCE { INTEGER status, ... }, ... }`).
-fn tsa_status(der: &[u8]) -> Option<u8> {
-    fn header(d: &[u8]) -> Option<(u8, usize)> {
-        // (tag, header length); the content follows.
-        let tag = *d.first()?;
-        let l = *d.get(1)?;
-        let hl = if l < 0x80 {
-            2
-        } else {
-            2 + usize::from(l & 0x7f)
-        };
-        Some((tag, hl))
-    }
-    let (t, h) = header(der)?;
-    if t != 0x30 {
-        return None;
-    }
-    let inner = der.get(h..)?;
-    let (t, h2) = header(inner)?;
-    if t != 0x30 {
-        return None;
-    }
-    let int = inner.get(h2..)?;
-    if int.first() != Some(&0x02) || int.get(1) != Some(&1) {
-        return None;
-    }
-    int.get(2).copied()
-}
-
 fn timestamp(env: &OneTimeEnv, query: &Path) -> Probe {
     let t0 = Instant::now();
     let o = Command::new("curl")
@@ -125,7 +97,7 @@ fn timestamp(env: &OneTimeEnv, query: &Path) -> Probe {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let outcome = match (code, tsa_status(body)) {
+    let outcome = match (code, tsa_pki_status(body)) {
         (200, Some(0 | 1)) => Outcome::Ok,
         (200, Some(2)) => Outcome::Rejected,
         (503, _) if head.contains("retry-after:") => Outcome::Unavailable,

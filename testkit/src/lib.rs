@@ -133,6 +133,29 @@ pub fn curl(args: &[&str]) -> (u16, Vec<u8>) {
     (code, body[..split].to_vec())
 }
 
+/// The PKIStatus (RFC 3161 §2.4.2: 0 granted, 1 grantedWithMods, 2 rejection, …) of a DER
+/// TimeStampResp, or `None` when `der` is not one. Decoded with `der` against the RFC's outline
+/// (`SEQUENCE { SEQUENCE { INTEGER status, … }, token OPTIONAL }`); x509-tsp 0.1 is not used
+/// because its failInfo flags (cmpv2 0.2) decode bit 0 as two flags and refuse high bits.
+pub fn tsa_pki_status(der: &[u8]) -> Option<u8> {
+    use der::{Decode, Reader, SliceReader};
+    let mut reader = SliceReader::new(der).ok()?;
+    let status = reader
+        .sequence(|resp| {
+            let status = resp.sequence(|info| {
+                let status = u8::decode(info)?;
+                while !info.is_finished() {
+                    der::Any::decode(info)?;
+                }
+                Ok(status)
+            })?;
+            Option::<der::Any>::decode(resp)?;
+            Ok(status)
+        })
+        .ok()?;
+    reader.finish(status).ok()
+}
+
 /// A running `esigd serve`; killed on drop.
 pub struct Daemon {
     child: Child,
