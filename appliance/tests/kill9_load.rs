@@ -227,9 +227,9 @@ fn kill9_at_random_points_under_load_loses_and_repeats_nothing() {
 
 /// The short soak (the CI form of `benches/soak.rs`): the mixed load paced at half the probed maximum for
 /// `ESIGD_SOAK_MINUTES` (default 2), a sample every 10 s; fails when RSS or open fds trend upwards or p99
-/// drifts (the checks and limits of `esigd_testkit::soak`). Two minutes cannot tell RocksDB's memtables
-/// filling (measured: about 7.5 MiB/min of RSS at ~140 requests/s, the write buffers are 64 MiB per column
-/// family) from a leak, so the RSS limit here is `ESIGD_SOAK_RSS_KIB_PER_MIN`, default 16384 KiB/min: it
+/// drifts (the checks and limits of `esigd_testkit::soak`). Two minutes cannot tell RocksDB's memtables and
+/// block cache filling up to their bounds (`[store] memtable_budget_mib` 32 + `block_cache_mib` 16 by
+/// default) from a leak, so the RSS limit here is `ESIGD_SOAK_RSS_KIB_PER_MIN`, default 16384 KiB/min: it
 /// catches gross leaks (several KiB per request); the long run of `benches/soak.rs` is the real check.
 #[test]
 fn soak_at_half_load_keeps_rss_fds_and_p99_flat() {
