@@ -19,14 +19,13 @@
 //! restart would.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use rocksdb::{DB, WriteOptions};
 
 use crate::ledger::{self, LedgerWriter};
-use crate::writer::Counters;
 use crate::{Cf, Shared, StoreError, StoreOptions, open_db, open_db_read_only};
 
 /// How often a degraded store checks whether it can write again.
@@ -108,7 +107,7 @@ impl Reopen {
         &self,
         state: &mut Degraded,
         ledger: &mut LedgerWriter,
-        counters: &Counters,
+        reopens: &AtomicU64,
     ) -> bool {
         let now = Instant::now();
         state.next_check = now + CHECK_INTERVAL;
@@ -140,7 +139,7 @@ impl Reopen {
         state.attempts += 1;
         match self.reopen(ledger) {
             Ok(()) => {
-                counters.reopens.fetch_add(1, Ordering::Relaxed);
+                reopens.fetch_add(1, Ordering::Relaxed);
                 self.recovered(state, "database reopened");
                 true
             }

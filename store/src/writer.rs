@@ -117,7 +117,7 @@ pub(crate) fn run(rx: Receiver<Job>, mut cfg: WriterConfig, reopen: Reopen) {
             }
             // Checked on time also under a steady stream of refused jobs.
             if state.until_next_check().is_zero()
-                && reopen.try_recover(state, &mut cfg.ledger, &cfg.counters)
+                && reopen.try_recover(state, &mut cfg.ledger, &cfg.counters.reopens)
             {
                 degraded = None;
             }
